@@ -1,0 +1,13 @@
+"""Errors a user can act on: each names the file, row or field at fault."""
+
+
+class UdasaError(Exception):
+    """Base class for errors shown to the user without a traceback."""
+
+
+class DataError(UdasaError):
+    """A dataset file or source is malformed, empty, or lacks a needed column."""
+
+
+class ConfigError(UdasaError):
+    """A configuration field is invalid."""
