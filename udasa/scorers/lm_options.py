@@ -1,0 +1,57 @@
+"""Option probabilities from a causal LM: P("A") vs P("B") as the next token after a prompt.
+
+Used by the policy-as-judge scorers (zero-shot NLI, harmless/harmful self-judgement). Option
+token ids are looked up from the tokenizer, never hard-coded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+PROMPT_DIR = Path(__file__).resolve().parents[1] / "resources" / "judge_prompts"
+
+
+def read_prompt(name: str) -> str:
+    return (PROMPT_DIR / name).read_text(encoding="utf-8")
+
+
+def option_token_ids(tokenizer, options: list[str]) -> list[int]:
+    """The single token id of each option letter as it follows "(" in the answer prefix."""
+    ids = []
+    for opt in options:
+        toks = tokenizer.encode(opt, add_special_tokens=False)
+        if len(toks) != 1:
+            raise ValueError(f"option {opt!r} is not a single token for this tokenizer: {toks}")
+        ids.append(toks[0])
+    return ids
+
+
+def chat_prefix(tokenizer, user_text: str, answer_prefix: str) -> str:
+    """The chat-formatted user turn followed by the start of the assistant's answer."""
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+    else:
+        text = user_text + "\n"
+    return text + answer_prefix
+
+
+@torch.inference_mode()
+def option_probs(model, tokenizer, texts: list[str], options: list[str],
+                 batch_size: int = 8, max_length: int = 1024) -> torch.Tensor:
+    """Normalised next-token probabilities over `options` for each text: shape (len(texts), K)."""
+    ids = torch.tensor(option_token_ids(tokenizer, options))
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the next token is read at the last position
+    try:
+        rows = []
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
+                            truncation=True, max_length=max_length, add_special_tokens=False)
+            logits = model(**enc.to(model.device)).logits[:, -1, :].float()
+            rows.append(torch.softmax(logits[:, ids.to(logits.device)], dim=-1).cpu())
+        return torch.cat(rows) if rows else torch.empty(0, len(options))
+    finally:
+        tokenizer.padding_side = side

@@ -1,0 +1,208 @@
+"""The workspace store: one SQLite file (WAL) through sqlite-utils; the only module that speaks SQL.
+
+Rows are keyed by content (prompt text, generation settings, sample index, scorer name and
+version), so writing the same thing twice is a no-op and a resumed run does only missing work.
+Each batch is written in one transaction: a killed run never leaves half a batch behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from udasa.records import Prompt
+
+SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
+    "runs": ({"id": str, "name": str, "created_at": str, "updated_at": str, "status": str,
+              "config": str, "manifest": str, "summary": str}, "id"),
+    "prompts": ({"id": str, "text": str, "source": str, "origin": str, "category": str,
+                 "meta": str}, "id"),
+    "run_prompts": ({"run_id": str, "prompt_id": str, "position": int},
+                    ("run_id", "prompt_id")),
+    "responses": ({"id": str, "gen_key": str, "prompt_id": str, "sample_index": int,
+                   "text": str, "model": str, "created_at": str}, "id"),
+    "prompt_events": ({"gen_key": str, "prompt_id": str, "step": str, "kind": str,
+                       "reason": str, "created_at": str}, ("gen_key", "prompt_id", "step")),
+    "scores": ({"response_id": str, "axis": str, "scorer": str, "version": str,
+                "value": float, "details": str}, ("response_id", "axis", "scorer", "version")),
+    "fused": ({"run_id": str, "response_id": str, "prompt_id": str, "u": float,
+               "weights": str, "components": str}, ("run_id", "response_id")),
+    "pairs": ({"run_id": str, "prompt_id": str, "chosen_id": str, "rejected_id": str,
+               "u_chosen": float, "u_rejected": float, "delta": float, "stage": int},
+              ("run_id", "prompt_id", "chosen_id", "rejected_id")),
+    "stages": ({"run_id": str, "stage": int, "name": str, "lo": float, "hi": float,
+                "count": int}, ("run_id", "stage")),
+}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """A workspace's SQLite store. Create with `Store(workspace_dir)`."""
+
+    FILENAME = "udasa.sqlite"
+
+    def __init__(self, workspace: str | Path):
+        self.workspace = Path(workspace)
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.path = self.workspace / self.FILENAME
+        self.db = sqlite_utils.Database(self.path)
+        self.db.conn.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        for name, (columns, pk) in SCHEMA.items():
+            self.db[name].create(columns, pk=pk, if_not_exists=True)
+        self.db["responses"].create_index(["gen_key", "prompt_id"], if_not_exists=True)
+        self.db["scores"].create_index(["response_id"], if_not_exists=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all."""
+        with self.db.conn:
+            yield
+
+    def _insert(self, table: str, rows: Iterable[dict[str, Any]], replace: bool = False) -> None:
+        rows = list(rows)
+        if rows:
+            with self.transaction():
+                self.db[table].insert_all(rows, replace=replace, ignore=not replace)
+
+    # runs ------------------------------------------------------------------------------
+    def upsert_run(self, run_id: str, name: str, config: dict, manifest: dict) -> None:
+        existing = self.get_run(run_id)
+        row = {"id": run_id, "name": name, "config": json.dumps(config, sort_keys=True),
+               "manifest": json.dumps(manifest, sort_keys=True), "updated_at": now(),
+               "created_at": existing["created_at"] if existing else now(),
+               "status": existing["status"] if existing else "started",
+               "summary": existing["summary"] if existing else "{}"}
+        self._insert("runs", [row], replace=True)
+
+    def set_run_status(self, run_id: str, status: str, summary: dict | None = None) -> None:
+        update: dict[str, Any] = {"status": status, "updated_at": now()}
+        if summary is not None:
+            update["summary"] = json.dumps(summary, sort_keys=True)
+        with self.transaction():
+            self.db["runs"].update(run_id, update)
+
+    def get_run(self, run_id: str) -> dict | None:
+        rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
+        return rows[0] if rows else None
+
+    def latest_run(self) -> dict | None:
+        rows = list(self.db["runs"].rows_where(order_by="updated_at desc, rowid desc", limit=1))
+        return rows[0] if rows else None
+
+    def runs(self) -> list[dict]:
+        return list(self.db["runs"].rows_where(order_by="updated_at desc"))
+
+    # prompts ---------------------------------------------------------------------------
+    def add_prompts(self, run_id: str, prompts: list[Prompt]) -> None:
+        """Record the run's prompts (and their order) in one transaction."""
+        with self.transaction():
+            self.db["prompts"].insert_all(
+                ({"id": p.id, "text": p.text, "source": p.source, "origin": p.origin,
+                  "category": p.category, "meta": json.dumps(p.meta)} for p in prompts),
+                ignore=True)
+            self.db["run_prompts"].insert_all(
+                ({"run_id": run_id, "prompt_id": p.id, "position": i}
+                 for i, p in enumerate(prompts)), replace=True)
+
+    def run_prompts(self, run_id: str) -> list[dict]:
+        return list(self.db.query(
+            "select p.* from run_prompts r join prompts p on p.id = r.prompt_id "
+            "where r.run_id = ? order by r.position", [run_id]))
+
+    # responses -------------------------------------------------------------------------
+    def add_responses(self, rows: list[dict]) -> None:
+        for row in rows:
+            row.setdefault("created_at", now())
+        self._insert("responses", rows)
+
+    def responses(self, gen_key: str, prompt_ids: list[str] | None = None) -> list[dict]:
+        sql = "select * from responses where gen_key = ?"
+        rows = list(self.db.query(sql + " order by prompt_id, sample_index", [gen_key]))
+        if prompt_ids is not None:
+            keep = set(prompt_ids)
+            rows = [r for r in rows if r["prompt_id"] in keep]
+        return rows
+
+    def generated_prompt_ids(self, gen_key: str) -> set[str]:
+        return {r["prompt_id"] for r in self.db.query(
+            "select distinct prompt_id from responses where gen_key = ?", [gen_key])}
+
+    # per-prompt events: skips and errors (e.g. prompt too long, unparseable list output) --
+    def add_prompt_event(self, gen_key: str, prompt_id: str, step: str, kind: str,
+                         reason: str) -> None:
+        self._insert("prompt_events", [{"gen_key": gen_key, "prompt_id": prompt_id, "step": step,
+                                        "kind": kind, "reason": reason, "created_at": now()}],
+                     replace=True)
+
+    def prompt_events(self, gen_key: str) -> list[dict]:
+        return list(self.db["prompt_events"].rows_where("gen_key = ?", [gen_key]))
+
+    # scores ----------------------------------------------------------------------------
+    def add_scores(self, rows: list[dict]) -> None:
+        for row in rows:
+            row["details"] = json.dumps(row.get("details") or {})
+        self._insert("scores", rows)
+
+    def scored_response_ids(self, axis: str, scorer: str, version: str) -> set[str]:
+        return {r["response_id"] for r in self.db.query(
+            "select response_id from scores where axis = ? and scorer = ? and version = ?",
+            [axis, scorer, version])}
+
+    def scores(self, response_ids: list[str], axis: str, scorer: str,
+               version: str) -> dict[str, dict]:
+        wanted = set(response_ids)
+        return {r["response_id"]: r for r in self.db.query(
+            "select * from scores where axis = ? and scorer = ? and version = ?",
+            [axis, scorer, version]) if r["response_id"] in wanted}
+
+    # fusion, pairs, stages (derived; cheap to recompute, replaced as a whole per run) ---
+    def replace_pairs(self, run_id: str, fused: list[dict], pairs: list[dict]) -> None:
+        """Fused scores and pairs of a run, swapped in one transaction (stages cleared)."""
+        with self.transaction():
+            for table in ("fused", "pairs", "stages"):
+                self.db.execute(f"delete from {table} where run_id = ?", [run_id])
+            self.db["fused"].insert_all(fused)
+            self.db["pairs"].insert_all(pairs)
+
+    def replace_stages(self, run_id: str, stage_of: dict[tuple[str, str, str], int],
+                       stages: list[dict]) -> None:
+        """Set each pair's stage (keyed by prompt, chosen, rejected) and the stage table."""
+        with self.transaction():
+            self.db.execute("delete from stages where run_id = ?", [run_id])
+            self.db["stages"].insert_all(stages)
+            self.db.conn.executemany(
+                "update pairs set stage = ? where run_id = ? and prompt_id = ? "
+                "and chosen_id = ? and rejected_id = ?",
+                [(s, run_id, *key) for key, s in stage_of.items()])
+
+    def fused(self, run_id: str) -> list[dict]:
+        return list(self.db["fused"].rows_where("run_id = ?", [run_id]))
+
+    def pairs(self, run_id: str, stage: int | None = None) -> list[dict]:
+        """Pairs joined with prompt and response texts, largest delta first."""
+        sql = ("select pa.*, p.text as prompt, c.text as chosen, r.text as rejected "
+               "from pairs pa join prompts p on p.id = pa.prompt_id "
+               "join responses c on c.id = pa.chosen_id join responses r on r.id = pa.rejected_id "
+               "where pa.run_id = ?")
+        args: list[Any] = [run_id]
+        if stage is not None:
+            sql += " and pa.stage = ?"
+            args.append(stage)
+        return list(self.db.query(sql + " order by pa.delta desc, pa.prompt_id", args))
+
+    def stages(self, run_id: str) -> list[dict]:
+        return list(self.db["stages"].rows_where("run_id = ?", [run_id], order_by="stage"))
+
