@@ -112,7 +112,7 @@ def cmd_export(args):
     if not run_id:
         raise UdasaError(f"no runs in {store.path}: run `udasa run` first")
     for path in export_pairs(store, run_id, args.out):
-        lines = sum(1 for _ in open(path, encoding="utf-8"))
+        lines = len(path.read_text(encoding="utf-8").splitlines())
         console.print(f"{path}: {lines} pairs")
 
 

@@ -7,6 +7,7 @@ wrong types are errors that name the field (``scoring.value.nmae: unknown field`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ class RunConfig:
         _check(c.schedule in ("disjoint", "cumulative"), "curriculum.schedule",
                "must be disjoint or cumulative")
         t = c.thresholds
-        _check(all(a < b for a, b in zip(t, t[1:])), "curriculum.thresholds",
+        _check(all(a < b for a, b in itertools.pairwise(t)), "curriculum.thresholds",
                f"must be strictly increasing, got {t}")
         _check(c.mode == "quantile" or all(0 <= x <= 1 for x in t), "curriculum.thresholds",
                f"fixed thresholds must lie in [0, 1], got {t}")

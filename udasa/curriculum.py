@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,10 +47,13 @@ def resolve_thresholds(cfg: CurriculumConfig, deltas: Sequence[float]) -> list[f
 
 
 def make_stages(thresholds: Sequence[float]) -> list[Stage]:
-    """K-1 increasing thresholds -> K stages, largest delta first (conservative -> exploratory)."""
+    """K-1 thresholds -> K stages, largest delta first (conservative -> exploratory).
+
+    Equal neighbours (quantile cuts of tied deltas) give an empty stage, which is skipped.
+    """
     t = list(thresholds)
-    if any(a >= b for a, b in zip(t, t[1:])):
-        raise ConfigError(f"curriculum.thresholds: must be strictly increasing, got {t}")
+    if any(a > b for a, b in itertools.pairwise(t)):
+        raise ConfigError(f"curriculum.thresholds: must be increasing, got {t}")
     bounds = [float("-inf"), *t, float("inf")]
     names = stage_names(len(t) + 1)
     return [

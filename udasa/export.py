@@ -42,8 +42,7 @@ def export_pairs(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
         path = out / f"stage-{st['stage']}-{st['name']}.jsonl"
         tmp = path.with_suffix(".jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            for i in members:
-                f.write(json.dumps(dpo_row(pairs[i], conversational), ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(dpo_row(pairs[i], conversational), ensure_ascii=False) + "\n" for i in members)
         tmp.replace(path)
         written.append(path)
     return written

