@@ -122,6 +122,9 @@ class RunConfig:
         _check(bool(f.axes) and set(f.axes) <= set(AXES), "fusion.axes",
                f"must be a non-empty subset of {list(AXES)}")
         _check(set(f.weights) <= set(AXES), "fusion.weights", f"keys must be among {list(AXES)}")
+        _check(all(w >= 0 for w in f.weights.values()), "fusion.weights", "must be >= 0")
+        _check(f.method != "fixed" or sum(f.weights.get(a, 0.0) for a in f.axes) > 0,
+               "fusion.weights", "must sum to > 0 over fusion.axes")
         _check(self.pairs.rejected in ("random", "max", "all"), "pairs.rejected",
                "must be random, max or all")
         _check(c.mode in ("fixed", "quantile"), "curriculum.mode", "must be fixed or quantile")
@@ -145,12 +148,16 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(names))})")
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(fields))})")
+        default = fields[key].default_factory
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict) and \
+                default is not dataclasses.MISSING:
+            value = dataclasses.asdict(default()) | value  # a partial section keeps its defaults
         kwargs[key] = _coerce(hints[key], value, where)
     try:
         return cls(**kwargs)
@@ -199,6 +206,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got "
+                          f"{type(data).__name__}")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:

@@ -19,10 +19,10 @@ def pairwise_cosine(emb: np.ndarray) -> np.ndarray:
 
 
 def prompt_semantic_uncertainty(sim: np.ndarray) -> float:
-    """Eq. 1-2: U_sem = 1 - S, S = 2 / (N(N-1)) * sum_{i<j} cos(e_i, e_j)."""
+    """Eq. 1-2: U_sem = 1 - S, S = 2 / (N(N-1)) * sum_{i<j} cos(e_i, e_j), clipped to [0, 1]."""
     n = sim.shape[0]
     upper = sim[np.triu_indices(n, k=1)]
-    return float(1.0 - upper.mean())
+    return float(np.clip(1.0 - upper.mean(), 0.0, 1.0))
 
 
 def response_semantic_uncertainty(sim: np.ndarray) -> np.ndarray:
