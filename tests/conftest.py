@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/openai_server.py
 
-from udasa.config import load_config  # noqa: E402
+from udasa.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from udasa.config import RunConfig, load_config
 from udasa.errors import UdasaError
 
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line (copyable)
 DEFAULT_CONFIG = Path("configs/cpu-demo.yaml")
 DEFAULT_WORKSPACE = Path("udasa-workspace")
 
