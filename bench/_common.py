@@ -42,6 +42,70 @@ def environment() -> dict:
     }
 
 
+def busy_processes(interval: float = 0.5, threshold: float = 0.2) -> list[dict]:
+    """Other processes using >= `threshold` of a CPU over `interval` s (read from /proc; the
+    machine is shared, and anything busy here skews every timing)."""
+    def sample() -> dict[int, tuple[str, int]]:
+        out = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(d.name)] = (comm, int(fields[11]) + int(fields[12]))
+        return out
+
+    tick = os.sysconf("SC_CLK_TCK")
+    a = sample()
+    time.sleep(interval)
+    b = sample()
+    busy = []
+    for pid, (comm, t) in b.items():
+        if pid in a:
+            share = (t - a[pid][1]) / tick / interval
+            if share >= threshold:
+                busy.append({"pid": pid, "comm": comm, "cpu": round(share, 2)})
+    return busy
+
+
+def parallel_op_latency_us(n: int = 65536, runs: int = 50) -> float:
+    """Median time of one element-wise add large enough for torch to run it on all its
+    threads: ~10 us on idle cores; ~8000 us when the OpenMP workers have to wait for a
+    CPU held by another process."""
+    import torch
+
+    x = torch.randn(n)
+    for _ in range(3):
+        x + x
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        x + x
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2] * 1e6
+
+
+def machine_state() -> dict:
+    """What else is running, load average, and the intra-op parallel latency right now."""
+    busy = busy_processes()
+    state = {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "busy_others": busy,
+             "parallel_op_us": round(parallel_op_latency_us(), 1)}
+    state["quiet"] = not busy and state["parallel_op_us"] < 1000
+    return state
+
+
+def warn_if_busy(state: dict, label: str) -> None:
+    if not state["quiet"]:
+        names = ", ".join(f"{b['comm']}({b['cpu']:.0%})" for b in state["busy_others"]) or "none"
+        print(f"WARNING [{label}]: machine not quiet: other busy processes: {names}; "
+              f"parallel op {state['parallel_op_us']:.0f} us. Timings will be slow and noisy "
+              "(see bench/README.md).", flush=True)
+
+
 def write_results(stem: str, data: dict, markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(data, indent=2) + "\n"), (".md", markdown)):
@@ -66,9 +130,10 @@ def md_table(header: list[str], rows: list[list]) -> str:
 
 # --- deterministic synthetic responses ----------------------------------------------------
 
-_STOP = frozenset("""a an the of to in on for with and or but is are be do does how what why
+_STOP_WORDS = """a an the of to in on for with and or but is are be do does how what why
 when where which who me my your you i it its this that these those about write give explain
-tell make short one two three some can should would could please""".split())
+tell make short one two three some can should would could please"""
+_STOP = frozenset(_STOP_WORDS.split())
 
 _OPENERS = [
     "Sure, here is a short answer.", "That is a good question.", "Here is what I would suggest.",

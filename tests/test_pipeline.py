@@ -128,7 +128,7 @@ def test_export_pairs_loads_into_trl_dpo_trainer(finished, tmp_path):
     ref = LlamaForCausalLM(model.config)
     ref.load_state_dict(model.state_dict())
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2,
-                     use_cpu=True, bf16=False, gradient_checkpointing=False, report_to=[],
+                     use_cpu=True, bf16=False, activation_checkpointing=False, report_to=[],
                      max_length=256, logging_steps=1, save_strategy="no")
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data,
                          processing_class=tok)

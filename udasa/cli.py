@@ -32,7 +32,9 @@ def _pipeline(args: argparse.Namespace):
 
 
 def _report(step: str, rep) -> None:
-    console.print(f"[bold]{step}[/]: {rep.done} done, {rep.reused} reused, {rep.skipped} skipped")
+    unit = "stages" if step == "train" else ""
+    console.print(f"[bold]{step}[/]: {rep.done} {unit} done, {rep.reused} reused, "
+                  f"{rep.skipped} skipped".replace("  ", " "))
     for note in rep.notes[:10]:
         console.print(f"  [yellow]{note}[/]")
     if len(rep.notes) > 10:
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("generate", "draw N responses per prompt"),
                        ("score", "score responses on the three uncertainty axes"),
                        ("pairs", "fuse scores and build preference pairs"),
-                       ("stages", "assign pairs to curriculum stages")):
+                       ("stages", "assign pairs to curriculum stages"),
+                       ("train", "phased DPO on the stored pairs, stage after stage")):
         common(sub.add_parser(name, help=text)).set_defaults(fn=cmd_step)
     exp = sub.add_parser("export-pairs", help="write each stage's pairs as DPO-ready JSONL")
     exp.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)

@@ -96,6 +96,36 @@ class CurriculumConfig:
 
 
 @dataclass
+class TrainingConfig:
+    """SPEC §6: phased DPO, one TRL DPOTrainer run per stage. Defaults are the paper's."""
+
+    enabled: bool = True  # `udasa run` trains after staging when true
+    model: str | None = None  # the policy to train; default generation.model
+    reference: str = "initial"  # initial (paper) | previous (the previous stage's policy)
+    beta: float = 0.1
+    learning_rate_first: float = 3e-6  # stage 1
+    learning_rate: float = 5e-6  # later stages
+    warmup_steps: int = 500  # per stage, linear from 0, clamped to the stage's length
+    decay_fraction: float = 0.1  # linear decay to 0 over the last fraction of each stage
+    max_steps: int = 3000  # per stage (and at most `epochs` passes)
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 1024  # prompt + response tokens
+    too_long: str = "truncate"  # truncate | drop (pairs over max_length)
+    eval_fraction: float = 0.1  # held-out pairs per stage, for early stopping
+    eval_steps: int = 100
+    patience: int = 3  # evaluations without held-out loss improvement before stopping
+    saturation: float = 0.98  # stop when held-out reward accuracy reaches this
+    last_stage_beta: float | None = None  # extra KL regularisation in the last stage
+    last_stage_nll: float = 0.0  # weight of an NLL (RPO) term on chosen in the last stage
+    precompute_ref: bool = True  # reference log-probs once per pair (stored), not every step
+    bf16: bool = False
+    device: str = "cpu"  # cpu | cuda | auto (accelerate decides)
+    save_checkpoints: bool = True
+
+
+@dataclass
 class RunConfig:
     """The whole pipeline's configuration (the YAML file's top level)."""
 
@@ -107,6 +137,7 @@ class RunConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     pairs: PairConfig = field(default_factory=PairConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first invalid field."""
@@ -135,6 +166,27 @@ class RunConfig:
                f"must be strictly increasing, got {t}")
         _check(c.mode == "quantile" or all(0 <= x <= 1 for x in t), "curriculum.thresholds",
                f"fixed thresholds must lie in [0, 1], got {t}")
+        tr = self.training
+        _check(tr.reference in ("initial", "previous"), "training.reference",
+               "must be initial or previous")
+        _check(tr.learning_rate_first > 0, "training.learning_rate_first", "must be > 0")
+        _check(tr.learning_rate > 0, "training.learning_rate", "must be > 0")
+        _check(tr.beta > 0, "training.beta", "must be > 0")
+        _check(tr.last_stage_beta is None or tr.last_stage_beta > 0, "training.last_stage_beta",
+               "must be > 0")
+        _check(tr.last_stage_nll >= 0, "training.last_stage_nll", "must be >= 0")
+        _check(tr.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
+        _check(0 <= tr.decay_fraction <= 1, "training.decay_fraction", "must lie in [0, 1]")
+        _check(tr.max_steps > 0 and tr.epochs > 0, "training.max_steps",
+               "max_steps and epochs must be > 0")
+        _check(tr.batch_size > 0 and tr.grad_accum > 0, "training.batch_size",
+               "batch_size and grad_accum must be > 0")
+        _check(tr.max_length >= 16, "training.max_length", "must be >= 16")
+        _check(tr.too_long in ("truncate", "drop"), "training.too_long",
+               "must be truncate or drop")
+        _check(0 <= tr.eval_fraction < 1, "training.eval_fraction", "must lie in [0, 1)")
+        _check(tr.patience >= 1 and tr.eval_steps >= 1, "training.patience",
+               "patience and eval_steps must be >= 1")
         return self
 
 
@@ -197,15 +249,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML config (or the defaults), apply `key.sub=value` overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got "
                           f"{type(data).__name__}")
@@ -221,6 +265,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         node[parts[-1]] = yaml.safe_load(raw)
     return from_dict(RunConfig, data).validate()
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """Read a YAML config; a top-level `base: other.yaml` (relative to it) is merged under it."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if isinstance(data, dict) and "base" in data:
+        base = _read_yaml(path.parent / str(data.pop("base")), (*seen, path.resolve()))
+        data = _deep_merge(base, data)
+    return data
+
+
+def _deep_merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        return {k: _deep_merge(base[k], v) if k in base else v for k, v in top.items()} | {
+            k: v for k, v in base.items() if k not in top}
+    return top
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -35,10 +35,14 @@ def build_pairs(
     """Chosen = argmin u (first on ties); rejected drawn per `rejected` (random | max | all).
 
     The random draw is seeded by (seed, prompt_id) alone, so the result does not depend on
-    the order prompts are processed in (a resumed run gets the same pairs). Pairs with
-    delta == 0 or identical texts are dropped and counted in `drops`.
+    the order prompts are processed in (a resumed run gets the same pairs). Empty responses
+    are left out; pairs with delta == 0 or identical texts are dropped; all counted in `drops`.
     """
     drops = drops if drops is not None else Counter()
+    empty = [c for c in candidates if not c.text.strip()]
+    if empty:
+        drops["empty response"] += len(empty)
+        candidates = [c for c in candidates if c.text.strip()]
     if len(candidates) < 2:
         drops["fewer than 2 responses"] += 1
         return []

@@ -45,8 +45,18 @@ PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-lea
 
 
 def run_id_of(cfg: RunConfig) -> str:
-    """A run is its whole configuration: the same config resumes the same run."""
-    return content_key(json.dumps(to_dict(cfg), sort_keys=True))
+    """A run is its configuration up to the pairs: the same config resumes the same run.
+
+    Training settings are left out: they key the checkpoints instead (`train_key_of`), so one
+    set of pairs can be trained several ways.
+    """
+    data = to_dict(cfg)
+    data.pop("training")
+    return content_key(json.dumps(data, sort_keys=True))
+
+
+def train_key_of(cfg: RunConfig) -> str:
+    return content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
 
 
 def gen_key_of(cfg: RunConfig) -> str:
@@ -241,9 +251,42 @@ class Pipeline:
         summary = json.loads(run["summary"] or "{}") | extra
         self.store.set_run_status(self.run_id, run["status"], summary)
 
+    # step 5: phased DPO ------------------------------------------------------------------
+    def train(self) -> StepReport:
+        """SPEC §6: one DPO run per stage, conservative -> exploratory; checkpoint after each."""
+        from udasa.plots import training_curves
+        from udasa.training import CurriculumTrainer
+
+        tr = self.cfg.training
+        policy = tr.model or self.cfg.generation.model
+        if tr.model is None and self.cfg.generation.backend == "openai":
+            raise UdasaError("training.model: the policy was generated through an API; name a "
+                             "local path or hub id to train")
+        train_key = train_key_of(self.cfg)
+        trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
+                                    self.cfg.curriculum.schedule, self.cfg.seed,
+                                    self.workspace / "checkpoints" / self.run_id / train_key)
+        results = trainer.train(progress=log.warning)
+        report = StepReport(done=sum(1 for r in results if r.steps),
+                            skipped=sum(1 for r in results if not r.steps))
+        for r in results:
+            report.notes.append(f"stage {r.stage} ({r.name}): {r.pairs} pairs, {r.steps} steps"
+                                + (f", stopped early: {r.stopped}" if r.stopped else "")
+                                + (f" -> {r.checkpoint}" if r.checkpoint else ""))
+        logs = self.store.train_logs(self.run_id, train_key)
+        if logs:
+            names = {s["stage"]: s["name"] for s in self.store.stages(self.run_id)}
+            plot = training_curves(logs, names, self.workspace / "plots" /
+                                   f"training_{self.run_id}_{train_key}.png")
+            report.notes.append(f"training curves: {plot.resolve()}")
+        self.store.set_run_status(self.run_id, "trained")
+        return report
+
     def run_all(self) -> dict[str, StepReport]:
-        """All four steps, then mark the run done."""
+        """All steps: generate, score, pairs, stages, and train when training.enabled."""
         reports = {"generate": self.generate(), "score": self.score(), "pairs": self.pairs(),
                    "stages": self.stages()}
         self.store.set_run_status(self.run_id, "pairs-ready")
+        if self.cfg.training.enabled:
+            reports["train"] = self.train()
         return reports

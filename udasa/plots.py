@@ -29,3 +29,50 @@ def delta_histogram(deltas: Sequence[float], thresholds: Sequence[float], path: 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+CURVES = (("loss", "DPO loss"), ("rewards/margins", "reward margin"),
+          ("rewards/accuracies", "reward accuracy"))
+
+
+def training_curves(logs: Sequence[dict], stage_names: dict[int, str], path: Path) -> Path:
+    """Loss, reward margin and reward accuracy per step across stages; boundaries marked.
+
+    `logs` rows hold `stage`, `step` and a `metrics` dict (a TRL log-history entry).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
+    offset, boundaries = 0, []
+    series: dict[str, list[tuple[float, float, bool]]] = {key: [] for key, _ in CURVES}
+    for stage in sorted({r["stage"] for r in logs}):
+        rows = [r for r in logs if r["stage"] == stage]
+        for r in rows:
+            m = r["metrics"]
+            for key, _ in CURVES:
+                if key in m:
+                    series[key].append((offset + r["step"], m[key], False))
+                if f"eval_{key}" in m:
+                    series[key].append((offset + r["step"], m[f"eval_{key}"], True))
+        offset += max(r["step"] for r in rows)
+        boundaries.append((offset, stage_names.get(stage, str(stage))))
+    for ax, (key, label) in zip(axes, CURVES):
+        train = [(x, y) for x, y, ev in series[key] if not ev]
+        held = [(x, y) for x, y, ev in series[key] if ev]
+        if train:
+            ax.plot(*zip(*train), color="#4C72B0", linewidth=1.2, label="train")
+        if held:
+            ax.plot(*zip(*held), "o-", color="#DD8452", markersize=3, label="held-out")
+        start = 0
+        for end, name in boundaries:
+            ax.axvline(end, color="grey", linestyle=":", linewidth=1)
+            ax.text((start + end) / 2, 1.0, name, transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=8, color="dimgrey")
+            start = end
+        ax.set_xlabel("step (all stages)")
+        ax.set_title(label, pad=14)
+        if train or held:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

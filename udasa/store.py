@@ -38,6 +38,12 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
               ("run_id", "prompt_id", "chosen_id", "rejected_id")),
     "stages": ({"run_id": str, "stage": int, "name": str, "lo": float, "hi": float,
                 "count": int}, ("run_id", "stage")),
+    "ref_logps": ({"ref_key": str, "pair_key": str, "chosen": float, "rejected": float},
+                  ("ref_key", "pair_key")),
+    "checkpoints": ({"run_id": str, "train_key": str, "stage": int, "name": str, "path": str,
+                     "metrics": str, "created_at": str}, ("run_id", "train_key", "stage")),
+    "train_logs": ({"run_id": str, "train_key": str, "stage": int, "idx": int, "step": int,
+                    "metrics": str}, ("run_id", "train_key", "stage", "idx")),
 }
 
 
@@ -206,3 +212,42 @@ class Store:
     def stages(self, run_id: str) -> list[dict]:
         return list(self.db["stages"].rows_where("run_id = ?", [run_id], order_by="stage"))
 
+    # training ----------------------------------------------------------------------------
+    def ref_logps(self, ref_key: str, pair_keys: list[str]) -> dict[str, tuple[float, float]]:
+        wanted = set(pair_keys)
+        return {r["pair_key"]: (r["chosen"], r["rejected"]) for r in
+                self.db["ref_logps"].rows_where("ref_key = ?", [ref_key])
+                if r["pair_key"] in wanted}
+
+    def add_ref_logps(self, ref_key: str, rows: dict[str, tuple[float, float]]) -> None:
+        self._insert("ref_logps", ({"ref_key": ref_key, "pair_key": k, "chosen": c,
+                                    "rejected": r} for k, (c, r) in rows.items()), replace=True)
+
+    def add_train_logs(self, run_id: str, train_key: str, stage: int,
+                       history: list[dict]) -> None:
+        with self.transaction():
+            self.db.execute("delete from train_logs where run_id = ? and train_key = ? and "
+                            "stage = ?", [run_id, train_key, stage])
+            self.db["train_logs"].insert_all(
+                {"run_id": run_id, "train_key": train_key, "stage": stage, "idx": i,
+                 "step": int(h.get("step", 0)), "metrics": json.dumps(h)}
+                for i, h in enumerate(history))
+
+    def train_logs(self, run_id: str, train_key: str) -> list[dict]:
+        rows = self.db["train_logs"].rows_where("run_id = ? and train_key = ?",
+                                                [run_id, train_key], order_by="stage, idx")
+        return [r | {"metrics": json.loads(r["metrics"])} for r in rows]
+
+    def add_checkpoint(self, run_id: str, train_key: str, stage: int, name: str, path: str,
+                       metrics: dict) -> None:
+        self._insert("checkpoints", [{"run_id": run_id, "train_key": train_key, "stage": stage,
+                                      "name": name, "path": path, "metrics": json.dumps(metrics),
+                                      "created_at": now()}], replace=True)
+
+    def checkpoints(self, run_id: str | None = None, train_key: str | None = None) -> list[dict]:
+        """Stage checkpoints (all, or of one run and training configuration), in stage order."""
+        clauses = [(c, v) for c, v in (("run_id = ?", run_id), ("train_key = ?", train_key)) if v]
+        where = " and ".join(c for c, _ in clauses) or None
+        rows = self.db["checkpoints"].rows_where(where, [v for _, v in clauses],
+                                                 order_by="run_id, train_key, stage")
+        return [r | {"metrics": json.loads(r["metrics"])} for r in rows]

@@ -1,0 +1,171 @@
+"""Phased DPO (SPEC §6) on a tiny Llama built in-process with the real SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import REPO
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from udasa.config import load_config
+from udasa.errors import ConfigError, UdasaError
+from udasa.models import resolve_model
+from udasa.pipeline import Pipeline, train_key_of
+from udasa.training import stage_lr_lambda
+
+CONFIG = REPO / "configs" / "cpu-demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """A 2-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
+    path = tmp_path_factory.mktemp("tiny-policy")
+    tok = AutoTokenizer.from_pretrained(resolve_model("embedded"))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def overrides(policy: str, **extra) -> list[str]:
+    base = {"data.limit": 8, "generation.model": policy, "generation.n": 4,
+            "generation.max_new_tokens": 8, "training.learning_rate_first": 5e-3,
+            "training.learning_rate": 5e-3, "training.warmup_steps": 0,
+            "training.decay_fraction": 0.0, "training.epochs": 6, "training.batch_size": 2,
+            "training.eval_fraction": 0.0, "training.max_length": 128,
+            "training.last_stage_beta": "null"}
+    return [f"{k}={v}" for k, v in (base | extra).items()]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_policy, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("train-ws")
+    cfg = load_config(CONFIG, overrides(tiny_policy))
+    pipe = Pipeline(cfg, ws)
+    reports = pipe.run_all()
+    return pipe, reports
+
+
+@torch.inference_mode()
+def margins(model, tok, pairs) -> float:
+    """Mean log P(chosen) - log P(rejected) over pairs, responses scored after the chat prompt."""
+    def logp(prompt: str, reply: str) -> float:
+        head = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                       add_generation_prompt=True, return_dict=True)["input_ids"]
+        full = tok.apply_chat_template([{"role": "user", "content": prompt},
+                                        {"role": "assistant", "content": reply}],
+                                       tokenize=True, return_dict=True)["input_ids"]
+        ids = torch.tensor([full])
+        logits = model(ids).logits[0, :-1].log_softmax(-1)
+        picked = logits.gather(1, ids[0, 1:, None])[:, 0]
+        return float(picked[len(head) - 1:].sum())
+    return sum(logp(p["prompt"], p["chosen"]) - logp(p["prompt"], p["rejected"])
+               for p in pairs) / len(pairs)
+
+
+def test_lr_shape_warms_up_holds_and_decays_at_the_end():
+    f = stage_lr_lambda(total_steps=20, warmup_steps=5, decay_fraction=0.25)
+    assert [f(s) for s in (0, 1, 4)] == [0.0, 0.2, 0.8]
+    assert f(5) == f(14) == 1.0
+    assert f(15) == pytest.approx(1.0) and f(19) == pytest.approx(0.2)
+    clamped = stage_lr_lambda(total_steps=3, warmup_steps=500, decay_fraction=0.1)
+    assert [clamped(s) for s in range(3)] == pytest.approx([0.0, 1 / 3, 2 / 3])
+
+
+def test_training_moves_the_policy_toward_chosen(trained, tiny_policy):
+    pipe, reports = trained
+    store = pipe.store
+    checkpoints = store.checkpoints(pipe.run_id, train_key_of(pipe.cfg))
+    assert checkpoints and reports["train"].done == len(checkpoints)
+    final = AutoModelForCausalLM.from_pretrained(checkpoints[-1]["path"])
+    initial = AutoModelForCausalLM.from_pretrained(tiny_policy)
+    tok = AutoTokenizer.from_pretrained(tiny_policy)
+    pairs = store.pairs(pipe.run_id)
+    assert margins(final, tok, pairs) > margins(initial, tok, pairs) + 0.5
+    changed = [n for n, p in final.state_dict().items()
+               if not torch.equal(p, initial.state_dict()[n])]
+    assert len(changed) > 10
+
+
+def test_every_stage_is_checkpointed_logged_and_plotted(trained):
+    pipe, reports = trained
+    store = pipe.store
+    key = train_key_of(pipe.cfg)
+    stages = [s for s in store.stages(pipe.run_id) if s["count"]]
+    checkpoints = store.checkpoints(pipe.run_id, key)
+    assert [c["stage"] for c in checkpoints] == [s["stage"] for s in stages]
+    for c in checkpoints:
+        assert c["metrics"]["steps"] >= 1 and (REPO / c["path"]).is_dir() or c["path"]
+    logs = store.train_logs(pipe.run_id, key)
+    assert {r["stage"] for r in logs} == {s["stage"] for s in stages}
+    assert any("rewards/margins" in r["metrics"] for r in logs)
+    png = pipe.workspace / "plots" / f"training_{pipe.run_id}_{key}.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_resumes_after_the_last_finished_stage(trained):
+    pipe, _ = trained
+    report = pipe.train()
+    assert report.done == 0  # every stage already has its checkpoint
+
+
+def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
+    pipe, _ = trained
+    computed = [c["metrics"]["ref_logps_computed"] for c in
+                pipe.store.checkpoints(pipe.run_id, train_key_of(pipe.cfg))]
+    assert sum(computed) == len(pipe.store.pairs(pipe.run_id))
+    # other training settings, same reference: every reference log-prob comes from the store
+    cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.learning_rate": 1e-3,
+                                                        "training.save_checkpoints": False}))
+    other = Pipeline(cfg, pipe.workspace)
+    assert other.run_id == pipe.run_id
+    other.train()
+    again = [c["metrics"]["ref_logps_computed"] for c in
+             other.store.checkpoints(other.run_id, train_key_of(cfg))]
+    assert again and sum(again) == 0
+
+
+def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
+    cfg = load_config(CONFIG, overrides(tiny_policy, **{
+        "curriculum.mode": "fixed", "curriculum.thresholds": "[0.98, 0.99]",
+        "curriculum.schedule": "cumulative", "training.save_checkpoints": False,
+        "training.epochs": 1}))
+    pipe = Pipeline(cfg, tmp_path)
+    reports = pipe.run_all()
+    notes = " ".join(reports["train"].notes)
+    assert "stage 1 (conservative): 0 pairs, 0 steps" in notes
+    assert reports["train"].skipped == 2 and reports["train"].done == 1
+
+
+def test_too_long_pairs_are_dropped_and_counted(trained, tiny_policy):
+    pipe, _ = trained
+    cfg = load_config(CONFIG, overrides(tiny_policy, **{
+        "training.max_length": 16, "training.too_long": "drop",
+        "training.save_checkpoints": False}))
+    report = Pipeline(cfg, pipe.workspace).train()
+    assert report.done == 0 and "skipped" in " ".join(report.notes)
+
+
+@pytest.mark.parametrize(("item", "field"), [
+    ("training.learning_rate=0", "training.learning_rate"),
+    ("training.learning_rate_first=-1e-5", "training.learning_rate_first"),
+    ("curriculum.thresholds=[0.7, 0.4]", "curriculum.thresholds"),
+    ("training.too_long=cut", "training.too_long"),
+])
+def test_bad_training_config_fails_before_training(item, field):
+    with pytest.raises(ConfigError, match=field):
+        load_config(CONFIG, [item])
+
+
+def test_empty_pair_text_is_an_error_before_training(trained, tiny_policy):
+    pipe, _ = trained
+    pair = pipe.store.pairs(pipe.run_id)[0]
+    pipe.store.db.execute("update responses set text = '' where id = ?", [pair["chosen_id"]])
+    pipe.store.db.conn.commit()
+    cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.learning_rate": 2e-3}))
+    with pytest.raises(UdasaError, match="empty 'chosen'"):
+        Pipeline(cfg, pipe.workspace).train()

@@ -1,0 +1,291 @@
+"""Phased DPO, SPEC §6: one TRL DPOTrainer run per curriculum stage, the policy carried forward.
+
+Extends TRL at its seams rather than wrapping it: a DPOTrainer subclass supplies the per-stage
+learning-rate shape (`create_scheduler`) and reads reference log-probabilities from the store
+(`_precompute_ref_logps`), so each pair's reference pass happens once for all stages, epochs and
+resumed runs; a callback stops a stage early on held-out loss or reward-accuracy saturation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import DPOConfig, DPOTrainer
+
+from udasa.config import TrainingConfig
+from udasa.errors import UdasaError
+from udasa.export import dpo_row
+from udasa.models import model_identity, resolve_model
+from udasa.records import content_key
+from udasa.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def stage_lr_lambda(total_steps: int, warmup_steps: int,
+                    decay_fraction: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up from 0 (clamped to the stage), constant, linear decay at the end."""
+    warm = min(warmup_steps, total_steps)
+    decay = min(round(decay_fraction * total_steps), total_steps - warm)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return step / warm
+        if decay and step >= total_steps - decay:
+            return max(0.0, (total_steps - step) / decay)
+        return 1.0
+
+    return factor
+
+
+class RefLogpCache:
+    """Reference log-probs per (reference identity, pair), kept in the store across stages/runs."""
+
+    def __init__(self, store: Store, ref_key: str):
+        self.store, self.ref_key = store, ref_key
+        self.computed = 0  # pairs whose reference pass ran in this process
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        return self.store.ref_logps(self.ref_key, keys)
+
+    def add(self, rows: dict[str, tuple[float, float]]) -> None:
+        self.computed += len(rows)
+        self.store.add_ref_logps(self.ref_key, rows)
+
+
+class CurriculumDPOTrainer(DPOTrainer):
+    """DPOTrainer with UDASA's per-stage LR shape and store-backed reference log-probs."""
+
+    def __init__(self, *args, lr_lambda: Callable[[int], float],
+                 ref_cache: RefLogpCache | None = None, **kwargs):
+        self.lr_lambda, self.ref_cache = lr_lambda, ref_cache
+        super().__init__(*args, **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.lr_lambda)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        if self.ref_cache is None:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        keys = dataset["pair_key"]
+        cached = self.ref_cache.lookup(keys)
+        missing = [i for i, k in enumerate(keys) if k not in cached]
+        if missing:
+            sub = super()._precompute_ref_logps(dataset.select(missing), name, batch_size)
+            new = {k: (float(c), float(r)) for k, c, r in zip(
+                sub["pair_key"], sub["ref_chosen_logps"], sub["ref_rejected_logps"])}
+            self.ref_cache.add(new)
+            cached |= new
+        return (dataset.add_column("ref_chosen_logps", [cached[k][0] for k in keys])
+                .add_column("ref_rejected_logps", [cached[k][1] for k in keys]))
+
+
+class StageStopper(TrainerCallback):
+    """Early stopping inside a stage: held-out DPO loss stops improving, or reward accuracy saturates.
+
+    Unlike transformers' EarlyStoppingCallback it needs no checkpoint per evaluation; the stage
+    keeps its final weights.
+    """
+
+    def __init__(self, patience: int, saturation: float):
+        self.patience, self.saturation = patience, saturation
+        self.best, self.bad, self.reason = math.inf, 0, ""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        loss, acc = metrics.get("eval_loss"), metrics.get("eval_rewards/accuracies")
+        if acc is not None and acc >= self.saturation:
+            self.reason = f"held-out reward accuracy {acc:.3f} >= {self.saturation}"
+        elif loss is not None and loss < self.best - 1e-6:
+            self.best, self.bad = loss, 0
+        elif loss is not None:
+            self.bad += 1
+            if self.bad >= self.patience:
+                self.reason = f"held-out loss did not improve for {self.patience} evaluations"
+        if self.reason:
+            control.should_training_stop = True
+        return control
+
+
+@dataclass
+class StageResult:
+    stage: int
+    name: str
+    pairs: int
+    steps: int
+    checkpoint: str | None
+    stopped: str = ""
+    dropped_too_long: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def pair_key(row: dict) -> str:
+    return content_key(row["prompt_id"], row["chosen_id"], row["rejected_id"])
+
+
+def check_pairs(rows: list[dict], where: str) -> None:
+    """Empty texts are an error before any training starts; the message names the pair."""
+    for i, row in enumerate(rows):
+        for col in ("prompt", "chosen", "rejected"):
+            if not str(row.get(col) or "").strip():
+                raise UdasaError(f"{where}: pair {i + 1} (prompt id {row.get('prompt_id', '?')})"
+                                 f" has an empty {col!r}; remove it or regenerate")
+
+
+def token_length(tokenizer, row: dict, conversational: bool) -> int:
+    """Tokens of prompt + the longer response, as the trainer will see them."""
+    longest = max(row["chosen"], row["rejected"], key=len)
+    if conversational:
+        msgs = [{"role": "user", "content": row["prompt"]},
+                {"role": "assistant", "content": longest}]
+        return len(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"])
+    return len(tokenizer(row["prompt"] + longest)["input_ids"])
+
+
+class CurriculumTrainer:
+    """Trains one policy through the stages of a run stored in `store`."""
+
+    def __init__(self, store: Store, run_id: str, train_key: str, cfg: TrainingConfig,
+                 policy_ref: str, schedule: str, seed: int, out_dir: Path):
+        self.store, self.run_id, self.train_key = store, run_id, train_key
+        self.cfg, self.policy_ref = cfg, policy_ref
+        self.schedule, self.seed, self.out_dir = schedule, seed, out_dir
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy_ref))
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.conversational = bool(self.tokenizer.chat_template)  # pairs as chat messages
+
+    def _load(self, path: str):
+        dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
+        return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
+
+    def _stage_rows(self, stage: dict, all_pairs: list[dict]) -> list[dict]:
+        if self.schedule == "cumulative":
+            return [p for p in all_pairs if 0 < p["stage"] <= stage["stage"]]
+        return [p for p in all_pairs if p["stage"] == stage["stage"]]
+
+    def _dataset(self, rows: list[dict]) -> tuple[Dataset | None, Dataset | None, int]:
+        """Train / held-out split of a stage's pairs, after the too-long policy."""
+        dropped = 0
+        if self.cfg.too_long == "drop":
+            keep = [r for r in rows if token_length(self.tokenizer, r, self.conversational)
+                    <= self.cfg.max_length]
+            dropped = len(rows) - len(keep)
+            rows = keep
+        records = [dpo_row(r, self.conversational) | {"pair_key": pair_key(r)} for r in rows]
+        for rec in records:
+            rec.pop("delta")
+        random.Random(self.seed).shuffle(records)
+        n_eval = int(len(records) * self.cfg.eval_fraction) if len(records) >= 4 else 0
+        if n_eval == 0 and self.cfg.eval_fraction > 0 and len(records) >= 4:
+            n_eval = 1
+        train = Dataset.from_list(records[n_eval:]) if records[n_eval:] else None
+        held = Dataset.from_list(records[:n_eval]) if n_eval else None
+        return train, held, dropped
+
+    def _args(self, stage_index: int, last: bool, steps: int, has_eval: bool) -> DPOConfig:
+        c = self.cfg
+        nll = c.last_stage_nll if last else 0.0
+        return DPOConfig(
+            output_dir=str(self.out_dir / "_trainer"), max_steps=steps,
+            learning_rate=c.learning_rate_first if stage_index == 1 else c.learning_rate,
+            beta=c.last_stage_beta if (last and c.last_stage_beta) else c.beta,
+            loss_type=["sigmoid", "sft"] if nll else ["sigmoid"],
+            loss_weights=[1.0, nll] if nll else None,
+            per_device_train_batch_size=c.batch_size, per_device_eval_batch_size=c.batch_size,
+            gradient_accumulation_steps=c.grad_accum, max_length=c.max_length,
+            precompute_ref_log_probs=c.precompute_ref,
+            eval_strategy="steps" if has_eval else "no", eval_steps=c.eval_steps,
+            logging_steps=1, save_strategy="no", report_to=[], seed=self.seed,
+            use_cpu=c.device == "cpu", bf16=c.bf16, activation_checkpointing=False,
+            dataloader_num_workers=0, lr_scheduler_type="constant",
+        )
+
+    def train(self, progress: Callable[[str], None] = log.info) -> list[StageResult]:
+        """Run the remaining stages; a stage already checkpointed in the store is skipped."""
+        stages = self.store.stages(self.run_id)
+        if not stages:
+            raise UdasaError("no curriculum stages for this run: run `udasa stages` first")
+        all_pairs = self.store.pairs(self.run_id)
+        check_pairs(all_pairs, f"run {self.run_id}")
+        done = {c["stage"]: c for c in self.store.checkpoints(self.run_id, self.train_key)}
+        nonempty = [s["stage"] for s in stages if self._stage_rows(s, all_pairs)]
+        start_from, policy, ref = self.policy_ref, None, None
+        initial_id = json.dumps(model_identity(self.policy_ref), sort_keys=True)
+        results = []
+        for stage in stages:
+            k, name = stage["stage"], stage["name"]
+            if k in done and Path(done[k]["path"]).is_dir():
+                start_from = done[k]["path"]
+                progress(f"stage {k} ({name}): already trained, continuing after it")
+                continue
+            rows = self._stage_rows(stage, all_pairs)
+            train, held, dropped = self._dataset(rows) if rows else (None, None, 0)
+            if train is None:
+                why = "no pairs" if not rows else "every pair longer than training.max_length"
+                log.warning("stage %d (%s): %s, skipped", k, name, why)
+                results.append(StageResult(k, name, 0, 0, None, f"{why}: skipped", dropped))
+                continue
+            if policy is None:
+                policy = self._load(start_from)
+            if self.cfg.reference == "previous":
+                ref = copy.deepcopy(policy)
+                ref_id = f"{initial_id}|after stage {k - 1}"
+            elif ref is None:
+                ref = self._load(self.policy_ref)
+                ref_id = initial_id
+            steps = min(self.cfg.max_steps, max(1, math.ceil(
+                self.cfg.epochs * len(train) / (self.cfg.batch_size * self.cfg.grad_accum))))
+            ref_key = content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
+            cache = RefLogpCache(self.store, ref_key) if self.cfg.precompute_ref else None
+            stopper = StageStopper(self.cfg.patience, self.cfg.saturation)
+            trainer = CurriculumDPOTrainer(
+                model=policy, ref_model=ref,
+                args=self._args(k, k == nonempty[-1], steps, held is not None),
+                train_dataset=train, eval_dataset=held, processing_class=self.tokenizer,
+                callbacks=[stopper],
+                lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
+                ref_cache=cache)
+            dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
+            progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
+                     + (f", {len(held)} held out" if held is not None else "")
+                     + (f", {dropped} dropped as too long" if dropped else ""))
+            trainer.train()
+            metrics = ({m: float(v) for m, v in trainer.evaluate().items()}
+                       if held is not None else {})
+            self.store.add_train_logs(self.run_id, self.train_key, k, trainer.state.log_history)
+            policy = trainer.accelerator.unwrap_model(trainer.model)
+            path = self._save(policy, k, name) if self.cfg.save_checkpoints else None
+            result = StageResult(k, name, len(trainer.train_dataset), trainer.state.global_step,
+                                 path, stopper.reason, dropped, metrics)
+            self.store.add_checkpoint(self.run_id, self.train_key, k, name, path or "", {
+                "pairs": result.pairs, "steps": result.steps, "stopped": result.stopped,
+                "dropped_too_long": dropped,
+                "ref_logps_computed": cache.computed if cache else None, **metrics})
+            results.append(result)
+        return results
+
+    def _save(self, policy, k: int, name: str) -> str:
+        path = self.out_dir / f"stage-{k}-{name}"
+        tmp = path.with_name(path.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        policy.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)  # a killed save never leaves a half checkpoint behind
+        return str(path)
