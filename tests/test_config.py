@@ -230,3 +230,22 @@ def test_top_level_list_with_override_is_a_config_error(tmp_path):
 def test_fixed_weights_are_checked_at_load_time(weights):
     with pytest.raises(ConfigError, match="fusion.weights"):
         load_config(None, ["fusion.method=fixed", f"fusion.weights={weights}"])
+
+
+@pytest.mark.parametrize("name", ["stages-1", "stages-2", "stages-4", "no-sem", "no-fact",
+                                  "no-val"])
+def test_each_ablation_is_one_config_away(name):
+    cfg = load_config(CONFIGS / "ablations" / f"{name}.yaml")
+    base = load_config(CONFIGS / "cpu-demo.yaml")
+    assert cfg.generation == base.generation and cfg.training == base.training
+    if name.startswith("stages-"):
+        assert len(cfg.curriculum.thresholds) + 1 == int(name[-1])
+    else:
+        assert name[3:] not in cfg.fusion.axes and len(cfg.fusion.axes) == 2
+
+
+def test_base_chain_that_loops_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(tmp_path / "a.yaml")

@@ -172,3 +172,20 @@ def test_empty_pair_text_is_an_error_before_training(trained, tiny_policy):
     cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.learning_rate": 2e-3}))
     with pytest.raises(UdasaError, match="empty 'chosen'"):
         Pipeline(cfg, pipe.workspace).train()
+
+
+def test_sweep_over_thresholds_writes_a_table_and_heatmap(tiny_policy, tmp_path):
+    from udasa.cli import main
+
+    args = ["sweep", "--config", str(CONFIG), "--workspace", str(tmp_path), "--name", "tau",
+            "--grid", "curriculum.thresholds=[[0.3, 0.6], [0.4, 0.7]]"]
+    for item in overrides(tiny_policy, **{"training.eval_fraction": 0.5,
+                                          "training.save_checkpoints": False,
+                                          "training.epochs": 1}):
+        args += ["--set", item]
+    assert main(args) == 0
+    out = tmp_path / "sweeps" / "tau"
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert rows[0] == "curriculum.thresholds,run_id,eval_rewards/accuracies"
+    assert len(rows) == 3 and all(r.split(",")[-1] for r in rows[1:])  # both points measured
+    assert (out / "heatmap_eval_rewards_accuracies.png").read_bytes()[:4] == b"\x89PNG"

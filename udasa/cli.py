@@ -134,6 +134,19 @@ def cmd_scorers(args):
     console.print(f"written to {path}")
 
 
+def cmd_sweep(args):
+    from udasa.sweep import parse_grid, plot_heatmap, run_sweep, write_table
+
+    grid = parse_grid(args.grid)
+    points = run_sweep(args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None),
+                       args.workspace, grid, args.set, progress=console.print)
+    out = Path(args.workspace) / "sweeps" / (args.name or "_".join(grid))
+    csv_path, md_path = write_table(points, args.metric, out)
+    console.print(md_path.read_text())
+    png = plot_heatmap(points, args.metric, out / f"heatmap_{args.metric.replace('/', '_')}.png")
+    console.print(f"table: {csv_path}\nheatmap: {png}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--run", default=None, help="run id (default: the latest)")
     exp.add_argument("-v", "--verbose", action="store_true")
     exp.set_defaults(fn=cmd_export)
+    sw = common(sub.add_parser("sweep", help="run a grid of configs and tabulate a metric"))
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=[V1,V2,...]",
+                    help="e.g. --grid 'curriculum.thresholds=[[0.3,0.6],[0.4,0.7]]' (repeatable)")
+    sw.add_argument("--metric", default="eval_rewards/accuracies",
+                    help="a final held-out training metric (default: DPO reward accuracy)")
+    sw.add_argument("--name", default=None, help="folder name under WORKSPACE/sweeps/")
+    sw.set_defaults(fn=cmd_sweep)
     sc = common(sub.add_parser("scorers", help="scorer accuracy on labelled validation sets"))
     sc.add_argument("--configured-only", action="store_true")
     sc.set_defaults(fn=cmd_scorers)

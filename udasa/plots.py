@@ -76,3 +76,34 @@ def training_curves(logs: Sequence[dict], stage_names: dict[int, str], path: Pat
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def heatmap(cells: dict[tuple, float | None], xlabel: str, ylabel: str, title: str,
+            path: Path) -> Path:
+    """Values on an (x, y) grid; missing cells are left blank and numbers are printed."""
+    import numpy as np
+
+    xs = sorted({x for x, _ in cells}, key=str)
+    ys = sorted({y for _, y in cells}, key=str)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (x, y), v in cells.items():
+        if v is not None:
+            grid[ys.index(y), xs.index(x)] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2.5, 1.0 * len(ys) + 2), dpi=110)
+    im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="white",
+                        fontsize=9)
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -42,6 +42,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
                   ("ref_key", "pair_key")),
     "checkpoints": ({"run_id": str, "train_key": str, "stage": int, "name": str, "path": str,
                      "metrics": str, "created_at": str}, ("run_id", "train_key", "stage")),
+    "train_results": ({"run_id": str, "train_key": str, "metrics": str, "created_at": str},
+                      ("run_id", "train_key")),
     "train_logs": ({"run_id": str, "train_key": str, "stage": int, "idx": int, "step": int,
                     "metrics": str}, ("run_id", "train_key", "stage", "idx")),
 }
@@ -251,3 +253,13 @@ class Store:
         rows = self.db["checkpoints"].rows_where(where, [v for _, v in clauses],
                                                  order_by="run_id, train_key, stage")
         return [r | {"metrics": json.loads(r["metrics"])} for r in rows]
+
+    def set_train_result(self, run_id: str, train_key: str, metrics: dict) -> None:
+        self._insert("train_results", [{"run_id": run_id, "train_key": train_key,
+                                        "metrics": json.dumps(metrics), "created_at": now()}],
+                     replace=True)
+
+    def train_result(self, run_id: str, train_key: str) -> dict | None:
+        rows = list(self.db["train_results"].rows_where("run_id = ? and train_key = ?",
+                                                        [run_id, train_key]))
+        return json.loads(rows[0]["metrics"]) if rows else None

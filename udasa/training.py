@@ -12,7 +12,6 @@ import copy
 import json
 import logging
 import math
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,6 +168,14 @@ class CurriculumTrainer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.conversational = bool(self.tokenizer.chat_template)  # pairs as chat messages
+        self.initial_id = json.dumps(model_identity(policy_ref), sort_keys=True)
+
+    def _ref_cache(self, ref_id: str) -> RefLogpCache | None:
+        """Stored reference log-probs for one reference model (None: recompute every step)."""
+        if not self.cfg.precompute_ref:
+            return None
+        key = content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
+        return RefLogpCache(self.store, key)
 
     def _load(self, path: str):
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
@@ -178,6 +185,12 @@ class CurriculumTrainer:
         if self.schedule == "cumulative":
             return [p for p in all_pairs if 0 < p["stage"] <= stage["stage"]]
         return [p for p in all_pairs if p["stage"] == stage["stage"]]
+
+    def is_held_out(self, prompt_id: str) -> bool:
+        """Held out by prompt, not by stage: the same prompts are held out whatever the
+        thresholds, so runs of a sweep are compared on the same pairs."""
+        draw = int(content_key(str(self.seed), "held-out", prompt_id), 16) / 16**16
+        return draw < self.cfg.eval_fraction
 
     def _dataset(self, rows: list[dict]) -> tuple[Dataset | None, Dataset | None, int]:
         """Train / held-out split of a stage's pairs, after the too-long policy."""
@@ -190,12 +203,11 @@ class CurriculumTrainer:
         records = [dpo_row(r, self.conversational) | {"pair_key": pair_key(r)} for r in rows]
         for rec in records:
             rec.pop("delta")
-        random.Random(self.seed).shuffle(records)
-        n_eval = int(len(records) * self.cfg.eval_fraction) if len(records) >= 4 else 0
-        if n_eval == 0 and self.cfg.eval_fraction > 0 and len(records) >= 4:
-            n_eval = 1
-        train = Dataset.from_list(records[n_eval:]) if records[n_eval:] else None
-        held = Dataset.from_list(records[:n_eval]) if n_eval else None
+        held_out = [self.is_held_out(row["prompt_id"]) for row in rows]
+        train_rows = [r for r, h in zip(records, held_out) if not h]
+        held_rows = [r for r, h in zip(records, held_out) if h]
+        train = Dataset.from_list(train_rows) if train_rows else None
+        held = Dataset.from_list(held_rows) if held_rows else None
         return train, held, dropped
 
     def _args(self, stage_index: int, last: bool, steps: int, has_eval: bool) -> DPOConfig:
@@ -226,7 +238,6 @@ class CurriculumTrainer:
         done = {c["stage"]: c for c in self.store.checkpoints(self.run_id, self.train_key)}
         nonempty = [s["stage"] for s in stages if self._stage_rows(s, all_pairs)]
         start_from, policy, ref = self.policy_ref, None, None
-        initial_id = json.dumps(model_identity(self.policy_ref), sort_keys=True)
         results = []
         for stage in stages:
             k, name = stage["stage"], stage["name"]
@@ -245,14 +256,13 @@ class CurriculumTrainer:
                 policy = self._load(start_from)
             if self.cfg.reference == "previous":
                 ref = copy.deepcopy(policy)
-                ref_id = f"{initial_id}|after stage {k - 1}"
+                ref_id = f"{self.initial_id}|after stage {k - 1}"
             elif ref is None:
                 ref = self._load(self.policy_ref)
-                ref_id = initial_id
+                ref_id = self.initial_id
             steps = min(self.cfg.max_steps, max(1, math.ceil(
                 self.cfg.epochs * len(train) / (self.cfg.batch_size * self.cfg.grad_accum))))
-            ref_key = content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
-            cache = RefLogpCache(self.store, ref_key) if self.cfg.precompute_ref else None
+            cache = self._ref_cache(ref_id)
             stopper = StageStopper(self.cfg.patience, self.cfg.saturation)
             trainer = CurriculumDPOTrainer(
                 model=policy, ref_model=ref,
@@ -278,7 +288,29 @@ class CurriculumTrainer:
                 "dropped_too_long": dropped,
                 "ref_logps_computed": cache.computed if cache else None, **metrics})
             results.append(result)
+        self._final_eval(all_pairs, policy)
         return results
+
+    def _final_eval(self, all_pairs: list[dict], policy) -> None:
+        """Held-out DPO metrics of the final policy on every stage's held-out pairs (stored)."""
+        if self.store.train_result(self.run_id, self.train_key) is not None:
+            return
+        held = [p for p in all_pairs if p["stage"] > 0 and self.is_held_out(p["prompt_id"])]
+        metrics: dict[str, float] = {"held_out_pairs": float(len(held))}
+        if held:
+            _, data, _ = self._dataset(held)
+            ckpts = self.store.checkpoints(self.run_id, self.train_key)
+            if policy is None:
+                if not ckpts or not ckpts[-1]["path"]:
+                    return
+                policy = self._load(ckpts[-1]["path"])
+            trainer = CurriculumDPOTrainer(
+                model=policy, ref_model=self._load(self.policy_ref),
+                args=self._args(2, False, 1, True), train_dataset=data, eval_dataset=data,
+                processing_class=self.tokenizer, lr_lambda=lambda step: 1.0,
+                ref_cache=self._ref_cache(self.initial_id))
+            metrics |= {k: float(v) for k, v in trainer.evaluate().items()}
+        self.store.set_train_result(self.run_id, self.train_key, metrics)
 
     def _save(self, policy, k: int, name: str) -> str:
         path = self.out_dir / f"stage-{k}-{name}"
