@@ -44,6 +44,19 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
                      "metrics": str, "created_at": str}, ("run_id", "train_key", "stage")),
     "train_results": ({"run_id": str, "train_key": str, "metrics": str, "created_at": str},
                       ("run_id", "train_key")),
+    "judge_cache": ({"key": str, "judge": str, "model": str, "prompt": str, "params": str,
+                     "reply": str, "score": float, "ok": int, "error": str,
+                     "prompt_tokens": int, "completion_tokens": int, "cost_usd": float,
+                     "created_at": str}, "key"),
+    "eval_runs": ({"id": str, "created_at": str, "config": str, "results": str}, "id"),
+    "eval_samples": ({"eval_id": str, "model": str, "task": str, "idx": int, "prompt": str,
+                      "output": str, "scores": str}, ("eval_id", "model", "task", "idx")),
+    "leaderboard": ({"eval_id": str, "model": str, "task": str, "metric": str, "value": float,
+                     "ci_low": float, "ci_high": float, "n": int, "failures": int,
+                     "judge": str}, ("eval_id", "model", "task", "metric")),
+    "human_ratings": ({"id": str, "annotator": str, "item_id": str, "prompt": str,
+                       "response": str, "method": str, "harmless": int, "helpful": int,
+                       "overall": int, "preference": str, "created_at": str}, "id"),
     "train_logs": ({"run_id": str, "train_key": str, "stage": int, "idx": int, "step": int,
                     "metrics": str}, ("run_id", "train_key", "stage", "idx")),
 }
@@ -263,3 +276,40 @@ class Store:
         rows = list(self.db["train_results"].rows_where("run_id = ? and train_key = ?",
                                                         [run_id, train_key]))
         return json.loads(rows[0]["metrics"]) if rows else None
+
+    # judges and evaluation -----------------------------------------------------------------
+    def judge_cached(self, key: str) -> dict | None:
+        rows = list(self.db["judge_cache"].rows_where("key = ?", [key]))
+        return rows[0] if rows else None
+
+    def add_judgement(self, row: dict) -> None:
+        """Cache one judge call (replies that failed to parse are kept, with ok = 0)."""
+        self._insert("judge_cache", [row | {"created_at": now()}], replace=True)
+
+    def add_eval_run(self, eval_id: str, config: dict, results: dict,
+                     samples: list[dict], board: list[dict]) -> None:
+        """One `udasa-eval run`: its config and results, per-sample rows and leaderboard rows."""
+        with self.transaction():
+            self.db["eval_runs"].insert({"id": eval_id, "created_at": now(),
+                                         "config": json.dumps(config),
+                                         "results": json.dumps(results)}, replace=True)
+            self.db["eval_samples"].insert_all(
+                (s | {"eval_id": eval_id, "scores": json.dumps(s.get("scores", {}))}
+                 for s in samples), replace=True)
+            self.db["leaderboard"].insert_all((b | {"eval_id": eval_id} for b in board),
+                                              replace=True)
+
+    def leaderboard(self) -> list[dict]:
+        return list(self.db["leaderboard"].rows_where(order_by="task, metric, value desc"))
+
+    def eval_samples(self, eval_id: str | None = None) -> list[dict]:
+        where, args = ("eval_id = ?", [eval_id]) if eval_id else (None, [])
+        return [r | {"scores": json.loads(r["scores"])}
+                for r in self.db["eval_samples"].rows_where(where, args, order_by="task, idx")]
+
+    def add_rating(self, row: dict) -> None:
+        self._insert("human_ratings", [row | {"created_at": now()}], replace=True)
+
+    def ratings(self, annotator: str | None = None) -> list[dict]:
+        where, args = ("annotator = ?", [annotator]) if annotator else (None, [])
+        return list(self.db["human_ratings"].rows_where(where, args, order_by="created_at"))
