@@ -216,9 +216,9 @@ def markdown(data: dict) -> str:
              "\n**Machine NOT quiet** (other busy processes and/or slow parallel ops at start "
              "or end; see machine_state in generation.json): figures are depressed and noisy.\n")
     table = md_table(
-        ["variant", "batched s/prompt", "separate s/prompt", "ratio (time)", "batched tok/s",
+        ["variant", "prompts", "batched s/prompt", "separate s/prompt", "ratio (time)", "batched tok/s",
          "separate tok/s", "tokens batched / separate", "batched row-steps/s"],
-        [[r["variant"], r["batched_s_per_prompt"], r["separate_s_per_prompt"],
+        [[r["variant"], r["prompts"], r["batched_s_per_prompt"], r["separate_s_per_prompt"],
           f"{r['ratio']:.2f}x", r["batched_tok_s"], r["separate_tok_s"],
           f"{r['batched_tokens']} / {r['separate_tokens']}", r["batched_row_steps_s"]]
          for r in data["variants"]])

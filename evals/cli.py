@@ -1,15 +1,91 @@
-"""`udasa-eval`: the evaluation harness (SPEC §7). Not built yet: see the README's roadmap."""
+"""`udasa-eval`: the evaluation harness (SPEC §7): thin layer over evals.runner."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from udasa.errors import UdasaError
+
+console = Console(soft_wrap=True)
+
+
+def _models(args) -> list:
+    from evals.models import EvalModel
+
+    return [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+            for spec in args.models or []]
+
+
+def cmd_run(args) -> None:
+    from evals.runner import EvalConfig, run_eval
+    from evals.tasks import task_names
+
+    data = dict(item.split("=", 1) for item in args.data)
+    cfg = EvalConfig(workspace=args.workspace, models=_models(args),
+                     tasks=args.tasks or task_names(), limit=args.limit, seed=args.seed,
+                     judge=args.judge, data=data)
+    results = run_eval(cfg, progress=console.print)
+    table = Table(title=f"eval {results['eval_id']} — judge: {results['judge']['label']}")
+    for col in ("task", "model", "metric", "value [95% CI]", "n", "failures"):
+        table.add_column(col)
+    for task, t in results["tasks"].items():
+        for model, m in t["models"].items():
+            for metric, est in m["metrics"].items():
+                table.add_row(task, model, metric,
+                              f"{est['mean']:.2f} [{est['low']:.2f}, {est['high']:.2f}]",
+                              str(est["n"]), str(m["failures"]))
+        for test in t["paired_tests"]:
+            console.print(f"{task}: {test['model']} - {test['baseline']} = "
+                          f"{test['mean_diff']:+.3f} [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]"
+                          f", p = {test['p_bootstrap']:.3g} (bootstrap), "
+                          f"{test['p_sign']:.3g} (sign test), n = {test['n']}")
+    console.print(table)
+    stats = results["judge"]["stats"]
+    console.print(f"judge calls: {stats}")
+    for key, value in results["paths"].items():
+        console.print(f"{key}: {value}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="evaluate models on tasks and write leaderboards")
+    run.add_argument("--models", nargs="+", default=None,
+                     help="base | a checkpoint path | a hub id | openai:<model> "
+                          "(default: base + every checkpoint in the workspace)")
+    run.add_argument("--tasks", nargs="+", default=None, help="default: all registered tasks")
+    run.add_argument("--limit", type=int, default=50, help="samples per task (seeded subset)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--judge", default=None,
+                     help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
+                          "OPENAI_API_KEY is set, else the local stand-in")
+    run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
+                     help="a local data file for a task (default: ../shared/data)")
+    run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(fn=cmd_run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("udasa-eval: the evaluation harness is not available in this version yet "
-          "(tracked as issue #4). Use `udasa run` / `udasa export-pairs` meanwhile.",
-          file=sys.stderr)
-    return 2
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.fn(args)
+    except UdasaError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

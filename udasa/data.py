@@ -146,8 +146,9 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
 
     def skip(origin: str, reason: str) -> None:
         result.skipped.append(Skip(origin, reason))
-        if len(result.skipped) <= _LOGGED_SKIPS:
-            log.warning("skipped %s: %s", origin, reason)
+        if len(result.skipped) <= _LOGGED_SKIPS:  # duplicates are routine: logged at INFO
+            level = logging.INFO if reason.startswith("duplicate") else logging.WARNING
+            log.log(level, "skipped %s: %s", origin, reason)
 
     for row in rows:
         if limit is not None and len(result.prompts) >= limit:

@@ -1,0 +1,270 @@
+"""Judges: one interface over LLM backends, with caching in the store, stats and costs.
+
+A judge is a folder ``evals/judges/<name>/`` holding ``config.yaml`` and its prompt templates
+(AlpacaEval style). ``Judge.judge(template, items)`` renders the template with each item's
+fields, answers what the store has cached (only successful calls are cache hits), sends the rest
+to the backend (``openai``: any OpenAI-compatible server; ``hf``: a local transformers model),
+and records every call, failures included, in the store's ``judge_cache`` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import string
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
+
+from evals.judges.parse import SCALES, Scale
+from udasa.records import content_key
+
+if TYPE_CHECKING:
+    from udasa.store import Store
+
+log = logging.getLogger("evals.judges")
+
+JUDGES_DIR = Path(__file__).resolve().parent
+OPTIONAL_FIELDS = {"references": "(none given)"}  # template fields an item may leave out
+
+
+@dataclass(frozen=True)
+class Template:
+    """One prompt file of a judge and the scale its replies are read on."""
+
+    name: str
+    path: Path
+    scale: Scale
+    text: str
+
+    def render(self, item: dict[str, Any]) -> str:
+        """The prompt for one item (its keys are the template's ``{fields}``)."""
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.text) if f}
+        missing = fields - item.keys() - OPTIONAL_FIELDS.keys()
+        if missing:
+            raise ValueError(f"template {self.name!r} ({self.path}) needs fields {sorted(missing)}"
+                             f"; the item has {sorted(item)}")
+        values = {f: _as_text(item[f]) if item.get(f) not in (None, "", []) else
+                  OPTIONAL_FIELDS.get(f, "") for f in fields}
+        return self.text.format(**values)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class JudgeConfig:
+    """A judge's ``config.yaml``: backend, model, call settings, prices and templates."""
+
+    name: str
+    backend: str
+    model: str
+    label: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    max_tokens: int = 16
+    concurrency: int = 16
+    max_retries: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
+    timeout_s: float = 60.0
+    price_prompt_per_1k: float | None = None
+    price_completion_per_1k: float | None = None
+    batch_size: int = 8
+    templates: dict[str, Template] = field(default_factory=dict)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for one call, or None when no price is configured."""
+        if self.price_prompt_per_1k is None and self.price_completion_per_1k is None:
+            return None
+        return (prompt_tokens * (self.price_prompt_per_1k or 0.0)
+                + completion_tokens * (self.price_completion_per_1k or 0.0)) / 1000
+
+
+def available_judges() -> list[str]:
+    return sorted(p.parent.name for p in JUDGES_DIR.glob("*/config.yaml"))
+
+
+def load_judge_config(name_or_path: str | Path) -> JudgeConfig:
+    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file."""
+    path = Path(name_or_path)
+    if not path.exists():
+        path = JUDGES_DIR / str(name_or_path)
+        if not path.is_dir():
+            raise ValueError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
+                             f"{available_judges()}")
+    if path.is_dir():
+        path = path / "config.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    known = {f.name for f in dataclasses.fields(JudgeConfig)}
+    if unknown := set(raw) - known:
+        raise ValueError(f"{path}: unknown judge settings {sorted(unknown)}")
+    templates = {}
+    for tname, spec in (raw.pop("templates", None) or {}).items():
+        if spec.get("scale") not in SCALES:
+            raise ValueError(f"{path}: template {tname!r} needs scale one of {SCALES}")
+        file = (path.parent / spec["file"]).resolve()
+        templates[tname] = Template(tname, file, spec["scale"], file.read_text(encoding="utf-8"))
+    try:
+        return JudgeConfig(**raw, templates=templates)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+@dataclass
+class Judgement:
+    """One judged item. ``score`` is None whenever ``ok`` is False (never a stand-in 0)."""
+
+    score: float | None
+    ok: bool
+    reply: str
+    error: str = ""
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    attempts: int = 1
+    key: str = ""
+
+
+@dataclass
+class JudgeStats:
+    """What a judge spent in this process (cache hits cost nothing). Thread-safe."""
+
+    calls: int = 0          # requests sent (each retry counts) / items scored locally
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0       # items that ended without a score
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: float) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.name.startswith("_")}
+
+
+class Backend(Protocol):
+    """What a judge backend provides; built with ``(config, stats)``."""
+
+    model_name: str  # the judge model as the cache key and the store record it
+
+    def params(self, template: Template) -> dict[str, Any]:
+        """The call settings that change a reply (part of the cache key; never secrets)."""
+        ...
+
+    def run(self, prompts: list[str], template: Template) -> Iterator[tuple[int, Judgement]]:
+        """Judge `prompts`, yielding (index, judgement) as each finishes, in any order."""
+        ...
+
+
+def _backend(config: JudgeConfig, stats: JudgeStats) -> Backend:
+    if config.backend == "openai":
+        from evals.judges.openai_backend import OpenAIBackend
+        return OpenAIBackend(config, stats)
+    if config.backend == "hf":
+        from evals.judges.hf_backend import HFBackend
+        return HFBackend(config, stats)
+    raise ValueError(f"judge {config.name!r}: unknown backend {config.backend!r} "
+                     "(expected openai or hf)")
+
+
+class Judge:
+    """A judge over one backend, cached in `store` (None: no caching)."""
+
+    def __init__(self, config: JudgeConfig, store: Store | None = None):
+        self.config = config
+        self.store = store
+        self.stats = JudgeStats()
+        self.backend = _backend(config, self.stats)
+
+    @property
+    def label(self) -> str:
+        """How tables name this judge (the local one says it stands in for GPT-4)."""
+        return self.config.label
+
+    def template(self, name: str) -> Template:
+        if name not in self.config.templates:
+            raise ValueError(f"judge {self.config.name!r} has no template {name!r}; it has "
+                             f"{sorted(self.config.templates)}")
+        return self.config.templates[name]
+
+    def judge(self, template: str, items: list[dict[str, Any]]) -> list[Judgement]:
+        """Judge each item (its template fields) with `template`; results in item order."""
+        tpl = self.template(template)
+        prompts = [tpl.render(item) for item in items]
+        params = json.dumps(self.backend.params(tpl), sort_keys=True)
+        keys = [content_key(self.backend.model_name, p, params) for p in prompts]
+        results: list[Judgement | None] = [None] * len(items)
+        todo: dict[str, list[int]] = {}  # key -> item positions (identical prompts: one call)
+        for i, key in enumerate(keys):
+            row = self.store.judge_cached(key) if self.store is not None else None
+            if row is not None and row["ok"]:
+                results[i] = _from_row(row)
+                self.stats.add(cache_hits=1)
+            else:
+                todo.setdefault(key, []).append(i)
+        pending = list(todo)
+        for j, judgement in self.backend.run([prompts[todo[k][0]] for k in pending], tpl):
+            key = pending[j]
+            judgement.key = key
+            if not judgement.ok:
+                self.stats.add(failures=1)
+            if self.store is not None:  # written as each call finishes: a killed run keeps them
+                self.store.add_judgement(_to_row(judgement, self.config.name,
+                                                 self.backend.model_name, prompts[todo[key][0]],
+                                                 params))
+            for i in todo[key]:
+                results[i] = judgement
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+
+def _to_row(j: Judgement, judge: str, model: str, prompt: str, params: str) -> dict[str, Any]:
+    return {"key": j.key, "judge": judge, "model": model, "prompt": prompt, "params": params,
+            "reply": j.reply, "score": j.score, "ok": int(j.ok), "error": j.error,
+            "prompt_tokens": j.prompt_tokens, "completion_tokens": j.completion_tokens,
+            "cost_usd": j.cost_usd}
+
+
+def _from_row(row: dict[str, Any]) -> Judgement:
+    return Judgement(score=row["score"], ok=bool(row["ok"]), reply=row["reply"] or "",
+                     error=row["error"] or "", cached=True,
+                     prompt_tokens=row["prompt_tokens"] or 0,
+                     completion_tokens=row["completion_tokens"] or 0,
+                     cost_usd=row["cost_usd"], attempts=0, key=row["key"])
+
+
+def summarize(judgements: list[Judgement]) -> dict[str, Any]:
+    """Mean score over the parsed judgements only; failures are counted, never averaged in."""
+    scores = [j.score for j in judgements if j.ok and j.score is not None]
+    return {"mean": sum(scores) / len(scores) if scores else None, "n": len(scores),
+            "failures": len(judgements) - len(scores)}
+
+
+def default_judge_name() -> str:
+    """``gpt4`` when OPENAI_API_KEY is set, else the embedded ``local`` stand-in."""
+    return "gpt4" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+def make_judge(name_or_path: str | Path | None = None, store: Store | None = None,
+               **overrides: Any) -> Judge:
+    """The named judge (None: :func:`default_judge_name`), with config fields overridden."""
+    config = load_judge_config(name_or_path or default_judge_name())
+    return Judge(dataclasses.replace(config, **overrides), store)

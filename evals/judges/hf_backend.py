@@ -1,0 +1,109 @@
+"""The ``hf`` judge backend: a local causal LM scores from its next-token probabilities.
+
+The rendered prompt is the user turn of the model's chat template; the score is read from the
+first token of the assistant's answer, so every item gets a score (no parse failures):
+
+* ``yes-no``: P(yes) / (P(yes) + P(no)), each summed over the tokenizer's single-token spellings
+  "yes", "Yes", " yes", " Yes" (and the same for no), looked up from the tokenizer.
+* ``1-10``: the expected rating. The first token is one of the digits "1".."9" (renormalised
+  over those nine); "10" is two tokens, so a second forward pass after "1" splits P("1") into
+  "1" and "10" by q = P("0") / (P("0") + P(no digit)): continuations "11".."19" are not ratings
+  and are left out of q's normaliser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
+from udasa.models import model_identity
+from udasa.scorers.lm_options import chat_prefix, option_token_ids
+
+YES = ("yes", "Yes", " yes", " Yes")
+NO = ("no", "No", " no", " No")
+DIGITS = tuple(str(d) for d in range(10))
+
+
+def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
+    """Ids of those spellings that are one token for this tokenizer (at least one must be)."""
+    ids = set()
+    for s in spellings:
+        try:
+            ids.update(option_token_ids(tokenizer, [s]))
+        except ValueError:
+            continue
+    if not ids:
+        raise ValueError(f"none of {spellings} is a single token for this tokenizer")
+    return sorted(ids)
+
+
+class HFBackend:
+    """A transformers causal LM (``embedded`` = the SmolLM2 policy), loaded on first use."""
+
+    def __init__(self, config: JudgeConfig, stats: JudgeStats):
+        self.config = config
+        self.stats = stats
+        self.model_name = model_identity(config.model)["id"]
+        self._lm: tuple[Any, Any] | None = None
+
+    def params(self, template: Template) -> dict[str, Any]:
+        return {"template": template.name, "method": "next-token-probs", "scale": template.scale}
+
+    @property
+    def lm(self) -> tuple[Any, Any]:
+        if self._lm is None:
+            from udasa.models import load_causal_lm
+            self._lm = load_causal_lm(self.config.model)
+        return self._lm
+
+    def run(self, prompts: list[str], template: Template) -> Iterator[tuple[int, Judgement]]:
+        model, tok = self.lm if prompts else (None, None)
+        step = max(1, self.config.batch_size)
+        for start in range(0, len(prompts), step):
+            ids = [tok.encode(chat_prefix(tok, p, ""), add_special_tokens=False)
+                   for p in prompts[start:start + step]]
+            if template.scale == "yes-no":
+                scores, replies = self._yes_no(model, tok, ids)
+            else:
+                scores, replies = self._rating(model, tok, ids)
+            self.stats.add(calls=len(ids), prompt_tokens=sum(len(x) for x in ids))
+            for k, (score, reply) in enumerate(zip(scores, replies, strict=True)):
+                yield start + k, Judgement(score, True, reply, prompt_tokens=len(ids[k]))
+
+    def _yes_no(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
+        probs = next_token_probs(model, tok, ids)
+        p_yes = probs[:, single_token_ids(tok, YES)].sum(-1)
+        p_no = probs[:, single_token_ids(tok, NO)].sum(-1)
+        p = (p_yes / (p_yes + p_no).clamp_min(1e-12)).tolist()
+        return p, [f"P(yes)={x:.3f}" for x in p]
+
+    def _rating(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
+        digit = option_token_ids(tok, list(DIGITS))  # "0".."9", each one token
+        first = next_token_probs(model, tok, ids)[:, digit[1:]]
+        first = first / first.sum(-1, keepdim=True)  # P(first digit = 1..9)
+        after_one = next_token_probs(model, tok, [x + [digit[1]] for x in ids])
+        p_zero = after_one[:, digit[0]]
+        p_stop = 1 - after_one[:, digit].sum(-1)  # "1" followed by no digit: the rating 1
+        q = p_zero / (p_zero + p_stop).clamp_min(1e-12)
+        p10 = first[:, 0] * q
+        values = torch.arange(1, 10, dtype=first.dtype)
+        expected = ((first * values).sum(-1) - p10 + 10 * p10).tolist()  # P(1) moves to 10
+        return expected, [f"E[score]={e:.2f} (P(10)={p:.3f})"
+                          for e, p in zip(expected, p10.tolist(), strict=True)]
+
+
+@torch.inference_mode()
+def next_token_probs(model, tok, ids: list[list[int]], max_length: int = 2048) -> torch.Tensor:
+    """Softmax over the vocabulary after each id sequence (left-padded batch): (N, vocab)."""
+    ids = [x[-max_length:] for x in ids]
+    width = max(len(x) for x in ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                   position_ids=positions.to(model.device)).logits[:, -1, :].float()
+    return torch.softmax(logits, dim=-1).cpu()

@@ -1,0 +1,175 @@
+"""The paper's results tables (SPEC §7) from leaderboard rows: judge score / human score.
+
+Input rows are those of the store's `leaderboard` table (`Store.leaderboard()`): dicts with
+eval_id, model, task, metric, value, ci_low, ci_high, n, failures, judge. Output: one row per
+model (method), one column per task metric, each cell "judge / human" as in the paper
+("7.9 / 7.5"; "—" where no human rated that model on that metric), and an extended variant with
+the judge's confidence interval ("7.9 [7.5, 8.3] / 7.5"). `write_leaderboard` writes both to
+`leaderboard.md` and the long format to `leaderboard.csv`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+NONE = "—"  # shown where there is no human score (and for a missing judge score)
+CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failures", "judge",
+               "human", "eval_id"]
+HumanMeans = Mapping[tuple[str, str, str], float]
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = None) -> list[dict]:
+    """One row per (model, task, metric): the latest evaluation of it.
+
+    "Latest" is the greatest `created_at`: the row's own, else `run_times[eval_id]` (the
+    eval_runs table's created_at, ISO 8601 strings so they sort as text). Rows with no
+    timestamp count as older than any with one; among equal (or absent) timestamps the one
+    given later in `rows` wins. Note that `Store.leaderboard()` orders by value, not time, so
+    pass `run_times` for store rows evaluated more than once. First-seen key order is kept.
+    """
+    times = run_times or {}
+    best: dict[tuple[str, str, str], tuple[tuple[str, int], dict]] = {}
+    for i, row in enumerate(rows):
+        key = (row["model"], row["task"], row["metric"])
+        when = row.get("created_at") or times.get(row.get("eval_id", ""), "") or ""
+        rank = (str(when), i)
+        if key not in best or rank >= best[key][0]:
+            best[key] = (rank, dict(row))
+    return [row for _, row in best.values()]
+
+
+def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]]
+                ) -> dict[tuple[str, str, str], float]:
+    """Mean human score per (method, task, metric) from `human_ratings` rows.
+
+    `fields` maps a rating column to the leaderboard's (task, metric) it stands beside, e.g.
+    {"harmless": ("harmlessness", "score"), "helpful": ("helpfulness", "score")}; the row's
+    `method` must equal the leaderboard's model label. Missing ratings (None) are skipped.
+    """
+    sums: dict[tuple[str, str, str], list[float]] = {}
+    for r in ratings:
+        for column, (task, metric) in fields.items():
+            v = r.get(column)
+            if not _missing(v):
+                sums.setdefault((r["method"], task, metric), []).append(float(v))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def _num(v: object, digits: int) -> str:
+    return NONE if _missing(v) else f"{float(v):.{digits}f}"
+
+
+def format_cell(value: float | None, human: float | None = None, ci_low: float | None = None,
+                ci_high: float | None = None, with_ci: bool = False, digits: int = 1) -> str:
+    """`7.9 / 7.5`; `7.9 / —` without a human score; `7.9 [7.5, 8.3] / 7.5` with `with_ci`."""
+    judge = _num(value, digits)
+    if with_ci and not _missing(value) and not (_missing(ci_low) or _missing(ci_high)):
+        judge += f" [{_num(ci_low, digits)}, {_num(ci_high, digits)}]"
+    return f"{judge} / {_num(human, digits)}"
+
+
+def long_table(rows: Iterable[Mapping], human: HumanMeans | None = None,
+               run_times: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The long format (CSV_COLUMNS): the latest row per (model, task, metric) with its human
+    mean; human means with no judged row appear with an empty judge value."""
+    human = dict(human or {})
+    out = []
+    for r in latest_rows(rows, run_times):
+        key = (r["model"], r["task"], r["metric"])
+        out.append({c: r.get(c) for c in CSV_COLUMNS} | {"human": human.pop(key, None)})
+    for (model, task, metric), v in human.items():
+        out.append({c: None for c in CSV_COLUMNS} | {"model": model, "task": task,
+                                                     "metric": metric, "human": v})
+    df = pd.DataFrame(out, columns=CSV_COLUMNS)
+    for c in ("value", "ci_low", "ci_high", "human"):
+        df[c] = pd.to_numeric(df[c]).astype(float)
+    for c in ("n", "failures"):
+        df[c] = pd.to_numeric(df[c]).astype("Int64")
+    return df
+
+
+def column_name(task: str, metric: str) -> str:
+    return f"{task}: {metric}"
+
+
+def wide_table(long: pd.DataFrame, with_ci: bool = False, digits: int = 1,
+               models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's layout: index model, one column per task metric (first-seen order), cells
+    from `format_cell`; a model not evaluated on a metric gets an empty cell. `models` fixes
+    the row order (default: first seen), e.g. baselines first and UDASA last as in the paper.
+    """
+    order = list(models or [])
+    order += [m for m in dict.fromkeys(long["model"]) if m not in order]
+    columns = list(dict.fromkeys(column_name(t, m) for t, m in zip(long["task"], long["metric"])))
+    table = pd.DataFrame("", index=pd.Index(order, name="model"), columns=columns)
+    for r in long.itertuples(index=False):
+        table.loc[r.model, column_name(r.task, r.metric)] = format_cell(
+            r.value, r.human, r.ci_low, r.ci_high, with_ci, digits)
+    return table
+
+
+def judges_by_task(long: pd.DataFrame) -> dict[str, list[str]]:
+    """Each task's judge label(s), first seen first (more than one means mixed judges)."""
+    out: dict[str, list[str]] = {}
+    for task, judge in zip(long["task"], long["judge"]):
+        labels = out.setdefault(task, [])
+        if isinstance(judge, str) and judge and judge not in labels:
+            labels.append(judge)
+    return out
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    head = ["model", *table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, cells in table.iterrows():
+        lines.append("| " + " | ".join([str(model), *cells.tolist()]) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(long: pd.DataFrame, digits: int = 1,
+                    models: Sequence[str] | None = None, title: str = "Leaderboard") -> str:
+    """The markdown page: judge labels per task, the compact table, the table with CIs, and the
+    failure counts (samples the judge could not score, excluded from the means)."""
+    lines = [f"# {title}", "",
+             f"Cells: judge / human (human `{NONE}` where nobody rated it; empty: not evaluated).",
+             ""]
+    for task, labels in judges_by_task(long).items():
+        note = " (mixed judges: compare with care)" if len(labels) > 1 else ""
+        lines.append(f"- {task}: judge: {'; '.join(labels) or 'unknown'}{note}")
+    lines += ["", _markdown(wide_table(long, False, digits, models)), "",
+              "## With confidence intervals", "",
+              "Cells: judge [CI low, CI high] / human.", "",
+              _markdown(wide_table(long, True, digits, models)), ""]
+    failed = long[long["failures"].fillna(0) > 0]
+    if len(failed):
+        lines += ["## Failures (excluded from the values above)", ""]
+        lines += [f"- {r.model}, {column_name(r.task, r.metric)}: {r.failures} failed, "
+                  f"n = {r.n} scored" for r in failed.itertuples(index=False)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_leaderboard(rows: Iterable[Mapping], out_dir: str | Path,
+                      human: HumanMeans | None = None,
+                      run_times: Mapping[str, str] | None = None,
+                      models: Sequence[str] | None = None, digits: int = 1) -> tuple[Path, Path]:
+    """Write `leaderboard.md` and `leaderboard.csv` (long format) into `out_dir`; return both.
+
+    Duplicate (model, task, metric) rows from several eval runs: the latest is kept (see
+    `latest_rows`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    long = long_table(rows, human, run_times)
+    md, csv = out / "leaderboard.md", out / "leaderboard.csv"
+    md.write_text(render_markdown(long, digits, models), encoding="utf-8")
+    long.to_csv(csv, index=False)
+    return md, csv

@@ -1,0 +1,135 @@
+"""`udasa-eval run`: every model through every task, judged, with CIs, paired tests, leaderboards.
+
+Writes, under the workspace: `evals/<eval_id>/results.json` (config, versions, seeds, judge,
+metric ± CI, n, failures, paired tests) and `samples.jsonl` (per sample), the store's
+eval tables, and `leaderboard.md` / `leaderboard.csv` / `plots/eval_*.png` across all runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evals import tasks as _tasks  # noqa: F401  (registers the tasks)
+from evals.judges.base import make_judge
+from evals.leaderboard import human_means, write_leaderboard
+from evals.models import EvalModel, default_models
+from evals.plots import bar_chart
+from evals.stats import paired_bootstrap, sign_test
+from evals.tasks.base import get_task
+from udasa.pipeline import manifest
+from udasa.records import content_key
+from udasa.store import Store
+
+log = logging.getLogger(__name__)
+
+# human rating columns (app) -> the leaderboard cell they fill
+HUMAN_FIELDS = {"harmless": ("harmlessness", "score"), "helpful": ("helpfulness", "score")}
+
+
+@dataclass
+class EvalConfig:
+    workspace: Path
+    models: list[EvalModel] = field(default_factory=list)  # empty: base + stored checkpoints
+    tasks: list[str] = field(default_factory=lambda: ["harmlessness", "helpfulness",
+                                                      "truthfulness", "sentiment"])
+    limit: int | None = 50
+    seed: int = 0
+    judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the local stand-in
+    data: dict[str, str] = field(default_factory=dict)  # task -> data file override
+
+
+def paired_tests(per_model: dict[str, list[dict]]) -> list[dict]:
+    """Each model against the first on the same samples (per-sample `value`)."""
+    names = list(per_model)
+    out = []
+    for other in names[1:]:
+        base = {r["id"]: r.get("value") for r in per_model[names[0]]}
+        pairs = [(base[r["id"]], r.get("value")) for r in per_model[other]
+                 if base.get(r["id"]) is not None and r.get("value") is not None]
+        if len(pairs) < 2:
+            continue
+        a, b = [p[1] for p in pairs], [p[0] for p in pairs]
+        boot, sign = paired_bootstrap(a, b), sign_test(a, b)
+        out.append({"model": other, "baseline": names[0], "n": len(pairs),
+                    "mean_diff": boot.mean_diff, "ci": [boot.low, boot.high],
+                    "p_bootstrap": boot.p_value, "sign_wins": sign.wins,
+                    "sign_losses": sign.losses, "sign_ties": sign.ties, "p_sign": sign.p_value})
+    return out
+
+
+def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
+    """Evaluate every model on every task; returns the results dict (also written to disk)."""
+    store = Store(cfg.workspace)
+    models = cfg.models or default_models(store)
+    tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
+    judge = make_judge(cfg.judge, store)
+    eval_id = content_key(str(time.time_ns()), json.dumps(cfg.tasks), str(cfg.seed))
+    results: dict[str, Any] = {
+        "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
+                                       "models": [asdict(m) for m in models],
+                                       "data": cfg.data},
+        "judge": {"name": judge.config.name, "label": judge.label, "model": judge.config.model,
+                  "backend": judge.config.backend},
+        "versions": manifest_versions(), "tasks": {}}
+    samples_out, board = [], []
+    for task in tasks:
+        samples = task.samples(cfg.limit, cfg.seed, cfg.data.get(task.name))
+        progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
+        per_model, task_out = {}, {}
+        for model in models:
+            outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
+                                     task.max_new_tokens, desc=f"{task.name} / {model.name}")
+            texts = [outputs[s.id] for s in samples]
+            res = task.score(samples, texts, judge, {"model": model.name})
+            per_model[model.name] = res.per_sample
+            label = res.judge or judge.label
+            task_out[model.name] = {
+                "metrics": {k: asdict(v) for k, v in res.metrics.items()},
+                "n": len(samples), "failures": res.failures, "judge": label}
+            for k, est in res.metrics.items():
+                board.append({"model": model.name, "task": task.name, "metric": k,
+                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
+                              "n": est.n, "failures": res.failures, "judge": label})
+            for i, (s, text, row) in enumerate(zip(samples, texts, res.per_sample)):
+                samples_out.append({"model": model.name, "task": task.name, "idx": i,
+                                    "prompt": s.prompt, "output": text, "scores": row})
+        results["tasks"][task.name] = {
+            "max_new_tokens": task.max_new_tokens, "decoding": "greedy",
+            "models": task_out, "paired_tests": paired_tests(per_model)}
+    results["judge"]["stats"] = judge.stats.as_dict()
+    out_dir = cfg.workspace / "evals" / eval_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
+        for row in samples_out:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    store.add_eval_run(eval_id, results["config"], results, samples_out, board)
+    results["paths"] = write_outputs(store, cfg.workspace)
+    results["paths"]["results"] = str(out_dir / "results.json")
+    return results
+
+
+def manifest_versions() -> dict[str, Any]:
+    from udasa.config import RunConfig
+
+    return manifest(RunConfig())["versions"]
+
+
+def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
+    """Leaderboard (markdown, CSV) over every stored eval run, plus a bar chart per metric."""
+    rows = store.leaderboard()
+    if not rows:
+        return {}
+    times = {r["id"]: r["created_at"] for r in store.db["eval_runs"].rows}
+    human = human_means(store.ratings(), HUMAN_FIELDS)
+    md, csv = write_leaderboard(rows, workspace, human=human, run_times=times)
+    charts = []
+    for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
+        charts.append(str(bar_chart(rows, task, metric, workspace / "plots" /
+                                    f"eval_{task}_{metric}.png", run_times=times)))
+    return {"leaderboard_md": str(md), "leaderboard_csv": str(csv), "charts": charts}

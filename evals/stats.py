@@ -1,0 +1,284 @@
+"""Statistics for the evaluation tables (SPEC §7): confidence intervals, paired tests, agreement.
+
+Small pure functions over plain numbers; results are frozen dataclasses. Nothing here drops
+data silently: a missing value (None or NaN) is an error, because the caller has to exclude
+failed samples itself and report how many it excluded (the `failures` column of the
+leaderboard). Randomness (the bootstrap) is seeded, so the same inputs give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats as sps
+
+Numbers = Sequence[float] | np.ndarray
+
+# Bootstrap resamples are drawn in chunks of at most this many indices (rows x n), so memory
+# stays bounded for long evaluations (n_boot x n would be 80 MB at n_boot=10000, n=1000).
+_CHUNK_CELLS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its confidence interval over `n` samples."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def fmt(self, digits: int = 1) -> str:
+        """`7.9 [7.5, 8.3]`."""
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Mean of a - b over paired samples, its bootstrap CI and a two-sided p-value."""
+
+    mean_diff: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """Wins (a > b), losses (a < b) and ties over paired samples; exact binomial p on wins."""
+
+    wins: int
+    losses: int
+    ties: int
+    p_value: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A rank correlation and its two-sided p-value over `n` pairs."""
+
+    rho: float
+    p_value: float
+    n: int
+
+
+def _finite(values: Numbers, name: str = "values") -> np.ndarray:
+    """`values` as a float array; raises on None/NaN/inf instead of dropping them."""
+    try:
+        x = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: not numbers ({e}); exclude missing values first") from e
+    if x.ndim != 1:
+        raise ValueError(f"{name}: expected a flat sequence, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: {int(np.sum(~np.isfinite(x)))} missing or non-finite values; "
+                         "exclude them (and count them as failures) before calling")
+    return x
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return (1.0 - confidence) / 2.0
+
+
+def bootstrap_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Means of `n_boot` resamples (with replacement, size len(x)) of `x`; vectorised, chunked."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    step = max(1, _CHUNK_CELLS // max(n, 1))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, step):
+        rows = min(step, n_boot - start)
+        out[start:start + rows] = x[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+    return out
+
+
+def mean_ci(values: Numbers, confidence: float = 0.95, n_boot: int = 2000,
+            seed: int = 0) -> Estimate:
+    """Mean with a percentile-bootstrap confidence interval.
+
+    `values` must be complete: exclude None/NaN (e.g. judge replies that did not parse) before
+    calling and report their count separately; they raise ValueError here. n = 0 raises
+    ValueError; n = 1 gives the degenerate interval (v, v).
+    """
+    alpha = _check_confidence(confidence)
+    x = _finite(values)
+    if len(x) == 0:
+        raise ValueError("mean_ci: no values")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return Estimate(mean, mean, mean, 1)
+    low, high = np.quantile(bootstrap_means(x, n_boot, seed), [alpha, 1.0 - alpha])
+    return Estimate(mean, float(low), float(high), len(x))
+
+
+def proportion_ci(successes: Sequence[bool], confidence: float = 0.95,
+                  method: Literal["wilson", "bootstrap"] = "wilson", n_boot: int = 2000,
+                  seed: int = 0) -> Estimate:
+    """Percentage of successes (0-100) with a confidence interval, Wilson score by default.
+
+    Wilson (scipy's `binomtest(...).proportion_ci(method="wilson")`) rather than the bootstrap
+    because it stays informative at 0% and 100% (an ASR of 0/25 gets [0, 13.3], where the
+    bootstrap would give [0, 0]); `method="bootstrap"` gives the percentile bootstrap instead.
+    Missing outcomes must be excluded by the caller, as for `mean_ci`.
+    """
+    _check_confidence(confidence)
+    flags = list(successes)
+    if any(f is None for f in flags):
+        raise ValueError("proportion_ci: None among the outcomes; exclude failures first")
+    n = len(flags)
+    if n == 0:
+        raise ValueError("proportion_ci: no outcomes")
+    k = sum(bool(f) for f in flags)
+    if method == "bootstrap":
+        est = mean_ci([100.0 * bool(f) for f in flags], confidence, n_boot, seed)
+        return est
+    if method != "wilson":
+        raise ValueError(f"proportion_ci: unknown method {method!r} (wilson, bootstrap)")
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Estimate(100.0 * k / n, 100.0 * float(ci.low), 100.0 * float(ci.high), n)
+
+
+def _paired(a: Numbers, b: Numbers) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _finite(a, "a"), _finite(b, "b")
+    if len(x) != len(y):
+        raise ValueError(f"paired samples differ in length: {len(x)} vs {len(y)}")
+    if len(x) == 0:
+        raise ValueError("paired test: no pairs")
+    return x, y
+
+
+def paired_bootstrap(a: Numbers, b: Numbers, n_boot: int = 10000, seed: int = 0,
+                     confidence: float = 0.95) -> PairedTest:
+    """Paired bootstrap on per-prompt scores of two systems: is mean(a - b) different from 0?
+
+    Resamples prompts (the differences d = a - b) with replacement. The CI is the percentile
+    interval of the resampled mean difference; the two-sided p-value is
+    2 * min(P*(mean d <= 0), P*(mean d >= 0)) under the bootstrap distribution, with the +1
+    correction ((count + 1) / (n_boot + 1)), so the smallest reportable p is about
+    2 / n_boot, and capped at 1. With one pair there is no evidence: p = 1. With very few pairs
+    the bootstrap is anti-conservative; prefer `sign_test` there.
+    """
+    alpha = _check_confidence(confidence)
+    x, y = _paired(a, b)
+    d = x - y
+    mean = float(d.mean())
+    if len(d) == 1:
+        return PairedTest(mean, mean, mean, 1.0, 1)
+    boot = bootstrap_means(d, n_boot, seed)
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    tail = min(int(np.sum(boot <= 0.0)), int(np.sum(boot >= 0.0)))
+    p = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
+    return PairedTest(mean, float(low), float(high), p, len(d))
+
+
+def sign_test(a: Numbers, b: Numbers) -> SignTest:
+    """Sign test on paired scores: wins (a > b) against losses (a < b), ties dropped.
+
+    p is scipy's exact two-sided `binomtest(wins, wins + losses, 0.5)`; 1.0 when every pair
+    ties.
+    """
+    x, y = _paired(a, b)
+    wins, losses = int(np.sum(x > y)), int(np.sum(x < y))
+    ties = len(x) - wins - losses
+    p = float(sps.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
+    return SignTest(wins, losses, ties, p, len(x))
+
+
+def spearman(x: Numbers, y: Numbers) -> Correlation:
+    """Spearman's rank correlation (scipy; ties get average ranks) with its two-sided p.
+
+    rho is NaN when either side is constant (no ranking to correlate).
+    """
+    u, v = _paired(x, y)
+    if len(u) < 2:
+        raise ValueError("spearman: need at least 2 pairs")
+    if np.all(u == u[0]) or np.all(v == v[0]):
+        return Correlation(math.nan, math.nan, len(u))
+    res = sps.spearmanr(u, v)
+    return Correlation(float(res.statistic), float(res.pvalue), len(u))
+
+
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Cohen's kappa for two raters' categorical labels of the same items.
+
+    kappa = (p_o - p_e) / (1 - p_e), p_o the observed agreement and p_e the agreement expected
+    from each rater's own label frequencies. NaN when p_e = 1 (both raters used one and the
+    same label throughout: agreement is not measurable).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa: label lists differ in length: {len(a)} vs {len(b)}")
+    n = len(a)
+    if n == 0:
+        raise ValueError("cohen_kappa: no items")
+    p_o = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    p_e = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    if p_e == 1.0:
+        return math.nan
+    return (p_o - p_e) / (1.0 - p_e)
+
+
+def _is_missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _disagreement(values: list, metric: str) -> float:
+    """Sum over ordered pairs (i != j) of delta^2(v_i, v_j), in closed form.
+
+    nominal: delta = [v_i != v_j], so the sum is m^2 - sum_c m_c^2;
+    interval: delta^2 = (v_i - v_j)^2, so the sum is 2 m sum v^2 - 2 (sum v)^2.
+    """
+    m = len(values)
+    if metric == "nominal":
+        return float(m * m - sum(c * c for c in Counter(values).values()))
+    x = np.asarray(values, dtype=float)
+    return float(2.0 * m * np.sum(x * x) - 2.0 * np.sum(x) ** 2)
+
+
+def krippendorff_alpha(ratings: Mapping[Hashable, Mapping[Hashable, object]],
+                       metric: Literal["nominal", "interval"] = "nominal") -> float:
+    """Krippendorff's alpha = 1 - D_o / D_e over items rated by any subset of annotators.
+
+    `ratings` is {item: {annotator: value}}; None/NaN values are missing. Only "pairable"
+    values count: those of items with at least two values (n of them in all). Following
+    Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability":
+      D_o = (1/n) sum_u [ (1/(m_u - 1)) sum_{i != j in u} delta^2(v_ui, v_uj) ]
+      D_e = (1/(n (n - 1))) sum_{i != j over all n pairable values} delta^2(v_i, v_j)
+    with delta^2 = [c != k] (nominal) or (c - k)^2 (interval). NaN when D_e = 0 (every value
+    the same: no variation to be reliable about); ValueError when no item has two values.
+    """
+    if metric not in ("nominal", "interval"):
+        raise ValueError(f"krippendorff_alpha: unknown metric {metric!r} (nominal, interval)")
+    units = [[v for v in row.values() if not _is_missing(v)] for row in ratings.values()]
+    units = [u for u in units if len(u) >= 2]
+    if not units:
+        raise ValueError("krippendorff_alpha: no item has two or more ratings")
+    if metric == "interval":
+        units = [[float(_finite([v], "ratings")[0]) for v in u] for u in units]
+    n = sum(len(u) for u in units)
+    d_o = sum(_disagreement(u, metric) / (len(u) - 1) for u in units) / n
+    d_e = _disagreement([v for u in units for v in u], metric) / (n * (n - 1))
+    if d_e == 0.0:
+        return math.nan
+    return 1.0 - d_o / d_e
+
+
+def krippendorff_alpha_nominal(ratings: Mapping[Hashable, Mapping[Hashable, object]]) -> float:
+    """Krippendorff's alpha with the nominal metric (labels are unordered categories)."""
+    return krippendorff_alpha(ratings, "nominal")
+
+
+def krippendorff_alpha_interval(ratings: Mapping[Hashable, Mapping[Hashable, float]]) -> float:
+    """Krippendorff's alpha with the interval metric, delta^2 = (c - k)^2 (e.g. 1-10 scores)."""
+    return krippendorff_alpha(ratings, "interval")

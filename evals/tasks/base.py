@@ -1,0 +1,74 @@
+"""The task interface and registry: a task = data + generation settings + scoring."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from evals.stats import Estimate
+from udasa.data import data_dir, load_prompts
+from udasa.errors import ConfigError, DataError
+
+
+@dataclass
+class Sample:
+    id: str
+    prompt: str  # what the model is asked
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    """Metrics with CIs, per-sample scores, and the number of samples the judge failed on."""
+
+    metrics: dict[str, Estimate]
+    per_sample: list[dict[str, Any]]
+    failures: int = 0
+    judge: str = ""
+    notes: str = ""
+
+
+class Task(Protocol):
+    name: str
+    max_new_tokens: int
+
+    def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]: ...
+
+    def score(self, samples: list[Sample], outputs: list[str], judge, ctx: dict) -> TaskResult: ...
+
+
+_TASKS: dict[str, Callable[[], Task]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a task available as `udasa-eval run --tasks <name>`."""
+    def wrap(cls):
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+    return wrap
+
+
+def task_names() -> list[str]:
+    return list(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    if name not in _TASKS:
+        raise ConfigError(f"--tasks: unknown task {name!r} (available: {', '.join(_TASKS)})")
+    return _TASKS[name]()
+
+
+def load_samples(default_file: str, source: str | None, limit: int | None, seed: int,
+                 **kwargs: Any) -> list[Sample]:
+    """Prompts from `source` (or the shared dataset file), a seeded random subset of `limit`."""
+    path = source or str(data_dir() / default_file)
+    if source is None and not (data_dir() / default_file).exists():
+        raise DataError(f"{path}: dataset not found; set UDASA_DATA_DIR or pass a data file")
+    prompts = load_prompts(path, **kwargs).prompts
+    random.Random(seed).shuffle(prompts)
+    if limit is not None:
+        prompts = prompts[:limit]
+    return [Sample(p.id, p.text, p.meta) for p in prompts]
