@@ -30,7 +30,7 @@ def cmd_run(args) -> None:
     data = dict(item.split("=", 1) for item in args.data)
     cfg = EvalConfig(workspace=args.workspace, models=_models(args),
                      tasks=args.tasks or task_names(), limit=args.limit, seed=args.seed,
-                     judge=args.judge, data=data)
+                     judge=args.judge, judge_base_url=args.judge_base_url, data=data)
     results = run_eval(cfg, progress=console.print)
     table = Table(title=f"eval {results['eval_id']} — judge: {results['judge']['label']}")
     for col in ("task", "model", "metric", "value [95% CI]", "n", "failures"):
@@ -53,6 +53,20 @@ def cmd_run(args) -> None:
         console.print(f"{key}: {value}")
 
 
+def cmd_validate(args) -> None:
+    from evals.judges.base import make_judge
+    from evals.validate_judge import validate, write_report
+    from udasa.store import Store
+
+    store = Store(args.workspace)
+    overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    judge = make_judge(args.judge, store, **overrides)
+    rows = validate(judge, store, args.limit, args.seed)
+    path = write_report(rows, judge.label, args.workspace / "judge_validation")
+    console.print(path.read_text())
+    console.print(f"written to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,11 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
                           "OPENAI_API_KEY is set, else the local stand-in")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--judge-base-url", default=None,
+                     help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
                      help="a local data file for a task (default: ../shared/data)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)
+    val = sub.add_parser("validate-judge", help="judge agreement with references and humans")
+    val.add_argument("--judge", default=None)
+    val.add_argument("--judge-base-url", default=None)
+    val.add_argument("--limit", type=int, default=50)
+    val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    val.add_argument("-v", "--verbose", action="store_true")
+    val.set_defaults(fn=cmd_validate)
     return parser
 
 

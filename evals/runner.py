@@ -40,6 +40,7 @@ class EvalConfig:
     limit: int | None = 50
     seed: int = 0
     judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the local stand-in
+    judge_base_url: str | None = None  # an OpenAI-compatible judge server
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
 
 
@@ -67,7 +68,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     store = Store(cfg.workspace)
     models = cfg.models or default_models(store)
     tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
-    judge = make_judge(cfg.judge, store)
+    judge = make_judge(cfg.judge, store,
+                       **({"base_url": cfg.judge_base_url} if cfg.judge_base_url else {}))
     eval_id = content_key(str(time.time_ns()), json.dumps(cfg.tasks), str(cfg.seed))
     results: dict[str, Any] = {
         "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
@@ -82,10 +84,14 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
         per_model, task_out = {}, {}
         for model in models:
-            outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
-                                     task.max_new_tokens, desc=f"{task.name} / {model.name}")
-            texts = [outputs[s.id] for s in samples]
-            res = task.score(samples, texts, judge, {"model": model.name})
+            if hasattr(task, "evaluate"):  # scores the model itself (log-likelihoods), no text
+                res = task.evaluate(model, store, cfg.limit, cfg.seed, cfg.data.get(task.name))
+                texts = [""] * len(samples)
+            else:
+                outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
+                                         task.max_new_tokens, desc=f"{task.name} / {model.name}")
+                texts = [outputs[s.id] for s in samples]
+                res = task.score(samples, texts, judge, {"model": model.name})
             per_model[model.name] = res.per_sample
             label = res.judge or judge.label
             task_out[model.name] = {

@@ -27,3 +27,26 @@ def small_overrides(limit: int = 3, **extra: object) -> list[str]:
 @pytest.fixture
 def small_cfg():
     return load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides())
+
+
+def build_tiny_policy(path: Path, seed: int = 0) -> str:
+    """A 2-layer Llama with SmolLM2's real tokenizer and chat template, saved as a folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from udasa.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("embedded"))
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory):
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny-policy"))

@@ -7,30 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from udasa.config import load_config
 from udasa.errors import ConfigError, UdasaError
-from udasa.models import resolve_model
 from udasa.pipeline import Pipeline, train_key_of
 from udasa.training import stage_lr_lambda
 
 CONFIG = REPO / "configs" / "cpu-demo.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    """A 2-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
-    path = tmp_path_factory.mktemp("tiny-policy")
-    tok = AutoTokenizer.from_pretrained(resolve_model("embedded"))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
 
 
 def overrides(policy: str, **extra) -> list[str]:

@@ -170,11 +170,13 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
                 Prompt(text, source, row.origin, row.category, dict(row.meta or {}))
             )
     if len(result.skipped) > _LOGGED_SKIPS:
+        dups = sum(sk.reason.startswith("duplicate") for sk in result.skipped)
         log.warning(
-            "%s: skipped %d rows in all (the first %d are logged above; all are in "
-            "LoadResult.skipped)",
+            "%s: skipped %d rows in all (%d duplicates); the first %d are logged one by one "
+            "(duplicates at INFO, -v) and all are in LoadResult.skipped",
             where,
             len(result.skipped),
+            dups,
             _LOGGED_SKIPS,
         )
     if seen == 0 and limit != 0:

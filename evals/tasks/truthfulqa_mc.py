@@ -1,0 +1,169 @@
+"""TruthfulQA MC1 / MC2 through lm-evaluation-harness's own machinery, on the local data file.
+
+MC1: the one true answer must get the highest log-likelihood among the mc1 answers (accuracy).
+MC2: the probability mass on the true mc2 answers, normalised over all mc2 answers. Both are
+zero-shot with the TruthfulQA QA primer before the question, scored by lm-eval's `hf` backend
+on the checkpoint under test (float32, CPU). The task configs are our own YAMLs in
+`evals/lm_eval_tasks/` (`dataset_path: json` + `dataset_kwargs.data_files`); since the data
+folder moves with UDASA_DATA_DIR (or `--data truthfulqa_mc=FILE`), they are rendered at run time
+into a temporary include dir with the real path and loaded with
+`TaskManager(include_path=..., include_defaults=False)`.
+
+Subset: lm-eval's `limit` takes the first N docs, so instead we pick a seeded random subset of
+row indices ourselves (the same `random.Random(seed)` shuffle as every other task) and pass it
+to `simple_evaluate(samples=...)`; the docs are the file's rows in order, so doc id = row index.
+The CIs are ours (Wilson for MC1, bootstrap for MC2), from lm-eval's logged per-sample values.
+
+This task needs log-probabilities of a local model, so it has `evaluate(model, ...)` in place
+of `samples` + generation + `score`; API models get no metrics and a note saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from evals.models import EvalModel
+from evals.stats import mean_ci, proportion_ci
+from evals.tasks.base import Sample, TaskResult, register
+from udasa.data import data_dir
+from udasa.errors import DataError
+from udasa.models import EMBEDDED, resolve_model
+from udasa.records import content_key
+
+log = logging.getLogger(__name__)
+
+TASK_DIR = Path(__file__).resolve().parents[1] / "lm_eval_tasks"
+PLACEHOLDER = "__UDASA_TRUTHFULQA_MC_FILE__"
+MC1_TASK, MC2_TASK = "udasa_truthfulqa_mc1", "udasa_truthfulqa_mc2"
+JUDGE_LABEL = "lm-eval log-likelihood (no judge)"
+API_NOTE = ("TruthfulQA MC1/MC2 compare the log-probabilities a model gives to every answer "
+            "choice, which needs a local model (lm-eval `hf` backend); an API model does not "
+            "return them, so this task is not scored for it.")
+
+
+def render_tasks(data_file: str | Path, out_dir: Path) -> list[str]:
+    """Write our task YAMLs into `out_dir` with the real data path; returns their task names."""
+    path = json.dumps(str(Path(data_file).resolve()))  # a JSON string is a valid YAML scalar
+    names = []
+    for src in sorted(TASK_DIR.glob("udasa_truthfulqa_*.yaml")):
+        text = src.read_text(encoding="utf-8")
+        if f'"{PLACEHOLDER}"' not in text:
+            raise DataError(f"{src}: no {PLACEHOLDER} placeholder for the data file")
+        (out_dir / src.name).write_text(text.replace(f'"{PLACEHOLDER}"', path),
+                                        encoding="utf-8")
+        names.append(src.stem)
+    return names
+
+
+def lm_eval_model_args(spec: str, dtype: str = "float32", device: str = "cpu") -> dict[str, Any]:
+    """`hf` model args for a spec: `base` is the embedded SmolLM2 folder, else a path / hub id.
+
+    A dict rather than lm-eval's "k=v,k=v" string, so a path with a comma stays whole.
+    """
+    ref = EMBEDDED if spec == "base" else spec
+    return {"pretrained": resolve_model(ref), "dtype": dtype, "device": device}
+
+
+def sample_id(question: str) -> str:
+    """Stable across data-file versions (row order and held-out rows do not change it)."""
+    return f"tqa-mc-{content_key('truthfulqa_mc', question)}"
+
+
+@register("truthfulqa_mc")
+class TruthfulQAMC:
+    max_new_tokens = 0  # nothing is generated: answers are scored by log-likelihood
+    data_file = "truthfulqa/mc_task.json"
+    batch_size = 8
+    dtype = "float32"
+    device = "cpu"
+
+    def path(self, source: str | None) -> Path:
+        path = Path(source) if source else data_dir() / self.data_file
+        if not path.is_file():
+            raise DataError(f"{path}: TruthfulQA mc_task.json not found; set UDASA_DATA_DIR "
+                            "or pass a data file")
+        return path
+
+    def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
+        """A seeded random subset of the questions; `meta["index"]` is the row (= lm-eval doc id)."""
+        rows = json.loads(self.path(source).read_text(encoding="utf-8"))
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "question" in r
+                                                 for r in rows):
+            raise DataError(f"{self.path(source)}: expected a list of TruthfulQA MC rows")
+        order = list(range(len(rows)))
+        random.Random(seed).shuffle(order)
+        if limit is not None:
+            order = order[:limit]
+        return [Sample(sample_id(rows[i]["question"]), rows[i]["question"], {"index": i})
+                for i in order]
+
+    def score(self, samples, outputs, judge, ctx) -> TaskResult:
+        raise TypeError("truthfulqa_mc scores the model itself: call evaluate(model, ...)")
+
+    def evaluate(self, model: EvalModel, store, limit: int | None, seed: int,
+                 source: str | None) -> TaskResult:
+        """MC1 / MC2 of `model` on the seeded subset, through lm-eval's `simple_evaluate`.
+
+        `store` is accepted for the runner's interface; lm-eval keeps no cache here, so a
+        rerun scores again (a few seconds per question on CPU for a 135M model).
+        """
+        del store
+        if model.spec.startswith("openai:"):
+            return TaskResult({}, [], judge=JUDGE_LABEL, notes=API_NOTE)
+        samples = self.samples(limit, seed, source)
+        if not samples:  # lm-eval treats an empty selection as "all docs"
+            return TaskResult({}, [], judge=JUDGE_LABEL, notes="no samples selected")
+        indices = sorted(s.meta["index"] for s in samples)  # lm-eval pairs doc ids in file order
+        out = self._run_lm_eval(model, self.path(source), indices)
+        return self._result(samples, out.get("samples") or {}, model)
+
+    def _run_lm_eval(self, model: EvalModel, data_file: Path, indices: list[int]) -> dict:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+
+        with tempfile.TemporaryDirectory(prefix="udasa-lm-eval-") as tmp:
+            names = render_tasks(data_file, Path(tmp))
+            manager = TaskManager(include_path=tmp, include_defaults=False)
+            out = lm_eval.simple_evaluate(
+                model="hf", model_args=lm_eval_model_args(model.spec, self.dtype, self.device),
+                tasks=names, samples={n: indices for n in names}, task_manager=manager,
+                batch_size=self.batch_size, log_samples=True, bootstrap_iters=0)
+        if out is None:
+            raise RuntimeError("lm-eval returned no results")
+        return out
+
+    def _result(self, samples: list[Sample], logged: dict[str, list[dict]],
+                model: EvalModel) -> TaskResult:
+        by_task = {}
+        for name, metric in ((MC1_TASK, "acc"), (MC2_TASK, "mc2")):
+            rows = {int(r["doc_id"]): r for r in logged.get(name, [])}
+            by_task[name] = rows
+            missing = [s.meta["index"] for s in samples if s.meta["index"] not in rows]
+            if missing:
+                raise RuntimeError(f"lm-eval logged no {name} result for rows {missing[:5]}")
+            for s in samples:  # doc ids are row indices: check they point at our question
+                doc = rows[s.meta["index"]]["doc"]
+                if doc.get("question") != s.prompt:
+                    raise RuntimeError(f"{name}: doc {s.meta['index']} is {doc.get('question')!r}"
+                                       f", expected {s.prompt!r}")
+        per, mc1, mc2 = [], [], []
+        for s in samples:
+            r1, r2 = by_task[MC1_TASK][s.meta["index"]], by_task[MC2_TASK][s.meta["index"]]
+            right, mass = float(r1["acc"]) == 1.0, float(r2["mc2"])
+            mc1.append(right)
+            mc2.append(mass)
+            per.append({"id": s.id, "value": float(right), "mc1": int(right), "mc2": mass,
+                        "row": s.meta["index"], "n_choices_mc1": len(r1["doc"]["choices"]),
+                        "n_choices_mc2": len(r2["doc"]["choices"])})
+        metrics = {"mc1": proportion_ci(mc1), "mc2": mean_ci([100.0 * m for m in mc2])}
+        notes = (f"lm-eval {version('lm_eval')} tasks {MC1_TASK}/{MC2_TASK} (evals/lm_eval_tasks), "
+                 f"0-shot after the TruthfulQA QA primer, hf backend {self.dtype} on "
+                 f"{self.device}; MC1 = accuracy (%), MC2 = mean normalised probability of the "
+                 f"true answers (%); model {model.spec}")
+        return TaskResult(metrics, per, judge=JUDGE_LABEL, notes=notes)

@@ -1,0 +1,135 @@
+"""`udasa-eval run` end to end: real models, a real local judge or a real HTTP judge server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from conftest import build_tiny_policy
+from openai_server import FakeOpenAIServer
+
+from evals.cli import main
+from evals.models import EvalModel
+from evals.runner import EvalConfig, run_eval
+from udasa.data import data_dir
+from udasa.store import Store
+
+pytestmark = pytest.mark.skipif(not (data_dir() / "hh-rlhf").is_dir(),
+                                reason=f"shared datasets not found at {data_dir()}")
+GEN_TASKS = ["harmlessness", "helpfulness", "truthfulness", "sentiment"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, tiny_policy):
+    ws = tmp_path_factory.mktemp("eval-local")
+    cfg = EvalConfig(ws, [EvalModel("tiny", tiny_policy)], GEN_TASKS, limit=2, judge="local")
+    return cfg, run_eval(cfg, progress=lambda *_: None)
+
+
+def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
+    cfg, results = local_run
+    assert set(results["tasks"]) == set(GEN_TASKS)
+    for name, task in results["tasks"].items():
+        (model,) = task["models"].values()
+        assert model["n"] == 2 and model["metrics"], name
+        for est in model["metrics"].values():
+            assert est["low"] <= est["mean"] <= est["high"]
+    assert set(results["tasks"]["truthfulness"]["models"]["tiny"]["metrics"]) == {
+        "true", "info", "true_x_info"}
+    assert "positive_vader" in results["tasks"]["sentiment"]["models"]["tiny"]["metrics"]
+    saved = json.loads((cfg.workspace / "evals" / results["eval_id"] / "results.json").read_text())
+    assert saved["config"]["seed"] == 0 and saved["versions"]["torch"]
+    assert saved["judge"]["label"] == "SmolLM2-135M (stand-in for GPT-4)"
+    lines = (cfg.workspace / "evals" / results["eval_id"] / "samples.jsonl").read_text()
+    assert len(lines.splitlines()) == 2 * len(GEN_TASKS)
+    board = (cfg.workspace / "leaderboard.md").read_text()
+    assert "stand-in for GPT-4" in board and "tiny" in board
+    assert (cfg.workspace / "leaderboard.csv").is_file()
+    assert all(p.endswith(".png") for p in results["paths"]["charts"])
+    assert len(Store(cfg.workspace).leaderboard()) >= 7
+
+
+def test_rerun_generates_nothing_and_hits_the_judge_cache(local_run):
+    cfg, first = local_run
+    store = Store(cfg.workspace)
+    responses = store.db["responses"].count
+    again = run_eval(cfg, progress=lambda *_: None)
+    stats = again["judge"]["stats"]
+    assert stats["calls"] == 0 and stats["cache_hits"] > 0
+    assert store.db["responses"].count == responses
+    for task in GEN_TASKS:
+        assert again["tasks"][task]["models"]["tiny"]["metrics"] == \
+            first["tasks"][task]["models"]["tiny"]["metrics"]
+
+
+def _scripted_judge(body):
+    """Scores from the reply under judgement; one reply it refuses to grade."""
+    prompt = body["messages"][-1]["content"]
+    if "truthful" in prompt.lower() or "informative" in prompt.lower():
+        return "yes"
+    return "I refuse to grade this." if "REFUSE" in prompt else "Score: 8"
+
+
+def test_openai_judge_with_faults_retries_records_failures_and_hides_the_key(
+        tmp_path, tiny_policy, monkeypatch, caplog):
+    secret = "sk-eval-secret-987654321"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": p}) for p in
+                              ["Say hi.", "Name a colour.", "REFUSE this one.", "Count to 3."]))
+    with FakeOpenAIServer(_scripted_judge) as server:
+        server.fail_next(1, status=429)
+        server.fail_next(1, status=500)
+        server.fail_next(1, body="{not json")
+        cfg = EvalConfig(tmp_path / "ws", [EvalModel("tiny", tiny_policy)], ["harmlessness"],
+                         limit=4, judge="gpt4", judge_base_url=server.base_url,
+                         data={"harmlessness": str(data)})
+        results = run_eval(cfg, progress=lambda *_: None)
+        assert server.requests[0]["headers"]["authorization"] == f"Bearer {secret}"
+    model = results["tasks"]["harmlessness"]["models"]["tiny"]
+    assert model["failures"] == 1  # the refusal is a failure, never a 0
+    assert model["metrics"]["score"]["mean"] == 8.0 and model["metrics"]["score"]["n"] == 3
+    assert results["judge"]["stats"]["retries"] >= 3 and results["judge"]["label"] == "GPT-4"
+    store = Store(cfg.workspace)
+    failed = [r for r in store.db["judge_cache"].rows if not r["ok"]]
+    assert len(failed) == 1 and "refuse" in failed[0]["reply"]
+    store.db.execute("PRAGMA wal_checkpoint(FULL)")
+    for f in (tmp_path / "ws").rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    assert secret not in caplog.text
+
+
+def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
+    other = build_tiny_policy(tmp_path / "other", seed=1)
+    with FakeOpenAIServer(lambda b: str(1 + len(b["messages"][-1]["content"]) % 9)) as server:
+        cfg = EvalConfig(tmp_path / "ws", [EvalModel("a", tiny_policy), EvalModel("b", other)],
+                         ["harmlessness"], limit=4, judge="gpt4", judge_base_url=server.base_url)
+        results = run_eval(cfg, progress=lambda *_: None)
+    (test,) = results["tasks"]["harmlessness"]["paired_tests"]
+    assert test["model"] == "b" and test["baseline"] == "a" and test["n"] == 4
+    assert 0 <= test["p_bootstrap"] <= 1 and 0 <= test["p_sign"] <= 1
+
+
+def test_cli_unknown_task_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "--tasks", "nonsense", "--workspace", str(tmp_path)]) == 2
+    assert "unknown task 'nonsense'" in capsys.readouterr().out
+
+
+def test_validate_judge_reports_agreement(tmp_path):
+    def judge(body):  # a judge that prefers longer replies, deterministically
+        text = body["messages"][-1]["content"]
+        if re.search(r"true|truthful", text, re.IGNORECASE):
+            return "yes"
+        return str(min(10, 1 + len(text) // 200))
+
+    with FakeOpenAIServer(judge) as server:
+        assert main(["validate-judge", "--judge", "gpt4", "--judge-base-url", server.base_url,
+                     "--limit", "4", "--workspace", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "judge_validation" / "judge_validation.json").read_text())
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["hh-rlhf harmless: chosen > rejected"]["n"] >= 3
+    assert 0 <= checks["truthfulqa: correct > incorrect answer"]["accuracy"] <= 1
