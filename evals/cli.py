@@ -19,8 +19,15 @@ console = Console(soft_wrap=True)
 def _models(args) -> list:
     from evals.models import EvalModel
 
-    return [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
-            for spec in args.models or []]
+    models = [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+              for spec in args.models or []]
+    if args.suite:
+        from evals.suite import PAPER_SUITE, build
+        from udasa.store import Store
+
+        names = PAPER_SUITE if args.suite == ["paper"] else args.suite
+        models += build(names, args.workspace, Store(args.workspace))
+    return models
 
 
 def cmd_run(args) -> None:
@@ -74,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", nargs="+", default=None,
                      help="base | a checkpoint path | a hub id | openai:<model> "
                           "(default: base + every checkpoint in the workspace)")
+    run.add_argument("--suite", nargs="+", default=None,
+                     help="`paper` (UDASA and every baseline: base vanilla rlaif rlcd rain "
+                          "udasa) or a list of those methods; trains what is missing first")
     run.add_argument("--tasks", nargs="+", default=None, help="default: all registered tasks")
     run.add_argument("--limit", type=int, default=50, help="samples per task (seeded subset)")
     run.add_argument("--seed", type=int, default=0)

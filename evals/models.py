@@ -8,7 +8,7 @@ are greedy and cached in the store, so a rerun generates nothing it already has.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -26,20 +26,34 @@ class EvalModel:
     name: str  # the leaderboard row label
     spec: str
     base_url: str | None = None
+    decoder: str = "greedy"  # greedy | sample (vanilla) | rain (inference-time search)
+    options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
 
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
+        temperature = float(self.options.get("temperature", 0.7)) if self.decoder == "sample" \
+            else 0.0
         if self.spec.startswith("openai:"):
             return GenerationConfig(backend="openai", model=self.spec.split(":", 1)[1],
-                                    base_url=self.base_url, temperature=0.0, n=1,
+                                    base_url=self.base_url, temperature=temperature, n=1,
                                     max_new_tokens=max_new_tokens)
         model = EMBEDDED if self.spec == "base" else self.spec
-        return GenerationConfig(model=model, temperature=0.0, n=1, max_new_tokens=max_new_tokens)
+        return GenerationConfig(model=model, temperature=temperature, n=1,
+                                max_new_tokens=max_new_tokens)
 
     def identity(self) -> dict:
         cfg = self.generation_config(0)
-        if cfg.backend == "openai":
-            return {"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
-        return model_identity(cfg.model)
+        ident = ({"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
+                 if cfg.backend == "openai" else model_identity(cfg.model))
+        return ident | {"decoder": self.decoder, "options": self.options}
+
+    def generator(self, max_new_tokens: int):
+        if self.decoder == "rain":
+            from udasa.baselines.rain import RainConfig, RainGenerator
+
+            cfg = self.generation_config(max_new_tokens)
+            return RainGenerator(RainConfig(model=cfg.model, max_new_tokens=max_new_tokens,
+                                            **self.options))
+        return make_generator(self.generation_config(max_new_tokens))
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,
                  desc: str = "") -> dict[str, str]:
@@ -49,7 +63,7 @@ class EvalModel:
         have = {r["prompt_id"]: r["text"] for r in store.responses(gen_key)}
         todo = [(pid, text) for pid, text in prompts if pid not in have]
         if todo:
-            generator = make_generator(self.generation_config(max_new_tokens))
+            generator = self.generator(max_new_tokens)
             for pid, text in tqdm(todo, desc=desc or f"generate {self.name}", unit="prompt"):
                 try:
                     out = generator.generate(text, 1, seed=0)[0]

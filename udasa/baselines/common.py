@@ -1,0 +1,115 @@
+"""What the training baselines share: a config, storing their pairs as a one-stage run, and
+training that run with the same phased-DPO trainer as UDASA (one stage).
+
+The originals (RLAIF, RLCD) trained a reward model and ran PPO; here their preference pairs
+train the policy with DPO in a single stage, the same trainer UDASA uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from udasa.config import (
+    DataConfig,
+    GenerationConfig,
+    RunConfig,
+    TrainingConfig,
+    _coerce,
+    to_dict,
+)
+from udasa.data import load_prompts
+from udasa.errors import ConfigError
+from udasa.records import Prompt, content_key
+from udasa.store import Store
+
+
+@dataclass
+class BaselineConfig:
+    """A training baseline: prompts, the policy's generation settings, DPO settings."""
+
+    method: str = "rlaif"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(n=2))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+def load_baseline_config(path: str | Path, overrides: list[str] | None = None) -> BaselineConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    for item in overrides or []:
+        key, _, raw = item.partition("=")
+        node = data
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[key.split(".")[-1]] = yaml.safe_load(raw)
+    cfg = _coerce(BaselineConfig, data, "")
+    RunConfig(generation=cfg.generation, training=cfg.training).validate()  # same field checks
+    return cfg
+
+
+@dataclass
+class BaselinePair:
+    prompt: Prompt
+    chosen: str
+    rejected: str
+    soft_label: float = 1.0  # P(chosen preferred); 1.0 for hard labels
+    meta: dict = field(default_factory=dict)
+
+
+def baseline_run_id(cfg: BaselineConfig) -> str:
+    data = to_dict(cfg)
+    data.pop("training")
+    return content_key("baseline", json.dumps(data, sort_keys=True))
+
+
+def prompts_of(cfg: BaselineConfig) -> list[Prompt]:
+    d = cfg.data
+    return load_prompts(d.source, limit=d.limit, column=d.column, split=d.split).prompts
+
+
+def store_pairs(store: Store, cfg: BaselineConfig, pairs: list[BaselinePair],
+                manifest: dict) -> str:
+    """Record the baseline's pairs as a one-stage run (trainable by CurriculumTrainer)."""
+    run_id = baseline_run_id(cfg)
+    gen_key = content_key(run_id, "responses")
+    store.upsert_run(run_id, f"baseline:{cfg.method}", to_dict(cfg), manifest)
+    store.add_prompts(run_id, [p.prompt for p in pairs])
+    responses, rows = [], []
+    for pair in pairs:
+        ids = [content_key(gen_key, pair.prompt.id, str(i)) for i in (0, 1)]
+        for i, (rid, text) in enumerate(zip(ids, (pair.chosen, pair.rejected))):
+            responses.append({"id": rid, "gen_key": gen_key, "prompt_id": pair.prompt.id,
+                              "sample_index": i, "text": text, "model": cfg.method})
+        rows.append({"run_id": run_id, "prompt_id": pair.prompt.id, "chosen_id": ids[0],
+                     "rejected_id": ids[1], "u_chosen": None, "u_rejected": None,
+                     "delta": abs(2 * pair.soft_label - 1), "stage": 1,
+                     "soft_label": pair.soft_label})
+    store.add_responses(responses)
+    store.replace_pairs(run_id, [], rows)
+    keys = {(r["prompt_id"], r["chosen_id"], r["rejected_id"]): 1 for r in rows}
+    store.replace_stages(run_id, keys, [{"run_id": run_id, "stage": 1, "name": "all",
+                                         "lo": float("-inf"), "hi": float("inf"),
+                                         "count": len(rows)}])
+    store.set_run_status(run_id, "pairs-ready")
+    return run_id
+
+
+def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | None:
+    """One-stage DPO on the stored pairs; returns the checkpoint path."""
+    from udasa.training import CurriculumTrainer
+
+    run_id = baseline_run_id(cfg)
+    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
+    trainer = CurriculumTrainer(store, run_id, train_key, cfg.training, cfg.generation.model,
+                                "disjoint", cfg.seed,
+                                workspace / "checkpoints" / run_id / train_key)
+    trainer.train()
+    ckpts = store.checkpoints(run_id, train_key)
+    return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None
