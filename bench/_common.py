@@ -37,6 +37,9 @@ def environment() -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "omp_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+                                               "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+                    if k in os.environ},
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -206,18 +206,19 @@ def main() -> None:
 
 def markdown(data: dict) -> str:
     env, setup = data["environment"], data["setup"]
+    omp = "".join(f" ({k}={v})" for k, v in env["omp_env"].items())
     quiet = all(st["quiet"] for st in data["machine_state"].values())
     head = (f"# Generation benchmark\n\nN={setup['n']} responses per prompt, "
             f"{len(setup['prompts'])} built-in prompts, max_new_tokens={setup['max_new_tokens']}, "
             f"T={setup['temperature']}, top-p={setup['top_p']}; {setup['model']}; "
-            f"{env['cpu']}, {env['cpus']} vCPUs, {env['torch_threads']} torch threads, torch "
+            f"{env['cpu']}, {env['cpus']} vCPUs, {env['torch_threads']} torch threads{omp}, torch "
             f"{env['torch']}; {env['date']}.\n")
     head += ("\nMachine quiet at start and end (no other busy process).\n" if quiet else
              "\n**Machine NOT quiet** (other busy processes and/or slow parallel ops at start "
              "or end; see machine_state in generation.json): figures are depressed and noisy.\n")
     table = md_table(
-        ["variant", "prompts", "batched s/prompt", "separate s/prompt", "ratio (time)", "batched tok/s",
-         "separate tok/s", "tokens batched / separate", "batched row-steps/s"],
+        ["variant", "prompts", "batched s/prompt", "separate s/prompt", "ratio (time)",
+         "batched tok/s", "separate tok/s", "tokens batched / separate", "batched row-steps/s"],
         [[r["variant"], r["prompts"], r["batched_s_per_prompt"], r["separate_s_per_prompt"],
           f"{r['ratio']:.2f}x", r["batched_tok_s"], r["separate_tok_s"],
           f"{r['batched_tokens']} / {r['separate_tokens']}", r["batched_row_steps_s"]]

@@ -360,6 +360,7 @@ def main() -> None:
 
 def markdown(data, args, peak_before, peak_after, peak_end) -> str:
     env, setup, gf = data["environment"], data["setup"], 1e9
+    omp = "".join(f" ({k}={v})" for k, v in env["omp_env"].items())
     rows, sem, sw = data["axes"], data["axes"][0], data["sbert_batch_sweep"]
     peak, control, check = (data["matmul_peak_flop_s"], data["sbert"]["single_thread_control"],
                             data["sbert"]["flop_counter_check"])
@@ -374,8 +375,8 @@ def markdown(data, args, peak_before, peak_after, peak_end) -> str:
     head = (f"# Scoring benchmark\n\n{setup['responses']} synthetic responses "
             f"({setup['groups']} groups x {setup['per_group']}, {setup['words_min']}-"
             f"{setup['words_max']} words, mean {setup['words_mean']:.1f}); {env['cpu']}, "
-            f"{env['cpus']} vCPUs, {env['torch_threads']} torch threads, torch {env['torch']}; "
-            f"{env['date']}.\n")
+            f"{env['cpus']} vCPUs, {env['torch_threads']} torch threads{omp}, "
+            f"torch {env['torch']}; {env['date']}.\n")
     quiet = all(st["quiet"] for st in data["machine_state"].values())
     head += ("\nMachine quiet at start and end (no other busy process).\n" if quiet else
              "\n**Machine NOT quiet** (other busy processes and/or slow parallel ops at start "

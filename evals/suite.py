@@ -57,7 +57,10 @@ def rain(workspace: Path, store: Store) -> EvalModel:
 def _trained(name: str, workspace: Path, store: Store) -> EvalModel:
     from udasa.baselines import rlaif, rlcd
     from udasa.baselines.common import (
-        baseline_run_id, load_baseline_config, store_pairs, train_baseline,
+        baseline_run_id,
+        load_baseline_config,
+        store_pairs,
+        train_baseline,
     )
 
     cfg = load_baseline_config(CONFIGS / "baselines" / f"{name}.yaml")

@@ -28,8 +28,8 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     gen_neg = make_generator(replace(cfg.generation, system_prompt=negative))
     pairs = []
     for p in tqdm(prompts_of(cfg), desc="rlcd", unit="prompt"):
-        seed = prompt_seed(cfg.seed, p.id)  # same seed for both: only the context differs
-        good, bad = gen_pos.generate(p.text, 1, seed)[0], gen_neg.generate(p.text, 1, seed)[0]
+        seed = prompt_seed(cfg.seed, p.id)
+        good, bad = gen_pos.generate(p.text, 1, seed)[0], gen_neg.generate(p.text, 1, seed + 1)[0]
         if good.strip() and bad.strip() and good.strip() != bad.strip():
             pairs.append(BaselinePair(p, good, bad, 1.0,
                                       {"positive": positive, "negative": negative}))

@@ -1,0 +1,110 @@
+"""AdvBench behaviours and ready-made GCG suffixes from the shared data folder.
+
+- `load_behaviours`: `advbench/harmful_behaviors.csv` (goal, target), or any CSV with those
+  columns. Ids are stable across file versions (a hash of the goal).
+- `load_universal_suffixes`: the two universal suffixes published with the GCG paper
+  (`gcg/universal_suffixes.json`), a ready-made transfer attack: no optimisation needed.
+- `load_smoothllm_suffixes`: per-behaviour GCG suffixes for Vicuna and Llama-2 released with
+  SmoothLLM (`gcg/smoothllm_gcg_*_behaviors.json`).
+
+Published suffixes are appended to the behaviour with one space (`attack_prompt`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from attacks.gcg import Behaviour, attack_prompt
+from udasa.data import data_dir
+from udasa.errors import DataError
+from udasa.records import content_key
+
+BEHAVIOURS_FILE = "advbench/harmful_behaviors.csv"
+UNIVERSAL_FILE = "gcg/universal_suffixes.json"
+SMOOTHLLM_FILES = {"vicuna": "gcg/smoothllm_gcg_vicuna_behaviors.json",
+                   "llama2": "gcg/smoothllm_gcg_llama2_behaviors.json"}
+
+__all__ = ["PublishedSuffix", "attack_prompt", "behaviour_id", "load_behaviours",
+           "load_smoothllm_suffixes", "load_universal_suffixes"]
+
+
+@dataclass(frozen=True)
+class PublishedSuffix:
+    id: str
+    suffix: str
+    optimized_on: str = ""
+
+
+def _path(path: str | Path | None, default: str) -> Path:
+    p = Path(path) if path else data_dir() / default
+    if not p.is_file():
+        raise DataError(f"{p}: not found; set UDASA_DATA_DIR to the shared data folder or pass "
+                        "a file")
+    return p
+
+
+def behaviour_id(goal: str) -> str:
+    return f"advbench-{content_key('advbench', goal)}"
+
+
+def load_behaviours(path: str | Path | None = None, limit: int | None = None,
+                    seed: int | None = None) -> list[Behaviour]:
+    """Behaviours from a CSV with `goal` and `target` columns (default: AdvBench's
+    harmful_behaviors.csv), in file order, or a `random.Random(seed)` shuffle when `seed` is
+    given; the first `limit` of them. A row with an empty goal or target is an error."""
+    p = _path(path, BEHAVIOURS_FILE)
+    with open(p, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"goal", "target"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{p}: missing column(s) {sorted(missing)} (have "
+                            f"{reader.fieldnames})")
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            goal, target = (row.get("goal") or "").strip(), (row.get("target") or "").strip()
+            if not goal or not target:
+                raise DataError(f"{p}, line {i}: empty goal or target")
+            rows.append(Behaviour(goal, target, behaviour_id(goal)))
+    if not rows:
+        raise DataError(f"{p}: no behaviours")
+    if seed is not None:
+        random.Random(seed).shuffle(rows)
+    return rows if limit is None else rows[:limit]
+
+
+def load_universal_suffixes(path: str | Path | None = None) -> list[PublishedSuffix]:
+    """The published universal GCG suffixes (id, suffix, what they were optimised on)."""
+    p = _path(path, UNIVERSAL_FILE)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from None
+    items = data.get("suffixes") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{p}: expected {{\"suffixes\": [{{\"id\", \"suffix\"}}, ...]}}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not str(item.get("suffix") or "").strip():
+            raise DataError(f"{p}: suffixes[{i}] has no suffix")
+        out.append(PublishedSuffix(str(item.get("id") or f"suffix_{i}"), str(item["suffix"]),
+                                   str(item.get("optimized_on") or "")))
+    return out
+
+
+def load_smoothllm_suffixes(model: str = "vicuna", path: str | Path | None = None
+                            ) -> list[tuple[Behaviour, str]]:
+    """SmoothLLM's per-behaviour GCG suffixes: (behaviour, suffix) for `vicuna` or `llama2`."""
+    if path is None and model not in SMOOTHLLM_FILES:
+        raise DataError(f"smoothllm suffixes: unknown model {model!r} "
+                        f"(known: {', '.join(SMOOTHLLM_FILES)})")
+    p = _path(path, SMOOTHLLM_FILES.get(model, ""))
+    data = json.loads(p.read_text(encoding="utf-8"))
+    goals, targets, controls = (data.get(k) for k in ("goal", "target", "controls"))
+    if not (isinstance(goals, list) and isinstance(targets, list) and isinstance(controls, list)
+            and len(goals) == len(targets) == len(controls) and goals):
+        raise DataError(f"{p}: expected equal-length lists goal, target, controls")
+    return [(Behaviour(g, t, behaviour_id(g)), c) for g, t, c in zip(goals, targets, controls)]
