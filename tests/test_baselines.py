@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from evals.models import EvalModel
 from evals.suite import build
 from udasa.baselines import rain, rlaif, rlcd
 from udasa.baselines.common import (
-    BaselineConfig, load_baseline_config, store_pairs, train_baseline,
+    BaselineConfig,
+    load_baseline_config,
+    store_pairs,
+    train_baseline,
 )
 from udasa.config import DataConfig, GenerationConfig, TrainingConfig
 from udasa.errors import ConfigError
@@ -118,4 +120,3 @@ def test_baseline_configs_load_and_validate():
     with pytest.raises(ConfigError, match="training.learning_rate"):
         load_baseline_config(REPO / "configs" / "baselines" / "rlaif.yaml",
                              ["training.learning_rate=0"])
-    torch.manual_seed(0)
