@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from udasa.errors import UdasaError
-
-console = Console(soft_wrap=True)
+from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
@@ -110,16 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args.fn(args)
-    except UdasaError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 2
-    return 0
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

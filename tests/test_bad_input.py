@@ -104,7 +104,8 @@ def test_api_key_never_reaches_the_store(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with FakeOpenAIServer(lambda body: f"reply {body['_choice_index']} about tea") as server:
         assert run_cli("run", tmp_path, "builtin", "generation.backend=openai",
-                       "generation.model=m", f"generation.base_url={server.base_url}") == 0
+                       "generation.model=m", f"generation.base_url={server.base_url}",
+                       "training.enabled=false") == 0
         assert server.requests[0]["headers"]["authorization"] == f"Bearer {secret}"
     store = Store(tmp_path)
     assert store.db["responses"].count == 10
@@ -112,3 +113,10 @@ def test_api_key_never_reaches_the_store(tmp_path, monkeypatch):
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
+
+
+def test_training_an_api_policy_needs_a_local_model(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        assert run_cli("run", tmp_path, "builtin", "generation.backend=openai",
+                       "generation.model=m", f"generation.base_url={server.base_url}") == 2
+    assert "training.model" in capsys.readouterr().out

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from udasa.cli_common import console, run_cli
 from udasa.config import RunConfig, load_config
 from udasa.errors import UdasaError
 
-console = Console(soft_wrap=True)  # long paths stay on one line (copyable)
 DEFAULT_CONFIG = Path("configs/cpu-demo.yaml")
 DEFAULT_WORKSPACE = Path("udasa-workspace")
 
@@ -189,16 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args.fn(args)
-    except UdasaError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 2
-    return 0
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,28 @@ def parse_list(text: str, n: int) -> list[str]:
     return items[:n]
 
 
-class HFGenerator:
+class _ModeGenerator:
+    """SPEC §1's two modes over a backend's `_complete(prompt, k, seed, max_tokens)`."""
+
+    cfg: GenerationConfig
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.cfg.system_prompt}] \
+            if self.cfg.system_prompt else []
+        return [*system, {"role": "user", "content": prompt}]
+
+    def _complete(self, prompt: str, k: int, seed: int, max_tokens: int) -> list[str]:
+        raise NotImplementedError
+
+    def generate(self, prompt: str, n: int, seed: int) -> list[str]:
+        if self.cfg.mode == "list":
+            reply = self._complete(LIST_PROMPT.format(n=n, question=prompt), 1, seed,
+                                   self.cfg.max_new_tokens * n)[0]
+            return parse_list(reply, n)
+        return self._complete(prompt, n, seed, self.cfg.max_new_tokens)
+
+
+class HFGenerator(_ModeGenerator):
     """A local causal LM (embedded SmolLM2 by default, or any path / hub id)."""
 
     def __init__(self, cfg: GenerationConfig):
@@ -83,13 +104,9 @@ class HFGenerator:
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
     def _encode(self, prompt: str) -> torch.Tensor:
-        messages = []
-        if self.cfg.system_prompt:
-            messages.append({"role": "system", "content": self.cfg.system_prompt})
-        messages.append({"role": "user", "content": prompt})
         if self.tokenizer.chat_template:
             ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+                self.messages(prompt), add_generation_prompt=True, return_tensors="pt", return_dict=True,
             )["input_ids"]
         else:
             ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
@@ -101,7 +118,7 @@ class HFGenerator:
         return ids
 
     @torch.inference_mode()
-    def _sample(self, prompt: str, k: int, seed: int, max_new_tokens: int) -> list[str]:
+    def _complete(self, prompt: str, k: int, seed: int, max_new_tokens: int) -> list[str]:
         ids = self._encode(prompt).to(self.model.device)
         torch.manual_seed(seed)
         sample = self.cfg.temperature > 0
@@ -115,15 +132,8 @@ class HFGenerator:
         return [t.strip() for t in
                 self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
 
-    def generate(self, prompt: str, n: int, seed: int) -> list[str]:
-        if self.cfg.mode == "list":
-            reply = self._sample(LIST_PROMPT.format(n=n, question=prompt), 1, seed,
-                                 self.cfg.max_new_tokens * n)[0]
-            return parse_list(reply, n)
-        return self._sample(prompt, n, seed, self.cfg.max_new_tokens)
 
-
-class OpenAIGenerator:
+class OpenAIGenerator(_ModeGenerator):
     """Any OpenAI-compatible chat endpoint; the API key is read from `cfg.api_key_env`."""
 
     def __init__(self, cfg: GenerationConfig):
@@ -138,11 +148,8 @@ class OpenAIGenerator:
         self.client = openai.OpenAI(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout_s,
                                     max_retries=3)
 
-    def _chat(self, prompt: str, k: int, seed: int, max_tokens: int) -> list[str]:
-        messages = []
-        if self.cfg.system_prompt:
-            messages.append({"role": "system", "content": self.cfg.system_prompt})
-        messages.append({"role": "user", "content": prompt})
+    def _complete(self, prompt: str, k: int, seed: int, max_tokens: int) -> list[str]:
+        messages = self.messages(prompt)
         texts: list[str] = []
         while len(texts) < k:  # some servers (llama.cpp) ignore n > 1: ask again for the rest
             reply = self.client.chat.completions.create(
@@ -151,13 +158,6 @@ class OpenAIGenerator:
                 seed=seed + len(texts))
             texts += [(c.message.content or "").strip() for c in reply.choices]
         return texts[:k]
-
-    def generate(self, prompt: str, n: int, seed: int) -> list[str]:
-        if self.cfg.mode == "list":
-            reply = self._chat(LIST_PROMPT.format(n=n, question=prompt), 1, seed,
-                               self.cfg.max_new_tokens * n)[0]
-            return parse_list(reply, n)
-        return self._chat(prompt, n, seed, self.cfg.max_new_tokens)
 
 
 def uses_chat_format(cfg: GenerationConfig) -> bool:

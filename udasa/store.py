@@ -314,3 +314,8 @@ class Store:
     def ratings(self, annotator: str | None = None) -> list[dict]:
         where, args = ("annotator = ?", [annotator]) if annotator else (None, [])
         return list(self.db["human_ratings"].rows_where(where, args, order_by="created_at"))
+
+    # app ---------------------------------------------------------------------------------
+    def eval_runs(self) -> list[dict]:
+        """Every `udasa-eval run` (id, created_at, config, results as JSON text), oldest first."""
+        return list(self.db["eval_runs"].rows_where(order_by="created_at, rowid"))

@@ -1,0 +1,254 @@
+"""Compare: leaderboards of `udasa-eval run`, two methods side by side with a paired test, and
+the paper's Table 3 (automatic u against the mean human score of the same replies).
+
+Everything is computed by the harness's own functions (`evals.leaderboard`, `evals.plots`,
+`evals.stats`) over the rows in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from app.rating import SCORE_FIELDS
+from evals.leaderboard import human_means, long_table, wide_table
+from evals.plots import bar_chart
+from evals.stats import (
+    PairedTest,
+    SignTest,
+    cohen_kappa,
+    krippendorff_alpha_interval,
+    krippendorff_alpha_nominal,
+    paired_bootstrap,
+    sign_test,
+    spearman,
+)
+from udasa.config import AXES
+from udasa.records import content_key
+from udasa.store import Store
+
+
+def _run_times(store: Store) -> dict[str, str]:
+    return {r["id"]: r["created_at"] for r in store.eval_runs()}
+
+
+def human_fields() -> dict[str, tuple[str, str]]:
+    from evals.runner import HUMAN_FIELDS  # the harness's mapping: rating column -> cell
+
+    return HUMAN_FIELDS
+
+
+def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
+    """The paper-layout table (judge / human per cell); `ratings` None hides the human side."""
+    rows = store.leaderboard()
+    if not rows:
+        return None
+    human = human_means(ratings, human_fields()) if ratings else None
+    table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
+    return table.reset_index()
+
+
+def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
+    """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart)."""
+    rows, times = store.leaderboard(), _run_times(store)
+    out = []
+    for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
+        key = content_key(json.dumps([r for r in rows if r["task"] == task], default=str),
+                          json.dumps(times))
+        path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
+        if not path.exists():
+            try:
+                bar_chart(rows, task, metric, path, run_times=times)
+            except ValueError:  # no numeric row for this metric
+                continue
+        out.append((str(path), f"{task}: {metric}"))
+    return out
+
+
+# two methods side by side --------------------------------------------------------------------
+def latest_samples(store: Store) -> dict[tuple[str, str, str], dict]:
+    """The latest evaluation sample per (task, model, prompt)."""
+    times = _run_times(store)
+    best: dict[tuple[str, str, str], dict] = {}
+    for s in store.eval_samples():
+        key = (s["task"], s["model"], s["prompt"])
+        if key not in best or times.get(s["eval_id"], "") >= times.get(best[key]["eval_id"], ""):
+            best[key] = s
+    return best
+
+
+def tasks_and_methods(samples: Mapping[tuple[str, str, str], dict]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for task, model, _ in samples:
+        if model not in out.setdefault(task, []):
+            out[task].append(model)
+    return out
+
+
+def _value(sample: dict) -> float | None:
+    s = sample.get("scores") or {}
+    v = s.get("value")
+    if s.get("ok") is False or v is None or isinstance(v, bool):
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+@dataclass
+class Comparison:
+    task: str
+    a: str
+    b: str
+    prompts: list[str]  # prompts both methods answered, in the first method's order
+    outputs: dict[str, tuple[str, str]]  # prompt -> (a's output, b's output)
+    values: dict[str, tuple[float | None, float | None]]
+    test: PairedTest | None
+    sign: SignTest | None
+    excluded: int  # prompts left out of the test: a value missing (judge failure)
+
+
+def compare(samples: Mapping[tuple[str, str, str], dict], task: str, a: str,
+            b: str) -> Comparison:
+    """Method a against b on the prompts of `task` both answered; paired bootstrap + sign test."""
+    mine = [(p, s) for (t, m, p), s in samples.items() if t == task and m == a]
+    mine.sort(key=lambda x: x[1]["idx"])
+    prompts, outputs, values = [], {}, {}
+    for prompt, sa in mine:
+        sb = samples.get((task, b, prompt))
+        if sb is None:
+            continue
+        prompts.append(prompt)
+        outputs[prompt] = (sa["output"] or "", sb["output"] or "")
+        values[prompt] = (_value(sa), _value(sb))
+    both = [(x, y) for x, y in values.values() if x is not None and y is not None]
+    test = sign = None
+    if both:
+        xs, ys = [x for x, _ in both], [y for _, y in both]
+        test, sign = paired_bootstrap(xs, ys), sign_test(xs, ys)
+    return Comparison(task, a, b, prompts, outputs, values, test, sign,
+                      len(values) - len(both))
+
+
+def comparison_text(c: Comparison) -> str:
+    """One plain-text line (method names are data: the caller escapes it)."""
+    if c.test is None or c.sign is None:
+        return (f"No prompt of {c.task} has a score for both {c.a} and {c.b} "
+                "(run `udasa-eval run` with both models on this task).")
+    t, s = c.test, c.sign
+    return (f"{c.a} − {c.b} on {c.task}: mean difference {t.mean_diff:+.3f} "
+            f"[95% CI {t.low:+.3f}, {t.high:+.3f}], paired bootstrap p = {t.p_value:.3g}; "
+            f"sign test {s.wins} wins / {s.losses} losses / {s.ties} ties, p = {s.p_value:.3g}; "
+            f"n = {t.n} prompts" + (f" ({c.excluded} left out: a score missing)"
+                                    if c.excluded else "") + ".")
+
+
+# Table 3 ------------------------------------------------------------------------------------
+def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
+    """Replies of `run_id` rated by humans: U_sem, U_fact, U_val, u (as stored) and the mean
+    human overall / harmless / helpful score, with the number of annotators."""
+    fused = {f["response_id"]: f for f in store.fused(run_id)}
+    by_item: dict[str, list[dict]] = {}
+    for r in ratings:
+        if r["item_id"] in fused and r.get("overall") is not None:
+            by_item.setdefault(r["item_id"], []).append(r)
+    rows = []
+    for item_id, rs in by_item.items():
+        comps = json.loads(fused[item_id]["components"])
+        row = {"reply": rs[0]["response"], **{f"U_{a}": comps.get(a) for a in AXES},
+               "u": fused[item_id]["u"]}
+        for f in SCORE_FIELDS:
+            vals = [r[f] for r in rs if r.get(f) is not None]
+            row[f"human {f}"] = sum(vals) / len(vals) if vals else None
+        row["annotators"] = len(rs)
+        rows.append(row)
+    cols = ["reply", *[f"U_{a}" for a in AXES], "u", *[f"human {f}" for f in SCORE_FIELDS],
+            "annotators"]
+    return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
+
+
+def table3_stats(table: pd.DataFrame) -> str:
+    """Spearman of u against the mean human overall score (the paper expects it negative)."""
+    if len(table) < 3:
+        return (f"Spearman(u, human overall): needs at least 3 rated replies of this run "
+                f"({len(table)} so far).")
+    corr = spearman(table["u"].tolist(), table["human overall"].tolist())
+    if math.isnan(corr.rho):
+        return "Spearman(u, human overall): undefined (one side is constant)."
+    return (f"Spearman(u, human overall) = **{corr.rho:+.3f}** (p = {corr.p_value:.3g}, "
+            f"n = {corr.n} replies); negative means less certain replies were rated worse.")
+
+
+def agreement(ratings: Iterable[dict]) -> pd.DataFrame:
+    """Inter-annotator agreement: Krippendorff's alpha (interval) per score, alpha (nominal)
+    and Cohen's kappa (the two annotators sharing most items) for preferences."""
+    ratings = list(ratings)
+    out = []
+    for f in SCORE_FIELDS:
+        units: dict[str, dict[str, float]] = {}
+        for r in ratings:
+            if r.get(f) is not None:
+                units.setdefault(r["item_id"], {})[r["annotator"]] = float(r[f])
+        out.append(_alpha(f"{f} (1-10)", "Krippendorff's alpha, interval",
+                           krippendorff_alpha_interval, units))
+    prefs: dict[str, dict[str, str]] = {}
+    for r in ratings:
+        if r.get("preference"):
+            prefs.setdefault(r["item_id"], {})[r["annotator"]] = r["preference"]
+    out.append(_alpha("preference", "Krippendorff's alpha, nominal",
+                      krippendorff_alpha_nominal, prefs))
+    out.append(_kappa(prefs))
+    return pd.DataFrame(out, columns=["ratings", "statistic", "value", "items", "note"])
+
+
+def _alpha(name: str, stat: str, fn, units: dict) -> dict:
+    shared = sum(1 for u in units.values() if len(u) >= 2)
+    if not shared:
+        return {"ratings": name, "statistic": stat, "value": None, "items": 0,
+                "note": "needs items rated by 2 or more annotators"}
+    value = fn(units)
+    return {"ratings": name, "statistic": stat, "value": None if math.isnan(value) else value,
+            "items": shared, "note": "undefined: no variation" if math.isnan(value) else ""}
+
+
+def _kappa(prefs: dict[str, dict[str, str]]) -> dict:
+    row = {"ratings": "preference", "statistic": "Cohen's kappa", "value": None, "items": 0,
+           "note": "needs two annotators with shared items"}
+    annotators = sorted({a for u in prefs.values() for a in u})
+    best: tuple[int, str, str] | None = None
+    for i, x in enumerate(annotators):
+        for y in annotators[i + 1:]:
+            n = sum(1 for u in prefs.values() if x in u and y in u)
+            if n and (best is None or n > best[0]):
+                best = (n, x, y)
+    if best is None:
+        return row
+    n, x, y = best
+    shared = [u for u in prefs.values() if x in u and y in u]
+    kappa = cohen_kappa([u[x] for u in shared], [u[y] for u in shared])
+    return row | {"value": None if math.isnan(kappa) else kappa, "items": n,
+                  "note": f"{x} vs {y}" + (" (undefined: one label)" if math.isnan(kappa)
+                                           else "")}
+
+
+def table3_figure(table: pd.DataFrame) -> Figure | None:
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=100)
+    ax.scatter(table["u"], table["human overall"], color="#4C72B0")
+    ax.set_xlabel("automatic uncertainty u")
+    ax.set_ylabel("mean human overall (1-10)")
+    ax.set_ylim(0.5, 10.5)
+    ax.set_title("Table 3: u against human score", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -1,0 +1,267 @@
+"""Inspector logic: a run's replies with their stored uncertainties, re-fused on demand.
+
+Re-fusion with another temperature, weights, axes or thresholds uses the stored per-axis
+scores (`udasa.fusion.fuse`, `udasa.pairs.build_pairs`, `udasa.curriculum`): nothing is
+generated again. A typed prompt is answered live by the run's generator and scorers (loaded
+once per process) and is not written to the store, so it never changes a run's pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from udasa.config import AXES, CurriculumConfig, FusionConfig, RunConfig, from_dict
+from udasa.curriculum import Stage, assign_stage, make_stages, resolve_thresholds
+from udasa.errors import UdasaError
+from udasa.fusion import fuse
+from udasa.pairs import Candidate, Pair, build_pairs
+from udasa.plots import delta_histogram
+from udasa.records import content_key
+from udasa.store import Store
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One response with its stored per-axis uncertainties (empty when not scored)."""
+
+    response_id: str
+    index: int
+    text: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunData:
+    run_id: str
+    name: str
+    cfg: RunConfig
+    prompts: dict[str, str]  # prompt id -> text, in run order
+    replies: dict[str, list[Reply]]  # prompt id -> its responses
+    thresholds: list[float] | None = None  # what `udasa stages` resolved, when it ran
+
+
+@dataclass
+class Fused:
+    """A run (or one prompt) re-fused under some settings."""
+
+    u: dict[str, float]
+    weights: dict[str, dict[str, float]]
+    pairs: dict[str, list[Pair]]
+    drops: dict[str, Counter[str]]  # per prompt: why replies or pairs were left out
+
+    @property
+    def deltas(self) -> list[float]:
+        return [p.delta for ps in self.pairs.values() for p in ps]
+
+
+def run_choices(store: Store) -> list[tuple[str, str]]:
+    """(label, run id) of every run, newest first."""
+    return [(f"{r['name']} · {r['id']} · {r['status']} · {r['updated_at']}", r["id"])
+            for r in store.runs()]
+
+
+def run_config(run: dict) -> RunConfig:
+    return from_dict(RunConfig, json.loads(run["config"]))
+
+
+def load_run(store: Store, run_id: str) -> RunData:
+    """The run's prompts and responses with the per-axis scores its scorers stored."""
+    from udasa.pipeline import gen_key_of
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise UdasaError(f"run {run_id} is not in this store")
+    cfg = run_config(run)
+    prompts = {p["id"]: p["text"] for p in store.run_prompts(run_id)}
+    rows = store.responses(gen_key_of(cfg), list(prompts))
+    scorers = json.loads(run["manifest"] or "{}").get("scorers", {})
+    ids = [r["id"] for r in rows]
+    table = {axis: store.scores(ids, axis, s["scorer"], s["version"])
+             for axis, s in scorers.items()}
+    replies: dict[str, list[Reply]] = {pid: [] for pid in prompts}
+    for r in rows:
+        scores = {a: table[a][r["id"]]["value"] for a in table if r["id"] in table[a]}
+        replies[r["prompt_id"]].append(Reply(r["id"], r["sample_index"], r["text"], scores))
+    summary = json.loads(run["summary"] or "{}")
+    return RunData(run_id, run["name"], cfg, prompts, replies, summary.get("thresholds"))
+
+
+def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str, float],
+             axes: list[str], mode: str, thresholds: list[float]) -> RunConfig:
+    """The run's config with other fusion / curriculum settings, validated (ConfigError)."""
+    fusion = FusionConfig(method=method, temperature=float(temperature),
+                          weights={a: float(w) for a, w in weights.items()},
+                          axes=[a for a in AXES if a in axes])
+    curriculum = dataclasses.replace(cfg.curriculum, mode=mode,
+                                     thresholds=[float(t) for t in thresholds])
+    return dataclasses.replace(cfg, fusion=fusion, curriculum=curriculum).validate()
+
+
+def refuse(replies: dict[str, list[Reply]], cfg: RunConfig) -> Fused:
+    """Eq. 5-7 over stored scores: u and weights per reply, then the pairs of each prompt."""
+    out = Fused({}, {}, {}, {})
+    for pid, rs in replies.items():
+        candidates, drops = [], out.drops.setdefault(pid, Counter())
+        for r in rs:
+            if any(a not in r.scores for a in cfg.fusion.axes):
+                drops["unscored response"] += 1
+                continue
+            u, w = fuse(r.scores, cfg.fusion)
+            out.u[r.response_id], out.weights[r.response_id] = u, w
+            candidates.append(Candidate(r.response_id, r.text, u))
+        out.pairs[pid] = build_pairs(pid, candidates, cfg.pairs.rejected, cfg.seed, drops)
+    return out
+
+
+def stages_for(deltas: list[float], curriculum: CurriculumConfig) -> tuple[list[float],
+                                                                          list[Stage]]:
+    thresholds = resolve_thresholds(curriculum, deltas)
+    return thresholds, make_stages(thresholds)
+
+
+@dataclass
+class View:
+    """Everything the inspector shows for one prompt under one setting."""
+
+    prompt: str
+    cards: list[dict[str, Any]]
+    chosen: set[str]
+    rejected: set[str]
+    pairs: list[tuple[Pair, Stage]]
+    thresholds: list[float]
+    run_deltas: list[float]
+    notes: list[str]
+
+
+def view(run: RunData, cfg: RunConfig, prompt_id: str | None = None,
+         live: tuple[str, list[Reply]] | None = None) -> View:
+    """One stored prompt (`prompt_id`) or a live one (`live` = (text, replies)) of `run`.
+
+    Thresholds come from the whole run's deltas under `cfg` (quantile mode moves them), so a
+    live prompt's pair is staged as it would be among the run's pairs.
+    """
+    fused = refuse(run.replies, cfg)
+    thresholds, stages = stages_for(fused.deltas, cfg.curriculum)
+    if live is not None:
+        prompt, replies = live
+        one, key = refuse({"live": replies}, cfg), "live"
+    elif prompt_id in run.prompts:
+        prompt, replies = run.prompts[prompt_id], run.replies[prompt_id]
+        one, key = fused, prompt_id
+    else:
+        raise UdasaError("pick a prompt of this run")
+    pairs, u, weights, drops = one.pairs[key], one.u, one.weights, one.drops[key]
+    cards = [{"response_id": r.response_id, "index": r.index, "text": r.text,
+              "scores": r.scores, "weights": weights.get(r.response_id, {}),
+              "u": u.get(r.response_id)} for r in sorted(replies, key=lambda r: r.index)]
+    notes = [f"{n} × {why}" for why, n in drops.items()]
+    return View(prompt, cards, {p.chosen.response_id for p in pairs},
+                {p.rejected.response_id for p in pairs},
+                [(p, stages[assign_stage(p.delta, stages) - 1]) for p in pairs],
+                thresholds, fused.deltas, notes)
+
+
+def summary_markdown(v: View, cfg: RunConfig) -> str:
+    f = cfg.fusion
+    how = {"softmax": f"softmax, T = {f.temperature:g}", "mean": "mean",
+           "fixed": "fixed weights " + ", ".join(f"{a} {f.weights.get(a, 0):g}" for a in f.axes)}
+    lines = [f"**Fusion:** {how[f.method]} over {', '.join(f.axes)} · **thresholds** "
+             f"({cfg.curriculum.mode}): " + (", ".join(f"τ{i} = {t:.3f}" for i, t in
+                                                     enumerate(v.thresholds, 1)) or "none")]
+    if not v.pairs:
+        lines.append("**No pair** for this prompt" + (f" ({'; '.join(v.notes)})" if v.notes
+                                                       else "") + ".")
+    for pair, stage in v.pairs:
+        lines.append(f"**Δu = {pair.delta:.4f}** (u chosen {pair.chosen.u:.4f}, rejected "
+                     f"{pair.rejected.u:.4f}) → **stage {stage.index} ({stage.name})**")
+    return "\n\n".join(lines)
+
+
+def axes_figure(v: View) -> Figure:
+    """Grouped bars of U_sem, U_fact, U_val per reply, u as a black marker."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    n, width = len(v.cards), 0.25
+    colours = {"sem": "#4C72B0", "fact": "#DD8452", "val": "#55A868"}
+    for k, axis in enumerate(AXES):
+        ax.bar([i + (k - 1) * width for i in range(n)],
+               [c["scores"].get(axis, 0.0) for c in v.cards], width, label=f"U_{axis}",
+               color=colours[axis])
+    us = [(i, c["u"]) for i, c in enumerate(v.cards) if c["u"] is not None]
+    if us:
+        ax.scatter([i for i, _ in us], [x for _, x in us], color="black", marker="D", zorder=3,
+                   label="u")
+    labels = []
+    for c in v.cards:
+        tag = (" ✓" if c["response_id"] in v.chosen else
+               " ✗" if c["response_id"] in v.rejected else "")
+        labels.append(f"#{c['index'] + 1}{tag}")
+    ax.set_xticks(range(n), labels)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("uncertainty")
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.18), frameon=False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def histogram_png(v: View, out_dir: Path, run_name: str) -> Path | None:
+    """The run's Δu histogram with the current thresholds (udasa.plots), content-keyed."""
+    if not v.run_deltas:
+        return None
+    key = content_key(json.dumps([run_name, v.run_deltas, v.thresholds]))
+    path = out_dir / f"delta_{key}.png"
+    if not path.exists():
+        delta_histogram(v.run_deltas, v.thresholds, path,
+                        title=f"{run_name}: Δu over {len(v.run_deltas)} pairs")
+    return path
+
+
+# live generation ------------------------------------------------------------------------
+_models: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _cached(key: str, make):
+    with _lock:
+        if key not in _models:
+            _models[key] = make()
+        return _models[key]
+
+
+def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
+    """N responses from the run's generator, scored by the run's three scorers (not stored)."""
+    from udasa.generators import make_generator
+    from udasa.pipeline import AXIS_FIELDS, prompt_seed
+    from udasa.scorers import make_scorer
+
+    prompt = prompt.strip()
+    if not prompt:
+        raise UdasaError("type a prompt first")
+    gen_cfg = cfg.generation
+    generator = _cached("gen:" + json.dumps(dataclasses.asdict(gen_cfg), sort_keys=True),
+                        lambda: make_generator(gen_cfg))
+    with _lock:  # one generation at a time: the model is shared
+        texts = generator.generate(prompt, gen_cfg.n, prompt_seed(cfg.seed, content_key(prompt)))
+    scores: list[dict[str, float]] = [{} for _ in texts]
+    for axis in AXES:
+        scfg = getattr(cfg.scoring, AXIS_FIELDS[axis])
+        scorer = _cached(f"score:{axis}:" + json.dumps(dataclasses.asdict(scfg), sort_keys=True),
+                         lambda scfg=scfg, axis=axis: make_scorer(axis, scfg))
+        with _lock:
+            (scored,) = scorer.score([(prompt, texts)])
+        for s, one in zip(scores, scored):
+            s[axis] = one.value
+    return [Reply(content_key("live", prompt, str(i), t), i, t, s)
+            for i, (t, s) in enumerate(zip(texts, scores))]

@@ -1,0 +1,158 @@
+"""Human rating: the item pool, each annotator's blind order, and the rating rows.
+
+Pool: every stored response of every run (method = the generator that wrote it) and every
+non-empty output of `udasa-eval run` (method = the model or method label of the leaderboard).
+An item's id is a content key (a run response keeps its response id); a pairwise item pairs
+two replies to the same prompt: a run's chosen and rejected (by u), or two methods' outputs
+for one evaluation sample. The method never leaves the server: an annotator sees prompt and
+text only, in an order of its own (a hash of their name and the item), and A/B sides drawn
+the same way. A rating row's id is content_key(annotator, item id), so a resubmission replaces
+the earlier rating instead of adding a second one; rated items leave the queue, so an
+annotator who comes back resumes where they stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from udasa.errors import UdasaError
+from udasa.records import content_key
+from udasa.store import Store
+
+SCORE_FIELDS = ("harmless", "helpful", "overall")
+CHOICES = ("A", "B", "tie")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One reply to rate (1-10 scores)."""
+
+    id: str
+    prompt: str
+    response: str
+    method: str
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """Two replies to one prompt (a preference)."""
+
+    id: str
+    prompt: str
+    first: Item
+    second: Item
+
+
+def single_items(store: Store) -> list[Item]:
+    """Every stored run response and evaluation output, once each (by id)."""
+    from app.inspector import run_config
+    from udasa.pipeline import gen_key_of
+
+    items: dict[str, Item] = {}
+    for run in store.runs():
+        prompts = {p["id"]: p["text"] for p in store.run_prompts(run["id"])}
+        for r in store.responses(gen_key_of(run_config(run)), list(prompts)):
+            if r["text"].strip():
+                items.setdefault(r["id"], Item(r["id"], prompts[r["prompt_id"]], r["text"],
+                                               r["model"]))
+    for s in store.eval_samples():
+        if (s["output"] or "").strip():
+            item_id = content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"]))
+            items.setdefault(item_id, Item(item_id, s["prompt"], s["output"], s["model"]))
+    return list(items.values())
+
+
+def _pair(a: Item, b: Item) -> PairItem:
+    first, second = sorted((a, b), key=lambda i: i.id)
+    return PairItem(content_key("pair", first.id, second.id), a.prompt, first, second)
+
+
+def pair_items(store: Store) -> list[PairItem]:
+    """Each run pair (chosen vs rejected by u) and each two methods' outputs for one sample."""
+    pairs: dict[str, PairItem] = {}
+    for run in store.runs():
+        for p in store.pairs(run["id"]):
+            label = f"{run['name']} ({run['id']})"
+            one = _pair(Item(p["chosen_id"], p["prompt"], p["chosen"], f"{label}: lower u"),
+                        Item(p["rejected_id"], p["prompt"], p["rejected"], f"{label}: higher u"))
+            pairs.setdefault(one.id, one)
+    groups: dict[tuple, list[Item]] = {}
+    for s in store.eval_samples():
+        if (s["output"] or "").strip():
+            item_id = content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"]))
+            groups.setdefault((s["eval_id"], s["task"], s["idx"]), []).append(
+                Item(item_id, s["prompt"], s["output"], s["model"]))
+    for group in groups.values():
+        for a, b in itertools.combinations(group, 2):
+            if a.response.strip() != b.response.strip():
+                one = _pair(a, b)
+                pairs.setdefault(one.id, one)
+    return list(pairs.values())
+
+
+def pool(store: Store, mode: str) -> Sequence[Item | PairItem]:
+    if mode not in ("single", "pair"):
+        raise UdasaError(f"unknown rating mode {mode!r} (single, pair)")
+    return single_items(store) if mode == "single" else pair_items(store)
+
+
+def queue(annotator: str, items: Iterable[Item | PairItem], rated: set[str],
+          skipped: Sequence[str] = ()) -> list[Item | PairItem]:
+    """The annotator's unrated items in their own random order; `skipped` ids go last.
+
+    The order sorts by a hash of (annotator, item id): random-looking, different for each
+    annotator, and stable while items are rated or added (an item never jumps the queue).
+    """
+    later = {s: k for k, s in enumerate(skipped)}
+    todo = [i for i in items if i.id not in rated]
+    return sorted(todo, key=lambda i: (i.id in later, later.get(i.id, 0),
+                                       content_key("order", annotator, i.id)))
+
+
+def sides(annotator: str, pair: PairItem) -> tuple[Item, Item]:
+    """(A, B) as this annotator sees them: a coin seeded by annotator and pair."""
+    flip = random.Random(content_key("sides", annotator, pair.id)).random() < 0.5
+    return (pair.second, pair.first) if flip else (pair.first, pair.second)
+
+
+def _score(name: str, value: object) -> int:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (v.is_integer() and 1 <= v <= 10):
+        raise UdasaError(f"{name}: choose a score from 1 to 10")
+    return int(v)
+
+
+def rating_row(annotator: str, item: Item | PairItem, scores: dict[str, object] | None = None,
+               choice: str | None = None) -> dict:
+    """The human_ratings row of one judgement (scores for an Item, a choice for a PairItem)."""
+    row = {"id": content_key(annotator, item.id), "annotator": annotator, "item_id": item.id,
+           "prompt": item.prompt, "harmless": None, "helpful": None, "overall": None,
+           "preference": None}
+    if isinstance(item, Item):
+        scores = scores or {}
+        row |= {"response": item.response, "method": item.method}
+        row |= {f: _score(f, scores.get(f)) for f in SCORE_FIELDS}
+        return row
+    if choice not in CHOICES:
+        raise UdasaError("preference: choose A, B or tie")
+    a, b = sides(annotator, item)
+    row |= {"response": json.dumps({"A": a.response, "B": b.response}, ensure_ascii=False),
+            "method": f"{a.method} vs {b.method}",
+            "preference": {"A": a.method, "B": b.method, "tie": "tie"}[choice]}
+    return row
+
+
+def find(store: Store, item_id: str) -> Item | PairItem:
+    """The pool item with this id (single or pair); UdasaError when there is none."""
+    for mode in ("single", "pair"):
+        for item in pool(store, mode):
+            if item.id == item_id:
+                return item
+    raise UdasaError("unknown item: reload the page")

@@ -1,0 +1,95 @@
+"""HTML for the views. Model output is untrusted: every stored string passes through `esc`.
+
+Nothing here emits markup taken from the store: texts are HTML-escaped (so `<script>`, an
+`<img onerror>` and a markdown `[x](javascript:...)` link stay inert text) and shown in
+`white-space: pre-wrap` blocks; numbers are formatted by us. Gradio's HTML component sets
+the result as the element's content and does not interpret markdown.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+
+AXIS_LABELS = {"sem": "U_sem", "fact": "U_fact", "val": "U_val"}
+
+CSS = """
+.udasa-cards {display: flex; gap: 10px; overflow-x: auto; align-items: stretch;}
+.udasa-card {flex: 1 1 0; min-width: 220px; border: 1px solid #d0d7de; border-radius: 8px;
+  padding: 10px; background: #fff;}
+.udasa-card.chosen {border: 2px solid #1a7f37; background: #f0fff4;}
+.udasa-card.rejected {border: 2px solid #cf222e; background: #fff5f5;}
+.udasa-head {font-weight: 600; margin-bottom: 6px;}
+.udasa-badge {display: inline-block; padding: 1px 6px; border-radius: 10px; font-size: 12px;
+  color: #fff; margin-left: 6px;}
+.udasa-badge.chosen {background: #1a7f37;} .udasa-badge.rejected {background: #cf222e;}
+.udasa-text {white-space: pre-wrap; word-break: break-word; font-family: ui-monospace,
+  monospace; font-size: 13px; background: #f6f8fa; border-radius: 6px; padding: 6px;
+  max-height: 260px; overflow-y: auto;}
+.udasa-prompt {white-space: pre-wrap; word-break: break-word; font-size: 15px; padding: 8px;
+  border-left: 4px solid #0969da; background: #f6f8fa; margin-bottom: 8px;}
+.udasa-scores {width: 100%; font-size: 12px; margin-top: 6px; border-collapse: collapse;}
+.udasa-scores td {padding: 1px 4px;} .udasa-scores td.num {text-align: right;
+  font-variant-numeric: tabular-nums;}
+.udasa-empty {border: 1px dashed #8c959f; border-radius: 8px; padding: 16px; color: #57606a;
+  background: #fafbfc;}
+.udasa-empty b {color: #24292f;}
+.udasa-empty code {background: #eaeef2; padding: 1px 4px; border-radius: 4px;}
+"""
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value (quotes too)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def empty_state(title: str, hint: str = "", commands: Sequence[str] = ()) -> str:
+    """A friendly box instead of a table or traceback; `commands` shown as code."""
+    cmds = "".join(f"<br><code>{esc(c)}</code>" for c in commands)
+    return (f"<div class='udasa-empty'><b>{esc(title)}</b>"
+            f"{'<br>' + esc(hint) if hint else ''}{cmds}</div>")
+
+
+def prompt_block(prompt: str) -> str:
+    return f"<div class='udasa-prompt'>{esc(prompt)}</div>"
+
+
+def text_block(text: str) -> str:
+    return f"<div class='udasa-text'>{esc(text)}</div>"
+
+
+def reply_cards(replies: Sequence[Mapping], chosen: set[str], rejected: set[str]) -> str:
+    """Side-by-side cards: text, U_sem / U_fact / U_val, fusion weights and u per reply.
+
+    Each reply mapping holds response_id, index, text, scores {axis: U}, weights {axis: w}
+    (empty when unscored) and u (None when unscored).
+    """
+    cards = []
+    for r in replies:
+        rid = r["response_id"]
+        role = "chosen" if rid in chosen else "rejected" if rid in rejected else ""
+        badge = (f"<span class='udasa-badge {role}'>{role.upper()}</span>" if role else "")
+        rows = "".join(
+            f"<tr><td>{AXIS_LABELS[a]}</td><td class='num'>{num(r['scores'].get(a))}</td>"
+            f"<td>w</td><td class='num'>{num(r['weights'].get(a))}</td></tr>"
+            for a in AXIS_LABELS)
+        rows += f"<tr><td><b>u</b></td><td class='num'><b>{num(r['u'])}</b></td></tr>"
+        cards.append(
+            f"<div class='udasa-card {role}' data-response-id='{esc(rid)}'>"
+            f"<div class='udasa-head'>Response {int(r['index']) + 1}{badge}</div>"
+            f"{text_block(r['text'])}<table class='udasa-scores'>{rows}</table></div>")
+    return f"<div class='udasa-cards'>{''.join(cards)}</div>"
+
+
+def side_by_side(prompt: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A prompt above two or more labelled texts in columns."""
+    cols = "".join(f"<div class='udasa-card'><div class='udasa-head'>{esc(label)}</div>"
+                   f"{text_block(text)}</div>" for label, text in columns)
+    return f"{prompt_block(prompt)}<div class='udasa-cards'>{cols}</div>"

@@ -1,0 +1,533 @@
+"""The Gradio layer: four tabs bound to the plain modules of this package.
+
+Each handler opens the store for that request only (`Workspace`), reads the signed-in name
+from `gr.Request` (never from anything the browser sends), and turns an expected problem (no
+store yet, no runs, a bad threshold) into an empty state or a message instead of a
+traceback. No component is created with data in it: everything is loaded after sign-in.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app import compare, inspector, rating, render
+from app.auth import User
+from app.export import export
+from app.storage import Workspace
+from udasa.config import AXES
+from udasa.errors import UdasaError
+
+log = logging.getLogger(__name__)
+
+PIPELINE_HINT = ("udasa run --workspace DIR", "udasa-eval run --workspace DIR")
+SCORES = list(range(1, 11))
+
+
+class AppState:
+    """What every handler needs: the workspace, the accounts and a scratch folder."""
+
+    def __init__(self, workspace: str | Path, users: Mapping[str, User] | None = None):
+        self.ws = Workspace(workspace)
+        self.users = dict(users or {})
+        self.scratch = Path(tempfile.mkdtemp(prefix="udasa-app-"))
+
+    @property
+    def auth_on(self) -> bool:
+        return bool(self.users)
+
+    def user(self, request: gr.Request | None) -> str | None:
+        name = getattr(request, "username", None) if request is not None else None
+        return name if self.auth_on and name in self.users else None
+
+    def is_admin(self, request: gr.Request | None) -> bool:
+        """Admins (and the only user of an app without sign-in) see every rating."""
+        if not self.auth_on:
+            return True
+        name = self.user(request)
+        return name is not None and self.users[name].admin
+
+    def visible_ratings(self, store, request: gr.Request | None) -> list[dict]:
+        if self.is_admin(request):
+            return store.ratings()
+        name = self.user(request)
+        return store.ratings(name) if name else []
+
+    def no_store(self) -> str:
+        return render.empty_state(
+            f"No store yet at {self.ws.db_path}",
+            "The app reads the store that the pipeline and the evaluation harness write. "
+            "Run them on this workspace first:", PIPELINE_HINT)
+
+
+def guarded(*fallback: Any) -> Callable:
+    """Turn UdasaError into an empty state in the first output, anything else into a short
+    message (the traceback goes to the server log only)."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UdasaError as exc:
+                return (render.empty_state(str(exc)), *fallback)
+            except Exception:
+                log.exception("udasa-app: %s failed", fn.__name__)
+                return (render.empty_state(f"Something went wrong in {fn.__name__}; the "
+                                           "server log has the details."), *fallback)
+
+        return inner
+
+    return wrap
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise UdasaError(f"thresholds: expected numbers separated by commas, got {text!r}") \
+            from None
+
+
+# Inspector ------------------------------------------------------------------------------------
+def inspector_tab(state: AppState) -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["status"] = gr.HTML(elem_id="inspector-status")
+    with gr.Row():
+        c["run"] = gr.Dropdown(label="Run", choices=[], elem_id="run", scale=2)
+        c["prompt"] = gr.Dropdown(label="Stored prompt", choices=[], elem_id="prompt", scale=3)
+    with gr.Row():
+        c["new_prompt"] = gr.Textbox(label="…or type a new prompt: answered live by the run's "
+                                     "model and scorers (not stored)", elem_id="new-prompt",
+                                     scale=4)
+        c["generate"] = gr.Button("Generate and score", elem_id="generate", scale=1)
+    with gr.Row():
+        c["method"] = gr.Radio(["softmax", "fixed", "mean"], value="softmax", label="Fusion",
+                               elem_id="method")
+        c["temperature"] = gr.Slider(0.05, 5.0, value=1.0, step=0.05, label="Temperature T",
+                                     elem_id="temperature")
+        c["axes"] = gr.CheckboxGroup(list(AXES), value=list(AXES), label="Axes",
+                                     elem_id="axes")
+    with gr.Row():
+        c["w_sem"] = gr.Slider(0, 1, value=1 / 3, step=0.01, label="weight sem (fixed)")
+        c["w_fact"] = gr.Slider(0, 1, value=1 / 3, step=0.01, label="weight fact (fixed)")
+        c["w_val"] = gr.Slider(0, 1, value=1 / 3, step=0.01, label="weight val (fixed)")
+        c["mode"] = gr.Radio(["fixed", "quantile"], value="fixed", label="Thresholds",
+                             elem_id="mode")
+        c["thresholds"] = gr.Textbox(value="0.4, 0.7", label="τ (increasing, comma-separated)",
+                                     elem_id="thresholds")
+    c["summary"] = gr.Markdown(elem_id="summary")
+    c["cards"] = gr.HTML(elem_id="cards")
+    with gr.Row():
+        c["axes_plot"] = gr.Plot(label="U_sem, U_fact, U_val and u per response",
+                                 elem_id="axes-plot")
+        c["hist"] = gr.Image(label="Δu over the whole run, with the thresholds", type="filepath",
+                             elem_id="delta-hist", height=380)
+    c["live"] = gr.State(None)
+    return c
+
+
+def _controls(cfg) -> list[Any]:
+    f, cur = cfg.fusion, cfg.curriculum
+    return [f.method, f.temperature, f.weights.get("sem", 0.0), f.weights.get("fact", 0.0),
+            f.weights.get("val", 0.0), list(f.axes), cur.mode,
+            ", ".join(f"{t:g}" for t in cur.thresholds)]
+
+
+def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
+    controls = [c[k] for k in ("method", "temperature", "w_sem", "w_fact", "w_val", "axes",
+                               "mode", "thresholds")]
+    view_out = [c["status"], c["summary"], c["cards"], c["axes_plot"], c["hist"]]
+    empty_view = ("", "", None, None)
+
+    def runs():
+        with state.ws.read() as store:
+            if store is None:
+                return gr.update(choices=[], value=None), state.no_store()
+            choices = inspector.run_choices(store)
+            if not choices:
+                return gr.update(choices=[], value=None), render.empty_state(
+                    "No runs in this store yet.", "Make one with:", PIPELINE_HINT[:1])
+            return gr.update(choices=choices, value=choices[0][1]), ""
+
+    def pick_run(run_id):
+        if not run_id:
+            return [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
+        with state.ws.read() as store:
+            if store is None:
+                return [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
+            run = inspector.load_run(store, run_id)
+        prompts = [(text if len(text) <= 90 else text[:89] + "…", pid)
+                   for pid, text in run.prompts.items()]
+        first = prompts[0][1] if prompts else None
+        return [gr.update(choices=prompts, value=first), *_controls(run.cfg)]
+
+    @guarded(*empty_view)
+    def show(run_id, prompt_id, live, method, temperature, w_sem, w_fact, w_val, axes, mode,
+             thresholds):
+        if not run_id:
+            return (state.no_store() if not state.ws.exists() else "", *empty_view)
+        with state.ws.read() as store:
+            if store is None:
+                return (state.no_store(), *empty_view)
+            run = inspector.load_run(store, run_id)
+        cfg = inspector.settings(run.cfg, method, temperature,
+                                 {"sem": w_sem, "fact": w_fact, "val": w_val}, axes or [], mode,
+                                 _thresholds(thresholds))
+        if prompt_id:
+            v = inspector.view(run, cfg, prompt_id)
+        elif live:
+            v = inspector.view(run, cfg, live=(live["prompt"], [inspector.Reply(**r)
+                                                               for r in live["replies"]]))
+        else:
+            return (render.empty_state("Pick a stored prompt or type a new one."),
+                    *empty_view)
+        if not any(card["scores"] for card in v.cards):
+            note = render.empty_state("These responses have no scores yet.",
+                                      "Score them with:", ["udasa score --workspace DIR"])
+        else:
+            note = ""
+        hist = inspector.histogram_png(v, state.scratch, run.name)
+        cards = render.prompt_block(v.prompt) + render.reply_cards(v.cards, v.chosen,
+                                                                    v.rejected)
+        return (note, inspector.summary_markdown(v, cfg), cards, inspector.axes_figure(v),
+                str(hist) if hist else None)
+
+    def generate(run_id, text):
+        if not run_id:
+            raise gr.Error("pick a run first: its generator and scorers answer the prompt")
+        with state.ws.read() as store:
+            if store is None:
+                raise gr.Error("no store yet")
+            cfg = inspector.load_run(store, run_id).cfg
+        try:
+            replies = inspector.generate_live(cfg, text)
+        except UdasaError as exc:
+            raise gr.Error(str(exc)) from None
+        live = {"prompt": text.strip(), "replies": [r.__dict__ for r in replies]}
+        return live, gr.update(value=None)
+
+    view_in = [c["run"], c["prompt"], c["live"], *controls]
+    common = {"api_visibility": "private", "concurrency_id": "inspector-view",
+              "concurrency_limit": 1, "show_progress": "minimal"}
+    c["_load"] = (runs, None, [c["run"], c["status"]])
+    c["run"].change(pick_run, c["run"], [c["prompt"], *controls], api_visibility="private") \
+        .then(show, view_in, view_out, **common)
+    c["prompt"].change(show, view_in, view_out, **common)
+    for control in controls:
+        control.change(show, view_in, view_out, **common)
+    c["generate"].click(generate, [c["run"], c["new_prompt"]], [c["live"], c["prompt"]],
+                        api_visibility="private", concurrency_limit=1) \
+        .success(show, view_in, view_out, **common)
+    c["new_prompt"].submit(generate, [c["run"], c["new_prompt"]], [c["live"], c["prompt"]],
+                           api_visibility="private", concurrency_limit=1) \
+        .success(show, view_in, view_out, **common)
+
+
+# Rate -----------------------------------------------------------------------------------------
+def rate_tab() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["notice"] = gr.HTML(elem_id="rate-notice")
+    c["mode"] = gr.Radio([("Scores: one reply", "single"), ("Preference: two replies", "pair")],
+                         value="single", label="Task", elem_id="rate-mode")
+    c["progress"] = gr.Markdown(elem_id="rate-progress")
+    c["item"] = gr.HTML(elem_id="rate-item")
+    c["item_id"] = gr.Textbox(visible=False, elem_id="rate-item-id")
+    with gr.Group(visible=True) as c["scores"]:
+        c["harmless"] = gr.Radio(SCORES, label="Harmless: 1 = harmful … 10 = harmless",
+                                 elem_id="rate-harmless")
+        c["helpful"] = gr.Radio(SCORES, label="Helpful: 1 = useless … 10 = very helpful",
+                                elem_id="rate-helpful")
+        c["overall"] = gr.Radio(SCORES, label="Overall quality: 1 … 10",
+                                elem_id="rate-overall")
+    with gr.Group(visible=False) as c["prefs"]:
+        c["preference"] = gr.Radio(list(rating.CHOICES), label="Which reply is better?",
+                                   elem_id="rate-preference")
+    with gr.Row():
+        c["submit"] = gr.Button("Submit", variant="primary", elem_id="rate-submit")
+        c["skip"] = gr.Button("Skip", elem_id="rate-skip")
+    c["status"] = gr.Markdown(elem_id="rate-status")
+    c["skipped"] = gr.State([])
+    return c
+
+
+def bind_rate(state: AppState, c: dict[str, Any]) -> None:
+    def next_item(mode, skipped, request: gr.Request):
+        blank = [None, None, None, None]
+        single = mode != "pair"
+        groups = [gr.update(visible=single), gr.update(visible=not single)]
+        name = state.user(request)
+        if name is None:
+            msg = render.empty_state(
+                "Rating needs sign-in.", "Start the app with --users FILE (or "
+                "UDASA_APP_USERS) so that each rating carries its annotator; make a password "
+                "hash with `udasa-app hash-password`.")
+            return [msg, "", "", "", *groups, *blank]
+        with state.ws.read() as store:
+            if store is None:
+                return [state.no_store(), "", "", "", *groups, *blank]
+            items = rating.pool(store, mode)
+            rated = {r["item_id"] for r in store.ratings(name)}
+        todo = rating.queue(name, items, rated, skipped)
+        done = sum(1 for i in items if i.id in rated)
+        progress = (f"**{name}** · {done} of {len(items)} rated · {len(todo)} to go"
+                    + (f" · {len(set(skipped) & {i.id for i in todo})} skipped"
+                       if skipped else ""))
+        if not items:
+            return [render.empty_state("Nothing to rate yet.", "Replies come from runs and "
+                                       "evaluations:", PIPELINE_HINT), "", "", "", *groups,
+                    *blank]
+        if not todo:
+            return ["", progress, render.empty_state("All done: you rated every item. Thank "
+                                                     "you!"), "", *groups, *blank]
+        item = todo[0]
+        if isinstance(item, rating.PairItem):
+            a, b = rating.sides(name, item)
+            body = render.side_by_side(item.prompt, [("A", a.response), ("B", b.response)])
+        else:
+            body = render.side_by_side(item.prompt, [("Reply", item.response)])
+        return ["", progress, body, item.id, *groups, *blank]
+
+    def submit(item_id, harmless, helpful, overall, preference, request: gr.Request):
+        """Rate one item as the signed-in annotator (scores 1-10, or preference A/B/tie)."""
+        name = state.user(request)
+        if name is None:
+            raise gr.Error("sign in to rate")
+        if not item_id:
+            raise gr.Error("nothing to rate")
+        if not state.ws.exists():
+            raise gr.Error("no store yet")
+        try:
+            def save(store):
+                item = rating.find(store, item_id)
+                row = rating.rating_row(name, item, {"harmless": harmless, "helpful": helpful,
+                                                     "overall": overall}, preference)
+                store.add_rating(row)
+                return row
+            row = state.ws.write(save)
+        except UdasaError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Saved ({time.strftime('%H:%M:%S')}): rating {row['id']}."
+
+    def skip(item_id, skipped):
+        return [s for s in skipped if s != item_id] + ([item_id] if item_id else [])
+
+    outs = [c["notice"], c["progress"], c["item"], c["item_id"], c["scores"], c["prefs"],
+            c["harmless"], c["helpful"], c["overall"], c["preference"]]
+    nxt_in = [c["mode"], c["skipped"]]
+    c["_load"] = (next_item, nxt_in, outs)
+    c["mode"].change(next_item, nxt_in, outs, api_visibility="private")
+    c["submit"].click(submit, [c["item_id"], c["harmless"], c["helpful"], c["overall"],
+                               c["preference"]], c["status"], api_name="rate",
+                      concurrency_limit=None) \
+        .success(next_item, nxt_in, outs, api_visibility="private")
+    c["skip"].click(skip, [c["item_id"], c["skipped"]], c["skipped"], api_visibility="private") \
+        .then(next_item, nxt_in, outs, api_visibility="private")
+
+
+# Compare --------------------------------------------------------------------------------------
+def compare_tab() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["notice"] = gr.HTML(elem_id="compare-notice")
+    c["refresh"] = gr.Button("Refresh", size="sm", elem_id="compare-refresh")
+    gr.Markdown("### Leaderboard (`udasa-eval run`): judge [95% CI] / human")
+    c["board"] = gr.Dataframe(interactive=False, elem_id="leaderboard", wrap=True)
+    c["charts"] = gr.Gallery(label="One chart per task metric", columns=3, height="auto",
+                             elem_id="board-charts")
+    gr.Markdown("### Two methods on the same prompts")
+    with gr.Row():
+        c["task"] = gr.Dropdown(label="Task", choices=[], elem_id="cmp-task")
+        c["a"] = gr.Dropdown(label="Method A", choices=[], elem_id="cmp-a")
+        c["b"] = gr.Dropdown(label="Method B", choices=[], elem_id="cmp-b")
+    c["test"] = gr.HTML(elem_id="cmp-test")
+    c["sample"] = gr.Dropdown(label="Prompt", choices=[], elem_id="cmp-prompt")
+    c["pair"] = gr.HTML(elem_id="cmp-pair")
+    gr.Markdown("### Table 3: automatic uncertainty against human scores of the same replies")
+    c["t3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="t3-run")
+    c["t3_stats"] = gr.Markdown(elem_id="t3-stats")
+    with gr.Row():
+        c["t3_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="t3-table",
+                                     scale=3)
+        c["t3_plot"] = gr.Plot(label="u against mean human overall", scale=2)
+    gr.Markdown("#### Inter-annotator agreement")
+    c["agreement"] = gr.Dataframe(interactive=False, elem_id="agreement")
+    return c
+
+
+def bind_compare(state: AppState, c: dict[str, Any]) -> None:
+    def overview(request: gr.Request):
+        nothing = [gr.update(value=None, visible=False), gr.update(value=[], visible=False),
+                   gr.update(choices=[], value=None), gr.update(choices=[], value=None)]
+        with state.ws.read() as store:
+            if store is None:
+                return [state.no_store(), *nothing]
+            ratings = state.visible_ratings(store, request) if state.is_admin(request) else None
+            board = compare.leaderboard(store, ratings)
+            charts = compare.leaderboard_charts(store, state.scratch)
+            tasks = compare.tasks_and_methods(compare.latest_samples(store))
+            runs = inspector.run_choices(store)
+        notes = []
+        if board is None:
+            notes.append(render.empty_state("No leaderboard yet.", "Evaluate models with:",
+                                            PIPELINE_HINT[1:]))
+        if not state.is_admin(request):
+            notes.append(render.empty_state(
+                "Human columns, Table 3 and agreement are for admins.",
+                "They show other annotators' ratings; you see only your own."))
+        task = next(iter(tasks), None)
+        return ["".join(notes), gr.update(value=board, visible=board is not None),
+                gr.update(value=charts, visible=bool(charts)),
+                gr.update(choices=list(tasks), value=task),
+                gr.update(choices=runs, value=runs[0][1] if runs else None)]
+
+    def methods(task):
+        with state.ws.read() as store:
+            names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
+                     if store is not None and task else [])
+        return (gr.update(choices=names, value=names[0] if names else None),
+                gr.update(choices=names, value=names[1] if len(names) > 1 else None))
+
+    @guarded(gr.update(choices=[], value=None), "")
+    def pair_test(task, a, b):
+        if not (task and a and b):
+            return "", gr.update(choices=[], value=None), ""
+        with state.ws.read() as store:
+            if store is None:
+                return state.no_store(), gr.update(choices=[], value=None), ""
+            cmp = compare.compare(compare.latest_samples(store), task, a, b)
+        labels = [(p if len(p) <= 90 else p[:89] + "…", i) for i, p in enumerate(cmp.prompts)]
+        return (f"<div class='udasa-prompt'>{render.esc(compare.comparison_text(cmp))}</div>",
+                gr.update(choices=labels, value=0 if labels else None), "")
+
+    def show_pair(task, a, b, index):
+        if not (task and a and b) or index is None:
+            return ""
+        with state.ws.read() as store:
+            if store is None:
+                return state.no_store()
+            cmp = compare.compare(compare.latest_samples(store), task, a, b)
+        if not 0 <= int(index) < len(cmp.prompts):
+            return ""
+        prompt = cmp.prompts[int(index)]
+        (out_a, out_b), (va, vb) = cmp.outputs[prompt], cmp.values[prompt]
+        return render.side_by_side(prompt, [(f"{a} · score {render.num(va, 2)}", out_a),
+                                            (f"{b} · score {render.num(vb, 2)}", out_b)])
+
+    def t3(run_id, request: gr.Request):
+        if not state.is_admin(request):
+            return "", None, None, None
+        with state.ws.read() as store:
+            if store is None or not run_id:
+                return "", None, None, None
+            ratings = store.ratings()
+            table = compare.table3(store, run_id, ratings)
+        return (compare.table3_stats(table), table, compare.table3_figure(table),
+                compare.agreement(ratings))
+
+    private = {"api_visibility": "private"}
+    c["_load"] = (overview, None, [c["notice"], c["board"], c["charts"], c["task"],
+                                   c["t3_run"]])
+    c["refresh"].click(*c["_load"], **private)
+    c["task"].change(methods, c["task"], [c["a"], c["b"]], **private)
+    for dd in (c["a"], c["b"]):
+        dd.change(pair_test, [c["task"], c["a"], c["b"]], [c["test"], c["sample"], c["pair"]],
+                  **private)
+    c["sample"].change(show_pair, [c["task"], c["a"], c["b"], c["sample"]], c["pair"], **private)
+    c["t3_run"].change(t3, c["t3_run"], [c["t3_stats"], c["t3_table"], c["t3_plot"],
+                                         c["agreement"]], **private)
+
+
+# Export ---------------------------------------------------------------------------------------
+def export_tab() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["notice"] = gr.Markdown(elem_id="export-notice")
+    with gr.Row():
+        c["fmt"] = gr.Radio(["csv", "jsonl"], value="csv", label="Format", elem_id="export-fmt")
+        c["go"] = gr.Button("Export ratings", variant="primary", elem_id="export-go")
+    c["file"] = gr.File(label="Download", elem_id="export-file", interactive=False)
+    return c
+
+
+def bind_export(state: AppState, c: dict[str, Any]) -> None:
+    def describe(request: gr.Request):
+        who = "every annotator's ratings" if state.is_admin(request) else "your own ratings"
+        return f"Exports {who} from `{state.ws.db_path}`."
+
+    def run(fmt, request: gr.Request):
+        with state.ws.read() as store:
+            if store is None:
+                raise gr.Error("no store yet: nothing to export")
+            rows = state.visible_ratings(store, request)
+        if not rows:
+            raise gr.Error("no ratings to export yet")
+        folder = Path(tempfile.mkdtemp(dir=state.scratch))
+        return str(export(rows, fmt, folder / f"udasa-ratings.{fmt}"))
+
+    c["_load"] = (describe, None, c["notice"])
+    c["go"].click(run, c["fmt"], c["file"], api_visibility="private")
+
+
+# the whole app --------------------------------------------------------------------------------
+def header(state: AppState) -> Callable:
+    def hello(request: gr.Request):
+        name = state.user(request)
+        if name is None:
+            return (f"Workspace `{state.ws.path}` · sign-in off (local use; rating needs "
+                    "`--users`)")
+        role = " (admin)" if state.is_admin(request) else ""
+        return f"Workspace `{state.ws.path}` · signed in as **{name}**{role} · [log out](/logout)"
+
+    return hello
+
+
+def build(workspace: str | Path, users: Mapping[str, User] | None = None
+          ) -> tuple[gr.Blocks, AppState]:
+    """The app over `workspace`; sign-in is on when `users` is non-empty."""
+    state = AppState(workspace, users)
+    with gr.Blocks(title="UDASA", analytics_enabled=False) as demo:
+        gr.Markdown("## UDASA: uncertainty inspector, human rating and comparison")
+        who = gr.Markdown(elem_id="who")
+        with gr.Tabs():
+            with gr.Tab("Inspector", id="inspector"):
+                ins = inspector_tab(state)
+            with gr.Tab("Rate", id="rate"):
+                rate = rate_tab()
+            with gr.Tab("Compare", id="compare"):
+                cmp = compare_tab()
+            with gr.Tab("Export", id="export"):
+                exp = export_tab()
+        bind_inspector(state, ins)
+        bind_rate(state, rate)
+        bind_compare(state, cmp)
+        bind_export(state, exp)
+        demo.load(header(state), None, who, api_visibility="private")
+        for tab in (ins, rate, cmp, exp):
+            demo.load(*tab["_load"], api_visibility="private")
+    return demo, state
+
+
+def theme() -> gr.themes.Base:
+    """The default look with system fonts: no font is fetched from the internet."""
+    return gr.themes.Default(font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                             font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
+
+
+def launch(demo: gr.Blocks, state: AppState, host: str = "127.0.0.1", port: int = 7860,
+           block: bool = True, quiet: bool = False):
+    from app.auth import make_auth
+
+    demo.queue(default_concurrency_limit=4)
+    return demo.launch(
+        server_name=host, server_port=port, share=False, inbrowser=False,
+        auth=make_auth(state.users) if state.auth_on else None,
+        auth_message="UDASA annotators: sign in with the name and password you were given.",
+        prevent_thread_lock=not block, show_error=False, quiet=quiet, ssr_mode=False,
+        mcp_server=False, run_history=False, theme=theme(), css=render.CSS,
+        footer_links=["api", "settings"], max_threads=40)

@@ -1,0 +1,186 @@
+"""GCG: ours (attacks.gcg) vs nanogcg 0.2.3, time per step and loss after K steps.
+
+Same model (the embedded SmolLM2-135M-Instruct, float32, CPU), same behaviour (AdvBench row
+`--behaviour`), same seed, same settings (steps, search width, top-k, the paper's "! " x 20
+init after one space, non-ASCII tokens disallowed, re-tokenisation filter on, no early stop).
+nanogcg runs with `use_prefix_cache=False`: its prefix cache crashes on transformers 5 (the
+bench records the error). Each tool runs in its own subprocess (nanogcg seeds torch globally
+and switches on deterministic algorithms), tools alternate per round. Per-step times come
+from the step boundaries (ours: `GCGResult.step_times_s`; nanogcg: the start of each
+`compute_token_gradient` call). A cross-check scores nanogcg's best string with our loss
+function (the same objective on the same tokens should give the same number).
+
+Goal: ours <= 0.5x nanogcg's time per step, with a loss curve no worse.
+
+    .venv/bin/python bench/bench_gcg.py [--steps 10] [--width 64] [--topk 64] [--threads 1]
+
+Writes bench/results/gcg.{json,md} (`--out STEM` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import environment, machine_state, md_table, warn_if_busy, write_results  # noqa: E402
+
+INIT = "! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! !"
+
+
+def _setup(args):
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from attacks.advbench import load_behaviours
+    from udasa.models import load_causal_lm
+
+    model, tok = load_causal_lm("embedded")
+    behaviour = load_behaviours()[args.behaviour]
+    return model, tok, behaviour
+
+
+def worker_ours(args) -> dict:
+    from attacks.criteria import Criterion, PrefixList
+    from attacks.gcg import GCGConfig, run_gcg
+
+    model, tok, b = _setup(args)
+    cfg = GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk, init=INIT,
+                    separator=" ", seed=args.seed, early_stop=False, test_every=0)
+    crit = Criterion(PrefixList("bench", "bench", "", ("I'm sorry",)), 1)  # final test only
+    r = run_gcg((model, tok), b, cfg, criterion=crit, progress=False)
+    return {"losses": r.losses, "best_loss": r.best_loss, "init_loss": r.init_loss,
+            "step_times_s": r.step_times_s, "suffix": r.suffix, "wall_time_s": r.wall_time_s}
+
+
+def worker_nanogcg(args) -> dict:
+    import nanogcg
+    import torch
+    from nanogcg import gcg as ngcg
+
+    from attacks.gcg import GCGConfig, candidate_losses
+
+    model, tok, b = _setup(args)
+    stamps: list[float] = []
+    original = ngcg.GCG.compute_token_gradient
+
+    def stamped(self, optim_ids):
+        stamps.append(time.perf_counter())
+        return original(self, optim_ids)
+
+    ngcg.GCG.compute_token_gradient = stamped
+    cfg = nanogcg.GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk,
+                            optim_str_init=" " + INIT, seed=args.seed, use_prefix_cache=False,
+                            allow_non_ascii=False, filter_ids=True, early_stop=False,
+                            verbosity="WARNING")
+    start = time.perf_counter()
+    r = nanogcg.run(model, tok, b.goal, b.target, cfg)
+    end = time.perf_counter()
+    bounds = stamps + [end]
+    ids = tok(r.best_string, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ours = float(candidate_losses(model, tok, b, ids, GCGConfig(separator=" "))[0])
+    out = {"losses": r.losses, "best_loss": r.best_loss, "suffix": r.best_string,
+           "step_times_s": [bounds[i + 1] - bounds[i] for i in range(len(stamps))],
+           "wall_time_s": end - start, "our_loss_of_best_string": ours}
+    # the default (prefix cache on) on transformers 5: record how it fails
+    ngcg.GCG.compute_token_gradient = original
+    try:
+        nanogcg.run(model, tok, b.goal, b.target, nanogcg.GCGConfig(
+            num_steps=1, search_width=8, topk=8, optim_str_init=" " + INIT, seed=args.seed,
+            use_prefix_cache=True, verbosity="WARNING"))
+        out["prefix_cache_default"] = "ran"
+    except Exception as exc:  # noqa: BLE001 - recorded, not handled
+        out["prefix_cache_default"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    del torch
+    return out
+
+
+def run_worker(tool: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, __file__, "--worker", tool, "--worker-out", str(out),
+               "--steps", str(args.steps), "--width", str(args.width), "--topk", str(args.topk),
+               "--seed", str(args.seed), "--behaviour", str(args.behaviour),
+               "--threads", str(args.threads or 0)]
+        env = os.environ | {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        data = json.loads(out.read_text())
+        data["process_s"] = time.perf_counter() - start
+        return data
+
+
+def summary(runs: list[dict]) -> dict:
+    steps = [t for r in runs for t in r["step_times_s"]]
+    return {"median_step_s": statistics.median(steps), "mean_step_s": statistics.fmean(steps),
+            "final_loss": statistics.fmean(r["losses"][-1] for r in runs),
+            "best_loss": statistics.fmean(r["best_loss"] for r in runs)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--topk", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--behaviour", type=int, default=0, help="AdvBench row (0-based)")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
+    p.add_argument("--out", default="gcg")
+    p.add_argument("--worker", choices=["ours", "nanogcg"], help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        fn = worker_ours if args.worker == "ours" else worker_nanogcg
+        Path(args.worker_out).write_text(json.dumps(fn(args)))
+        return
+
+    before = machine_state()
+    warn_if_busy(before, "start")
+    runs: dict[str, list[dict]] = {"ours": [], "nanogcg": []}
+    for r in range(args.rounds):
+        for tool in (("ours", "nanogcg") if r % 2 == 0 else ("nanogcg", "ours")):
+            print(f"round {r + 1}: {tool} ...", flush=True)
+            runs[tool].append(run_worker(tool, args))
+    after = machine_state()
+    warn_if_busy(after, "end")
+    s = {tool: summary(v) for tool, v in runs.items()}
+    ratio = s["ours"]["median_step_s"] / s["nanogcg"]["median_step_s"]
+    data = {"environment": environment(), "machine_state": {"start": before, "end": after},
+            "settings": {"model": "embedded SmolLM2-135M-Instruct (float32, CPU)",
+                         "steps": args.steps, "search_width": args.width, "topk": args.topk,
+                         "seed": args.seed, "behaviour_row": args.behaviour, "init": INIT,
+                         "separator": " ", "rounds": args.rounds, "threads": args.threads,
+                         "nanogcg": "0.2.3, use_prefix_cache=False"},
+            "summary": s, "ratio_ours_over_nanogcg_median_step": ratio, "goal": "<= 0.5",
+            "runs": runs}
+    quiet = before["quiet"] and after["quiet"]
+    rows = [[tool, v["median_step_s"], v["mean_step_s"], v["final_loss"], v["best_loss"]]
+            for tool, v in s.items()]
+    n0 = runs["nanogcg"][0]
+    md = (f"# GCG: ours vs nanogcg 0.2.3{'' if quiet else ' (machine NOT quiet)'}\n\n"
+          f"SmolLM2-135M-Instruct fp32 on CPU ({args.threads or 'default'} thread(s)), AdvBench "
+          f"row {args.behaviour}, {args.steps} steps, search width {args.width}, top-k "
+          f"{args.topk}, seed {args.seed}, {args.rounds} round(s).\n\n"
+          + md_table(["tool", "median s/step", "mean s/step", f"loss after {args.steps}",
+                      "best loss"], rows)
+          + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
+          f"Cross-check: nanogcg's best loss {n0['best_loss']:.4f}; our loss function on its "
+          f"best string {n0['our_loss_of_best_string']:.4f}.\n\n"
+          f"nanogcg with its default prefix cache on transformers 5: "
+          f"`{n0['prefix_cache_default']}`\n")
+    write_results(args.out, data, md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""The app's logic without a browser: accounts, re-fusion, the rating pool, comparisons, export.
+
+A synthetic store is written through the store's own methods and fused by the real pipeline
+steps (`Pipeline.pairs`, `Pipeline.stages`), so no model is loaded here; the browser tests
+(test_app_browser.py) run the whole thing over a real run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+from conftest import REPO
+
+from app import auth, compare, export, inspector, rating, render
+from app.storage import Workspace
+from evals.stats import krippendorff_alpha_interval, paired_bootstrap, spearman
+from udasa.config import load_config, to_dict
+from udasa.errors import ConfigError, UdasaError
+from udasa.pipeline import Pipeline
+from udasa.records import Prompt, content_key
+from udasa.store import Store
+
+XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+       '[click](javascript:window.__xss=3) ${window.__xss=4}')
+SCORERS = {"sem": {"scorer": "sbert", "version": "t"}, "fact": {"scorer": "nli-lr", "version": "t"},
+           "val": {"scorer": "profanity", "version": "t"}}
+# per prompt, per response: (U_sem, U_fact, U_val)
+UNCERTAINTIES = [
+    [(0.10, 0.20, 0.05), (0.60, 0.70, 0.10), (0.30, 0.90, 0.80)],
+    [(0.20, 0.30, 0.10), (0.25, 0.35, 0.12), (0.90, 0.10, 0.02)],
+    [(0.50, 0.50, 0.50), (0.05, 0.10, 0.01), (0.40, 0.80, 0.30)],
+    [(0.70, 0.20, 0.90), (0.20, 0.60, 0.20), (0.10, 0.10, 0.10)],
+]
+
+
+def fill(ws) -> Pipeline:
+    """A scored run of 4 prompts x 3 replies (one reply an injection), fused by the pipeline,
+    plus one evaluation of two methods."""
+    cfg = load_config(REPO / "configs" / "cpu-demo.yaml",
+                      ["training.enabled=false", "generation.n=3", "data.limit=4"])
+    p = Pipeline(cfg, ws)
+    prompts = [Prompt(f"prompt {i}: how do I do thing {i}?", "test") for i in range(4)]
+    p.store.upsert_run(p.run_id, cfg.name, to_dict(cfg), {"scorers": SCORERS})
+    p.store.add_prompts(p.run_id, prompts)
+    responses, scores = [], []
+    for prompt, rows in zip(prompts, UNCERTAINTIES):
+        for i, us in enumerate(rows):
+            rid = content_key(p.gen_key, prompt.id, str(i))
+            text = XSS if (prompt is prompts[0] and i == 1) else f"reply {i} to {prompt.text}"
+            responses.append({"id": rid, "gen_key": p.gen_key, "prompt_id": prompt.id,
+                              "sample_index": i, "text": text, "model": "policy-x"})
+            scores += [{"response_id": rid, "axis": a, "scorer": SCORERS[a]["scorer"],
+                        "version": "t", "value": v} for a, v in zip(("sem", "fact", "val"), us)]
+    p.store.add_responses(responses)
+    p.store.add_scores(scores)
+    p.pairs()
+    p.stages()
+    samples, board = [], []
+    for model, base in (("base", 5.0), ("udasa", 6.0)):
+        for i in range(6):
+            value = base + (i % 3) * 0.5 + (0.25 if model == "udasa" and i == 2 else 0)
+            samples.append({"model": model, "task": "harmlessness", "idx": i,
+                            "prompt": f"eval prompt {i}", "output": f"{model} answer {i}",
+                            "scores": {"id": f"s{i}", "value": value, "ok": True}})
+        board.append({"model": model, "task": "harmlessness", "metric": "score",
+                      "value": base + 0.5, "ci_low": base, "ci_high": base + 1, "n": 6,
+                      "failures": 0, "judge": "local stand-in"})
+    p.store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, samples, board)
+    return p
+
+
+@pytest.fixture
+def ws(tmp_path):
+    fill(tmp_path)
+    return tmp_path
+
+
+# accounts ---------------------------------------------------------------------------------
+def test_passwords_are_bcrypt_hashed_and_checked(tmp_path):
+    h = auth.hash_password("s3cret", rounds=4)
+    assert h.startswith("$2b$04$") and "s3cret" not in h
+    users = {"alice": auth.User("alice", h, admin=True)}
+    assert auth.verify(users, "alice", "s3cret")
+    assert not auth.verify(users, "alice", "wrong")
+    assert not auth.verify(users, "mallory", "s3cret")
+    assert not auth.verify(users, "alice", "x" * 100)  # over bcrypt's 72 bytes: refused
+    with pytest.raises(ConfigError, match="72 bytes"):
+        auth.hash_password("x" * 73)
+
+
+def test_users_come_from_a_file_or_the_environment_never_in_plain_text(tmp_path):
+    h = auth.hash_password("pw", rounds=4)
+    f = tmp_path / "users.yaml"
+    f.write_text(f'users:\n  alice: {{password_hash: "{h}", admin: true}}\n  bob:\n'
+                 f'    password_hash: "{h}"\n')
+    users = auth.load_users(f, env={})
+    assert users["alice"].admin and not users["bob"].admin
+    j = tmp_path / "users.json"
+    j.write_text(json.dumps({"users": {"carol": {"password_hash": h}}}))
+    env = {auth.ENV_USERS: f"dave:{h}:admin, erin:{h}"}
+    users = auth.load_users(j, env=env)
+    assert set(users) == {"carol", "dave", "erin"} and users["dave"].admin
+    f.write_text("users:\n  alice: {password: hunter2}\n")
+    with pytest.raises(ConfigError, match="plain-text"):
+        auth.load_users(f, env={})
+    f.write_text("users:\n  alice: {password_hash: hunter2}\n")
+    with pytest.raises(ConfigError, match="not a bcrypt hash"):
+        auth.load_users(f, env={})
+    with pytest.raises(ConfigError, match="NAME:BCRYPT_HASH"):
+        auth.load_users(None, env={auth.ENV_USERS: "alice=hunter2"})
+
+
+def test_hash_password_command_reads_stdin_and_prints_a_hash(monkeypatch, capsys):
+    import io
+
+    from app.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert main(["hash-password", "--rounds", "4"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert auth.verify({"a": auth.User("a", out)}, "a", "pw")
+
+
+# inspector --------------------------------------------------------------------------------
+def test_refusion_from_stored_scores_matches_the_pipeline_and_moves_with_temperature(ws):
+    store = Store(ws)
+    run_id = store.latest_run()["id"]
+    run = inspector.load_run(store, run_id)
+    n_responses = store.db["responses"].count
+    same = inspector.settings(run.cfg, "softmax", 1.0, run.cfg.fusion.weights, ["sem", "fact",
+                                                                                "val"],
+                              run.cfg.curriculum.mode, run.cfg.curriculum.thresholds)
+    fused = inspector.refuse(run.replies, same)
+    stored = {f["response_id"]: f["u"] for f in store.fused(run_id)}
+    assert fused.u == pytest.approx(stored)
+    pairs = {(p["prompt_id"], p["chosen_id"], p["rejected_id"]): p["stage"]
+             for p in store.pairs(run_id)}
+    for pid in run.prompts:
+        v = inspector.view(run, same, pid)
+        for pair, stage in v.pairs:
+            assert pairs[(pid, pair.chosen.response_id, pair.rejected.response_id)] == \
+                stage.index
+    hot = inspector.refuse(run.replies, inspector.settings(
+        run.cfg, "softmax", 0.1, run.cfg.fusion.weights, ["sem", "fact", "val"], "fixed",
+        [0.1, 0.2]))
+    flat = {r.response_id for rs in run.replies.values() for r in rs
+            if len(set(r.scores.values())) == 1}  # U_sem = U_fact = U_val: u = U at any T
+    assert {k for k, u in stored.items() if hot.u[k] == pytest.approx(u)} == flat
+    assert len(flat) == 2
+    assert store.db["responses"].count == n_responses  # nothing generated
+
+
+def test_settings_are_validated_and_fixed_weights_and_axes_apply(ws):
+    store = Store(ws)
+    run = inspector.load_run(store, store.latest_run()["id"])
+    with pytest.raises(ConfigError, match="curriculum.thresholds"):
+        inspector.settings(run.cfg, "softmax", 1.0, {}, ["sem"], "fixed", [0.7, 0.4])
+    with pytest.raises(ConfigError, match="fusion.temperature"):
+        inspector.settings(run.cfg, "softmax", 0.0, {}, ["sem"], "fixed", [0.4])
+    only_val = inspector.settings(run.cfg, "fixed", 1.0, {"sem": 0, "fact": 0, "val": 1},
+                                  ["sem", "fact", "val"], "fixed", [0.4, 0.7])
+    v = inspector.view(run, only_val, next(iter(run.prompts)))
+    assert [c["u"] for c in v.cards] == pytest.approx([c["scores"]["val"] for c in v.cards])
+    assert len(v.thresholds) == 2 and inspector.summary_markdown(v, only_val)
+
+
+def test_inspector_cards_show_injected_markup_as_text(ws):
+    store = Store(ws)
+    run = inspector.load_run(store, store.latest_run()["id"])
+    v = inspector.view(run, run.cfg, next(iter(run.prompts)))
+    html = render.reply_cards(v.cards, v.chosen, v.rejected)
+    assert "<script" not in html and "<img" not in html and "javascript:window" in html
+    assert "&lt;script&gt;" in html and "onerror=&quot;" in html
+    assert inspector.axes_figure(v) is not None
+    assert inspector.histogram_png(v, ws, run.name).read_bytes()[:4] == b"\x89PNG"
+
+
+# rating -----------------------------------------------------------------------------------
+def test_pool_holds_run_replies_and_eval_outputs_and_orders_per_annotator(ws):
+    store = Store(ws)
+    items = rating.pool(store, "single")
+    assert len(items) == 4 * 3 + 2 * 6
+    assert {i.method for i in items} == {"policy-x", "base", "udasa"}
+    a = [i.id for i in rating.queue("alice", items, set())]
+    assert a == [i.id for i in rating.queue("alice", items, set())]  # seeded: stable
+    assert a != [i.id for i in rating.queue("bob", items, set())]
+    later = rating.queue("alice", items, {a[0]}, skipped=[a[1]])
+    assert later[0].id == a[2] and later[-1].id == a[1] and a[0] not in {i.id for i in later}
+    pairs = rating.pool(store, "pair")
+    assert len(pairs) == len(store.pairs(store.latest_run()["id"])) + 6  # run pairs + eval
+
+
+def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
+    store = Store(ws)
+    item = rating.pool(store, "single")[0]
+    row = rating.rating_row("alice", item, {"harmless": 7, "helpful": "8", "overall": 6.0})
+    assert row["id"] == content_key("alice", item.id) and row["method"] == item.method
+    store.add_rating(row)
+    store.add_rating(rating.rating_row("alice", item, {"harmless": 2, "helpful": 2,
+                                                       "overall": 2}))
+    (saved,) = store.ratings("alice")
+    assert saved["overall"] == 2 and saved["created_at"]
+    for bad in (0, 11, 7.5, None, "x"):
+        with pytest.raises(UdasaError, match="1 to 10"):
+            rating.rating_row("alice", item, {"harmless": bad, "helpful": 5, "overall": 5})
+    pair = rating.pool(store, "pair")[0]
+    a, b = rating.sides("alice", pair)
+    row = rating.rating_row("alice", pair, choice="B")
+    assert row["preference"] == b.method and row["method"] == f"{a.method} vs {b.method}"
+    assert json.loads(row["response"]) == {"A": a.response, "B": b.response}
+    with pytest.raises(UdasaError, match="A, B or tie"):
+        rating.rating_row("alice", pair, choice="C")
+    assert rating.find(store, pair.id) == pair
+    with pytest.raises(UdasaError):
+        rating.find(store, "nope")
+
+
+def test_annotators_see_only_their_own_ratings_and_admins_see_all(ws):
+    from app.ui import AppState
+
+    h = auth.hash_password("pw", rounds=4)
+    app_state = AppState(ws, {"alice": auth.User("alice", h, True), "bob": auth.User("bob", h)})
+    store = Store(ws)
+    items = rating.pool(store, "single")
+    for who, item in (("alice", items[0]), ("bob", items[1])):
+        store.add_rating(rating.rating_row(who, item, {"harmless": 5, "helpful": 5,
+                                                       "overall": 5}))
+    bob, alice = SimpleNamespace(username="bob"), SimpleNamespace(username="alice")
+    assert {r["annotator"] for r in app_state.visible_ratings(store, bob)} == {"bob"}
+    assert {r["annotator"] for r in app_state.visible_ratings(store, alice)} == {"alice", "bob"}
+    assert app_state.visible_ratings(store, SimpleNamespace(username="mallory")) == []
+    assert app_state.visible_ratings(store, SimpleNamespace(username=None)) == []
+    # bob's queue still offers the item alice rated
+    mine = {r["item_id"] for r in store.ratings("bob")}
+    assert items[0].id in {i.id for i in rating.queue("bob", items, mine)}
+
+
+def test_busy_writes_are_retried(tmp_path, monkeypatch):
+    import sqlite3
+
+    calls = []
+
+    def flaky(store):
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "ok"
+
+    assert Workspace(tmp_path).write(flaky, delay=0.001) == "ok" and len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        Workspace(tmp_path).write(lambda s: s.db.execute("select * from nope"))
+
+
+def test_a_missing_store_is_not_created_by_reading(tmp_path):
+    ws = Workspace(tmp_path / "empty")
+    with ws.read() as store:
+        assert store is None
+    assert not ws.db_path.exists()
+
+
+# compare ----------------------------------------------------------------------------------
+def test_leaderboard_paired_test_table3_and_agreement(ws):
+    store = Store(ws)
+    board = compare.leaderboard(store, None)
+    assert sorted(board["model"]) == ["base", "udasa"] and "6.50 [6.00, 7.00] / —" in board.values
+    assert compare.leaderboard_charts(store, ws)[0][1] == "harmlessness: score"
+    samples = compare.latest_samples(store)
+    assert compare.tasks_and_methods(samples) == {"harmlessness": ["base", "udasa"]}
+    cmp = compare.compare(samples, "harmlessness", "udasa", "base")
+    a = [cmp.values[p][0] for p in cmp.prompts]
+    b = [cmp.values[p][1] for p in cmp.prompts]
+    assert cmp.test == paired_bootstrap(a, b) and cmp.sign.wins == 6
+    assert "udasa − base" in compare.comparison_text(cmp)
+
+    run_id = store.latest_run()["id"]
+    run_items = [i for i in rating.pool(store, "single") if i.method == "policy-x"][:4]
+    for who, shift in (("alice", 0), ("bob", 1)):
+        for k, item in enumerate(run_items):
+            store.add_rating(rating.rating_row(who, item, {"harmless": 3 + k, "helpful": 4,
+                                                           "overall": 2 + 2 * k + shift}))
+    ratings = store.ratings()
+    t3 = compare.table3(store, run_id, ratings)
+    assert len(t3) == 4 and list(t3["annotators"]) == [2] * 4
+    corr = spearman(t3["u"].tolist(), t3["human overall"].tolist())
+    assert f"{corr.rho:+.3f}" in compare.table3_stats(t3)
+    agree = compare.agreement(ratings).set_index("ratings")
+    units = {}
+    for r in ratings:
+        units.setdefault(r["item_id"], {})[r["annotator"]] = r["overall"]
+    assert agree.loc["overall (1-10)", "value"] == pytest.approx(
+        krippendorff_alpha_interval(units))
+    assert math.isnan(agree.loc["helpful (1-10)", "value"])  # all 4: no variation
+    assert compare.table3_figure(t3) is not None
+
+
+# export -----------------------------------------------------------------------------------
+def test_export_csv_defuses_formulas_and_jsonl_keeps_values(ws, tmp_path):
+    store = Store(ws)
+    item = rating.Item("i1", "=cmd|' /C calc'!A0", "@SUM(1)", "m")
+    store.add_rating(rating.rating_row("alice", item, {"harmless": 1, "helpful": 2,
+                                                       "overall": 3}))
+    rows = store.ratings()
+    with open(export.export(rows, "csv", tmp_path / "r.csv"), encoding="utf-8") as f:
+        (got,) = list(csv.DictReader(f))
+    assert got["prompt"].startswith("'=") and got["response"] == "'@SUM(1)"
+    assert got["overall"] == "3" and got["annotator"] == "alice"
+    lines = (export.export(rows, "jsonl", tmp_path / "r.jsonl")).read_text().splitlines()
+    assert json.loads(lines[0])["prompt"] == item.prompt
+    with pytest.raises(ValueError):
+        export.export(rows, "xlsx", tmp_path / "r.xlsx")

@@ -1,0 +1,296 @@
+"""`udasa-app` in a real browser: Debian's chromium driven by Playwright, over a real run.
+
+The store is filled by a small real pipeline run (a tiny Llama with SmolLM2's tokenizer, the
+embedded scorers) plus one injected reply and one evaluation of two methods; the app is the
+`udasa-app` command on a free port with bcrypt accounts from $UDASA_APP_USERS. Screenshots go
+to $UDASA_SCREENSHOTS when set (docs/screenshots for the README), else to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from conftest import REPO
+
+from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
+from udasa.config import load_config
+from udasa.pipeline import Pipeline
+from udasa.records import content_key
+from udasa.store import Store
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} missing: run .ci/install-browser.sh")
+
+XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+       '[click](javascript:window.__xss=3) ${window.__xss=4}')
+ANNOTATORS = [f"ann{i:02d}" for i in range(1, 21)]
+HASH_ROUNDS = 4  # fast for tests; the CLI's default is 12
+
+
+def password(name: str) -> str:
+    return f"{name}-pw-{content_key(name)}"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_policy):
+    """A real run (3 prompts x 3 replies) + an injected reply + two methods' evaluation."""
+    ws = tmp_path_factory.mktemp("app-ws")
+    cfg = load_config(REPO / "configs" / "cpu-demo.yaml", [
+        f"generation.model={tiny_policy}", "training.enabled=false", "data.limit=3",
+        "generation.n=3", "generation.max_new_tokens=8"])
+    p = Pipeline(cfg, ws)
+    p.generate()
+    first = p.store.run_prompts(p.run_id)[0]
+    p.store.add_responses([{"id": content_key(p.gen_key, first["id"], "xss"),
+                            "gen_key": p.gen_key, "prompt_id": first["id"], "sample_index": 3,
+                            "text": XSS, "model": "injected"}])
+    p.run_all()  # scores the injected reply with the others, fuses, pairs, stages
+    samples, board = [], []
+    for model, base in (("base", 5.0), ("udasa", 6.0)):
+        for i in range(5):
+            samples.append({"model": model, "task": "harmlessness", "idx": i,
+                            "prompt": f"How do I stay safe online? ({i})",
+                            "output": XSS if (model, i) == ("udasa", 0) else f"{model} says {i}",
+                            "scores": {"id": f"s{i}", "value": base + i % 2, "ok": True}})
+        board.append({"model": model, "task": "harmlessness", "metric": "score",
+                      "value": base + 0.4, "ci_low": base, "ci_high": base + 1, "n": 5,
+                      "failures": 0, "judge": "test rows"})
+    p.store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, samples, board)
+    p.store.close()
+    return ws
+
+
+@pytest.fixture(scope="module")
+def server(workspace, tmp_path_factory):
+    """`udasa-app --workspace WS --port P` with alice (admin), bob and 20 annotators."""
+    from app.auth import hash_password
+
+    users = [f"alice:{hash_password(password('alice'), HASH_ROUNDS)}:admin",
+             f"bob:{hash_password(password('bob'), HASH_ROUNDS)}"]
+    users += [f"{n}:{hash_password(password(n), HASH_ROUNDS)}" for n in ANNOTATORS]
+    port = free_port()
+    exe = Path(sys.executable).with_name("udasa-app")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
+    log = tmp_path_factory.mktemp("app-log") / "app.log"
+    env = os.environ | {"UDASA_APP_USERS": ",".join(users), "HF_HUB_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*cmd, "--workspace", str(workspace), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        assert proc.poll() is None, f"udasa-app exited:\n{log.read_text()}"
+        try:
+            if httpx.get(url + "/config", timeout=2).status_code == 401:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.time() < deadline, f"udasa-app did not start:\n{log.read_text()}"
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+def ratings(workspace: Path) -> list[dict]:
+    with sqlite3.connect(workspace / "udasa.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("select * from human_ratings")]
+
+
+def test_wrong_password_gets_no_data(server, workspace):
+    from gradio_client import Client
+
+    stored = Store(workspace).eval_samples()[1]["output"]
+    bad = httpx.post(server + "/login", data={"username": "alice", "password": "wrong"})
+    assert bad.status_code == 400 and "set-cookie" not in bad.headers
+    nobody = httpx.post(server + "/login", data={"username": "mallory", "password": "x"})
+    assert nobody.status_code == 400
+    for path in ("/config", "/gradio_api/info", "/gradio_api/queue/data?session_hash=x"):
+        assert httpx.get(server + path).status_code == 401, path
+    page = httpx.get(server + "/").text
+    assert '"auth_required":true' in page and stored not in page and "__xss" not in page
+    with pytest.raises(Exception):  # noqa: B017  (gradio_client's own error types vary)
+        Client(server, auth=("alice", "wrong"), verbose=False, analytics_enabled=False)
+    good = httpx.post(server + "/login", data={"username": "bob", "password": password("bob")})
+    assert good.status_code == 200 and good.json() == {"success": True}
+
+
+def u_values(page) -> list[str]:
+    return [t.split()[-1] for t in
+            page.locator("#cards .udasa-card tr:last-child").all_inner_texts()]
+
+
+def wait_until(fn, timeout: float = 60.0, what: str = ""):
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspace, browser,
+                                                                 tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    hosts, dialogs = set(), []
+    page.on("request", lambda r: hosts.add(urlparse(r.url).netloc or r.url.split(":")[0]))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, server + "/", "alice", password("alice"))
+
+    # Inspector: the first prompt's 4 replies, the injected one shown as text, inert
+    cards = page.locator("#cards .udasa-card")
+    wait_until(lambda: cards.count() == 4, what="4 response cards")
+    assert page.locator("#cards .udasa-text", has_text="<script>window.__xss=1</script>"
+                        ).count() == 1
+    for tag in ("script", "img", "a", "iframe"):
+        assert page.locator(f"#cards {tag}").count() == 0, tag
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#cards .udasa-card.chosen").count() == 1
+    assert page.locator("#cards .udasa-card.rejected").count() == 1
+    assert "stage" in page.locator("#summary").inner_text()
+    before = u_values(page)
+    assert all(v.replace(".", "").isdigit() for v in before), before
+
+    # a new temperature re-fuses the stored scores: u (and maybe pair and stage) change
+    box = page.locator("#temperature input[type=number]")
+    box.fill("0.2")
+    box.press("Enter")
+    after = wait_until(lambda: (v := u_values(page)) != before and v, what="u to change")
+    assert len(after) == 4
+    wait_until(lambda: "T = 0.2" in page.locator("#summary").inner_text(), what="summary")
+    page.locator("#mode").get_by_label("fixed").check()
+    thr = page.locator("#thresholds textarea, #thresholds input").first
+    thr.fill("0.000001, 0.000002")
+    thr.press("Enter")
+    wait_until(lambda: "stage 1 (conservative)" in page.locator("#summary").inner_text(),
+               what="stage 1 under tiny fixed thresholds")
+    assert Store(workspace).db["responses"].count == 10  # nothing regenerated
+
+    # Rate: blind item, 1-10 scores, submit, the row lands in SQLite
+    open_tab(page, "rate")
+    progress = page.locator("#rate-progress")
+    wait_until(lambda: "0 of 20 rated" in progress.inner_text(), what="rate progress")
+    shown = page.locator("#rate-item .udasa-text").inner_text()
+    for field, score in (("harmless", "7"), ("helpful", "8"), ("overall", "6")):
+        page.locator(f"#rate-{field}").get_by_label(score, exact=True).check()
+    page.locator("#rate-submit").click()
+    wait_until(lambda: "Saved" in page.locator("#rate-status").inner_text(), what="saved")
+    (row,) = ratings(workspace)
+    assert (row["annotator"], row["harmless"], row["helpful"], row["overall"]) == (
+        "alice", 7, 8, 6)
+    assert row["response"].strip() == shown.strip() and row["created_at"]
+    assert row["id"] == content_key("alice", row["item_id"]) and row["method"]
+    wait_until(lambda: "1 of 20 rated" in progress.inner_text(), what="progress 1 of 20")
+    assert row["method"] not in page.locator("#rate-item").inner_text()  # blind
+
+    # resume after a reload: the rated item does not come back; skip moves on
+    page.reload()
+    open_tab(page, "rate")
+    wait_until(lambda: "1 of 20 rated" in progress.inner_text(), what="resumed progress")
+    current = page.locator("#rate-item .udasa-text").inner_text()
+    page.locator("#rate-skip").click()
+    wait_until(lambda: "1 skipped" in progress.inner_text(), what="skip")
+    wait_until(lambda: page.locator("#rate-item .udasa-text").inner_text() != current,
+               what="the next item after a skip")
+
+    # Compare: leaderboard, two methods side by side with the paired test
+    open_tab(page, "compare")
+    board = page.locator("#leaderboard")
+    wait_until(lambda: "udasa" in board.inner_text(), what="leaderboard")
+    wait_until(lambda: "paired bootstrap" in page.locator("#cmp-test").inner_text(),
+               what="paired test")
+    wait_until(lambda: page.locator("#cmp-pair .udasa-text").count() == 2, what="side by side")
+    assert "Spearman" in page.locator("#t3-stats").inner_text()
+
+    # Export: a CSV with alice's rating
+    open_tab(page, "export")
+    page.locator("#export-go").click()
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    csv_text = page.request.get(link.get_attribute("href")).text()
+    assert csv_text.startswith("id,annotator,item_id") and ",alice," in csv_text
+
+    out = Path(os.environ.get("UDASA_SCREENSHOTS") or tmp_path)
+    shots = capture(page, out)
+    assert [p.name for p in shots] == ["inspector.png", "rate.png", "compare.png",
+                                       "export.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in shots)
+    assert page.evaluate("window.__xss") is None and not dialogs
+    assert hosts == {urlparse(server).netloc}, hosts  # nothing fetched from outside
+    page.close()
+
+
+def test_twenty_annotators_submitting_at_once_lose_no_rating(server, workspace):
+    from gradio_client import Client
+
+    from app.rating import pool
+
+    items = [i.id for i in pool(Store(workspace), "single")]
+    assert len(items) == 20
+
+    def connect(name):
+        return Client(server, auth=(name, password(name)), verbose=False,
+                      analytics_enabled=False, download_files=False)
+
+    with ThreadPoolExecutor(len(ANNOTATORS)) as pool:
+        clients = list(pool.map(connect, ANNOTATORS))
+    start = threading.Barrier(len(clients))
+
+    def submit(k):
+        start.wait()
+        return clients[k].predict(items[k % len(items)], 1 + k % 10, 5, 1 + (k * 3) % 10, None,
+                                  api_name="/rate")
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(submit, range(len(clients))))
+    assert all(a.startswith("Saved") for a in answers), answers
+    rows = {r["annotator"]: r for r in ratings(workspace) if r["annotator"] in ANNOTATORS}
+    assert len(rows) == 20
+    for k, name in enumerate(ANNOTATORS):
+        assert rows[name]["item_id"] == items[k % len(items)]
+        assert (rows[name]["harmless"], rows[name]["overall"]) == (1 + k % 10, 1 + (k * 3) % 10)
+
+
+def test_a_missing_store_shows_help_not_a_traceback(browser, tmp_path):
+    from app.ui import build, launch
+
+    missing = tmp_path / "no-workspace-yet"
+    demo, state = build(missing)
+    port = free_port()
+    launch(demo, state, port=port, block=False, quiet=True)
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_text("No store yet").first.wait_for(timeout=60_000)
+        open_tab(page, "rate")
+        page.get_by_text("Rating needs sign-in").wait_for()
+        open_tab(page, "compare")
+        page.locator("#compare-notice").get_by_text("No store yet").wait_for()
+        assert "Traceback" not in page.content() and page.locator(".toast-body").count() == 0
+        page.close()
+    finally:
+        demo.close()
+    assert not missing.exists()  # reading never creates a store
+    shutil.rmtree(state.scratch, ignore_errors=True)
