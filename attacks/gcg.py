@@ -630,13 +630,19 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
 
 
 def candidate_losses(model, tokenizer, behaviour: Behaviour | tuple[str, str],
-                     candidates: torch.Tensor, config: GCGConfig | None = None) -> torch.Tensor:
-    """The GCG target loss of each candidate suffix (B, n) for one behaviour, with or without
-    the prefix cache (`config.use_prefix_cache`): for tests and benchmarks."""
+                     candidates: torch.Tensor, config: GCGConfig | None = None,
+                     current: Sequence[int] | None = None) -> torch.Tensor:
+    """The GCG target loss of each candidate suffix (B, n) for one behaviour: for tests and
+    benchmarks. `config.use_prefix_cache` / `reuse_suffix_kv` choose the path; with `current`
+    (a suffix the candidates were derived from) the gradient pass runs on it first, so the
+    candidates reuse its KV as they do inside `run_gcg`."""
     cfg = (config or GCGConfig()).validate()
     (b,) = _as_behaviours(behaviour)
     tg = _Target(model, tokenizer, b, 0, cfg)
+    cands = torch.as_tensor(candidates, dtype=torch.long)
+    cands = cands.reshape(-1, cands.shape[-1])
     with _frozen([model]):
         tg.prepare()
-        return tg.losses(torch.as_tensor(candidates, dtype=torch.long).reshape(
-            -1, candidates.shape[-1]), cfg.eval_batch_size)[0]
+        if current is not None:
+            tg.token_grad(torch.as_tensor(list(current), dtype=torch.long), len(tokenizer))
+        return tg.losses(cands, cfg.eval_batch_size)[0]

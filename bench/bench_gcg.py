@@ -71,6 +71,14 @@ def worker_nanogcg(args) -> dict:
     from attacks.gcg import GCGConfig, candidate_losses
 
     model, tok, b = _setup(args)
+    # nanogcg strips `tokenizer.bos_token` from the rendered template with str.replace, and
+    # SmolLM2's bos_token is <|im_start|>: every turn marker would vanish from its prompt.
+    # A copy of the tokenizer without a bos_token gives it the same prompt tokens as ours
+    # (SmolLM2's tokenizer adds no BOS, and its chat template does not use bos_token).
+    from transformers import AutoTokenizer
+
+    ntok = AutoTokenizer.from_pretrained(tok.name_or_path)
+    ntok.bos_token = None
     stamps: list[float] = []
     original = ngcg.GCG.compute_token_gradient
 
@@ -84,7 +92,7 @@ def worker_nanogcg(args) -> dict:
                             allow_non_ascii=False, filter_ids=True, early_stop=False,
                             verbosity="WARNING")
     start = time.perf_counter()
-    r = nanogcg.run(model, tok, b.goal, b.target, cfg)
+    r = nanogcg.run(model, ntok, b.goal, b.target, cfg)
     end = time.perf_counter()
     bounds = stamps + [end]
     ids = tok(r.best_string, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -95,7 +103,7 @@ def worker_nanogcg(args) -> dict:
     # the default (prefix cache on) on transformers 5: record how it fails
     ngcg.GCG.compute_token_gradient = original
     try:
-        nanogcg.run(model, tok, b.goal, b.target, nanogcg.GCGConfig(
+        nanogcg.run(model, ntok, b.goal, b.target, nanogcg.GCGConfig(
             num_steps=1, search_width=8, topk=8, optim_str_init=" " + INIT, seed=args.seed,
             use_prefix_cache=True, verbosity="WARNING"))
         out["prefix_cache_default"] = "ran"

@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    ap.add_argument("--cap-s", type=float, default=150.0,
+    ap.add_argument("--cap-s", type=float, default=100.0,
                     help="start no new prompt in a variant after this many seconds")
     ap.add_argument("--force", action="store_true",
                     help="run even when parallel ops are stalled by other processes")

@@ -58,11 +58,12 @@ def workspace(tmp_path_factory, tiny_policy):
                             "text": XSS, "model": "injected"}])
     p.run_all()  # scores the injected reply with the others, fuses, pairs, stages
     samples, board = [], []
-    for model, base in (("base", 5.0), ("udasa", 6.0)):
+    for model, base in (("base-7b", 5.0), ("udasa-7b", 6.0)):
         for i in range(5):
             samples.append({"model": model, "task": "harmlessness", "idx": i,
                             "prompt": f"How do I stay safe online? ({i})",
-                            "output": XSS if (model, i) == ("udasa", 0) else f"{model} says {i}",
+                            "output": XSS if (model, i) == ("udasa-7b", 0) else
+                            f"Answer {i}: {content_key(model, str(i))}",
                             "scores": {"id": f"s{i}", "value": base + i % 2, "ok": True}})
         board.append({"model": model, "task": "harmlessness", "metric": "score",
                       "value": base + 0.4, "ci_low": base, "ci_high": base + 1, "n": 5,
@@ -218,7 +219,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     # Compare: leaderboard, two methods side by side with the paired test
     open_tab(page, "compare")
     board = page.locator("#leaderboard")
-    wait_until(lambda: "udasa" in board.inner_text(), what="leaderboard")
+    wait_until(lambda: "udasa-7b" in board.inner_text(), what="leaderboard")
     wait_until(lambda: "paired bootstrap" in page.locator("#cmp-test").inner_text(),
                what="paired test")
     wait_until(lambda: page.locator("#cmp-pair .udasa-text").count() == 2, what="side by side")

@@ -231,7 +231,11 @@ class Pipeline:
         """SPEC §5: split pairs into K stages by delta (conservative -> exploratory)."""
         pairs = self.store.pairs(self.run_id)
         if not pairs:
-            raise UdasaError("no pairs for this run: run `udasa pairs` first")
+            drops = json.loads(self.store.get_run(self.run_id)["summary"] or "{}").get("drops")
+            if drops is None:
+                raise UdasaError("no pairs for this run: run `udasa pairs` first")
+            raise UdasaError(f"no usable pairs: every candidate pair was dropped ({drops}); "
+                             "sample with a higher temperature or more responses per prompt")
         deltas = [p["delta"] for p in pairs]
         thresholds = resolve_thresholds(self.cfg.curriculum, deltas)
         stages = make_stages(thresholds)
@@ -252,16 +256,20 @@ class Pipeline:
         self.store.set_run_status(self.run_id, run["status"], summary)
 
     # step 5: phased DPO ------------------------------------------------------------------
+    def _policy_to_train(self) -> str:
+        tr = self.cfg.training
+        if tr.model is None and self.cfg.generation.backend == "openai":
+            raise UdasaError("training.model: the policy was generated through an API; name a "
+                             "local path or hub id to train (or set training.enabled=false)")
+        return tr.model or self.cfg.generation.model
+
     def train(self) -> StepReport:
         """SPEC §6: one DPO run per stage, conservative -> exploratory; checkpoint after each."""
         from udasa.plots import training_curves
         from udasa.training import CurriculumTrainer
 
         tr = self.cfg.training
-        policy = tr.model or self.cfg.generation.model
-        if tr.model is None and self.cfg.generation.backend == "openai":
-            raise UdasaError("training.model: the policy was generated through an API; name a "
-                             "local path or hub id to train")
+        policy = self._policy_to_train()
         train_key = train_key_of(self.cfg)
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
                                     self.cfg.curriculum.schedule, self.cfg.seed,
@@ -284,6 +292,8 @@ class Pipeline:
 
     def run_all(self) -> dict[str, StepReport]:
         """All steps: generate, score, pairs, stages, and train when training.enabled."""
+        if self.cfg.training.enabled:
+            self._policy_to_train()  # fail before any work, not after generation
         reports = {"generate": self.generate(), "score": self.score(), "pairs": self.pairs(),
                    "stages": self.stages()}
         self.store.set_run_status(self.run_id, "pairs-ready")
