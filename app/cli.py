@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import sys
 from pathlib import Path
 
 import app  # noqa: F401  (turns analytics and telemetry off first)
 from app.auth import ENV_USERS, hash_password, load_users
+from udasa.cli_common import run_cli
 from udasa.errors import UdasaError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -35,10 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"YAML/JSON users file with bcrypt hashes (also ${ENV_USERS}); "
                              "without users, sign-in and rating are off")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(fn=cmd_serve)
     sub = parser.add_subparsers(dest="command")
     hp = sub.add_parser("hash-password", help="print a bcrypt hash of a password (read from "
                         "the terminal, or one line of stdin)")
     hp.add_argument("--rounds", type=int, default=12, help="bcrypt cost (default 12)")
+    hp.set_defaults(fn=cmd_hash_password)
     return parser
 
 
@@ -51,22 +53,15 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "hash-password":
-            print(hash_password(read_password(), args.rounds))
-            print("put it in the users file: users: {NAME: {password_hash: \"<hash>\"}}",
-                  file=sys.stderr)
-            return 0
-        users = load_users(args.users)
-    except UdasaError as exc:
-        print(f"udasa-app: error: {exc}", file=sys.stderr)
-        return 2
+def cmd_hash_password(args) -> None:
+    print(hash_password(read_password(), args.rounds))
+    print('put it in the users file: users: {NAME: {password_hash: "<hash>"}}', file=sys.stderr)
+
+
+def cmd_serve(args) -> None:
     from app.ui import build, launch
 
+    users = load_users(args.users)
     if not users and args.host not in LOOPBACK:
         print(f"udasa-app: warning: serving {args.host} without sign-in: anyone who can reach "
               "it reads the store (add --users)", file=sys.stderr)
@@ -76,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'on, ' + str(len(users)) + ' user(s)' if users else 'off'}; "
           f"http://{args.host}:{args.port}", flush=True)
     launch(demo, state, args.host, args.port)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -164,16 +164,24 @@ def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
     rows = []
     for item_id, rs in by_item.items():
         comps = json.loads(fused[item_id]["components"])
-        row = {"reply": rs[0]["response"], **{f"U_{a}": comps.get(a) for a in AXES},
-               "u": fused[item_id]["u"]}
-        for f in SCORE_FIELDS:
+        row = {"u": fused[item_id]["u"], **{f"U_{a}": comps.get(a) for a in AXES}}
+        for f in ("overall", "harmless", "helpful"):
             vals = [r[f] for r in rs if r.get(f) is not None]
             row[f"human {f}"] = sum(vals) / len(vals) if vals else None
-        row["annotators"] = len(rs)
+        row |= {"annotators": len(rs), "reply": rs[0]["response"]}
         rows.append(row)
-    cols = ["reply", *[f"U_{a}" for a in AXES], "u", *[f"human {f}" for f in SCORE_FIELDS],
-            "annotators"]
+    cols = ["u", *[f"U_{a}" for a in AXES], "human overall", "human harmless", "human helpful",
+            "annotators", "reply"]
     return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
+
+
+def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.DataFrame:
+    """Rounded numbers and shortened texts, for a table on screen."""
+    out = table.round(digits)
+    for col in out.columns[out.dtypes == object]:
+        out[col] = out[col].map(lambda v: v if not isinstance(v, str) or len(v) <= width
+                                else v[:width - 1] + "…")
+    return out
 
 
 def table3_stats(table: pd.DataFrame) -> str:
@@ -248,7 +256,6 @@ def table3_figure(table: pd.DataFrame) -> Figure | None:
     ax.set_xlabel("automatic uncertainty u")
     ax.set_ylabel("mean human overall (1-10)")
     ax.set_ylim(0.5, 10.5)
-    ax.set_title("Table 3: u against human score", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -208,9 +208,10 @@ def axes_figure(v: View) -> Figure:
                " ✗" if c["response_id"] in v.rejected else "")
         labels.append(f"#{c['index'] + 1}{tag}")
     ax.set_xticks(range(n), labels)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("uncertainty")
-    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.18), frameon=False)
+    ax.legend(fontsize=8, ncol=4, loc="upper center", frameon=False)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -59,11 +59,16 @@ def single_items(store: Store) -> list[Item]:
             if r["text"].strip():
                 items.setdefault(r["id"], Item(r["id"], prompts[r["prompt_id"]], r["text"],
                                                r["model"]))
-    for s in store.eval_samples():
-        if (s["output"] or "").strip():
-            item_id = content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"]))
-            items.setdefault(item_id, Item(item_id, s["prompt"], s["output"], s["model"]))
+    for item in _eval_items(store).values():
+        items.setdefault(item.id, item)
     return list(items.values())
+
+
+def _eval_items(store: Store) -> dict[tuple[str, str, int, str], Item]:
+    """Non-empty evaluation outputs keyed by (eval id, task, sample index, model)."""
+    return {(s["eval_id"], s["task"], s["idx"], s["model"]): Item(
+        content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"])), s["prompt"],
+        s["output"], s["model"]) for s in store.eval_samples() if (s["output"] or "").strip()}
 
 
 def _pair(a: Item, b: Item) -> PairItem:
@@ -81,11 +86,8 @@ def pair_items(store: Store) -> list[PairItem]:
                         Item(p["rejected_id"], p["prompt"], p["rejected"], f"{label}: higher u"))
             pairs.setdefault(one.id, one)
     groups: dict[tuple, list[Item]] = {}
-    for s in store.eval_samples():
-        if (s["output"] or "").strip():
-            item_id = content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"]))
-            groups.setdefault((s["eval_id"], s["task"], s["idx"]), []).append(
-                Item(item_id, s["prompt"], s["output"], s["model"]))
+    for (eval_id, task, idx, _), item in _eval_items(store).items():
+        groups.setdefault((eval_id, task, idx), []).append(item)
     for group in groups.values():
         for a, b in itertools.combinations(group, 2):
             if a.response.strip() != b.response.strip():

@@ -8,8 +8,11 @@ traceback. No component is created with data in it: everything is loaded after s
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import functools
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +40,8 @@ class AppState:
     def __init__(self, workspace: str | Path, users: Mapping[str, User] | None = None):
         self.ws = Workspace(workspace)
         self.users = dict(users or {})
-        self.scratch = Path(tempfile.mkdtemp(prefix="udasa-app-"))
+        self.scratch = Path(tempfile.mkdtemp(prefix="udasa-app-"))  # charts, exports
+        atexit.register(shutil.rmtree, self.scratch, ignore_errors=True)
 
     @property
     def auth_on(self) -> bool:
@@ -53,6 +57,14 @@ class AppState:
             return True
         name = self.user(request)
         return name is not None and self.users[name].admin
+
+    def locked(self, request: gr.Request | None) -> str | None:
+        """The notice shown instead of an admin view (Inspector, Compare), else None."""
+        if self.is_admin(request):
+            return None
+        return render.empty_state(
+            "This view is for admins.", "It shows which method wrote which reply, u and "
+            "other annotators' ratings; annotators rate blind, so they see Rate and Export.")
 
     def visible_ratings(self, store, request: gr.Request | None) -> list[dict]:
         if self.is_admin(request):
@@ -97,7 +109,7 @@ def _thresholds(text: str) -> list[float]:
 
 
 # Inspector ------------------------------------------------------------------------------------
-def inspector_tab(state: AppState) -> dict[str, Any]:
+def inspector_tab() -> dict[str, Any]:
     c: dict[str, Any] = {}
     c["status"] = gr.HTML(elem_id="inspector-status")
     with gr.Row():
@@ -147,7 +159,9 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
     view_out = [c["status"], c["summary"], c["cards"], c["axes_plot"], c["hist"]]
     empty_view = ("", "", None, None)
 
-    def runs():
+    def runs(request: gr.Request):
+        if lock := state.locked(request):
+            return gr.update(choices=[], value=None), lock
         with state.ws.read() as store:
             if store is None:
                 return gr.update(choices=[], value=None), state.no_store()
@@ -157,12 +171,12 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
                     "No runs in this store yet.", "Make one with:", PIPELINE_HINT[:1])
             return gr.update(choices=choices, value=choices[0][1]), ""
 
-    def pick_run(run_id):
-        if not run_id:
-            return [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
+    def pick_run(run_id, request: gr.Request):
+        nothing = [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
         with state.ws.read() as store:
-            if store is None:
-                return [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
+            if (state.locked(request) or store is None or not run_id
+                    or store.get_run(run_id) is None):
+                return nothing
             run = inspector.load_run(store, run_id)
         prompts = [(text if len(text) <= 90 else text[:89] + "…", pid)
                    for pid, text in run.prompts.items()]
@@ -171,7 +185,9 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
 
     @guarded(*empty_view)
     def show(run_id, prompt_id, live, method, temperature, w_sem, w_fact, w_val, axes, mode,
-             thresholds):
+             thresholds, request: gr.Request):
+        if lock := state.locked(request):
+            return (lock, *empty_view)
         if not run_id:
             return (state.no_store() if not state.ws.exists() else "", *empty_view)
         with state.ws.read() as store:
@@ -200,7 +216,9 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
         return (note, inspector.summary_markdown(v, cfg), cards, inspector.axes_figure(v),
                 str(hist) if hist else None)
 
-    def generate(run_id, text):
+    def generate(run_id, text, request: gr.Request):
+        if state.locked(request):
+            raise gr.Error("the inspector is for admins")
         if not run_id:
             raise gr.Error("pick a run first: its generator and scorers answer the prompt")
         with state.ws.read() as store:
@@ -211,7 +229,7 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
             replies = inspector.generate_live(cfg, text)
         except UdasaError as exc:
             raise gr.Error(str(exc)) from None
-        live = {"prompt": text.strip(), "replies": [r.__dict__ for r in replies]}
+        live = {"prompt": text.strip(), "replies": [dataclasses.asdict(r) for r in replies]}
         return live, gr.update(value=None)
 
     view_in = [c["run"], c["prompt"], c["live"], *controls]
@@ -339,7 +357,8 @@ def compare_tab() -> dict[str, Any]:
     c["refresh"] = gr.Button("Refresh", size="sm", elem_id="compare-refresh")
     gr.Markdown("### Leaderboard (`udasa-eval run`): judge [95% CI] / human")
     c["board"] = gr.Dataframe(interactive=False, elem_id="leaderboard", wrap=True)
-    c["charts"] = gr.Gallery(label="One chart per task metric", columns=3, height="auto",
+    c["charts"] = gr.Gallery(label="One chart per task metric", columns=3, height=400,
+                             object_fit="contain", preview=False, fit_columns=False,
                              elem_id="board-charts")
     gr.Markdown("### Two methods on the same prompts")
     with gr.Row():
@@ -365,11 +384,12 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
     def overview(request: gr.Request):
         nothing = [gr.update(value=None, visible=False), gr.update(value=[], visible=False),
                    gr.update(choices=[], value=None), gr.update(choices=[], value=None)]
+        if lock := state.locked(request):
+            return [lock, *nothing]
         with state.ws.read() as store:
             if store is None:
                 return [state.no_store(), *nothing]
-            ratings = state.visible_ratings(store, request) if state.is_admin(request) else None
-            board = compare.leaderboard(store, ratings)
+            board = compare.leaderboard(store, store.ratings())
             charts = compare.leaderboard_charts(store, state.scratch)
             tasks = compare.tasks_and_methods(compare.latest_samples(store))
             runs = inspector.run_choices(store)
@@ -377,26 +397,22 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         if board is None:
             notes.append(render.empty_state("No leaderboard yet.", "Evaluate models with:",
                                             PIPELINE_HINT[1:]))
-        if not state.is_admin(request):
-            notes.append(render.empty_state(
-                "Human columns, Table 3 and agreement are for admins.",
-                "They show other annotators' ratings; you see only your own."))
         task = next(iter(tasks), None)
         return ["".join(notes), gr.update(value=board, visible=board is not None),
                 gr.update(value=charts, visible=bool(charts)),
                 gr.update(choices=list(tasks), value=task),
                 gr.update(choices=runs, value=runs[0][1] if runs else None)]
 
-    def methods(task):
+    def methods(task, request: gr.Request):
         with state.ws.read() as store:
             names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
-                     if store is not None and task else [])
+                     if store is not None and task and not state.locked(request) else [])
         return (gr.update(choices=names, value=names[0] if names else None),
                 gr.update(choices=names, value=names[1] if len(names) > 1 else None))
 
     @guarded(gr.update(choices=[], value=None), "")
-    def pair_test(task, a, b):
-        if not (task and a and b):
+    def pair_test(task, a, b, request: gr.Request):
+        if not (task and a and b) or state.locked(request):
             return "", gr.update(choices=[], value=None), ""
         with state.ws.read() as store:
             if store is None:
@@ -406,8 +422,8 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         return (f"<div class='udasa-prompt'>{render.esc(compare.comparison_text(cmp))}</div>",
                 gr.update(choices=labels, value=0 if labels else None), "")
 
-    def show_pair(task, a, b, index):
-        if not (task and a and b) or index is None:
+    def show_pair(task, a, b, index, request: gr.Request):
+        if not (task and a and b) or index is None or state.locked(request):
             return ""
         with state.ws.read() as store:
             if store is None:
@@ -421,15 +437,15 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
                                             (f"{b} · score {render.num(vb, 2)}", out_b)])
 
     def t3(run_id, request: gr.Request):
-        if not state.is_admin(request):
+        if state.locked(request):
             return "", None, None, None
         with state.ws.read() as store:
             if store is None or not run_id:
                 return "", None, None, None
             ratings = store.ratings()
             table = compare.table3(store, run_id, ratings)
-        return (compare.table3_stats(table), table, compare.table3_figure(table),
-                compare.agreement(ratings))
+        return (compare.table3_stats(table), compare.for_display(table),
+                compare.table3_figure(table), compare.for_display(compare.agreement(ratings)))
 
     private = {"api_visibility": "private"}
     c["_load"] = (overview, None, [c["notice"], c["board"], c["charts"], c["task"],
@@ -487,6 +503,16 @@ def header(state: AppState) -> Callable:
     return hello
 
 
+def views(state: AppState) -> Callable:
+    """Annotators get Rate and Export only (the other views would unblind them)."""
+
+    def show(request: gr.Request):
+        admin = state.is_admin(request)
+        return gr.update(visible=admin), gr.update(visible=admin)
+
+    return show
+
+
 def build(workspace: str | Path, users: Mapping[str, User] | None = None
           ) -> tuple[gr.Blocks, AppState]:
     """The app over `workspace`; sign-in is on when `users` is non-empty."""
@@ -494,12 +520,15 @@ def build(workspace: str | Path, users: Mapping[str, User] | None = None
     with gr.Blocks(title="UDASA", analytics_enabled=False) as demo:
         gr.Markdown("## UDASA: uncertainty inspector, human rating and comparison")
         who = gr.Markdown(elem_id="who")
-        with gr.Tabs():
-            with gr.Tab("Inspector", id="inspector"):
-                ins = inspector_tab(state)
+        # with sign-in, Inspector and Compare stay hidden until the user turns out to be an
+        # admin (see `views`), and everyone lands on Rate
+        admin_views = not state.auth_on
+        with gr.Tabs(selected="inspector" if admin_views else "rate"):
+            with gr.Tab("Inspector", id="inspector", visible=admin_views) as ins_tab:
+                ins = inspector_tab()
             with gr.Tab("Rate", id="rate"):
                 rate = rate_tab()
-            with gr.Tab("Compare", id="compare"):
+            with gr.Tab("Compare", id="compare", visible=admin_views) as cmp_tab:
                 cmp = compare_tab()
             with gr.Tab("Export", id="export"):
                 exp = export_tab()
@@ -508,6 +537,7 @@ def build(workspace: str | Path, users: Mapping[str, User] | None = None
         bind_compare(state, cmp)
         bind_export(state, exp)
         demo.load(header(state), None, who, api_visibility="private")
+        demo.load(views(state), None, [ins_tab, cmp_tab], api_visibility="private")
         for tab in (ins, rate, cmp, exp):
             demo.load(*tab["_load"], api_visibility="private")
     return demo, state

@@ -8,8 +8,9 @@ to $UDASA_SCREENSHOTS when set (docs/screenshots for the README), else to a temp
 
 from __future__ import annotations
 
+import csv
+import io
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -159,6 +160,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     page.on("request", lambda r: hosts.add(urlparse(r.url).netloc or r.url.split(":")[0]))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     sign_in(page, server + "/", "alice", password("alice"))
+    open_tab(page, "inspector")  # shown to admins once signed in
 
     # Inspector: the first prompt's 4 replies, the injected one shown as text, inert
     cards = page.locator("#cards .udasa-card")
@@ -189,6 +191,15 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
                what="stage 1 under tiny fixed thresholds")
     assert Store(workspace).db["responses"].count == 10  # nothing regenerated
 
+    # a typed prompt is answered live by the run's model and scorers, and not stored
+    page.locator("#new-prompt textarea").fill("Name three colours of autumn leaves.")
+    page.locator("#generate").click()
+    wait_until(lambda: "Name three colours" in page.locator("#cards").inner_text(), timeout=180,
+               what="live replies")
+    wait_until(lambda: cards.count() == 3 and all(
+        v.replace(".", "").isdigit() for v in u_values(page)), what="3 scored live replies")
+    assert Store(workspace).db["responses"].count == 10
+
     # Rate: blind item, 1-10 scores, submit, the row lands in SQLite
     open_tab(page, "rate")
     progress = page.locator("#rate-progress")
@@ -216,6 +227,16 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     wait_until(lambda: page.locator("#rate-item .udasa-text").inner_text() != current,
                what="the next item after a skip")
 
+    # pairwise: two blind replies, A / B / tie
+    page.locator("#rate-mode").get_by_label("Preference: two replies").check()
+    wait_until(lambda: page.locator("#rate-item .udasa-text").count() == 2, what="A and B")
+    page.locator("#rate-preference").get_by_label("B", exact=True).check()
+    page.locator("#rate-submit").click()
+    wait_until(lambda: len(ratings(workspace)) == 2, what="the preference row")
+    (pref,) = [r for r in ratings(workspace) if r["preference"]]
+    assert pref["annotator"] == "alice" and pref["overall"] is None
+    assert pref["preference"] == pref["method"].split(" vs ")[1]  # B's method, server-side
+
     # Compare: leaderboard, two methods side by side with the paired test
     open_tab(page, "compare")
     board = page.locator("#leaderboard")
@@ -241,6 +262,27 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     assert page.evaluate("window.__xss") is None and not dialogs
     assert hosts == {urlparse(server).netloc}, hosts  # nothing fetched from outside
     page.close()
+
+
+def test_an_annotator_rates_blind_and_sees_only_their_own_ratings(server, workspace, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, server + "/", "bob", password("bob"))
+    progress = page.locator("#rate-progress")
+    wait_until(lambda: "bob · 0 of 20 rated" in progress.inner_text(), what="bob's queue")
+    for view in ("Inspector", "Compare"):  # they would show methods, u and others' ratings
+        assert not page.get_by_role("tab", name=view).is_visible(), view
+    for field in ("harmless", "helpful", "overall"):
+        page.locator(f"#rate-{field}").get_by_label("3", exact=True).check()
+    page.locator("#rate-submit").click()
+    wait_until(lambda: "bob · 1 of 20 rated" in progress.inner_text(), what="bob's rating")
+    open_tab(page, "export")
+    page.locator("#export-go").click()
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    rows = list(csv.DictReader(io.StringIO(page.request.get(link.get_attribute("href")).text())))
+    assert [r["annotator"] for r in rows] == ["bob"]  # bob's one row, nobody else's
+    context.close()
 
 
 def test_twenty_annotators_submitting_at_once_lose_no_rating(server, workspace):
@@ -294,4 +336,3 @@ def test_a_missing_store_shows_help_not_a_traceback(browser, tmp_path):
     finally:
         demo.close()
     assert not missing.exists()  # reading never creates a store
-    shutil.rmtree(state.scratch, ignore_errors=True)
