@@ -24,7 +24,11 @@ One step (paper Alg. 1/2), for the suffix tokens x_{1:n} and the active (behavio
    and the suffix found is the suffix the model will see at evaluation);
 5. batched loss: the mean cross-entropy of the target tokens, averaged over the active pairs,
    for all candidates at once (no padding), with the prompt prefix (the chat template and the
-   goal) taken from a KV cache computed once per pair; logits only for the target positions;
+   goal) taken from a KV cache computed once per pair (a transformers `DynamicCache`, rebuilt
+   per batch from the stored tensors); a candidate also reuses the KV of the suffix tokens
+   before its substituted position, kept from the gradient pass (`reuse_suffix_kv`, in
+   `kv_groups` position groups); logits only for the target positions (one flat matmul of
+   the output head); all exact, and tested against the plain computation;
 6. keep the best candidate as the new suffix (the lowest-loss suffix ever seen is returned).
 
 Prompt layout (per pair): chat template with the user turn `goal + separator + suffix` and the
@@ -80,6 +84,7 @@ class GCGConfig:
     filter_retokenization: bool = True
     use_prefix_cache: bool = True
     reuse_suffix_kv: bool = True  # candidates start from the KV of their unchanged tokens
+    kv_groups: int = 4  # ... in this many groups of substituted positions
     progressive_goals: bool = True
     progressive_models: bool = True
     early_stop: bool = True
@@ -96,6 +101,7 @@ class GCGConfig:
                    "eval_batch_size", "must be >= 1 or null"),
                   (bool(self.init.strip()), "init", "must be a non-empty string"),
                   (self.test_every >= 0, "test_every", "must be >= 0"),
+                  (self.kv_groups >= 1, "kv_groups", "must be >= 1"),
                   (self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")]
         for ok, name, why in checks:
             if not ok:
@@ -242,6 +248,7 @@ class _Target:
         self.keep_arg = "logits_to_keep" in params
         # transformers >= 5.2x calls the KV cache `cache`; earlier releases `past_key_values`
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.direct = False  # decoder + output head on the target rows only (see prepare)
         self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.base: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
@@ -287,6 +294,32 @@ class _Target:
                 layers = getattr(cache, "layers", None)
                 if layers and all(getattr(la, "keys", None) is not None for la in layers):
                     self.prefix_kv = [(la.keys, la.values) for la in layers]
+            self.direct = self._check_direct()
+
+    def _check_direct(self) -> bool:
+        """Can the target logits come from the decoder's hidden states of the target rows,
+        flattened to one matrix, times the output head (one matmul instead of the
+        CausalLM's batched slice)? Only where that reproduces the model's own logits (models
+        that scale or soft-cap logits in their forward keep the model's path)."""
+        get_dec = getattr(self.model, "get_decoder", None)
+        head = self.model.get_output_embeddings()
+        decoder = get_dec() if callable(get_dec) else None
+        if decoder is None or head is None or decoder is self.model:
+            return False
+        dec_params = inspect.signature(decoder.forward).parameters
+        if self.cache_arg not in dec_params and "kwargs" not in dec_params:
+            return False
+        self.decoder, self.head = decoder, head
+        x = torch.cat([self.before_emb, self.after_emb, self.target_emb], dim=1)
+        try:
+            t = len(self.target_ids)
+            ref = self.model(inputs_embeds=x, use_cache=False).logits[:, -t - 1:-1]
+            self.direct = True
+            ours = self.target_logits(x[:, :0], None, full=x)
+        except Exception:  # noqa: BLE001 - any failure: keep the model's own path
+            self.direct = False
+            return False
+        return bool(torch.allclose(ref.float(), ours.float(), atol=1e-4, rtol=1e-4))
 
     def _cache(self, kv: list[tuple[torch.Tensor, torch.Tensor]], batch: int,
                length: int | None = None) -> DynamicCache:
@@ -297,11 +330,11 @@ class _Target:
                                             for k, v in kv],
                             config=self.model.config)
 
-    def target_logits(self, ctrl_emb: torch.Tensor, cache: DynamicCache | None
-                      ) -> torch.Tensor:
+    def target_logits(self, ctrl_emb: torch.Tensor, cache: DynamicCache | None,
+                      full: torch.Tensor | None = None) -> torch.Tensor:
         """Logits predicting each target token, (B, T, V), for suffix embeddings (B, m, d)
         following `cache` (the prompt up to the suffix, or further), or, with no cache, the
-        whole prompt."""
+        whole prompt (`full`: the whole input, for checks)."""
         b = ctrl_emb.shape[0]
         parts = [ctrl_emb, self.after_emb.expand(b, -1, -1), self.target_emb.expand(b, -1, -1)]
         kwargs: dict[str, Any] = {"use_cache": cache is not None}
@@ -309,10 +342,14 @@ class _Target:
             kwargs[self.cache_arg] = cache
         else:
             parts.insert(0, self.before_emb.expand(b, -1, -1))
+        x = full if full is not None else torch.cat(parts, dim=1)
         t = len(self.target_ids)
+        if self.direct:
+            hidden = self.decoder(inputs_embeds=x, **kwargs).last_hidden_state[:, -t - 1:-1]
+            return self.head(hidden.reshape(-1, hidden.shape[-1])).view(x.shape[0], t, -1)
         if self.keep_arg:
             kwargs["logits_to_keep"] = t + 1
-        logits = self.model(inputs_embeds=torch.cat(parts, dim=1), **kwargs).logits
+        logits = self.model(inputs_embeds=x, **kwargs).logits
         return logits[:, -t - 1:-1]
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
@@ -339,7 +376,7 @@ class _Target:
                 type(la).__name__ == "DynamicLayer" for la in cache.layers):
             self.base = (ids.clone(), [(la.keys.detach(), la.values.detach())
                                        for la in cache.layers])
-        return (g[0] @ weight[:vocab].T).float()
+        return (g[0] @ weight[:vocab].T).float().cpu()
 
     def _groups(self, cands: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """(first position that differs from the current suffix, candidate rows) groups."""
@@ -349,6 +386,9 @@ class _Target:
             return [(0, torch.arange(cands.shape[0]))]
         diff = cands != self.base[0]
         first = torch.where(diff.any(1), diff.int().argmax(1), cands.shape[1] - 1)
+        # bucket the positions: fewer, larger batches (a forward per group costs overhead)
+        size = -(-cands.shape[1] // max(1, self.cfg.kv_groups))
+        first = first // size * size
         return [(int(p), torch.nonzero(first == p).flatten()) for p in first.unique()]
 
     @torch.inference_mode()
@@ -427,7 +467,7 @@ def _as_behaviours(behaviours) -> list[Behaviour]:
         behaviours = [behaviours]
     out = []
     for i, b in enumerate(behaviours):
-        if isinstance(b, tuple):
+        if isinstance(b, tuple) and len(b) == 2:
             b = Behaviour(*b)
         if not isinstance(b, Behaviour):
             raise GCGInputError(f"behaviours[{i}]: expected a Behaviour or (goal, target)")
@@ -618,7 +658,7 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
         loss_one, hit_one = tg.losses(best_ids[None], None)
         row |= {"loss": float(loss_one[0]), "target_reached": bool(hit_one[0])}
     text = _decode(tok, final_ids)
-    suffix = text[len(cfg.separator):] if text.startswith(cfg.separator) else text
+    suffix = text.removeprefix(cfg.separator)
     if math.isinf(best_loss):  # stopped right after adding a goal or model
         best_loss = float(evaluate(best_ids[None], active())[0][0])
     return GCGResult(

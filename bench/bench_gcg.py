@@ -1,7 +1,7 @@
 """GCG: ours (attacks.gcg) vs nanogcg 0.2.3, time per step and loss after K steps.
 
 Same model (the embedded SmolLM2-135M-Instruct, float32, CPU), same behaviour (AdvBench row
-`--behaviour`), same seed, same settings (steps, search width, top-k, the paper's "! " x 20
+`--behaviour`), same seeds (one round per seed), same settings (steps, search width, top-k, the paper's "! " x 20
 init after one space, non-ASCII tokens disallowed, re-tokenisation filter on, no early stop).
 nanogcg runs with `use_prefix_cache=False`: its prefix cache crashes on transformers 5 (the
 bench records the error). Each tool runs in its own subprocess (nanogcg seeds torch globally
@@ -12,7 +12,8 @@ function (the same objective on the same tokens should give the same number).
 
 Goal: ours <= 0.5x nanogcg's time per step, with a loss curve no worse.
 
-    .venv/bin/python bench/bench_gcg.py [--steps 10] [--width 64] [--topk 64] [--threads 1]
+    .venv/bin/python bench/bench_gcg.py [--steps 10] [--width 64] [--topk 64] [--rounds 2]
+                                        [--threads 1]
 
 Writes bench/results/gcg.{json,md} (`--out STEM` to change).
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import environment, machine_state, md_table, warn_if_busy, write_results  # noqa: E402
+from _common import environment, machine_state, md_table, warn_if_busy, write_results
 
 INIT = "! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! ! !"
 
@@ -102,6 +103,8 @@ def worker_nanogcg(args) -> dict:
            "wall_time_s": end - start, "our_loss_of_best_string": ours}
     # the default (prefix cache on) on transformers 5: record how it fails
     ngcg.GCG.compute_token_gradient = original
+    if not args.check_default:
+        return out
     try:
         nanogcg.run(model, ntok, b.goal, b.target, nanogcg.GCGConfig(
             num_steps=1, search_width=8, topk=8, optim_str_init=" " + INIT, seed=args.seed,
@@ -113,13 +116,14 @@ def worker_nanogcg(args) -> dict:
     return out
 
 
-def run_worker(tool: str, args) -> dict:
+def run_worker(tool: str, args, seed_round: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
         cmd = [sys.executable, __file__, "--worker", tool, "--worker-out", str(out),
                "--steps", str(args.steps), "--width", str(args.width), "--topk", str(args.topk),
-               "--seed", str(args.seed), "--behaviour", str(args.behaviour),
-               "--threads", str(args.threads or 0)]
+               "--seed", str(args.seed + seed_round), "--behaviour", str(args.behaviour),
+               "--threads", str(args.threads or 0)] + (["--check-default"] if seed_round == 0
+                                                       else [])
         env = os.environ | {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
@@ -142,11 +146,12 @@ def main() -> None:
     p.add_argument("--topk", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--behaviour", type=int, default=0, help="AdvBench row (0-based)")
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="one per seed: seed, seed+1, ...")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
     p.add_argument("--out", default="gcg")
     p.add_argument("--worker", choices=["ours", "nanogcg"], help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    p.add_argument("--check-default", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         fn = worker_ours if args.worker == "ours" else worker_nanogcg
@@ -158,8 +163,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"ours": [], "nanogcg": []}
     for r in range(args.rounds):
         for tool in (("ours", "nanogcg") if r % 2 == 0 else ("nanogcg", "ours")):
-            print(f"round {r + 1}: {tool} ...", flush=True)
-            runs[tool].append(run_worker(tool, args))
+            print(f"round {r + 1} (seed {args.seed + r}): {tool} ...", flush=True)
+            runs[tool].append(run_worker(tool, args, r) | {"seed": args.seed + r})
     after = machine_state()
     warn_if_busy(after, "end")
     s = {tool: summary(v) for tool, v in runs.items()}
@@ -179,10 +184,16 @@ def main() -> None:
     md = (f"# GCG: ours vs nanogcg 0.2.3{'' if quiet else ' (machine NOT quiet)'}\n\n"
           f"SmolLM2-135M-Instruct fp32 on CPU ({args.threads or 'default'} thread(s)), AdvBench "
           f"row {args.behaviour}, {args.steps} steps, search width {args.width}, top-k "
-          f"{args.topk}, seed {args.seed}, {args.rounds} round(s).\n\n"
+          f"{args.topk}, seeds {args.seed}..{args.seed + args.rounds - 1} (one round each; "
+          "mean over seeds below).\n\n"
           + md_table(["tool", "median s/step", "mean s/step", f"loss after {args.steps}",
                       "best loss"], rows)
           + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
+          + "Per seed (loss after each step, then best):\n\n"
+          + md_table(["tool", "seed", "s/step (median)", "losses", "best"],
+                     [[tool, r["seed"], statistics.median(r["step_times_s"]),
+                       " ".join(f"{x:.3f}" for x in r["losses"]), r["best_loss"]]
+                      for tool, v in runs.items() for r in v]) + "\n"
           f"Cross-check: nanogcg's best loss {n0['best_loss']:.4f}; our loss function on its "
           f"best string {n0['our_loss_of_best_string']:.4f}.\n\n"
           f"nanogcg with its default prefix cache on transformers 5: "

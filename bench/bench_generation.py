@@ -146,6 +146,64 @@ def run_variant(variant: str, gen: HFGenerator, cap: Capture, prompts: list[str]
     }
 
 
+@torch.inference_mode()
+def breakdown(gen: HFGenerator, prompt: str, reps: int = 7) -> dict:
+    """Where a batched call's time goes, measured back to back (robust to a busy machine):
+    prompt prefill at 1 and N rows (num_return_sequences prefills every row), one cached
+    decode step at 1 and N rows (fp32, and bf16 where the CPU has it), and the full-vocabulary
+    sort top-p sampling does per row per step (HFGenerator passes top_k=None)."""
+    from udasa.models import load_causal_lm
+
+    ids = gen._encode(prompt)
+
+    def timed(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    def step_times(model) -> dict:
+        """1-row and N-row timings alternated rep by rep; medians and median paired ratio."""
+        calls = {}
+        for rows in (1, N):
+            x = ids.repeat(rows, 1)
+            first = model(input_ids=x, use_cache=True)
+            nxt = first.logits[:, -1:].argmax(-1)
+            cache = first.cache if hasattr(first, "cache") else first.past_key_values
+
+            def step(nxt=nxt, cache=cache):
+                model(input_ids=nxt, cache=cache, use_cache=True)
+                cache.crop(-1)  # drop the token just added: the cache stays at the prompt
+
+            calls[rows] = (lambda x=x: model(input_ids=x), step)
+        for rows in calls:  # warm-up
+            calls[rows][0]()
+            calls[rows][1]()
+        t = {k: [] for k in ("prefill_1", f"prefill_{N}", "step_1", f"step_{N}")}
+        for _ in range(reps):
+            for rows in (1, N):
+                t[f"prefill_{rows}"].append(timed(calls[rows][0]))
+            for _ in range(3):
+                for rows in (1, N):
+                    t[f"step_{rows}"].append(timed(calls[rows][1]))
+        out = {f"{k}_s": statistics.median(v) for k, v in t.items()}
+        out["decode_ceiling_ratio"] = statistics.median(
+            N * a / b for a, b in zip(t["step_1"], t[f"step_{N}"]))
+        out["prefill_ratio"] = statistics.median(
+            b / a for a, b in zip(t["prefill_1"], t[f"prefill_{N}"]))
+        return out
+
+    result = {"prompt_tokens": int(ids.shape[1]), "fp32": step_times(gen.model)}
+    logits = torch.randn(N, gen.model.config.vocab_size)
+    result["sort_rows_N_s"] = statistics.median(
+        timed(lambda: torch.sort(logits, descending=False)) for _ in range(reps * 3))
+    try:
+        bf16, _ = load_causal_lm(gen.cfg.model, "bfloat16", gen.cfg.device)
+        result["bf16"] = step_times(bf16)
+    except Exception as exc:  # noqa: BLE001 - a probe only
+        result["bf16"] = {"error": repr(exc)}
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=6)
@@ -157,6 +215,8 @@ def main() -> None:
                     help="start no new prompt in a variant after this many seconds")
     ap.add_argument("--force", action="store_true",
                     help="run even when parallel ops are stalled by other processes")
+    ap.add_argument("--no-breakdown", action="store_true",
+                    help="skip the prefill / decode-step / sort timings")
     ap.add_argument("--quick", action="store_true", help="2 prompts, 32 new tokens")
     ap.add_argument("--out", default="generation", help="results file stem under bench/results/")
     args = ap.parse_args()
@@ -191,6 +251,15 @@ def main() -> None:
     results = [run_variant(v, gen, cap, prompts, args.seed, args.max_new_tokens, args.cap_s)
                for v in variants]
     cap.close()
+    parts = None
+    if not args.no_breakdown:
+        parts = breakdown(gen, prompts[0])
+        f = parts["fp32"]
+        print(f"breakdown: decode step 1 row {f['step_1_s'] * 1e3:.0f} ms, {N} rows "
+              f"{f[f'step_{N}_s'] * 1e3:.0f} ms (ceiling {f['decode_ceiling_ratio']:.2f}x); "
+              f"prefill 1 row {f['prefill_1_s'] * 1e3:.0f} ms, {N} rows "
+              f"{f[f'prefill_{N}_s'] * 1e3:.0f} ms; top-p sort {N} rows "
+              f"{parts['sort_rows_N_s'] * 1e3:.1f} ms/step", flush=True)
     state_end = machine_state()
     warn_if_busy(state_end, "end")
 
@@ -199,7 +268,7 @@ def main() -> None:
             "setup": {"prompts": prompts, "n": N, "max_new_tokens": args.max_new_tokens,
                       "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": args.seed,
                       "model": gen.name},
-            "variants": results,
+            "variants": results, "breakdown": parts,
             "goals": {"ratio_min": 3, "met": {r["variant"]: r["ratio"] >= 3 for r in results}}}
     write_results(args.out, data, markdown(data))
 
@@ -227,7 +296,28 @@ def markdown(data: dict) -> str:
             "generated up to and including the first EOS; row-steps count every row of every "
             "decode step, including rows that already ended (batched calls run until the "
             "longest row ends). fixed-* variants generate exactly max_new_tokens per row.\n")
-    return f"{head}\n## Batched (N=5 in one call) vs 5 separate calls\n\n{table}\n{note}"
+    text = f"{head}\n## Batched (N=5 in one call) vs 5 separate calls\n\n{table}\n{note}"
+    parts = data.get("breakdown")
+    if parts:
+        rows = []
+        for dtype in ("fp32", "bf16"):
+            d = parts.get(dtype, {})
+            if "step_1_s" not in d:
+                continue
+            rows.append([dtype, f"{d['prefill_1_s'] * 1e3:.0f} / {d[f'prefill_{N}_s'] * 1e3:.0f}",
+                         f"{d['step_1_s'] * 1e3:.1f} / {d[f'step_{N}_s'] * 1e3:.1f}",
+                         f"{d['decode_ceiling_ratio']:.2f}x", f"{d['prefill_ratio']:.2f}x"])
+        text += (f"\n## Where the time goes (1-row and {N}-row timings alternated; medians and "
+                 "median paired ratios; prompt "
+                 f"{parts['prompt_tokens']} tokens)\n\n"
+                 + md_table(["weights", f"prefill ms, 1 / {N} rows",
+                             f"decode step ms, 1 / {N} rows",
+                             f"decode-only ceiling ({N} x step1 / step{N})",
+                             f"prefill {N} rows / 1 row"], rows)
+                 + f"\nTop-p's full-vocabulary sort: {parts['sort_rows_N_s'] * 1e3:.1f} ms per "
+                 f"step for {N} rows (it does not batch: linear in rows). bf16 is a probe "
+                 "(generation.dtype=bfloat16), not what the pipeline runs by default.\n")
+    return text
 
 
 if __name__ == "__main__":
