@@ -287,8 +287,10 @@ def test_api_key_never_stored_or_logged(store, key, caplog):
         assert SECRET.encode() not in path.read_bytes(), path
     assert "HTTP Request: POST" in caplog.text  # the client's own debug/info logs were captured
     rows = list(sqlite3.connect(store.path).execute("select params from judge_cache"))
-    assert rows and all(set(json.loads(p)) == {"temperature", "max_tokens", "template"}
-                        for (p,) in rows)
+    # the server address keys the cache too (two servers may serve different models under
+    # one name); headers and keys never do
+    assert rows and all(set(json.loads(p)) == {"temperature", "max_tokens", "template",
+                                               "base_url"} for (p,) in rows)
 
 
 # --- hf backend on the embedded model -------------------------------------------------------
