@@ -19,8 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_overrides(limit: int = 3, **extra: object) -> list[str]:
-    """A real but small run: a few built-in prompts, short generations."""
-    items = {"data.limit": limit, "generation.max_new_tokens": 12, "generation.n": 5} | extra
+    """A real but small run: a few built-in prompts, short generations, no training (the
+    training tests use a tiny policy instead)."""
+    items = {"data.limit": limit, "generation.max_new_tokens": 12, "generation.n": 5,
+             "training.enabled": "false"} | extra
     return [f"{k}={v}" for k, v in items.items()]
 
 

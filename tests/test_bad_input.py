@@ -104,8 +104,7 @@ def test_api_key_never_reaches_the_store(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with FakeOpenAIServer(lambda body: f"reply {body['_choice_index']} about tea") as server:
         assert run_cli("run", tmp_path, "builtin", "generation.backend=openai",
-                       "generation.model=m", f"generation.base_url={server.base_url}",
-                       "training.enabled=false") == 0
+                       "generation.model=m", f"generation.base_url={server.base_url}") == 0
         assert server.requests[0]["headers"]["authorization"] == f"Bearer {secret}"
     store = Store(tmp_path)
     assert store.db["responses"].count == 10
@@ -118,5 +117,6 @@ def test_api_key_never_reaches_the_store(tmp_path, monkeypatch):
 def test_training_an_api_policy_needs_a_local_model(tmp_path, capsys):
     with FakeOpenAIServer() as server:
         assert run_cli("run", tmp_path, "builtin", "generation.backend=openai",
-                       "generation.model=m", f"generation.base_url={server.base_url}") == 2
+                       "generation.model=m", f"generation.base_url={server.base_url}",
+                       "training.enabled=true") == 2
     assert "training.model" in capsys.readouterr().out
