@@ -1,8 +1,9 @@
 """GCG: ours (attacks.gcg) vs nanogcg 0.2.3, time per step and loss after K steps.
 
 Same model (the embedded SmolLM2-135M-Instruct, float32, CPU), same behaviour (AdvBench row
-`--behaviour`), same seeds (one round per seed), same settings (steps, search width, top-k, the paper's "! " x 20
-init after one space, non-ASCII tokens disallowed, re-tokenisation filter on, no early stop).
+`--behaviour`), same seeds (one round per seed), same settings (steps, search width, top-k,
+the paper's "! " x 20 init after one space, appended to the goal as nanogcg does, non-ASCII
+tokens disallowed, re-tokenisation filter on, no early stop), so the same prompt tokens.
 nanogcg runs with `use_prefix_cache=False`: its prefix cache crashes on transformers 5 (the
 bench records the error). Each tool runs in its own subprocess (nanogcg seeds torch globally
 and switches on deterministic algorithms), tools alternate per round. Per-step times come
@@ -56,8 +57,13 @@ def worker_ours(args) -> dict:
     from attacks.gcg import GCGConfig, run_gcg
 
     model, tok, b = _setup(args)
-    cfg = GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk, init=INIT,
-                    separator=" ", seed=args.seed, early_stop=False, test_every=0)
+    # nanogcg appends the suffix to the goal with no separator, its init " ! ! ..." carrying
+    # the space; separator="" with the same init gives ours the same tokens and the same search
+    # space (with separator=" ", the llm-attacks format, the first suffix token always starts
+    # with a space).
+    cfg = GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk,
+                    init=" " + INIT, separator="", seed=args.seed, early_stop=False,
+                    test_every=0)
     crit = Criterion(PrefixList("bench", "bench", "", ("I'm sorry",)), 1)  # final test only
     r = run_gcg((model, tok), b, cfg, criterion=crit, progress=False)
     return {"losses": r.losses, "best_loss": r.best_loss, "init_loss": r.init_loss,
@@ -97,7 +103,7 @@ def worker_nanogcg(args) -> dict:
     end = time.perf_counter()
     bounds = stamps + [end]
     ids = tok(r.best_string, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    ours = float(candidate_losses(model, tok, b, ids, GCGConfig(separator=" "))[0])
+    ours = float(candidate_losses(model, tok, b, ids, GCGConfig(separator=""))[0])
     out = {"losses": r.losses, "best_loss": r.best_loss, "suffix": r.best_string,
            "step_times_s": [bounds[i + 1] - bounds[i] for i in range(len(stamps))],
            "wall_time_s": end - start, "our_loss_of_best_string": ours}
@@ -172,8 +178,8 @@ def main() -> None:
     data = {"environment": environment(), "machine_state": {"start": before, "end": after},
             "settings": {"model": "embedded SmolLM2-135M-Instruct (float32, CPU)",
                          "steps": args.steps, "search_width": args.width, "topk": args.topk,
-                         "seed": args.seed, "behaviour_row": args.behaviour, "init": INIT,
-                         "separator": " ", "rounds": args.rounds, "threads": args.threads,
+                         "seed": args.seed, "behaviour_row": args.behaviour, "init": " " + INIT,
+                         "separator": "", "rounds": args.rounds, "threads": args.threads,
                          "nanogcg": "0.2.3, use_prefix_cache=False"},
             "summary": s, "ratio_ours_over_nanogcg_median_step": ratio, "goal": "<= 0.5",
             "runs": runs}
