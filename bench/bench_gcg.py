@@ -16,13 +16,15 @@ Goal: ours <= 0.5x nanogcg's time per step, with a loss curve no worse.
     .venv/bin/python bench/bench_gcg.py [--steps 10] [--width 64] [--topk 64] [--rounds 2]
                                         [--threads 1]
 
-Writes bench/results/gcg.{json,md} (`--out STEM` to change).
+Writes bench/results/gcg.{json,md} (`--out STEM` to change); `--merge A.json B.json --out C`
+combines runs of other seeds into one report (adds no runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -145,6 +147,78 @@ def summary(runs: list[dict]) -> dict:
             "best_loss": statistics.fmean(r["best_loss"] for r in runs)}
 
 
+def loss_at(run: dict, seconds: float) -> float:
+    """The best loss a run had reached after `seconds` of steps (its init loss, if known,
+    before the first step ends)."""
+    elapsed, best = 0.0, run.get("init_loss", float("nan"))
+    for t, loss in zip(run["step_times_s"], run["losses"]):
+        elapsed += t
+        if elapsed > seconds:
+            break
+        best = loss if math.isnan(best) else min(best, loss)
+    return best
+
+
+def render(data: dict) -> str:
+    """The markdown report of one or more merged result files."""
+    runs, st = data["runs"], data["settings"]
+    s = {tool: summary(v) for tool, v in runs.items()}
+    ratio = s["ours"]["median_step_s"] / s["nanogcg"]["median_step_s"]
+    seeds = sorted({r["seed"] for v in runs.values() for r in v})
+    quiet = all(m.get("quiet") for m in data["machine_state"].values())
+    rows = [[tool, v["median_step_s"], v["mean_step_s"], v["final_loss"], v["best_loss"]]
+            for tool, v in s.items()]
+    per_seed = []
+    for r in runs["ours"]:
+        other = next(n for n in runs["nanogcg"] if n["seed"] == r["seed"])
+        budget = sum(r["step_times_s"])
+        per_seed.append([r["seed"], r["best_loss"], other["best_loss"], budget,
+                         loss_at(other, budget)])
+    n0 = next(n for n in runs["nanogcg"] if "prefix_cache_default" in n)
+    return (
+        f"# GCG: ours vs nanogcg 0.2.3{'' if quiet else ' (machine NOT quiet)'}\n\n"
+        f"SmolLM2-135M-Instruct fp32 on CPU ({st['threads'] or 'default'} thread(s)), AdvBench "
+        f"row {st['behaviour_row']}, {st['steps']} steps, search width {st['search_width']}, "
+        f"top-k {st['topk']}, init {st['init']!r} after the goal with separator "
+        f"{st['separator']!r}, seeds {', '.join(map(str, seeds))} (one run per tool and seed; "
+        "means over seeds).\n\n"
+        + md_table(["tool", "median s/step", "mean s/step", f"loss after {st['steps']}",
+                    "best loss"], rows)
+        + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
+        "Per seed: best loss after the same number of steps, and nanogcg's best loss after "
+        "the wall time ours took for all its steps:\n\n"
+        + md_table(["seed", "ours", "nanogcg", "ours' time (s)", "nanogcg at that time"],
+                   per_seed)
+        + "\nLoss after each step:\n\n"
+        + md_table(["tool", "seed", "s/step (median)", "losses"],
+                   [[tool, r["seed"], statistics.median(r["step_times_s"]),
+                     " ".join(f"{x:.3f}" for x in r["losses"])]
+                    for tool, v in runs.items() for r in v])
+        + f"\nCross-check: nanogcg's best loss {n0['best_loss']:.4f}; our loss function on its "
+        f"best string {n0['our_loss_of_best_string']:.4f}.\n\n"
+        f"nanogcg with its default prefix cache on transformers 5: "
+        f"`{n0['prefix_cache_default']}`\n")
+
+
+def merge(paths: list[str]) -> dict:
+    """Result files of the same settings (e.g. different seeds) as one."""
+    files = [json.loads(Path(p).read_text()) for p in paths]
+    data = files[0] | {"runs": {"ours": [], "nanogcg": []}, "machine_state": {},
+                       "merged_from": paths}
+    for i, f in enumerate(files):
+        keep = ("steps", "search_width", "topk", "init", "separator", "threads")
+        if any(f["settings"][k] != files[0]["settings"][k] for k in keep):
+            raise SystemExit(f"{paths[i]}: different settings from {paths[0]}")
+        for tool in ("ours", "nanogcg"):
+            data["runs"][tool] += f["runs"][tool]
+        data["machine_state"] |= {f"{i}_{k}": v for k, v in f["machine_state"].items()}
+    s = {tool: summary(v) for tool, v in data["runs"].items()}
+    data["summary"] = s
+    data["ratio_ours_over_nanogcg_median_step"] = (s["ours"]["median_step_s"]
+                                                   / s["nanogcg"]["median_step_s"])
+    return data
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=10)
@@ -155,6 +229,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="one per seed: seed, seed+1, ...")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
     p.add_argument("--out", default="gcg")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="no runs: merge these result files (e.g. other seeds) into --out")
     p.add_argument("--worker", choices=["ours", "nanogcg"], help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--check-default", action="store_true", help=argparse.SUPPRESS)
@@ -162,6 +238,10 @@ def main() -> None:
     if args.worker:
         fn = worker_ours if args.worker == "ours" else worker_nanogcg
         Path(args.worker_out).write_text(json.dumps(fn(args)))
+        return
+    if args.merge:
+        data = merge(args.merge)
+        write_results(args.out, data, render(data))
         return
 
     before = machine_state()
@@ -174,37 +254,17 @@ def main() -> None:
     after = machine_state()
     warn_if_busy(after, "end")
     s = {tool: summary(v) for tool, v in runs.items()}
-    ratio = s["ours"]["median_step_s"] / s["nanogcg"]["median_step_s"]
     data = {"environment": environment(), "machine_state": {"start": before, "end": after},
             "settings": {"model": "embedded SmolLM2-135M-Instruct (float32, CPU)",
                          "steps": args.steps, "search_width": args.width, "topk": args.topk,
                          "seed": args.seed, "behaviour_row": args.behaviour, "init": " " + INIT,
                          "separator": "", "rounds": args.rounds, "threads": args.threads,
                          "nanogcg": "0.2.3, use_prefix_cache=False"},
-            "summary": s, "ratio_ours_over_nanogcg_median_step": ratio, "goal": "<= 0.5",
+            "summary": s, "goal": "<= 0.5",
+            "ratio_ours_over_nanogcg_median_step": (s["ours"]["median_step_s"]
+                                                    / s["nanogcg"]["median_step_s"]),
             "runs": runs}
-    quiet = before["quiet"] and after["quiet"]
-    rows = [[tool, v["median_step_s"], v["mean_step_s"], v["final_loss"], v["best_loss"]]
-            for tool, v in s.items()]
-    n0 = runs["nanogcg"][0]
-    md = (f"# GCG: ours vs nanogcg 0.2.3{'' if quiet else ' (machine NOT quiet)'}\n\n"
-          f"SmolLM2-135M-Instruct fp32 on CPU ({args.threads or 'default'} thread(s)), AdvBench "
-          f"row {args.behaviour}, {args.steps} steps, search width {args.width}, top-k "
-          f"{args.topk}, seeds {args.seed}..{args.seed + args.rounds - 1} (one round each; "
-          "mean over seeds below).\n\n"
-          + md_table(["tool", "median s/step", "mean s/step", f"loss after {args.steps}",
-                      "best loss"], rows)
-          + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
-          + "Per seed (loss after each step, then best):\n\n"
-          + md_table(["tool", "seed", "s/step (median)", "losses", "best"],
-                     [[tool, r["seed"], statistics.median(r["step_times_s"]),
-                       " ".join(f"{x:.3f}" for x in r["losses"]), r["best_loss"]]
-                      for tool, v in runs.items() for r in v]) + "\n"
-          f"Cross-check: nanogcg's best loss {n0['best_loss']:.4f}; our loss function on its "
-          f"best string {n0['our_loss_of_best_string']:.4f}.\n\n"
-          f"nanogcg with its default prefix cache on transformers 5: "
-          f"`{n0['prefix_cache_default']}`\n")
-    write_results(args.out, data, md)
+    write_results(args.out, data, render(data))
 
 
 if __name__ == "__main__":
