@@ -52,3 +52,14 @@ def build_tiny_policy(path: Path, seed: int = 0) -> str:
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory):
     return build_tiny_policy(tmp_path_factory.mktemp("tiny-policy"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small ops on a shared 2-core machine: one torch thread is faster and steadier."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,13 +27,7 @@ NEVER = Criterion(PrefixList("test", "test", "", ("ZZZ never generated ZZZ",)), 
 SMALL = {"search_width": 48, "topk": 48, "seed": 0, "early_stop": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small ops on a shared 2-core machine: one torch thread is faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from udasa.data import data_dir
 
 NEEDED = ["advbench/harmful_behaviors.csv", "gcg/refusal_prefixes.json",
           "gcg/universal_suffixes.json"]
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.skipif(
     not all((data_dir() / f).is_file() for f in NEEDED),
-    reason=f"shared data folder {data_dir()} lacks {', '.join(NEEDED)} (set UDASA_DATA_DIR)")
+    reason=f"shared data folder {data_dir()} lacks {', '.join(NEEDED)} (set UDASA_DATA_DIR)")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(workspace: Path, models, limit: int, source: str | None = None) -> dict:
