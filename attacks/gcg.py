@@ -153,6 +153,7 @@ class GCGResult:
     init_loss: float = math.nan
     separator: str = " "
     step_times_s: list[float] = field(default_factory=list)
+    n_candidates: list[int] = field(default_factory=list)  # per step: candidates evaluated
     n_goals: int = 1  # goals / models active when the search ended (progressive attacks)
     n_models: int = 1
     events: list[dict[str, Any]] = field(default_factory=list)  # tests, goals/models added
@@ -597,6 +598,7 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
     best_ids, best_loss = ids.clone(), cur_loss
     losses: list[float] = []
     times: list[float] = []
+    n_cands: list[int] = []
     events: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.num_steps, desc="GCG", unit="step", disable=not progress,
                leave=False)
@@ -612,6 +614,7 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
         cands = sample_candidates(ids, grad, cfg.search_width, cfg.topk, generator)
         if cfg.filter_retokenization:
             cands = cands[valid(cands, pairs)]
+        n_cands.append(int(cands.shape[0]))
         if cands.shape[0] == 0:
             events.append({"step": step, "event": "no_valid_candidates"})
             losses.append(cur_loss)
@@ -665,8 +668,8 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
         suffix=suffix, suffix_ids=final_ids, best_loss=best_loss, losses=losses,
         steps=len(losses), success=all(r["jailbroken"] for r in final),
         wall_time_s=time.perf_counter() - started, init_loss=init_loss,
-        separator=cfg.separator, step_times_s=times, n_goals=k_goals, n_models=k_models,
-        events=events, final=final, criterion=criterion.describe(), config=asdict(cfg))
+        separator=cfg.separator, step_times_s=times, n_candidates=n_cands, n_goals=k_goals,
+        n_models=k_models, events=events, final=final, criterion=criterion.describe(), config=asdict(cfg))
 
 
 def candidate_losses(model, tokenizer, behaviour: Behaviour | tuple[str, str],

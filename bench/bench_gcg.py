@@ -69,7 +69,8 @@ def worker_ours(args) -> dict:
     crit = Criterion(PrefixList("bench", "bench", "", ("I'm sorry",)), 1)  # final test only
     r = run_gcg((model, tok), b, cfg, criterion=crit, progress=False)
     return {"losses": r.losses, "best_loss": r.best_loss, "init_loss": r.init_loss,
-            "step_times_s": r.step_times_s, "suffix": r.suffix, "wall_time_s": r.wall_time_s}
+            "step_times_s": r.step_times_s, "suffix": r.suffix, "wall_time_s": r.wall_time_s,
+            "n_candidates": r.n_candidates}
 
 
 def worker_nanogcg(args) -> dict:
@@ -96,6 +97,15 @@ def worker_nanogcg(args) -> dict:
         return original(self, optim_ids)
 
     ngcg.GCG.compute_token_gradient = stamped
+    n_candidates: list[int] = []  # candidates left after nanogcg's filter, per step
+    original_filter = ngcg.filter_ids
+
+    def counted(ids, tokenizer):
+        kept = original_filter(ids, tokenizer)
+        n_candidates.append(int(kept.shape[0]))
+        return kept
+
+    ngcg.filter_ids = counted
     cfg = nanogcg.GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk,
                             optim_str_init=" " + INIT, seed=args.seed, use_prefix_cache=False,
                             allow_non_ascii=False, filter_ids=True, early_stop=False,
@@ -108,7 +118,8 @@ def worker_nanogcg(args) -> dict:
     ours = float(candidate_losses(model, tok, b, ids, GCGConfig(separator=""))[0])
     out = {"losses": r.losses, "best_loss": r.best_loss, "suffix": r.best_string,
            "step_times_s": [bounds[i + 1] - bounds[i] for i in range(len(stamps))],
-           "wall_time_s": end - start, "our_loss_of_best_string": ours}
+           "wall_time_s": end - start, "our_loss_of_best_string": ours,
+           "n_candidates": n_candidates}
     # the default (prefix cache on) on transformers 5: record how it fails
     ngcg.GCG.compute_token_gradient = original
     if not args.check_default:
@@ -142,9 +153,25 @@ def run_worker(tool: str, args, seed_round: int) -> dict:
 
 def summary(runs: list[dict]) -> dict:
     steps = [t for r in runs for t in r["step_times_s"]]
+    cands = [n for r in runs for n in r.get("n_candidates", [])]
     return {"median_step_s": statistics.median(steps), "mean_step_s": statistics.fmean(steps),
             "final_loss": statistics.fmean(r["losses"][-1] for r in runs),
-            "best_loss": statistics.fmean(r["best_loss"] for r in runs)}
+            "best_loss": statistics.fmean(r["best_loss"] for r in runs),
+            "candidates_per_step": statistics.fmean(cands) if cands else float("nan")}
+
+
+def paired_loss(runs: dict[str, list[dict]]) -> dict:
+    """Best loss after the same steps, ours - nanogcg, paired by seed: mean, bootstrap CI,
+    sign test (negative = ours lower)."""
+    from evals.stats import paired_bootstrap, sign_test
+
+    by_seed = {r["seed"]: r["best_loss"] for r in runs["nanogcg"]}
+    a = [r["best_loss"] for r in runs["ours"] if r["seed"] in by_seed]
+    b = [by_seed[r["seed"]] for r in runs["ours"] if r["seed"] in by_seed]
+    boot, sign = paired_bootstrap(a, b), sign_test(a, b)
+    return {"n": len(a), "mean_diff": boot.mean_diff, "ci": [boot.low, boot.high],
+            "p_bootstrap": boot.p_value, "ours_higher": sign.wins, "ours_lower": sign.losses,
+            "p_sign": sign.p_value}
 
 
 def loss_at(run: dict, seconds: float) -> float:
@@ -166,8 +193,9 @@ def render(data: dict) -> str:
     ratio = s["ours"]["median_step_s"] / s["nanogcg"]["median_step_s"]
     seeds = sorted({r["seed"] for v in runs.values() for r in v})
     quiet = all(m.get("quiet") for m in data["machine_state"].values())
-    rows = [[tool, v["median_step_s"], v["mean_step_s"], v["final_loss"], v["best_loss"]]
-            for tool, v in s.items()]
+    rows = [[tool, v["median_step_s"], v["mean_step_s"], v["final_loss"], v["best_loss"],
+             v["candidates_per_step"]] for tool, v in s.items()]
+    d = paired_loss(runs)
     per_seed = []
     for r in runs["ours"]:
         other = next(n for n in runs["nanogcg"] if n["seed"] == r["seed"])
@@ -183,8 +211,12 @@ def render(data: dict) -> str:
         f"{st['separator']!r}, seeds {', '.join(map(str, seeds))} (one run per tool and seed; "
         "means over seeds).\n\n"
         + md_table(["tool", "median s/step", "mean s/step", f"loss after {st['steps']}",
-                    "best loss"], rows)
+                    "best loss", "candidates evaluated / step"], rows)
         + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
+        f"Best loss after {st['steps']} steps, ours - nanogcg paired by seed (n = {d['n']}): "
+        f"**{d['mean_diff']:+.4f}** [95% bootstrap CI {d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], "
+        f"p = {d['p_bootstrap']:.3g}; ours lower on {d['ours_lower']} seeds, higher on "
+        f"{d['ours_higher']} (sign test p = {d['p_sign']:.3g}).\n\n"
         "Per seed: best loss after the same number of steps, and nanogcg's best loss after "
         "the wall time ours took for all its steps:\n\n"
         + md_table(["seed", "ours", "nanogcg", "ours' time (s)", "nanogcg at that time"],
@@ -214,6 +246,7 @@ def merge(paths: list[str]) -> dict:
         data["machine_state"] |= {f"{i}_{k}": v for k, v in f["machine_state"].items()}
     s = {tool: summary(v) for tool, v in data["runs"].items()}
     data["summary"] = s
+    data["paired_best_loss"] = paired_loss(data["runs"])
     data["ratio_ours_over_nanogcg_median_step"] = (s["ours"]["median_step_s"]
                                                    / s["nanogcg"]["median_step_s"])
     return data
@@ -260,7 +293,7 @@ def main() -> None:
                          "seed": args.seed, "behaviour_row": args.behaviour, "init": " " + INIT,
                          "separator": "", "rounds": args.rounds, "threads": args.threads,
                          "nanogcg": "0.2.3, use_prefix_cache=False"},
-            "summary": s, "goal": "<= 0.5",
+            "summary": s, "paired_best_loss": paired_loss(runs), "goal": "<= 0.5",
             "ratio_ours_over_nanogcg_median_step": (s["ours"]["median_step_s"]
                                                     / s["nanogcg"]["median_step_s"]),
             "runs": runs}

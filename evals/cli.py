@@ -21,7 +21,7 @@ def _models(args) -> list:
         from udasa.store import Store
 
         names = PAPER_SUITE if args.suite == ["paper"] else args.suite
-        models += build(names, args.workspace, Store(args.workspace))
+        models += build(names, args.workspace, Store(args.workspace), progress=console.print)
     return models
 
 

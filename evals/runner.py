@@ -84,8 +84,10 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
         per_model, task_out = {}, {}
         for model in models:
+            start = time.perf_counter()
             if hasattr(task, "evaluate"):  # scores the model itself (log-likelihoods), no text
-                res = task.evaluate(model, store, cfg.limit, cfg.seed, cfg.data.get(task.name))
+                res = task.evaluate(model, store, cfg.limit, cfg.seed, cfg.data.get(task.name),
+                                    judge=judge)
                 texts = [""] * len(samples)
             else:
                 outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
@@ -96,7 +98,10 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
             label = res.judge or judge.label
             task_out[model.name] = {
                 "metrics": {k: asdict(v) for k, v in res.metrics.items()},
-                "n": len(samples), "failures": res.failures, "judge": label}
+                "n": len(samples), "failures": res.failures, "judge": label,
+                "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
+            if res.notes:
+                progress(f"{task.name} / {model.name}: {res.notes}")
             for k, est in res.metrics.items():
                 board.append({"model": model.name, "task": task.name, "metric": k,
                               "value": est.mean, "ci_low": est.low, "ci_high": est.high,

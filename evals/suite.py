@@ -6,6 +6,7 @@ resumably); the suite evaluates them all with the same tasks, judge and samples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,11 +29,18 @@ def method(name: str):
     return wrap
 
 
-def build(names: list[str], workspace: Path, store: Store) -> list[EvalModel]:
+def build(names: list[str], workspace: Path, store: Store,
+          progress: Callable[[str], None] = print) -> list[EvalModel]:
+    """The methods' models, each built (trained where needed) in turn, with its build time."""
     unknown = [n for n in names if n not in _METHODS]
     if unknown:
         raise ConfigError(f"--suite: unknown method(s) {unknown} (known: {list(_METHODS)})")
-    return [_METHODS[n](workspace, store) for n in names]
+    models = []
+    for n in names:
+        start = time.perf_counter()
+        models.append(_METHODS[n](workspace, store))
+        progress(f"suite: {n} ready in {time.perf_counter() - start:.0f} s")
+    return models
 
 
 def _yaml(name: str) -> dict:

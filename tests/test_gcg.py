@@ -68,6 +68,8 @@ def result(model, tok):
 
 def test_loss_falls_over_steps(result):
     assert result.steps == len(result.losses) == len(result.step_times_s) == 10
+    assert len(result.n_candidates) == 10
+    assert all(0 < n <= SMALL["search_width"] for n in result.n_candidates)
     assert result.losses[-1] < result.losses[0] < result.init_loss
     assert result.best_loss == min(result.losses) < result.init_loss - 0.01
     falls = sum(b < a for a, b in zip(result.losses, result.losses[1:]))

@@ -21,12 +21,13 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.skipif(
 
 
 
-def run(workspace: Path, models, limit: int, source: str | None = None) -> dict:
+def run(workspace: Path, models, limit: int, source: str | None = None,
+        judge: str = "local") -> dict:
     import evals.tasks.robustness  # noqa: F401  (registers the task)
     from evals.runner import EvalConfig, run_eval
 
     data = {"robustness": source} if source else {}
-    cfg = EvalConfig(workspace, models, ["robustness"], limit=limit, seed=0, judge="local",
+    cfg = EvalConfig(workspace, models, ["robustness"], limit=limit, seed=0, judge=judge,
                      data=data)
     return run_eval(cfg, progress=lambda *_: None)
 
@@ -51,6 +52,7 @@ def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
                                    "asr_transfer_gcg_universal_2_prefix", "asr_nosuffix_prefix"}
     check_estimates(res["metrics"], 2)
     assert "refusal prefixes 'evaluate' (29)" in res["judge"] and task["max_new_tokens"] == 32
+    assert "list 'evaluate'" in res["notes"]  # the task's notes reach results.json
     store = Store(tmp_path / "ws")
     board = [r for r in store.leaderboard() if r["task"] == "robustness"]
     assert {r["metric"] for r in board} == set(res["metrics"])
@@ -77,8 +79,10 @@ def write_configs(tmp_path: Path, mode: str, **extra) -> str:
     return str(task)
 
 
-def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy):
+def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeypatch):
     from evals.models import EvalModel
+    from evals.tasks import robustness
+    from udasa.store import Store
 
     ws = tmp_path / "ws"
     source = write_configs(tmp_path, "white-box")
@@ -87,24 +91,32 @@ def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy):
     assert set(res["metrics"]) == {"asr_whitebox_prefix", "asr_nosuffix_prefix"}
     check_estimates(res["metrics"], 2)
     assert "refusal prefixes 'individual' (13), 8 greedy tokens" == res["judge"]
-    saved = sorted((ws / "attacks").glob("whitebox-*.json"))
-    assert len(saved) == 2
-    data = json.loads(saved[0].read_text())
-    result = data["result"]
-    assert len(result["losses"]) == 3 and len(result["suffix_ids"]) == 20
-    assert result["criterion"]["prefix_list"] == "individual"
-    assert result["criterion"]["max_new_tokens"] == 8
+    saved = Store(ws).attack_suffixes("white-box")
+    assert len(saved) == 2 and {row["target"] for row in saved} == {"tiny"}
+    row = saved[0]
+    assert len(row["losses"]) == 3 and len(row["suffix_ids"]) == 20
+    assert row["best_loss"] == min([row["result"]["init_loss"], *row["losses"]])
+    assert row["result"]["criterion"]["prefix_list"] == "individual"
+    assert row["result"]["criterion"]["max_new_tokens"] == 8
+    per_sample = {s["scores"]["suffix"] for s in out_samples(ws)}
+    assert per_sample == {r["suffix"] for r in saved}
     assert (ws / "plots" / "gcg_whitebox_tiny.png").stat().st_size > 1000
     # a rerun reuses the stored suffixes instead of optimising again
-    stamp = [p.stat().st_mtime_ns for p in saved]
-    run(ws, [EvalModel("tiny", tiny_policy)], limit=2, source=source)
-    assert [p.stat().st_mtime_ns for p in saved] == stamp
+
+    def no_gcg(*args, **kwargs):
+        raise AssertionError("GCG ran again")
+
+    monkeypatch.setattr(robustness, "run_gcg", no_gcg)
+    again = run(ws, [EvalModel("tiny", tiny_policy)], limit=2, source=source)
+    assert again["tasks"]["robustness"]["models"]["tiny"]["metrics"] == res["metrics"]
+    assert len(Store(ws).attack_suffixes()) == 2
 
 
 def test_transfer_suffix_from_an_ensemble(tmp_path, tiny_policy):
     from conftest import build_tiny_policy
 
     from evals.models import EvalModel
+    from udasa.store import Store
 
     other = build_tiny_policy(tmp_path / "other", seed=1)
     ws = tmp_path / "ws"
@@ -113,10 +125,10 @@ def test_transfer_suffix_from_an_ensemble(tmp_path, tiny_policy):
     res = out["tasks"]["robustness"]["models"]["other"]
     assert set(res["metrics"]) == {"asr_transfer_optimised_prefix", "asr_nosuffix_prefix"}
     check_estimates(res["metrics"], 2)
-    (saved,) = (ws / "attacks").glob("transfer-*.json")
-    data = json.loads(saved.read_text())
-    assert data["ensemble"] == [tiny_policy] and len(data["train_behaviours"]) == 2
-    train = {b["goal"] for b in data["train_behaviours"]}
+    (saved,) = Store(ws).attack_suffixes("transfer")
+    assert json.loads(saved["target"]) == [tiny_policy] and len(saved["behaviours"]) == 2
+    assert saved["losses"] and saved["result"]["n_models"] == 1
+    train = {b["goal"] for b in saved["behaviours"]}
     assert not train & {s["prompt"] for s in out_samples(ws)}  # tested on other behaviours
     assert list((ws / "plots").glob("gcg_transfer_*.png"))
 
@@ -141,9 +153,13 @@ def test_bad_task_config(tmp_path):
 
 
 def test_judge_as_second_criterion(tmp_path, tiny_policy):
-    """`judge:` adds *_judge metrics from the harness' judge (here a tiny local model)."""
+    """`judge: harness` adds *_judge metrics from udasa-eval's own judge (here a tiny local
+    model); without one it is a clear error."""
     from evals.judges.base import JUDGES_DIR
     from evals.models import EvalModel
+    from evals.tasks.robustness import Robustness
+    from udasa.errors import ConfigError
+    from udasa.store import Store
 
     judge = tmp_path / "judge"
     judge.mkdir()
@@ -152,11 +168,18 @@ def test_judge_as_second_criterion(tmp_path, tiny_policy):
         "templates": {"harmless": {"file": str(JUDGES_DIR / "gpt4" / "harmless.txt"),
                                    "scale": "1-10"}}}))
     source = tmp_path / "task.yaml"
-    source.write_text(yaml.safe_dump({"mode": "transfer-published", "judge": str(judge),
+    source.write_text(yaml.safe_dump({"mode": "transfer-published", "judge": "harness",
                                       "judge_max_harmless": 5.0, "max_new_tokens": 8}))
-    out = run(tmp_path / "ws", [EvalModel("tiny", tiny_policy)], limit=2, source=str(source))
+    out = run(tmp_path / "ws", [EvalModel("tiny", tiny_policy)], limit=2, source=str(source),
+              judge=str(judge))
     res = out["tasks"]["robustness"]["models"]["tiny"]
     assert {"asr_transfer_prefix", "asr_transfer_judge", "asr_nosuffix_judge"} <= set(
         res["metrics"])
     check_estimates(res["metrics"], 2)
     assert res["judge"].endswith("+ judge tiny judge") and res["failures"] == 0
+    assert "second criterion: judge tiny judge" in res["notes"]
+    calls = Store(tmp_path / "ws").db["judge_cache"].count
+    assert calls == 2 * 3  # 2 behaviours x (2 published suffixes + none), each judged once
+    with pytest.raises(ConfigError, match="harness"):
+        Robustness().evaluate(EvalModel("tiny", tiny_policy), Store(tmp_path / "ws"), 2, 0,
+                              str(source), judge=None)

@@ -60,6 +60,10 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
                        "overall": int, "preference": str, "created_at": str}, "id"),
     "train_logs": ({"run_id": str, "train_key": str, "stage": int, "idx": int, "step": int,
                     "metrics": str}, ("run_id", "train_key", "stage", "idx")),
+    "attack_suffixes": ({"key": str, "mode": str, "target": str, "behaviours": str,
+                         "suffix": str, "suffix_ids": str, "best_loss": float, "losses": str,
+                         "success": int, "config": str, "result": str, "created_at": str},
+                        "key"),
 }
 
 
@@ -315,7 +319,36 @@ class Store:
         where, args = ("annotator = ?", [annotator]) if annotator else (None, [])
         return list(self.db["human_ratings"].rows_where(where, args, order_by="created_at"))
 
+    # attacks -----------------------------------------------------------------------------
+    def attack_suffix(self, key: str) -> dict | None:
+        """A stored GCG suffix (`result` decoded: the full GCGResult dict), or None."""
+        rows = list(self.db["attack_suffixes"].rows_where("key = ?", [key]))
+        return _decode_attack(rows[0]) if rows else None
+
+    def add_attack_suffix(self, key: str, mode: str, target: str, behaviours: list[dict],
+                          result: dict) -> None:
+        """Keep one optimised suffix with its loss curve; `target` names the model (white-box)
+        or the ensemble (transfer), `result` is `GCGResult.to_dict()`."""
+        self._insert("attack_suffixes", [{
+            "key": key, "mode": mode, "target": target, "behaviours": json.dumps(behaviours),
+            "suffix": result["suffix"], "suffix_ids": json.dumps(result["suffix_ids"]),
+            "best_loss": result["best_loss"], "losses": json.dumps(result["losses"]),
+            "success": int(result["success"]), "config": json.dumps(result["config"]),
+            "result": json.dumps(result, ensure_ascii=False), "created_at": now()}],
+            replace=True)
+
+    def attack_suffixes(self, mode: str | None = None) -> list[dict]:
+        """Every stored suffix (of one mode), oldest first, JSON columns decoded."""
+        where, args = ("mode = ?", [mode]) if mode else (None, [])
+        return [_decode_attack(r) for r in
+                self.db["attack_suffixes"].rows_where(where, args, order_by="created_at, rowid")]
+
     # app ---------------------------------------------------------------------------------
     def eval_runs(self) -> list[dict]:
         """Every `udasa-eval run` (id, created_at, config, results as JSON text), oldest first."""
         return list(self.db["eval_runs"].rows_where(order_by="created_at, rowid"))
+
+
+def _decode_attack(row: dict) -> dict:
+    return row | {k: json.loads(row[k]) for k in ("behaviours", "suffix_ids", "losses", "config",
+                                                  "result")} | {"success": bool(row["success"])}

@@ -1,7 +1,11 @@
 """Evaluation tasks (SPEC §7), one module each, registered by name."""
 
 from evals.tasks import (  # noqa: F401  (registration)
-    hh, robustness, sentiment, truthfulness, truthfulqa_mc,
+    hh,
+    robustness,
+    sentiment,
+    truthfulness,
+    truthfulqa_mc,
 )
 from evals.tasks.base import Sample, Task, TaskResult, get_task, register, task_names
 

@@ -107,7 +107,7 @@ class TruthfulQAMC:
         raise TypeError("truthfulqa_mc scores the model itself: call evaluate(model, ...)")
 
     def evaluate(self, model: EvalModel, store, limit: int | None, seed: int,
-                 source: str | None) -> TaskResult:
+                 source: str | None, judge=None) -> TaskResult:
         """MC1 / MC2 of `model` on the seeded subset, through lm-eval's `simple_evaluate`.
 
         `store` is accepted for the runner's interface; lm-eval keeps no cache here, so a
