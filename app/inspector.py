@@ -1,9 +1,10 @@
 """Inspector logic: a run's replies with their stored uncertainties, re-fused on demand.
 
 Re-fusion with another temperature, weights, axes or thresholds uses the stored per-axis
-scores (`udasa.fusion.fuse`, `udasa.pairs.build_pairs`, `udasa.curriculum`): nothing is
-generated again. A typed prompt is answered live by the run's generator and scorers (loaded
-once per process) and is not written to the store, so it never changes a run's pairs.
+scores (`udasa.pairs.fuse_and_pair`, the code of `udasa pairs`, and `udasa.curriculum`):
+nothing is generated again. A typed prompt is answered live by the run's generator and
+scorers (loaded once per process) and is not written to the store, so it never changes a
+run's pairs.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from matplotlib.figure import Figure
 from udasa.config import AXES, CurriculumConfig, FusionConfig, RunConfig, from_dict
 from udasa.curriculum import Stage, assign_stage, make_stages, resolve_thresholds
 from udasa.errors import UdasaError
-from udasa.fusion import fuse
-from udasa.pairs import Candidate, Pair, build_pairs
+from udasa.pairs import Pair, ScoredResponse, fuse_and_pair
 from udasa.plots import delta_histogram
 from udasa.records import content_key
 from udasa.store import Store
@@ -113,15 +113,12 @@ def refuse(replies: dict[str, list[Reply]], cfg: RunConfig) -> Fused:
     """Eq. 5-7 over stored scores: u and weights per reply, then the pairs of each prompt."""
     out = Fused({}, {}, {}, {})
     for pid, rs in replies.items():
-        candidates, drops = [], out.drops.setdefault(pid, Counter())
-        for r in rs:
-            if any(a not in r.scores for a in cfg.fusion.axes):
-                drops["unscored response"] += 1
-                continue
-            u, w = fuse(r.scores, cfg.fusion)
-            out.u[r.response_id], out.weights[r.response_id] = u, w
-            candidates.append(Candidate(r.response_id, r.text, u))
-        out.pairs[pid] = build_pairs(pid, candidates, cfg.pairs.rejected, cfg.seed, drops)
+        done = fuse_and_pair(pid, (ScoredResponse(r.response_id, r.text, r.scores) for r in rs),
+                             cfg.fusion, cfg.pairs.rejected, cfg.seed,
+                             out.drops.setdefault(pid, Counter()))
+        out.u |= done.u
+        out.weights |= done.weights
+        out.pairs[pid] = done.pairs
     return out
 
 

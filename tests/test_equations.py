@@ -24,7 +24,7 @@ from udasa.curriculum import (
 )
 from udasa.errors import ConfigError
 from udasa.fusion import fuse, fusion_weights, softmax_weights
-from udasa.pairs import Candidate, build_pairs
+from udasa.pairs import Candidate, ScoredResponse, build_pairs, fuse_and_pair
 from udasa.scorers.factual import factual_uncertainty, split_sentences
 from udasa.scorers.semantic import (
     pairwise_cosine,
@@ -379,6 +379,23 @@ def test_eq7_fewer_than_two_candidates():
     assert build_pairs("p", cands(0.3), drops=drops) == []
     assert drops == Counter({"fewer than 2 responses": 2})
     assert build_pairs("p", cands(0.3)) == []  # drops is optional
+
+
+def test_eq5_7_fuse_and_pair_one_prompt_by_hand():
+    """Mean fusion: u = (sem + fact + val) / 3; the unscored reply is left out and counted."""
+    replies = [ScoredResponse("a", "calm", {"sem": 0.3, "fact": 0.3, "val": 0.0}),   # u = 0.2
+               ScoredResponse("b", "rude", {"sem": 0.6, "fact": 0.6, "val": 0.6}),   # u = 0.6
+               ScoredResponse("c", "late", {"sem": 0.1, "fact": 0.1})]               # no val
+    drops: Counter[str] = Counter()
+    done = fuse_and_pair("p", replies, FusionConfig(method="mean"), "max", 0, drops)
+    assert done.u == pytest.approx({"a": 0.2, "b": 0.6})
+    assert done.weights["a"] == pytest.approx({"sem": 1 / 3, "fact": 1 / 3, "val": 1 / 3})
+    (pair,) = done.pairs
+    assert (pair.chosen.response_id, pair.rejected.response_id) == ("a", "b")
+    assert pair.delta == pytest.approx(0.4) and drops == Counter({"unscored response": 1})
+    # without the value axis, reply c is complete and has the lowest u
+    no_val = fuse_and_pair("p", replies, FusionConfig(method="mean", axes=["sem", "fact"]))
+    assert no_val.pairs[0].chosen.response_id == "c" and set(no_val.u) == {"a", "b", "c"}
 
 
 # --------------------------------------------------------------------------- §5 curriculum

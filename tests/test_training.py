@@ -116,6 +116,64 @@ def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     assert again and sum(again) == 0
 
 
+def test_precomputed_reference_trains_like_recomputed_without_holding_a_reference(
+        tiny_policy, tmp_path, monkeypatch):
+    """Stored reference log-probs (one pass on the initial model, then no reference model in
+    any stage trainer) give the same training as a reference model run at every step."""
+    from udasa import training
+
+    seen: list[tuple[object, bool]] = []
+    original = training.CurriculumDPOTrainer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs.get("ref_model"), kwargs.get("policy_is_reference", False)))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.CurriculumDPOTrainer, "__init__", spy)
+    losses, trainers = {}, {}
+    for flag in ("true", "false"):
+        seen.clear()
+        cfg = load_config(CONFIG, overrides(tiny_policy, **{
+            "training.precompute_ref": flag, "training.epochs": 2,
+            "training.eval_fraction": 0.3, "training.save_checkpoints": False}))
+        pipe = Pipeline(cfg, tmp_path)  # same pairs, another training key
+        pipe.run_all()
+        logs = pipe.store.train_logs(pipe.run_id, train_key_of(cfg))
+        losses[flag] = [r["metrics"]["loss"] for r in logs if "loss" in r["metrics"]]
+        trainers[flag] = list(seen)
+    # precomputed: one pass with the initial policy as its own reference, then none at all
+    assert trainers["true"][0] == (None, True)
+    assert len(trainers["true"]) >= 3 and all(r is None for r, _ in trainers["true"][1:])
+    # recomputed: a reference model in every trainer
+    assert all(r is not None for r, _ in trainers["false"])
+    assert len(losses["true"]) == len(losses["false"]) >= 3
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
+
+
+def test_previous_stage_policy_as_reference(tiny_policy, tmp_path, monkeypatch):
+    from udasa import training
+
+    refs: list[object] = []
+    original = training.CurriculumDPOTrainer.__init__
+
+    def spy(self, *args, **kwargs):
+        refs.append(kwargs.get("ref_model"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.CurriculumDPOTrainer, "__init__", spy)
+    cfg = load_config(CONFIG, overrides(tiny_policy, **{
+        "training.reference": "previous", "training.epochs": 1,
+        "training.save_checkpoints": False}))
+    pipe = Pipeline(cfg, tmp_path)
+    report = pipe.run_all()["train"]
+    # each stage against a copy of the policy it starts from, never the policy object itself
+    assert len(refs) == report.done >= 2 and all(r is not None for r in refs)
+    assert len({id(r) for r in refs}) == len(refs)
+    # reference log-probs kept per reference: one set per stage
+    ref_keys = {r["ref_key"] for r in pipe.store.db["ref_logps"].rows}
+    assert len(ref_keys) == report.done
+
+
 def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
     cfg = load_config(CONFIG, overrides(tiny_policy, **{
         "curriculum.mode": "fixed", "curriculum.thresholds": "[0.98, 0.99]",

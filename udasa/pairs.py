@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from udasa.config import FusionConfig
+from udasa.fusion import fuse
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,38 @@ def build_pairs(
         else:
             pairs.append(Pair(prompt_id, chosen, rej))
     return pairs
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """A response with its per-axis uncertainties (axes not scored yet are simply absent)."""
+
+    response_id: str
+    text: str
+    scores: Mapping[str, float]
+
+
+@dataclass
+class PromptFusion:
+    """One prompt fused and paired: u and fusion weights per response, and its pairs."""
+
+    u: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    pairs: list[Pair] = field(default_factory=list)
+
+
+def fuse_and_pair(prompt_id: str, responses: Iterable[ScoredResponse], fusion: FusionConfig,
+                  rejected: str = "random", seed: int = 0,
+                  drops: Counter[str] | None = None) -> PromptFusion:
+    """Eq. 5-7 for one prompt: fuse each response's scores into u (a response lacking an axis
+    the fusion uses is left out and counted), then `build_pairs`."""
+    drops = drops if drops is not None else Counter()
+    out, candidates = PromptFusion(), []
+    for r in responses:
+        if any(a not in r.scores for a in fusion.axes):
+            drops["unscored response"] += 1
+            continue
+        out.u[r.response_id], out.weights[r.response_id] = fuse(r.scores, fusion)
+        candidates.append(Candidate(r.response_id, r.text, out.u[r.response_id]))
+    out.pairs = build_pairs(prompt_id, candidates, rejected, seed, drops)
+    return out

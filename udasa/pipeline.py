@@ -30,10 +30,9 @@ from udasa.curriculum import (
 )
 from udasa.data import load_prompts
 from udasa.errors import UdasaError
-from udasa.fusion import fuse
 from udasa.generators import ListParseError, PromptTooLong, make_generator, uses_chat_format
 from udasa.models import model_identity
-from udasa.pairs import Candidate, build_pairs
+from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -203,24 +202,19 @@ class Pipeline:
                  for axis, s in scorers.items()}
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            candidates = []
-            for r in rows:
-                if any(r["id"] not in table[a] for a in self.cfg.fusion.axes):
-                    drops["unscored response"] += 1
-                    continue
-                comps = {a: table[a][r["id"]]["value"] for a in AXES if r["id"] in table[a]}
-                u, weights = fuse(comps, self.cfg.fusion)
-                fused_rows.append({"run_id": self.run_id, "response_id": r["id"],
-                                   "prompt_id": pid, "u": u, "weights": json.dumps(weights),
-                                   "components": json.dumps(comps)})
-                candidates.append(Candidate(r["id"], r["text"], u))
-            for pair in build_pairs(pid, candidates, self.cfg.pairs.rejected, self.cfg.seed,
-                                    drops):
-                pair_rows.append({"run_id": self.run_id, "prompt_id": pid,
-                                  "chosen_id": pair.chosen.response_id,
-                                  "rejected_id": pair.rejected.response_id,
-                                  "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
-                                  "delta": pair.delta, "stage": 0})
+            comps = {r["id"]: {a: table[a][r["id"]]["value"] for a in AXES if r["id"] in table[a]}
+                     for r in rows}
+            done = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], comps[r["id"]])
+                                       for r in rows),
+                                 self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+            fused_rows += [{"run_id": self.run_id, "response_id": rid, "prompt_id": pid,
+                            "u": u, "weights": json.dumps(done.weights[rid]),
+                            "components": json.dumps(comps[rid])} for rid, u in done.u.items()]
+            pair_rows += [{"run_id": self.run_id, "prompt_id": pid,
+                           "chosen_id": pair.chosen.response_id,
+                           "rejected_id": pair.rejected.response_id,
+                           "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
+                           "delta": pair.delta, "stage": 0} for pair in done.pairs]
         self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
         self._merge_summary({"drops": dict(drops)})
         return StepReport(done=len(pair_rows), skipped=sum(drops.values()),

@@ -3,7 +3,9 @@
 Extends TRL at its seams rather than wrapping it: a DPOTrainer subclass supplies the per-stage
 learning-rate shape (`create_scheduler`) and reads reference log-probabilities from the store
 (`_precompute_ref_logps`), so each pair's reference pass happens once for all stages, epochs and
-resumed runs; a callback stops a stage early on held-out loss or reward-accuracy saturation.
+resumed runs. With the fixed (initial) reference, every pending pair's reference pass runs in one
+go before stage 1 and no reference model is held in memory while the policy trains. A
+callback stops a stage early on held-out loss or reward-accuracy saturation.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import DPOConfig, DPOTrainer
@@ -54,13 +56,23 @@ class RefLogpCache:
 
     def __init__(self, store: Store, ref_key: str):
         self.store, self.ref_key = store, ref_key
-        self.computed = 0  # pairs whose reference pass ran in this process
+        self.new_keys: set[str] = set()  # pairs whose reference pass ran in this process
+
+    @property
+    def computed(self) -> int:
+        return len(self.new_keys)
 
     def lookup(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         return self.store.ref_logps(self.ref_key, keys)
 
+    def missing(self, datasets: list[Dataset | None]) -> list[str]:
+        """Pair keys of `datasets` with no stored reference log-probs (each key once)."""
+        keys = list(dict.fromkeys(k for d in datasets if d is not None for k in d["pair_key"]))
+        cached = self.lookup(keys)
+        return [k for k in keys if k not in cached]
+
     def add(self, rows: dict[str, tuple[float, float]]) -> None:
-        self.computed += len(rows)
+        self.new_keys |= set(rows)
         self.store.add_ref_logps(self.ref_key, rows)
 
 
@@ -68,8 +80,12 @@ class CurriculumDPOTrainer(DPOTrainer):
     """DPOTrainer with UDASA's per-stage LR shape and store-backed reference log-probs."""
 
     def __init__(self, *args, lr_lambda: Callable[[int], float],
-                 ref_cache: RefLogpCache | None = None, **kwargs):
+                 ref_cache: RefLogpCache | None = None, policy_is_reference: bool = False,
+                 **kwargs):
+        # policy_is_reference: with no ref_model, TRL computes reference log-probs with the
+        # policy itself, which is right only while the policy is still the reference
         self.lr_lambda, self.ref_cache = lr_lambda, ref_cache
+        self.policy_is_reference = policy_is_reference
         super().__init__(*args, **kwargs)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -84,6 +100,9 @@ class CurriculumDPOTrainer(DPOTrainer):
         keys = dataset["pair_key"]
         cached = self.ref_cache.lookup(keys)
         missing = [i for i, k in enumerate(keys) if k not in cached]
+        if missing and self.ref_model is None and not self.policy_is_reference:
+            raise UdasaError(f"{len(missing)} pairs have no stored reference log-probs and no "
+                             "reference model was given to compute them")
         if missing:
             sub = super()._precompute_ref_logps(dataset.select(missing), name, batch_size)
             new = {k: (float(c), float(r)) for k, c, r in zip(
@@ -177,6 +196,25 @@ class CurriculumTrainer:
         key = content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
         return RefLogpCache(self.store, key)
 
+    def _fill_ref_cache(self, datasets: list[Dataset | None]) -> RefLogpCache:
+        """A fixed reference, precomputed: every pending pair's reference log-probs in one pass
+        (TRL's precompute, on the initial model) before any stage trains, so that no
+        reference model is held in memory while the policy trains."""
+        cache = self._ref_cache(self.initial_id)
+        missing = set(cache.missing(datasets))
+        if missing:
+            data = concatenate_datasets([d for d in datasets if d is not None])
+            first = {k: i for i, k in reversed(list(enumerate(data["pair_key"])))
+                     if k in missing}
+            initial = self._load(self.policy_ref)
+            CurriculumDPOTrainer(
+                model=initial, ref_model=None, args=self._args(1, False, 1, False),
+                train_dataset=data.select(sorted(first.values())),
+                processing_class=self.tokenizer, lr_lambda=lambda step: 1.0, ref_cache=cache,
+                policy_is_reference=True)
+            del initial
+        return cache
+
     def _load(self, path: str):
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
         return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
@@ -235,34 +273,46 @@ class CurriculumTrainer:
             raise UdasaError("no curriculum stages for this run: run `udasa stages` first")
         all_pairs = self.store.pairs(self.run_id)
         check_pairs(all_pairs, f"run {self.run_id}")
-        done = {c["stage"]: c for c in self.store.checkpoints(self.run_id, self.train_key)}
+        # done: saved and still there (resume after it), or unsaved in a finished training
+        finished = self.store.train_result(self.run_id, self.train_key) is not None
+        done = {c["stage"]: c["path"] for c in self.store.checkpoints(self.run_id, self.train_key)
+                if (c["path"] and Path(c["path"]).is_dir()) or (finished and not c["path"])}
         nonempty = [s["stage"] for s in stages if self._stage_rows(s, all_pairs)]
-        start_from, policy, ref = self.policy_ref, None, None
+        pending = {s["stage"]: self._dataset(rows) for s in stages
+                   if s["stage"] not in done and (rows := self._stage_rows(s, all_pairs))}
+        fixed = (self._fill_ref_cache([d for t, h, _ in pending.values() for d in (t, h)])
+                 if self.cfg.precompute_ref and self.cfg.reference == "initial" else None)
+        start_from, policy, ref, attributed = self.policy_ref, None, None, set()
         results = []
         for stage in stages:
             k, name = stage["stage"], stage["name"]
-            if k in done and Path(done[k]["path"]).is_dir():
-                start_from = done[k]["path"]
-                progress(f"stage {k} ({name}): already trained, continuing after it")
+            if k not in pending:
+                if k in done:
+                    start_from = done[k] or start_from
+                    progress(f"stage {k} ({name}): already trained, continuing after it")
+                    continue
+                log.warning("stage %d (%s): no pairs, skipped", k, name)
+                results.append(StageResult(k, name, 0, 0, None, "no pairs: skipped"))
                 continue
-            rows = self._stage_rows(stage, all_pairs)
-            train, held, dropped = self._dataset(rows) if rows else (None, None, 0)
+            train, held, dropped = pending[k]
             if train is None:
-                why = "no pairs" if not rows else "every pair longer than training.max_length"
-                log.warning("stage %d (%s): %s, skipped", k, name, why)
-                results.append(StageResult(k, name, 0, 0, None, f"{why}: skipped", dropped))
+                log.warning("stage %d (%s): every pair longer than training.max_length, "
+                            "skipped", k, name)
+                results.append(StageResult(k, name, 0, 0, None, "every pair longer than "
+                                           "training.max_length: skipped", dropped))
                 continue
             if policy is None:
                 policy = self._load(start_from)
             if self.cfg.reference == "previous":
                 ref = copy.deepcopy(policy)
-                ref_id = f"{self.initial_id}|after stage {k - 1}"
-            elif ref is None:
-                ref = self._load(self.policy_ref)
-                ref_id = self.initial_id
+                cache = self._ref_cache(f"{self.initial_id}|after stage {k - 1}")
+            elif fixed is not None:
+                cache = fixed  # all stored already: no reference model while training
+            else:  # recomputed every step: keep the reference model
+                ref = ref or self._load(self.policy_ref)
+                cache = None
             steps = min(self.cfg.max_steps, max(1, math.ceil(
                 self.cfg.epochs * len(train) / (self.cfg.batch_size * self.cfg.grad_accum))))
-            cache = self._ref_cache(ref_id)
             stopper = StageStopper(self.cfg.patience, self.cfg.saturation)
             trainer = CurriculumDPOTrainer(
                 model=policy, ref_model=ref,
@@ -283,10 +333,15 @@ class CurriculumTrainer:
             path = self._save(policy, k, name) if self.cfg.save_checkpoints else None
             result = StageResult(k, name, len(trainer.train_dataset), trainer.state.global_step,
                                  path, stopper.reason, dropped, metrics)
+            if cache is fixed and fixed is not None:  # count each pair at its first stage
+                keys = {*train["pair_key"], *(held["pair_key"] if held is not None else [])}
+                computed = len((fixed.new_keys & keys) - attributed)
+                attributed |= keys
+            else:
+                computed = cache.computed if cache is not None else None
             self.store.add_checkpoint(self.run_id, self.train_key, k, name, path or "", {
                 "pairs": result.pairs, "steps": result.steps, "stopped": result.stopped,
-                "dropped_too_long": dropped,
-                "ref_logps_computed": cache.computed if cache else None, **metrics})
+                "dropped_too_long": dropped, "ref_logps_computed": computed, **metrics})
             results.append(result)
         self._final_eval(all_pairs, policy)
         return results
@@ -304,11 +359,12 @@ class CurriculumTrainer:
                 if not ckpts or not ckpts[-1]["path"]:
                     return
                 policy = self._load(ckpts[-1]["path"])
+            cache = self._ref_cache(self.initial_id)
+            stored = cache is not None and not cache.missing([data])
             trainer = CurriculumDPOTrainer(
-                model=policy, ref_model=self._load(self.policy_ref),
+                model=policy, ref_model=None if stored else self._load(self.policy_ref),
                 args=self._args(2, False, 1, True), train_dataset=data, eval_dataset=data,
-                processing_class=self.tokenizer, lr_lambda=lambda step: 1.0,
-                ref_cache=self._ref_cache(self.initial_id))
+                processing_class=self.tokenizer, lr_lambda=lambda step: 1.0, ref_cache=cache)
             metrics |= {k: float(v) for k, v in trainer.evaluate().items()}
         self.store.set_train_result(self.run_id, self.train_key, metrics)
 
