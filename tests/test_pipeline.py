@@ -100,6 +100,10 @@ def test_changing_fusion_reuses_generation_and_scores(finished):
     assert reports["generate"].done == 0 and reports["score"].done == 0
     assert reports["pairs"].done >= 1
     assert len(Store(finished).runs()) == 2
+    # each step's wall time, in the report and in the run's stored summary
+    assert all(r.seconds is not None and r.seconds >= 0 for r in reports.values())
+    run = Store(finished).get_run(Pipeline(cfg, finished).run_id)
+    assert set(json.loads(run["summary"])["seconds"]) == set(reports)
 
 
 def test_export_pairs_loads_into_trl_dpo_trainer(finished, tmp_path):

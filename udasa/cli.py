@@ -30,8 +30,9 @@ def _pipeline(args: argparse.Namespace):
 
 def _report(step: str, rep) -> None:
     unit = "stages" if step == "train" else ""
+    took = f" ({rep.seconds:.0f} s)" if rep.seconds is not None else ""
     console.print(f"[bold]{step}[/]: {rep.done} {unit} done, {rep.reused} reused, "
-                  f"{rep.skipped} skipped".replace("  ", " "))
+                  f"{rep.skipped} skipped{took}".replace("  ", " "))
     for note in rep.notes[:10]:
         console.print(f"  [yellow]{note}[/]")
     if len(rep.notes) > 10:

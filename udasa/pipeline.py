@@ -11,6 +11,7 @@ import json
 import logging
 import platform
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
@@ -92,6 +93,7 @@ class StepReport:
     skipped: int = 0
     reused: int = 0
     notes: list[str] = field(default_factory=list)
+    seconds: float | None = None  # wall time of the step, when run through run_all
 
 
 class Pipeline:
@@ -288,9 +290,13 @@ class Pipeline:
         """All steps: generate, score, pairs, stages, and train when training.enabled."""
         if self.cfg.training.enabled:
             self._policy_to_train()  # fail before any work, not after generation
-        reports = {"generate": self.generate(), "score": self.score(), "pairs": self.pairs(),
-                   "stages": self.stages()}
-        self.store.set_run_status(self.run_id, "pairs-ready")
-        if self.cfg.training.enabled:
-            reports["train"] = self.train()
+        steps = [self.generate, self.score, self.pairs, self.stages]
+        reports: dict[str, StepReport] = {}
+        for step in steps + ([self.train] if self.cfg.training.enabled else []):
+            start = time.perf_counter()
+            reports[step.__name__] = step()
+            reports[step.__name__].seconds = round(time.perf_counter() - start, 1)
+            if step == self.stages:
+                self.store.set_run_status(self.run_id, "pairs-ready")
+        self._merge_summary({"seconds": {k: r.seconds for k, r in reports.items()}})
         return reports
