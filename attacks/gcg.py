@@ -206,12 +206,14 @@ def allowed_tokens(tokenizer, vocab_size: int, allow_non_ascii: bool = False) ->
 def sample_candidates(ids: torch.Tensor, grad: torch.Tensor, search_width: int, topk: int,
                       generator: torch.Generator) -> torch.Tensor:
     """`search_width` single-token substitutions of `ids` (n,) from the top-k most negative
-    gradient entries per position; positions spread evenly over the batch (llm-attacks
-    `sample_control`). `grad` (n, V) must hold +inf at disallowed tokens. Returns (B, n),
-    duplicates removed."""
+    gradient entries per position. Positions are spread evenly over the batch as in
+    llm-attacks' `sample_control`, from a random offset each step, so that a batch narrower
+    than the suffix still reaches every position over the steps. `grad` (n, V) must hold
+    +inf at disallowed tokens. Returns (B, n), duplicates removed."""
     n = ids.shape[0]
     top = (-grad).topk(topk, dim=1).indices.cpu()  # (n, topk)
-    pos = torch.arange(search_width) * n // search_width
+    offset = int(torch.randint(0, n, (1,), generator=generator))
+    pos = (torch.arange(search_width) * n // search_width + offset) % n
     pick = torch.randint(0, topk, (search_width,), generator=generator)
     cands = ids.cpu().repeat(search_width, 1)
     cands[torch.arange(search_width), pos] = top[pos, pick]

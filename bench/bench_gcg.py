@@ -209,7 +209,11 @@ def render(data: dict) -> str:
         f"row {st['behaviour_row']}, {st['steps']} steps, search width {st['search_width']}, "
         f"top-k {st['topk']}, init {st['init']!r} after the goal with separator "
         f"{st['separator']!r}, seeds {', '.join(map(str, seeds))} (one run per tool and seed; "
-        "means over seeds).\n\n"
+        "means over seeds)."
+        + (f" The {', '.join(st['reused']['tools'])} runs are reused from "
+           f"`{Path(st['reused']['file']).name}` ({st['reused']['date']}), unchanged code and "
+           "settings on that side." if st.get("reused") else "")
+        + "\n\n"
         + md_table(["tool", "median s/step", "mean s/step", f"loss after {st['steps']}",
                     "best loss", "candidates evaluated / step"], rows)
         + f"\nours / nanogcg time per step (median): **{ratio:.2f}x** (goal <= 0.5x)\n\n"
@@ -262,6 +266,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="one per seed: seed, seed+1, ...")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
     p.add_argument("--out", default="gcg")
+    p.add_argument("--tools", nargs="+", choices=["ours", "nanogcg"],
+                   default=["ours", "nanogcg"], help="run only these")
+    p.add_argument("--reuse", metavar="JSON",
+                   help="take the other tool's runs from this result file (same settings and "
+                        "seeds; e.g. after changing only our side)")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="no runs: merge these result files (e.g. other seeds) into --out")
     p.add_argument("--worker", choices=["ours", "nanogcg"], help=argparse.SUPPRESS)
@@ -280,19 +289,41 @@ def main() -> None:
     before = machine_state()
     warn_if_busy(before, "start")
     runs: dict[str, list[dict]] = {"ours": [], "nanogcg": []}
+    reused = None
+    if args.reuse:
+        reused = json.loads(Path(args.reuse).read_text())
+        st = reused["settings"]
+        mine = {"steps": args.steps, "search_width": args.width, "topk": args.topk,
+                "behaviour_row": args.behaviour, "threads": args.threads}
+        if any(st[k] != v for k, v in mine.items()):
+            raise SystemExit(f"{args.reuse}: other settings ({st}) than this run ({mine})")
+        want = set(range(args.seed, args.seed + args.rounds))
+        for tool in {"ours", "nanogcg"} - set(args.tools):
+            runs[tool] = [r for r in reused["runs"][tool] if r["seed"] in want]
+            if {r["seed"] for r in runs[tool]} != want:
+                raise SystemExit(f"{args.reuse}: {tool} lacks some of seeds {sorted(want)}")
     for r in range(args.rounds):
         for tool in (("ours", "nanogcg") if r % 2 == 0 else ("nanogcg", "ours")):
+            if tool not in args.tools:
+                continue
             print(f"round {r + 1} (seed {args.seed + r}): {tool} ...", flush=True)
             runs[tool].append(run_worker(tool, args, r) | {"seed": args.seed + r})
     after = machine_state()
     warn_if_busy(after, "end")
     s = {tool: summary(v) for tool, v in runs.items()}
-    data = {"environment": environment(), "machine_state": {"start": before, "end": after},
+    states = {"start": before, "end": after}
+    if reused:
+        states |= {f"reused_{k}": v for k, v in reused["machine_state"].items()}
+    data = {"environment": environment(), "machine_state": states,
             "settings": {"model": "embedded SmolLM2-135M-Instruct (float32, CPU)",
                          "steps": args.steps, "search_width": args.width, "topk": args.topk,
                          "seed": args.seed, "behaviour_row": args.behaviour, "init": " " + INIT,
                          "separator": "", "rounds": args.rounds, "threads": args.threads,
-                         "nanogcg": "0.2.3, use_prefix_cache=False"},
+                         "nanogcg": "0.2.3, use_prefix_cache=False",
+                         "reused": ({"file": args.reuse, "tools": sorted({"ours", "nanogcg"}
+                                                                         - set(args.tools)),
+                                     "date": reused["environment"]["date"]}
+                                    if reused else None)},
             "summary": s, "paired_best_loss": paired_loss(runs), "goal": "<= 0.5",
             "ratio_ours_over_nanogcg_median_step": (s["ours"]["median_step_s"]
                                                     / s["nanogcg"]["median_step_s"]),

@@ -95,6 +95,22 @@ def test_suffix_returned_with_tokens_that_retokenise(result, tok):
     assert result.to_dict()["config"]["search_width"] == 48
 
 
+def test_candidates_are_spread_over_positions_and_reach_all_of_them():
+    ids = torch.zeros(20, dtype=torch.long)
+    grad = torch.zeros(20, 100)
+    grad[:, 1:] = -1.0  # token 0 (the current one) is never among the top-k
+    gen = torch.Generator().manual_seed(0)
+    wide = sample_candidates(ids, grad, 60, 8, gen)
+    counts = torch.bincount((wide != 0).int().argmax(1), minlength=20)
+    assert ((wide != 0).sum(1) == 1).all()
+    assert counts.min() >= 1 and counts.max() <= 3  # 3 per position (fewer after dedup)
+    # narrower than the suffix: every step a different slice, every position within a few
+    seen = set()
+    for _ in range(10):
+        seen |= set((sample_candidates(ids, grad, 8, 8, gen) != 0).int().argmax(1).tolist())
+    assert seen == set(range(20))
+
+
 def test_prefix_cache_loss_equals_no_cache_loss(model, tok):
     init = torch.tensor(tok(" " + GCGConfig().init, add_special_tokens=False)["input_ids"])
     grad = torch.randn(len(init), len(tok), generator=torch.Generator().manual_seed(0))
