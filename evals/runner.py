@@ -131,14 +131,23 @@ def manifest_versions() -> dict[str, Any]:
     return manifest(RunConfig())["versions"]
 
 
+def model_order(eval_runs: list[dict]) -> list[str]:
+    """Model names in the order they were given to `udasa-eval run`, oldest run first (the
+    suite's order puts the baselines first and UDASA last, as the paper's tables do)."""
+    return list(dict.fromkeys(m["name"] for r in eval_runs
+                              for m in json.loads(r["config"]).get("models", [])))
+
+
 def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
     """Leaderboard (markdown, CSV) over every stored eval run, plus a bar chart per metric."""
     rows = store.leaderboard()
     if not rows:
         return {}
-    times = {r["id"]: r["created_at"] for r in store.db["eval_runs"].rows}
+    runs = store.eval_runs()
+    times = {r["id"]: r["created_at"] for r in runs}
     human = human_means(store.ratings(), HUMAN_FIELDS)
-    md, csv = write_leaderboard(rows, workspace, human=human, run_times=times)
+    md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
+                                models=model_order(runs))
     charts = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
         charts.append(str(bar_chart(rows, task, metric, workspace / "plots" /

@@ -51,6 +51,23 @@ def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
     assert len(Store(cfg.workspace).leaderboard()) >= 7
 
 
+def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
+    from evals.runner import model_order, write_outputs
+
+    store = Store(tmp_path)
+    for eval_id, names in (("e1", ["base", "RAIN", "UDASA"]), ("e2", ["vanilla", "UDASA"])):
+        board = [{"model": n, "task": "harmlessness", "metric": "score", "value": v,
+                  "ci_low": v - 1, "ci_high": v + 1, "n": 5, "failures": 0, "judge": "j"}
+                 for n, v in zip(names, (3.0, 9.0, 6.0))]
+        store.add_eval_run(eval_id, {"models": [{"name": n} for n in names]}, {}, [], board)
+    assert model_order(store.eval_runs()) == ["base", "RAIN", "UDASA", "vanilla"]
+    write_outputs(store, tmp_path)
+    table = (tmp_path / "leaderboard.md").read_text().split("## With")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert rows == ["base", "RAIN", "UDASA", "vanilla"]  # not by score (RAIN 9, vanilla 3)
+
+
 def test_rerun_generates_nothing_and_hits_the_judge_cache(local_run):
     cfg, first = local_run
     store = Store(cfg.workspace)
