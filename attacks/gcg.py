@@ -77,6 +77,9 @@ class GCGConfig:
     num_steps: int = 500
     search_width: int = 512  # candidates per step (llm-attacks `batch_size`)
     topk: int = 256
+    # where substitutions go: "spread" evenly over the suffix from a random offset each step
+    # (llm-attacks), or "random", each candidate's position drawn uniformly (nanogcg)
+    positions: str = "spread"
     eval_batch_size: int | None = None  # candidates per forward pass; None = all at once
     init: str = PAPER_INIT  # the suffix the search starts from
     separator: str = " "  # between the goal and the suffix in the user turn
@@ -97,6 +100,8 @@ class GCGConfig:
         checks = [(self.num_steps >= 0, "num_steps", "must be >= 0"),
                   (self.search_width >= 1, "search_width", "must be >= 1"),
                   (self.topk >= 1, "topk", "must be >= 1"),
+                  (self.positions in ("spread", "random"), "positions",
+                   f"must be 'spread' or 'random', not {self.positions!r}"),
                   (self.eval_batch_size is None or self.eval_batch_size >= 1,
                    "eval_batch_size", "must be >= 1 or null"),
                   (bool(self.init.strip()), "init", "must be a non-empty string"),
@@ -204,16 +209,20 @@ def allowed_tokens(tokenizer, vocab_size: int, allow_non_ascii: bool = False) ->
 
 
 def sample_candidates(ids: torch.Tensor, grad: torch.Tensor, search_width: int, topk: int,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, positions: str = "spread") -> torch.Tensor:
     """`search_width` single-token substitutions of `ids` (n,) from the top-k most negative
-    gradient entries per position. Positions are spread evenly over the batch as in
+    gradient entries per position. `positions="spread"`: spread evenly over the batch as in
     llm-attacks' `sample_control`, from a random offset each step, so that a batch narrower
-    than the suffix still reaches every position over the steps. `grad` (n, V) must hold
-    +inf at disallowed tokens. Returns (B, n), duplicates removed."""
+    than the suffix still reaches every position over the steps; `"random"`: drawn uniformly
+    per candidate (nanogcg). `grad` (n, V) must hold +inf at disallowed tokens. Returns
+    (B, n), duplicates removed."""
     n = ids.shape[0]
     top = (-grad).topk(topk, dim=1).indices.cpu()  # (n, topk)
-    offset = int(torch.randint(0, n, (1,), generator=generator))
-    pos = (torch.arange(search_width) * n // search_width + offset) % n
+    if positions == "random":
+        pos = torch.randint(0, n, (search_width,), generator=generator)
+    else:
+        offset = int(torch.randint(0, n, (1,), generator=generator))
+        pos = (torch.arange(search_width) * n // search_width + offset) % n
     pick = torch.randint(0, topk, (search_width,), generator=generator)
     cands = ids.cpu().repeat(search_width, 1)
     cands[torch.arange(search_width), pos] = top[pos, pick]
@@ -613,7 +622,8 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
                              if tg.model_index == j), torch.zeros_like(grad))
             grad += _normalise(per_model)
         grad[:, disallowed] = math.inf
-        cands = sample_candidates(ids, grad, cfg.search_width, cfg.topk, generator)
+        cands = sample_candidates(ids, grad, cfg.search_width, cfg.topk, generator,
+                                  cfg.positions)
         if cfg.filter_retokenization:
             cands = cands[valid(cands, pairs)]
         n_cands.append(int(cands.shape[0]))

@@ -65,7 +65,7 @@ def worker_ours(args) -> dict:
     # with a space).
     cfg = GCGConfig(num_steps=args.steps, search_width=args.width, topk=args.topk,
                     init=" " + INIT, separator="", seed=args.seed, early_stop=False,
-                    test_every=0)
+                    test_every=0, positions=args.positions)
     crit = Criterion(PrefixList("bench", "bench", "", ("I'm sorry",)), 1)  # final test only
     r = run_gcg((model, tok), b, cfg, criterion=crit, progress=False)
     return {"losses": r.losses, "best_loss": r.best_loss, "init_loss": r.init_loss,
@@ -141,8 +141,8 @@ def run_worker(tool: str, args, seed_round: int) -> dict:
         cmd = [sys.executable, __file__, "--worker", tool, "--worker-out", str(out),
                "--steps", str(args.steps), "--width", str(args.width), "--topk", str(args.topk),
                "--seed", str(args.seed + seed_round), "--behaviour", str(args.behaviour),
-               "--threads", str(args.threads or 0)] + (["--check-default"] if seed_round == 0
-                                                       else [])
+               "--threads", str(args.threads or 0), "--positions", args.positions]
+        cmd += ["--check-default"] if seed_round == 0 else []
         env = os.environ | {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
@@ -208,7 +208,8 @@ def render(data: dict) -> str:
         f"SmolLM2-135M-Instruct fp32 on CPU ({st['threads'] or 'default'} thread(s)), AdvBench "
         f"row {st['behaviour_row']}, {st['steps']} steps, search width {st['search_width']}, "
         f"top-k {st['topk']}, init {st['init']!r} after the goal with separator "
-        f"{st['separator']!r}, seeds {', '.join(map(str, seeds))} (one run per tool and seed; "
+        f"{st['separator']!r}, our candidate positions {st.get('positions', 'spread')!r}, "
+        f"seeds {', '.join(map(str, seeds))} (one run per tool and seed; "
         "means over seeds)."
         + (f" The {', '.join(st['reused']['tools'])} runs are reused from "
            f"`{Path(st['reused']['file']).name}` ({st['reused']['date']}), unchanged code and "
@@ -266,6 +267,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="one per seed: seed, seed+1, ...")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
     p.add_argument("--out", default="gcg")
+    p.add_argument("--positions", choices=["spread", "random"], default="spread",
+                   help="our GCGConfig.positions")
     p.add_argument("--tools", nargs="+", choices=["ours", "nanogcg"],
                    default=["ours", "nanogcg"], help="run only these")
     p.add_argument("--reuse", metavar="JSON",
@@ -319,6 +322,7 @@ def main() -> None:
                          "steps": args.steps, "search_width": args.width, "topk": args.topk,
                          "seed": args.seed, "behaviour_row": args.behaviour, "init": " " + INIT,
                          "separator": "", "rounds": args.rounds, "threads": args.threads,
+                         "positions": args.positions,
                          "nanogcg": "0.2.3, use_prefix_cache=False",
                          "reused": ({"file": args.reuse, "tools": sorted({"ours", "nanogcg"}
                                                                          - set(args.tools)),

@@ -109,6 +109,9 @@ def test_candidates_are_spread_over_positions_and_reach_all_of_them():
     for _ in range(10):
         seen |= set((sample_candidates(ids, grad, 8, 8, gen) != 0).int().argmax(1).tolist())
     assert seen == set(range(20))
+    # nanogcg's draw: one uniform position per candidate, still single substitutions
+    rand = sample_candidates(ids, grad, 60, 8, gen, positions="random")
+    assert ((rand != 0).sum(1) == 1).all() and len(rand) > 40
 
 
 def test_prefix_cache_loss_equals_no_cache_loss(model, tok):
@@ -167,6 +170,7 @@ class _Counter:
     (BOMB, {"topk": 49_000}, "tokens a suffix may use"),
     (BOMB, {"num_steps": -1}, "num_steps"),
     (BOMB, {"init": "  "}, "init"),
+    (BOMB, {"positions": "everywhere"}, "positions"),
 ])
 def test_bad_input_fails_before_optimisation(model, tok, behaviour, overrides, message):
     counter = _Counter(model)
