@@ -681,7 +681,8 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
         steps=len(losses), success=all(r["jailbroken"] for r in final),
         wall_time_s=time.perf_counter() - started, init_loss=init_loss,
         separator=cfg.separator, step_times_s=times, n_candidates=n_cands, n_goals=k_goals,
-        n_models=k_models, events=events, final=final, criterion=criterion.describe(), config=asdict(cfg))
+        n_models=k_models, events=events, final=final, criterion=criterion.describe(),
+        config=asdict(cfg))
 
 
 def candidate_losses(model, tokenizer, behaviour: Behaviour | tuple[str, str],
