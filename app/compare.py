@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
+from app.render import plain
 from evals.leaderboard import human_means, long_table, wide_table
 from evals.plots import bar_chart
 from evals.stats import (
@@ -55,7 +56,7 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
         return None
     human = human_means(ratings, human_fields()) if ratings else None
     table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
-    return table.reset_index()
+    return plain_cells(table.reset_index())
 
 
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
@@ -67,11 +68,12 @@ def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
                           json.dumps(times))
         path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
         if not path.exists():
-            try:
-                bar_chart(rows, task, metric, path, run_times=times)
+            try:  # model names are data: a `$` in one is text, not mathtext
+                with matplotlib.rc_context({"text.parse_math": False}):
+                    bar_chart(rows, task, metric, path, run_times=times)
             except ValueError:  # no numeric row for this metric
                 continue
-        out.append((str(path), f"{task}: {metric}"))
+        out.append((str(path), plain(f"{task}: {metric}")))
     return out
 
 
@@ -175,13 +177,24 @@ def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
 
 
-def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.DataFrame:
-    """Rounded numbers and shortened texts, for a table on screen."""
-    out = table.round(digits)
-    for col in out.columns[out.dtypes == object]:
-        out[col] = out[col].map(lambda v: v if not isinstance(v, str) or len(v) <= width
-                                else v[:width - 1] + "…")
+def _text_cells(table: pd.DataFrame, fn) -> pd.DataFrame:
+    """`fn` applied to every text cell (object or string columns: pandas 3 has both)."""
+    out = table.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: fn(v) if isinstance(v, str) else v)
     return out
+
+
+def plain_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells as display text (`render.plain`: bidirectional controls made visible)."""
+    return _text_cells(table, plain)
+
+
+def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.DataFrame:
+    """Rounded numbers and display texts cut to `width` characters, for a table on screen."""
+    return _text_cells(plain_cells(table.round(digits)),
+                       lambda v: v if len(v) <= width else v[:width - 1] + "…")
 
 
 def table3_stats(table: pd.DataFrame) -> str:

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from app.render import plain
 from udasa.config import AXES, CurriculumConfig, FusionConfig, RunConfig, from_dict
 from udasa.curriculum import Stage, assign_stage, make_stages, resolve_thresholds
 from udasa.errors import UdasaError
@@ -68,7 +69,7 @@ class Fused:
 
 def run_choices(store: Store) -> list[tuple[str, str]]:
     """(label, run id) of every run, newest first."""
-    return [(f"{r['name']} · {r['id']} · {r['status']} · {r['updated_at']}", r["id"])
+    return [(plain(f"{r['name']} · {r['id']} · {r['status']} · {r['updated_at']}"), r["id"])
             for r in store.runs()]
 
 
@@ -221,8 +222,9 @@ def histogram_png(v: View, out_dir: Path, run_name: str) -> Path | None:
     key = content_key(json.dumps([run_name, v.run_deltas, v.thresholds]))
     path = out_dir / f"delta_{key}.png"
     if not path.exists():
-        delta_histogram(v.run_deltas, v.thresholds, path,
-                        title=f"{run_name}: Δu over {len(v.run_deltas)} pairs")
+        with matplotlib.rc_context({"text.parse_math": False}):  # a `$` in a name is text
+            delta_histogram(v.run_deltas, v.thresholds, path,
+                            title=f"{plain(run_name)}: Δu over {len(v.run_deltas)} pairs")
     return path
 
 

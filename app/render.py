@@ -3,13 +3,17 @@
 Nothing here emits markup taken from the store: texts are HTML-escaped (so `<script>`, an
 `<img onerror>` and a markdown `[x](javascript:...)` link stay inert text) and shown in
 `white-space: pre-wrap` blocks; numbers are formatted by us. Gradio's HTML component sets
-the result as the element's content and does not interpret markdown.
+the result as the element's content and does not interpret markdown. Bidirectional controls
+(an RTL override can make a reply or a model name read backwards, or flip the score beside
+it) are shown as visible tags such as `[U+202E]`: `plain` does that for texts that Gradio
+shows itself (dropdown labels, table cells, captions), `esc` for our HTML.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 AXIS_LABELS = {"sem": "U_sem", "fact": "U_fact", "val": "U_val"}
@@ -39,9 +43,18 @@ CSS = """
 """
 
 
+# LRE RLE PDF LRO RLO and LRI RLI FSI PDI: the controls that reorder the text after them
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value: object) -> str:
+    """A stored string as display text: bidirectional controls made visible (`[U+202E]`)."""
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", "" if value is None else str(value))
+
+
 def esc(value: object) -> str:
-    """HTML-escape any value (quotes too)."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """HTML-escape any value (quotes too), bidirectional controls made visible."""
+    return html.escape(plain(value), quote=True)
 
 
 def num(value: float | None, digits: int = 3) -> str:

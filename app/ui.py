@@ -100,6 +100,17 @@ def guarded(*fallback: Any) -> Callable:
     return wrap
 
 
+def short(text: str, width: int = 90) -> str:
+    """A stored text as a dropdown label: one display line of at most `width` characters."""
+    text = " ".join(render.plain(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def labelled(names: list[str]) -> list[tuple[str, str]]:
+    """Dropdown choices whose value is the stored name and whose label is its display text."""
+    return [(render.plain(n), n) for n in names]
+
+
 def _thresholds(text: str) -> list[float]:
     try:
         return [float(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
@@ -178,8 +189,7 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
                     or store.get_run(run_id) is None):
                 return nothing
             run = inspector.load_run(store, run_id)
-        prompts = [(text if len(text) <= 90 else text[:89] + "…", pid)
-                   for pid, text in run.prompts.items()]
+        prompts = [(short(text), pid) for pid, text in run.prompts.items()]
         first = prompts[0][1] if prompts else None
         return [gr.update(choices=prompts, value=first), *_controls(run.cfg)]
 
@@ -400,15 +410,15 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         task = next(iter(tasks), None)
         return ["".join(notes), gr.update(value=board, visible=board is not None),
                 gr.update(value=charts, visible=bool(charts)),
-                gr.update(choices=list(tasks), value=task),
+                gr.update(choices=labelled(list(tasks)), value=task),
                 gr.update(choices=runs, value=runs[0][1] if runs else None)]
 
     def methods(task, request: gr.Request):
         with state.ws.read() as store:
             names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
                      if store is not None and task and not state.locked(request) else [])
-        return (gr.update(choices=names, value=names[0] if names else None),
-                gr.update(choices=names, value=names[1] if len(names) > 1 else None))
+        return (gr.update(choices=labelled(names), value=names[0] if names else None),
+                gr.update(choices=labelled(names), value=names[1] if len(names) > 1 else None))
 
     @guarded(gr.update(choices=[], value=None), "")
     def pair_test(task, a, b, request: gr.Request):
@@ -418,7 +428,7 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
             if store is None:
                 return state.no_store(), gr.update(choices=[], value=None), ""
             cmp = compare.compare(compare.latest_samples(store), task, a, b)
-        labels = [(p if len(p) <= 90 else p[:89] + "…", i) for i, p in enumerate(cmp.prompts)]
+        labels = [(short(p), i) for i, p in enumerate(cmp.prompts)]
         return (f"<div class='udasa-prompt'>{render.esc(compare.comparison_text(cmp))}</div>",
                 gr.update(choices=labels, value=0 if labels else None), "")
 
@@ -473,7 +483,8 @@ def export_tab() -> dict[str, Any]:
 
 def bind_export(state: AppState, c: dict[str, Any]) -> None:
     def describe(request: gr.Request):
-        who = "every annotator's ratings" if state.is_admin(request) else "your own ratings"
+        who = ("every annotator's ratings" if state.is_admin(request) else
+               "your own ratings (blind: without the method that wrote each reply)")
         return f"Exports {who} from `{state.ws.db_path}`."
 
     def run(fmt, request: gr.Request):
@@ -484,7 +495,8 @@ def bind_export(state: AppState, c: dict[str, Any]) -> None:
         if not rows:
             raise gr.Error("no ratings to export yet")
         folder = Path(tempfile.mkdtemp(dir=state.scratch))
-        return str(export(rows, fmt, folder / f"udasa-ratings.{fmt}"))
+        return str(export(rows, fmt, folder / f"udasa-ratings.{fmt}",
+                          blinded=not state.is_admin(request)))
 
     c["_load"] = (describe, None, c["notice"])
     c["go"].click(run, c["fmt"], c["file"], api_visibility="private")
