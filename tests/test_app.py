@@ -285,6 +285,23 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
     ratings = store.ratings()
     t3 = compare.table3(store, run_id, ratings)
     assert len(t3) == 4 and list(t3["annotators"]) == [2] * 4
+    # the join by hand: each rated reply's planted U's, u = sum softmax(U) * U (Eq. 5-6, T = 1)
+    # and the two annotators' means (alice 2 + 2k, bob 3 + 2k overall; harmless 3 + k)
+    run = inspector.load_run(store, run_id)
+    index = {r.response_id: (int(run.prompts[pid].split()[1].rstrip(":")), r.index)
+             for pid, rs in run.replies.items() for r in rs}  # "prompt {i}: ..."
+    expected = []
+    for k, item in enumerate(run_items):
+        i, j = index[item.id]
+        us = UNCERTAINTIES[i][j]
+        exps = [math.exp(x) for x in us]
+        u = sum(e * x for e, x in zip(exps, us)) / sum(exps)
+        expected.append([u, *us, 2.5 + 2 * k, 3.0 + k, 4.0, 2, item.response])
+    expected.sort(key=lambda row: row[0])
+    got = t3[["u", "U_sem", "U_fact", "U_val", "human overall", "human harmless",
+              "human helpful", "annotators", "reply"]].values.tolist()
+    for row, want in zip(got, expected, strict=True):
+        assert row[:-1] == pytest.approx(want[:-1]) and row[-1] == want[-1]
     corr = spearman(t3["u"].tolist(), t3["human overall"].tolist())
     assert f"{corr.rho:+.3f}" in compare.table3_stats(t3)
     agree = compare.agreement(ratings).set_index("ratings")
@@ -295,6 +312,17 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
         krippendorff_alpha_interval(units))
     assert math.isnan(agree.loc["helpful (1-10)", "value"])  # all 4: no variation
     assert compare.table3_figure(t3) is not None
+
+
+def test_display_texts_show_bidi_controls_and_cut_long_cells():
+    import pandas as pd
+
+    assert render.plain("a\u202eb\u2066c") == "a[U+202E]b[U+2066]c"
+    assert render.esc("<b>\u202e") == "&lt;b&gt;[U+202E]"
+    table = pd.DataFrame({"reply": ["x" * 500, "r\u202el"], "u": [0.12345, 0.5]})
+    shown = compare.for_display(table)  # pandas 3 stores these as a string dtype, not object
+    assert shown["reply"].tolist() == ["x" * 119 + "…", "r[U+202E]l"]
+    assert shown["u"].tolist() == [0.123, 0.5]
 
 
 # export -----------------------------------------------------------------------------------
@@ -312,3 +340,25 @@ def test_export_csv_defuses_formulas_and_jsonl_keeps_values(ws, tmp_path):
     assert json.loads(lines[0])["prompt"] == item.prompt
     with pytest.raises(ValueError):
         export.export(rows, "xlsx", tmp_path / "r.xlsx")
+
+
+def test_an_annotators_export_is_blind(ws, tmp_path):
+    store = Store(ws)
+    for k, pair in enumerate(rating.pool(store, "pair")[:3]):
+        store.add_rating(rating.rating_row("bob", pair, choice=("A", "B", "tie")[k]))
+    store.add_rating(rating.rating_row("bob", rating.pool(store, "single")[0],
+                                       {"harmless": 1, "helpful": 2, "overall": 3}))
+    rows = store.ratings("bob")
+    with open(export.export(rows, "csv", tmp_path / "b.csv", blinded=True),
+              encoding="utf-8") as f:
+        got = list(csv.DictReader(f))
+    assert "method" not in got[0] and len(got) == 4
+    methods = {m for r in rows for m in r["method"].split(" vs ")}
+    text = (tmp_path / "b.csv").read_text(encoding="utf-8")
+    assert not [m for m in methods if m in text]
+    by_id = {r["id"]: r for r in rows}
+    for r in got:  # the side bob saw, as stored server-side: A's method first
+        pref, a = by_id[r["id"]]["preference"], by_id[r["id"]]["method"].split(" vs ")[0]
+        assert r["preference"] == ("" if pref is None else "tie" if pref == "tie" else
+                                   "A" if pref == a else "B")
+    assert sorted(r["preference"] for r in got) == ["", "A", "B", "tie"]

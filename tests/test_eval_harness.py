@@ -16,7 +16,8 @@ from evals.runner import EvalConfig, run_eval
 from udasa.data import data_dir
 from udasa.store import Store
 
-pytestmark = pytest.mark.skipif(not (data_dir() / "hh-rlhf").is_dir(),
+# only the tests that read the shared datasets (the others bring their own data)
+needs_data = pytest.mark.skipif(not (data_dir() / "hh-rlhf").is_dir(),
                                 reason=f"shared datasets not found at {data_dir()}")
 GEN_TASKS = ["harmlessness", "helpfulness", "truthfulness", "sentiment"]
 
@@ -28,6 +29,7 @@ def local_run(tmp_path_factory, tiny_policy):
     return cfg, run_eval(cfg, progress=lambda *_: None)
 
 
+@needs_data
 def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
     cfg, results = local_run
     assert set(results["tasks"]) == set(GEN_TASKS)
@@ -68,6 +70,7 @@ def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
     assert rows == ["base", "RAIN", "UDASA", "vanilla"]  # not by score (RAIN 9, vanilla 3)
 
 
+@needs_data
 def test_rerun_generates_nothing_and_hits_the_judge_cache(local_run):
     cfg, first = local_run
     store = Store(cfg.workspace)
@@ -120,6 +123,7 @@ def test_openai_judge_with_faults_retries_records_failures_and_hides_the_key(
     assert secret not in caplog.text
 
 
+@needs_data
 def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
     other = build_tiny_policy(tmp_path / "other", seed=1)
     with FakeOpenAIServer(lambda b: str(1 + len(b["messages"][-1]["content"]) % 9)) as server:
@@ -128,7 +132,29 @@ def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
         results = run_eval(cfg, progress=lambda *_: None)
     (test,) = results["tasks"]["harmlessness"]["paired_tests"]
     assert test["model"] == "b" and test["baseline"] == "a" and test["n"] == 4
-    assert 0 <= test["p_bootstrap"] <= 1 and 0 <= test["p_sign"] <= 1
+    # by hand: the judge's score of each stored output is 1 + len(its rendered prompt) % 9
+    from math import comb
+
+    from evals.judges.base import load_judge_config
+    from evals.stats import paired_bootstrap
+    from evals.tasks.hh import Harmlessness
+
+    template = load_judge_config("gpt4").templates[Harmlessness.template]
+    score = {(s["model"], s["idx"]): 1 + len(template.render(
+        {"prompt": s["prompt"], "response": s["output"]})) % 9
+        for s in Store(cfg.workspace).eval_samples()}
+    assert [s["scores"]["value"] for s in Store(cfg.workspace).eval_samples()] == [
+        score[s["model"], s["idx"]] for s in Store(cfg.workspace).eval_samples()]
+    a, b = ([score[m, i] for i in range(4)] for m in ("a", "b"))
+    wins, losses = sum(x > y for x, y in zip(b, a)), sum(x < y for x, y in zip(b, a))
+    n = wins + losses
+    # exact two-sided binomial (p = 1/2): twice the smaller tail, at most 1
+    p_sign = min(1.0, 2 * sum(comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n)
+    assert (test["sign_wins"], test["sign_losses"], test["sign_ties"]) == (wins, losses, 4 - n)
+    assert test["p_sign"] == pytest.approx(p_sign)
+    assert test["mean_diff"] == pytest.approx(sum(b) / 4 - sum(a) / 4)
+    boot = paired_bootstrap(b, a)  # the runner's bootstrap, fed the hand values
+    assert test["p_bootstrap"] == boot.p_value and test["ci"] == [boot.low, boot.high]
 
 
 def test_cli_unknown_task_is_a_clear_error(tmp_path, capsys):
@@ -136,6 +162,7 @@ def test_cli_unknown_task_is_a_clear_error(tmp_path, capsys):
     assert "unknown task 'nonsense'" in capsys.readouterr().out
 
 
+@needs_data
 def test_validate_judge_reports_agreement(tmp_path):
     def judge(body):  # a judge that prefers longer replies, deterministically
         text = body["messages"][-1]["content"]

@@ -14,9 +14,10 @@ from udasa.data import data_dir
 
 NEEDED = ["advbench/harmful_behaviors.csv", "gcg/refusal_prefixes.json",
           "gcg/universal_suffixes.json"]
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.skipif(
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+needs_data = pytest.mark.skipif(  # only the tests that attack AdvBench behaviours
     not all((data_dir() / f).is_file() for f in NEEDED),
-    reason=f"shared data folder {data_dir()} lacks {', '.join(NEEDED)} (set UDASA_DATA_DIR)")]
+    reason=f"shared data folder {data_dir()} lacks {', '.join(NEEDED)} (set UDASA_DATA_DIR)")
 
 
 
@@ -39,6 +40,7 @@ def check_estimates(metrics: dict, n: int) -> None:
         assert est["high"] > est["low"]  # Wilson: informative even at 0% or 100%
 
 
+@needs_data
 def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
     from evals.models import EvalModel
     from evals.tasks.robustness import Robustness
@@ -79,6 +81,7 @@ def write_configs(tmp_path: Path, mode: str, **extra) -> str:
     return str(task)
 
 
+@needs_data
 def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeypatch):
     from evals.models import EvalModel
     from evals.tasks import robustness
@@ -112,6 +115,7 @@ def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeyp
     assert len(Store(ws).attack_suffixes()) == 2
 
 
+@needs_data
 def test_transfer_suffix_from_an_ensemble(tmp_path, tiny_policy):
     from conftest import build_tiny_policy
 
@@ -152,6 +156,7 @@ def test_bad_task_config(tmp_path):
         load_robustness_config(str(bad))
 
 
+@needs_data
 def test_judge_as_second_criterion(tmp_path, tiny_policy):
     """`judge: harness` adds *_judge metrics from udasa-eval's own judge (here a tiny local
     model); without one it is a clear error."""

@@ -23,7 +23,10 @@ def test_semantic_consistent_answers_are_less_uncertain_than_scattered_ones():
                  "Quarterly revenue rose by four percent.", "Knit two, purl two, repeat."]
     (cons, scat) = scorer.score([(PROMPT, consistent), (PROMPT, scattered)])
     assert np.mean([s.value for s in cons]) < np.mean([s.value for s in scat])
-    # the off-topic reply inside the scattered group is its most uncertain member
+    # every scattered reply is more uncertain than any consistent one, and the same on-topic
+    # reply ("The tower is in Paris.", first in both) is more uncertain among off-topic company
+    assert min(s.value for s in scat) > max(s.value for s in cons)
+    assert scat[0].value > cons[0].value
     assert all(0.0 <= s.value <= 1.0 for s in cons + scat)
     assert cons[0].details["prompt_level"] < scat[0].details["prompt_level"]
     assert "MiniLM" in scorer.version
@@ -80,10 +83,31 @@ def test_value_threat_is_more_uncertain_than_recipe(name):
 
 
 def test_lm_judge_reads_both_option_orders_from_real_probabilities():
+    import torch
+
+    from udasa.models import load_causal_lm
+    from udasa.scorers.lm_options import chat_prefix, read_prompt
+
     scorer = make_scorer("val", ScorerConfig("lm-judge", batch_size=2))
-    (scores,) = scorer.score([("Hi", ["Have a nice day!", "I will kill you."])])
-    for s in scores:
-        assert 0.0 < s.value < 1.0 and s.details["lm_judge"] == s.value
+    replies = ["Have a nice day!", "I will kill you."]
+    (scores,) = scorer.score([("Hi", replies)])
+    # by hand, one text at a time (no batch, no padding): P(harmful) read from the next-token
+    # logits of "A" and "B" after "(", with "harmful" as option B, then as option A
+    model, tok = load_causal_lm("embedded")
+    a_id, b_id = (tok.encode(x, add_special_tokens=False)[0] for x in "AB")
+    template = read_prompt("safety_judge.txt")
+    for reply, s in zip(replies, scores):
+        orders = []
+        for option_a, option_b, harmful in (("harmless", "harmful", 1), ("harmful", "harmless", 0)):
+            text = chat_prefix(tok, template.format(prompt="Hi", response=reply,
+                                                    option_a=option_a, option_b=option_b), "(")
+            ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logits = model(ids).logits[0, -1, [a_id, b_id]].float()
+            orders.append(float(torch.softmax(logits, -1)[harmful]))
+        assert s.value == pytest.approx(sum(orders) / 2, abs=1e-4), orders
+        assert s.details["lm_judge"] == s.value
+        assert abs(orders[0] - orders[1]) > 1e-3  # the orders disagree: averaging matters
 
 
 def test_moderation_scorer_against_a_local_openai_compatible_server():

@@ -187,12 +187,33 @@ def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
 
 
 def test_too_long_pairs_are_dropped_and_counted(trained, tiny_policy):
+    from collections import Counter
+
+    from udasa.training import token_length
+
     pipe, _ = trained
+    tok = AutoTokenizer.from_pretrained(tiny_policy)
+    stages = {s["stage"] for s in pipe.store.stages(pipe.run_id)}
+    pairs = [p for p in pipe.store.pairs(pipe.run_id) if p["stage"] in stages]
+    lengths = [token_length(tok, p, conversational=True) for p in pairs]
+    limit = sorted(lengths)[len(lengths) // 2]  # about half the pairs are longer
+    too_long = Counter(p["stage"] for p, n in zip(pairs, lengths) if n > limit)
+    kept = Counter(p["stage"] for p, n in zip(pairs, lengths) if n <= limit)
+    assert sum(too_long.values()) and sum(kept.values())
     cfg = load_config(CONFIG, overrides(tiny_policy, **{
-        "training.max_length": 16, "training.too_long": "drop",
+        "training.max_length": limit, "training.too_long": "drop", "training.epochs": 1,
         "training.save_checkpoints": False}))
     report = Pipeline(cfg, pipe.workspace).train()
-    assert report.done == 0 and "skipped" in " ".join(report.notes)
+    stored = {c["stage"]: c["metrics"] for c in
+              pipe.store.checkpoints(pipe.run_id, train_key_of(cfg))}
+    for stage in sorted(too_long | kept):
+        if kept[stage]:  # trained on the rest; the count of dropped pairs is stored
+            assert stored[stage]["dropped_too_long"] == too_long[stage], stage
+            assert stored[stage]["pairs"] == kept[stage], stage
+        else:  # nothing left: the stage is skipped and says why
+            assert stage not in stored
+            assert f"stage {stage} " in " ".join(n for n in report.notes if "longer" in n)
+    assert report.done == sum(1 for stage in kept if kept[stage])
 
 
 @pytest.mark.parametrize(("item", "field"), [
