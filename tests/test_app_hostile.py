@@ -158,6 +158,21 @@ def shown(stored: str) -> str:
     return plain(stored).strip()
 
 
+def test_the_page_scan_finds_what_it_looks_for(browser):
+    """The scan run on every view, on a page that has each thing it must report."""
+    page = browser.new_page()
+    page.set_content("<p>fine \u202eevil</p><img src='x' onerror='1'>"
+                     "<a href='javascript:void(0)'>a</a><iframe></iframe><input value='b'>"
+                     f"<div style='background:url(http://{OUTSIDE}/)'>d</div>")
+    page.locator("input").evaluate("e => e.value = 'x\u202ey'")
+    found = page.evaluate(SCAN_JS)
+    assert found == ["IMG onerror", "A href=javascript:void(0)", "IFRAME",
+                     "INPUT value with a bidi control",
+                     f"DIV style=background:url(http://{OUTSIDE}/)",
+                     "text with a bidi control: fine \u202eevil"], found
+    page.close()
+
+
 def test_hostile_text_stays_inert_on_every_view_for_an_admin(server, workspace, browser):
     w = Watch(browser, server)
     page = w.page
