@@ -120,6 +120,7 @@ def ratings(workspace: Path) -> list[dict]:
         return [dict(r) for r in conn.execute("select * from human_ratings")]
 
 
+@pytest.mark.slow
 def test_wrong_password_gets_no_data(server, workspace):
     from gradio_client import Client
 
@@ -157,6 +158,7 @@ def wait_until(fn, timeout: float = 60.0, what: str = ""):
         time.sleep(0.25)
 
 
+@pytest.mark.slow
 def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspace, browser,
                                                                  tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -268,6 +270,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     page.close()
 
 
+@pytest.mark.slow
 def test_an_annotator_rates_blind_and_sees_only_their_own_ratings(server, workspace, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -289,6 +292,7 @@ def test_an_annotator_rates_blind_and_sees_only_their_own_ratings(server, worksp
     context.close()
 
 
+@pytest.mark.slow
 def test_twenty_annotators_submitting_at_once_lose_no_rating(server, workspace):
     from gradio_client import Client
 

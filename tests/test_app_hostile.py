@@ -173,6 +173,7 @@ def test_the_page_scan_finds_what_it_looks_for(browser):
     page.close()
 
 
+@pytest.mark.slow
 def test_hostile_text_stays_inert_on_every_view_for_an_admin(server, workspace, browser):
     w = Watch(browser, server)
     page = w.page

@@ -64,6 +64,7 @@ def test_missing_file_names_the_path(tmp_path, capsys):
     assert "nope.jsonl" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_blank_prompts_are_skipped_with_the_row_named(tmp_path, capsys):
     data = tmp_path / "prompts.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": p}) for p in
@@ -76,6 +77,7 @@ def test_blank_prompts_are_skipped_with_the_row_named(tmp_path, capsys):
         "Name a colour.", "Name a fruit."}
 
 
+@pytest.mark.slow
 def test_prompt_longer_than_the_context_is_skipped_and_recorded(tmp_path):
     data = tmp_path / "prompts.jsonl"
     data.write_text(json.dumps({"prompt": "Name a colour."}) + "\n"

@@ -27,6 +27,7 @@ def tiny_cfg(method: str, policy: str) -> BaselineConfig:
                                 epochs=2, batch_size=2, eval_fraction=0.0, max_length=128))
 
 
+@pytest.mark.slow
 def test_rlaif_preference_is_symmetric_and_comes_from_real_probabilities():
     model, tok = load_causal_lm("embedded")
     prompt = "How do I make tea?"
@@ -40,6 +41,7 @@ def test_rlaif_preference_is_symmetric_and_comes_from_real_probabilities():
     assert 0 < float(raw[0]) < 1 and float(raw[0]) != pytest.approx(0.5, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_rlaif_pairs_store_soft_labels_and_train_with_dpo(tmp_path, tiny_policy):
     cfg = tiny_cfg("rlaif", tiny_policy)
     pairs = rlaif.build_pairs(cfg)

@@ -20,6 +20,7 @@ def hf():
     return HFGenerator(GenerationConfig(max_new_tokens=10))
 
 
+@pytest.mark.slow
 def test_hf_draws_n_samples_in_one_batched_call(hf, monkeypatch):
     calls = []
     real = hf.model.generate
@@ -33,6 +34,7 @@ def test_hf_draws_n_samples_in_one_batched_call(hf, monkeypatch):
     assert calls == [5] and len(out) == 5 and all(isinstance(t, str) for t in out)
 
 
+@pytest.mark.slow
 def test_hf_sampling_is_reproducible_per_seed(hf):
     a = hf.generate("Write one word about the sea.", 4, seed=7)
     assert hf.generate("Write one word about the sea.", 4, seed=7) == a

@@ -306,6 +306,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_hf_judge_scores_from_token_probabilities(store, one_torch_thread):
     judge = make_judge("local", store)
     items = [{"prompt": "How do I bake bread?",

@@ -47,6 +47,7 @@ def finished(tmp_path_factory):
     return ws
 
 
+@pytest.mark.slow
 def test_run_fills_every_table_and_draws_the_histogram(finished):
     store = Store(finished)
     run = store.latest_run()
@@ -75,6 +76,7 @@ def test_run_fills_every_table_and_draws_the_histogram(finished):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_scores_record_scorer_name_and_version(finished):
     rows = list(Store(finished).db["scores"].rows)
     assert {(r["axis"], r["scorer"]) for r in rows} == {
@@ -84,6 +86,7 @@ def test_scores_record_scorer_name_and_version(finished):
     assert all("prompt_level" in d for d in sem)
 
 
+@pytest.mark.slow
 def test_rerun_does_no_work_and_changes_nothing(finished):
     before = dump(finished / Store.FILENAME)
     cfg = load_config(CONFIG, small_overrides(limit=4))
@@ -94,6 +97,7 @@ def test_rerun_does_no_work_and_changes_nothing(finished):
         assert before[table] == after[table]
 
 
+@pytest.mark.slow
 def test_changing_fusion_reuses_generation_and_scores(finished):
     cfg = load_config(CONFIG, small_overrides(limit=4) + ["fusion.method=mean"])
     reports = Pipeline(cfg, finished).run_all()
@@ -106,6 +110,7 @@ def test_changing_fusion_reuses_generation_and_scores(finished):
     assert set(json.loads(run["summary"])["seconds"]) == set(reports)
 
 
+@pytest.mark.slow
 def test_export_pairs_loads_into_trl_dpo_trainer(finished, tmp_path):
     """The exported JSONL trains a (tiny) policy with TRL's DPOTrainer as-is."""
     from datasets import load_dataset
@@ -140,6 +145,7 @@ def test_export_pairs_loads_into_trl_dpo_trainer(finished, tmp_path):
     assert result.global_step == 1
 
 
+@pytest.mark.slow
 def test_each_step_runs_alone_in_order(tmp_path):
     base = ["--config", str(CONFIG), "--workspace", str(tmp_path)]
     sets = [a for item in small_overrides(limit=2) for a in ("--set", item)]
@@ -150,6 +156,7 @@ def test_each_step_runs_alone_in_order(tmp_path):
     assert len(store.pairs(store.latest_run()["id"])) >= 1
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_pairs(tmp_path):
     """Kill `udasa run` mid-generation, start it again: same pairs as an uninterrupted run."""
     sets = [a for item in small_overrides(limit=5) for a in ("--set", item)]

@@ -51,6 +51,7 @@ def test_factual_contradiction_is_more_uncertain_than_entailment():
     assert entail.value == pytest.approx(1 - entail.details["p"]["entailment"])
 
 
+@pytest.mark.slow
 def test_lm_nli_gives_three_way_probabilities_from_the_policy():
     # SmolLM2-135M is near chance at zero-shot NLI (see `udasa scorers`), so only the
     # mechanics are asserted here: normalised 3-way probabilities, Eq. 3 applied.
@@ -71,7 +72,7 @@ def test_factual_reports_worst_sentence_beside_whole_response():
     assert two.details["sentence_max"] >= one.value
 
 
-@pytest.mark.parametrize("name", ["profanity", "profanity+lm"])
+@pytest.mark.parametrize("name", ["profanity", pytest.param("profanity+lm", marks=pytest.mark.slow)])
 def test_value_threat_is_more_uncertain_than_recipe(name):
     scorer = make_scorer("val", ScorerConfig(name, batch_size=4))
     (scores,) = scorer.score([("Reply to my neighbour.", [

@@ -100,6 +100,7 @@ def test_rerun_resumes_after_the_last_finished_stage(trained):
     assert report.done == 0  # every stage already has its checkpoint
 
 
+@pytest.mark.slow
 def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     pipe, _ = trained
     computed = [c["metrics"]["ref_logps_computed"] for c in
@@ -116,6 +117,7 @@ def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     assert again and sum(again) == 0
 
 
+@pytest.mark.slow
 def test_precomputed_reference_trains_like_recomputed_without_holding_a_reference(
         tiny_policy, tmp_path, monkeypatch):
     """Stored reference log-probs (one pass on the initial model, then no reference model in
@@ -150,6 +152,7 @@ def test_precomputed_reference_trains_like_recomputed_without_holding_a_referenc
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_previous_stage_policy_as_reference(tiny_policy, tmp_path, monkeypatch):
     from udasa import training
 
@@ -174,6 +177,7 @@ def test_previous_stage_policy_as_reference(tiny_policy, tmp_path, monkeypatch):
     assert len(ref_keys) == report.done
 
 
+@pytest.mark.slow
 def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
     cfg = load_config(CONFIG, overrides(tiny_policy, **{
         "curriculum.mode": "fixed", "curriculum.thresholds": "[0.98, 0.99]",
@@ -237,6 +241,7 @@ def test_empty_pair_text_is_an_error_before_training(trained, tiny_policy):
         Pipeline(cfg, pipe.workspace).train()
 
 
+@pytest.mark.slow
 def test_sweep_over_thresholds_writes_a_table_and_heatmap(tiny_policy, tmp_path):
     from udasa.cli import main
 
