@@ -27,7 +27,6 @@ def tiny_cfg(method: str, policy: str) -> BaselineConfig:
                                 epochs=2, batch_size=2, eval_fraction=0.0, max_length=128))
 
 
-@pytest.mark.slow
 def test_rlaif_preference_is_symmetric_and_comes_from_real_probabilities():
     model, tok = load_causal_lm("embedded")
     prompt = "How do I make tea?"

@@ -29,7 +29,6 @@ def local_run(tmp_path_factory, tiny_policy):
     return cfg, run_eval(cfg, progress=lambda *_: None)
 
 
-@pytest.mark.slow
 @needs_data
 def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
     cfg, results = local_run
@@ -71,7 +70,6 @@ def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
     assert rows == ["base", "RAIN", "UDASA", "vanilla"]  # not by score (RAIN 9, vanilla 3)
 
 
-@pytest.mark.slow
 @needs_data
 def test_rerun_generates_nothing_and_hits_the_judge_cache(local_run):
     cfg, first = local_run

@@ -241,7 +241,6 @@ def test_empty_pair_text_is_an_error_before_training(trained, tiny_policy):
         Pipeline(cfg, pipe.workspace).train()
 
 
-@pytest.mark.slow
 def test_sweep_over_thresholds_writes_a_table_and_heatmap(tiny_policy, tmp_path):
     from udasa.cli import main
 
