@@ -1,4 +1,4 @@
-"""`udasa-eval`: the evaluation harness (SPEC §7): thin layer over evals.runner."""
+"""`udasa-eval`: the evaluation harness (docs/method.md §7): thin layer over evals.runner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's results tables (SPEC §7) from leaderboard rows: judge score / human score.
+"""The paper's results tables (docs/method.md §7) from leaderboard rows: judge score / human score.
 
 Input rows are those of the store's `leaderboard` table (`Store.leaderboard()`): dicts with
 eval_id, model, task, metric, value, ci_low, ci_high, n, failures, judge. Output: one row per

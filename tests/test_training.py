@@ -1,4 +1,4 @@
-"""Phased DPO (SPEC §6) on a tiny Llama built in-process with the real SmolLM2 tokenizer."""
+"""Phased DPO (docs/method.md §6) on a tiny Llama built in-process with the real SmolLM2 tokenizer."""
 
 from __future__ import annotations
 

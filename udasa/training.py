@@ -1,4 +1,4 @@
-"""Phased DPO, SPEC §6: one TRL DPOTrainer run per curriculum stage, the policy carried forward.
+"""Phased DPO, docs/method.md §6: one TRL DPOTrainer run per curriculum stage, the policy carried forward.
 
 Extends TRL at its seams rather than wrapping it: a DPOTrainer subclass supplies the per-stage
 learning-rate shape (`create_scheduler`) and reads reference log-probabilities from the store
