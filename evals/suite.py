@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from evals.leaderboard import BASE_LABEL
 from evals.models import EvalModel
 from udasa.errors import ConfigError
 from udasa.store import Store
@@ -49,7 +50,7 @@ def _yaml(name: str) -> dict:
 
 @method("base")
 def base(workspace: Path, store: Store) -> EvalModel:
-    return EvalModel("base (unaligned)", "base")
+    return EvalModel(BASE_LABEL, "base")
 
 
 @method("vanilla")
