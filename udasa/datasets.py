@@ -48,8 +48,8 @@ class Source:
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("alpaca", "alpaca/alpaca_data_52k_corrected.json.gz", "tatsu-lab/alpaca",
            note="the 52k Alpaca instructions (mirror: lightly community-corrected copy)"),
-    Source("alpaca/first200", "alpaca/alpaca_data_first200.json", "tatsu-lab/alpaca",
-           note="the first 200 Alpaca records (hub: the whole train split)"),
+    Source("alpaca/first200", "alpaca/alpaca_data_first200.json",
+           note="the first 200 Alpaca records, exactly as upstream (a mirror file only)"),
     Source("hh-rlhf/harmless", "hh-rlhf/harmless-base/test.jsonl.gz", "Anthropic/hh-rlhf",
            data_dir="harmless-base", split="test"),
     Source("hh-rlhf/helpful", "hh-rlhf/helpful-base/test.jsonl.gz", "Anthropic/hh-rlhf",
