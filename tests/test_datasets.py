@@ -155,3 +155,22 @@ def test_every_hub_source_names_what_lm_eval_and_inspect_use():
     hubs = {s.hub for s in SOURCES.values() if s.hub}
     assert hubs == {"truthful_qa", "Anthropic/hh-rlhf", "stanfordnlp/imdb", "walledai/AdvBench",
                     "tatsu-lab/alpaca"}
+
+
+def test_truthfulqa_mc_from_the_hub_layout_becomes_the_upstream_file_layout(mirror):
+    import datasets
+
+    from evals.tasks.truthfulqa_mc import TruthfulQAMC
+
+    rows = [{"question": q, "mc1_targets": {"choices": ["Yes", "No"], "labels": [1, 0]},
+             "mc2_targets": {"choices": ["Yes", "Sure", "No"], "labels": [1, 1, 0]}}
+            for q in ("Is water wet?", "Is ice cold?")]
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(rows)}).save_to_disk(
+        str(mirror / "truthful_qa" / "multiple_choice"))
+    task = TruthfulQAMC()
+    path = task.path(None)  # what our lm-eval task YAMLs read: {answer: label} per question
+    assert json.loads(path.read_text()) == [
+        {"question": r["question"], "mc1_targets": {"Yes": 1, "No": 0},
+         "mc2_targets": {"Yes": 1, "Sure": 1, "No": 0}} for r in rows]
+    assert sorted(s.prompt for s in task.samples(None, 0, None)) == ["Is ice cold?",
+                                                                     "Is water wet?"]
