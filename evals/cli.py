@@ -69,6 +69,37 @@ def cmd_validate(args) -> None:
     console.print(f"written to {path}")
 
 
+def cmd_tables(args) -> None:
+    from evals.tables import write_tables
+    from udasa.store import Store
+
+    paths = write_tables(Store(args.workspace), args.workspace)
+    console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
+    console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
+                  f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
+
+
+def cmd_premise(args) -> None:
+    from evals.judges.base import make_judge
+    from evals.premise import premise_markdown, run_premise, write_premise
+    from udasa.errors import ConfigError
+    from udasa.store import Store
+
+    store = Store(args.workspace)
+    runs = [r for r in store.runs() if r["id"].startswith(args.run)] if args.run \
+        else [r for r in [store.latest_run()] if r]
+    if len(runs) != 1:
+        what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
+        raise ConfigError(f"--run: {what} in {args.workspace}")
+    run = runs[0]
+    overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    judge = make_judge(args.judge, store, **overrides)
+    for template in args.templates:
+        result = run_premise(store, run["id"], judge, template)
+        console.print(premise_markdown(result), markup=False)
+        console.print(f"written to {write_premise(result, args.workspace)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
     val.set_defaults(fn=cmd_validate)
+    tab = sub.add_parser("tables", help="the paper's tables from stored results (tables.md)")
+    tab.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    tab.add_argument("-v", "--verbose", action="store_true")
+    tab.set_defaults(fn=cmd_tables)
+    pre = sub.add_parser("premise", help="judge a run's responses: does lower uncertainty "
+                                         "mean a better reply?")
+    pre.add_argument("--run", default=None, help="a run id (default: the latest run)")
+    pre.add_argument("--templates", nargs="+", default=["harmless", "helpful"])
+    pre.add_argument("--judge", default=None)
+    pre.add_argument("--judge-base-url", default=None)
+    pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.set_defaults(fn=cmd_premise)
     return parser
 
 
