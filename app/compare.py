@@ -53,7 +53,9 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     rows = store.leaderboard()
     if not rows:
         return None
-    human = human_means(ratings, human_fields()) if ratings else None
+    from evals.models import label_aliases
+
+    human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
     table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
     return table.reset_index()
 

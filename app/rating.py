@@ -51,15 +51,17 @@ class PairItem:
 def single_items(store: Store) -> list[Item]:
     """Every stored run response and evaluation output, once each (by id)."""
     from app.inspector import run_config
+    from evals.models import label_aliases
     from udasa.pipeline import gen_key_of
 
+    aliases = label_aliases(store)  # a reply is labelled by the method its model was run as
     items: dict[str, Item] = {}
     for run in store.runs():
         prompts = {p["id"]: p["text"] for p in store.run_prompts(run["id"])}
         for r in store.responses(gen_key_of(run_config(run)), list(prompts)):
             if r["text"].strip():
                 items.setdefault(r["id"], Item(r["id"], prompts[r["prompt_id"]], r["text"],
-                                               canonical_label(r["model"])))
+                                               canonical_label(r["model"], aliases)))
     for item in _eval_items(store).values():
         items.setdefault(item.id, item)
     return list(items.values())

