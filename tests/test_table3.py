@@ -67,3 +67,14 @@ def test_malformed_table3_file_names_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(DataError, match="table3.json: not a Table 3 data file"):
         load_paper(bad)
+
+
+def test_unreachable_scorer_model_is_one_line_naming_the_field(tmp_path, capsys):
+    """configs/paper.yaml names hub models; offline (as every test is) they cannot load."""
+    code = main(["table3", "--config", str(REPO / "configs" / "paper.yaml"),
+                 "--workspace", str(tmp_path)])
+    out = capsys.readouterr().out.strip()
+    assert code == 2 and "Traceback" not in out
+    assert out.startswith("error: scoring.semantic: cannot load sbert model "
+                          "'sentence-transformers/all-mpnet-base-v2'")
+    assert not (tmp_path / "table3.md").exists()

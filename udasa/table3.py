@@ -18,7 +18,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from udasa.config import AXES, RunConfig
-from udasa.errors import DataError
+from udasa.errors import ConfigError, DataError
 from udasa.fusion import fuse
 
 TABLE3_FILE = Path(__file__).resolve().parent / "resources" / "paper" / "table3.json"
@@ -84,9 +84,15 @@ def score_table3(cfg: RunConfig, paper: PaperTable3 | None = None) -> Table3:
     ours: dict[str, list[float]] = {}
     scorers = {}
     for axis in AXES:
-        scorer = make_scorer(axis, getattr(cfg.scoring, SCORING_FIELD[axis]))
+        field = SCORING_FIELD[axis]
+        scorer = make_scorer(axis, getattr(cfg.scoring, field))
         scorers[axis] = f"{scorer.name} ({scorer.version})"
-        ours[axis] = [s.value for s in scorer.score([(paper.prompt, replies)])[0]]
+        try:
+            ours[axis] = [s.value for s in scorer.score([(paper.prompt, replies)])[0]]
+        except OSError as e:  # a model that is neither local nor reachable on the hub
+            model = getattr(cfg.scoring, field).model
+            raise ConfigError(f"scoring.{field}: cannot load {scorer.name} model {model!r} "
+                              f"({' '.join(str(e).split())[:160]})") from None
     rows = []
     for i, row in enumerate(paper.rows):
         mine = {axis: float(ours[axis][i]) for axis in AXES}
