@@ -2,7 +2,8 @@
 training that run with the same phased-DPO trainer as UDASA (one stage).
 
 The originals (RLAIF, RLCD) trained a reward model and ran PPO; here their preference pairs
-train the policy with DPO in a single stage, the same trainer UDASA uses.
+train the policy with DPO in a single stage, the same trainer UDASA uses (RLAIF's soft labels
+through the conservative DPO loss, udasa/training.py `SoftLabelDPOTrainer`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ from udasa.store import Store
 
 
 @dataclass
+class RlcdOptions:
+    task: str = "harmless"  # descriptor pairs: resources/baselines/rlcd/<task>.yaml
+
+
+@dataclass
+class RlaifOptions:
+    labeler: str = ""  # model spec of the AI labeller (path, hub id, embedded); "" = the policy
+    constitution: str = "harmless"  # resources/baselines/rlaif/<name>.txt, or a file path
+    chain_of_thought: bool = False  # the labeller reasons before its label
+    cot_tokens: int = 96  # greedy reasoning tokens at most
+    hard_labels: bool = False  # train on 0/1 labels instead of each pair's probability
+
+
+@dataclass
 class BaselineConfig:
     """A training baseline: prompts, the policy's generation settings, DPO settings."""
 
@@ -36,6 +51,8 @@ class BaselineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(n=2))
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    rlcd: RlcdOptions = field(default_factory=RlcdOptions)
+    rlaif: RlaifOptions = field(default_factory=RlaifOptions)
 
 
 def load_baseline_config(path: str | Path, overrides: list[str] | None = None) -> BaselineConfig:
@@ -66,7 +83,14 @@ class BaselinePair:
 def baseline_run_id(cfg: BaselineConfig) -> str:
     data = to_dict(cfg)
     data.pop("training")
+    data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
+    data.pop("rlcd" if cfg.method == "rlaif" else "rlaif")
     return content_key("baseline", json.dumps(data, sort_keys=True))
+
+
+def soft_labels_of(cfg: BaselineConfig) -> bool:
+    """Whether DPO trains on each pair's own label (RLAIF unless hard labels are asked for)."""
+    return cfg.method == "rlaif" and not cfg.rlaif.hard_labels
 
 
 def prompts_of(cfg: BaselineConfig) -> list[Prompt]:
@@ -106,10 +130,13 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
     from udasa.training import CurriculumTrainer
 
     run_id = baseline_run_id(cfg)
-    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
+    soft = soft_labels_of(cfg)
+    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True),
+                            *(["soft-labels"] if soft else []))
     trainer = CurriculumTrainer(store, run_id, train_key, cfg.training, cfg.generation.model,
                                 "disjoint", cfg.seed,
-                                workspace / "checkpoints" / run_id / train_key)
+                                workspace / "checkpoints" / run_id / train_key,
+                                soft_labels=soft)
     trainer.train()
     ckpts = store.checkpoints(run_id, train_key)
     return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None
