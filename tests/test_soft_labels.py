@@ -16,6 +16,8 @@ PAIR = {"prompt": [{"role": "user", "content": "How do I make tea?"}],
         "chosen": [{"role": "assistant", "content": "Boil water and steep the leaves."}],
         "rejected": [{"role": "assistant", "content": "Go away."}]}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops, shared cores
+
 
 def loss_and_grad(path: str, out: str, label: float | None, precompute: bool):
     """DPO loss and its gradient norm for one pair at the reference (policy == reference)."""
