@@ -40,30 +40,39 @@ class EvalModel:
         return GenerationConfig(model=model, temperature=temperature, n=1,
                                 max_new_tokens=max_new_tokens)
 
-    def identity(self) -> dict:
+    def decoder_options(self, task: str = "") -> dict:
+        """The decoder settings; RAIN evaluates itself against the eval task's own goal."""
+        if self.decoder != "rain" or not task:
+            return self.options
+        from udasa.baselines.rain import goal_of
+
+        return self.options | {"task": goal_of(task, self.options.get("task", "harmless"))}
+
+    def identity(self, task: str = "") -> dict:
         cfg = self.generation_config(0)
         ident = ({"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
                  if cfg.backend == "openai" else model_identity(cfg.model))
-        return ident | {"decoder": self.decoder, "options": self.options}
+        return ident | {"decoder": self.decoder, "options": self.decoder_options(task)}
 
-    def generator(self, max_new_tokens: int):
+    def generator(self, max_new_tokens: int, task: str = ""):
         if self.decoder == "rain":
             from udasa.baselines.rain import RainConfig, RainGenerator
 
             cfg = self.generation_config(max_new_tokens)
             return RainGenerator(RainConfig(model=cfg.model, max_new_tokens=max_new_tokens,
-                                            **self.options))
+                                            **self.decoder_options(task)))
         return make_generator(self.generation_config(max_new_tokens))
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,
-                 desc: str = "") -> dict[str, str]:
-        """Greedy outputs for (prompt_id, text) pairs; cached in the store by model + settings."""
-        gen_key = content_key("eval", json.dumps(self.identity(), sort_keys=True),
+                 desc: str = "", task: str = "") -> dict[str, str]:
+        """Greedy outputs for (prompt_id, text) pairs; cached in the store by model + settings.
+        `task` (an eval task name) sets RAIN's self-evaluation goal."""
+        gen_key = content_key("eval", json.dumps(self.identity(task), sort_keys=True),
                               str(max_new_tokens))
         have = {r["prompt_id"]: r["text"] for r in store.responses(gen_key)}
         todo = [(pid, text) for pid, text in prompts if pid not in have]
         if todo:
-            generator = self.generator(max_new_tokens)
+            generator = self.generator(max_new_tokens, task)
             for pid, text in tqdm(todo, desc=desc or f"generate {self.name}", unit="prompt"):
                 try:
                     out = generator.generate(text, 1, seed=0)[0]

@@ -91,7 +91,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                 texts = [""] * len(samples)
             else:
                 outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
-                                         task.max_new_tokens, desc=f"{task.name} / {model.name}")
+                                         task.max_new_tokens, desc=f"{task.name} / {model.name}",
+                                         task=task.name)
                 texts = [outputs[s.id] for s in samples]
                 res = task.score(samples, texts, judge, {"model": model.name})
             per_model[model.name] = res.per_sample

@@ -250,6 +250,19 @@ def test_rain_runs_on_a_model_without_a_chat_template(base_policy):
     assert head.strip().startswith("Human: Tell me a joke.") and head.endswith("Assistant:")
 
 
+def test_rain_in_the_suite_evaluates_each_task_against_its_own_goal(tiny_policy):
+    model = EvalModel("RAIN", tiny_policy, decoder="rain", options={"max_tries": 2})
+    goals = {t: model.decoder_options(t)["task"] for t in
+             ("harmlessness", "helpfulness", "truthfulness", "sentiment", "robustness")}
+    assert goals == {"harmlessness": "harmless", "helpfulness": "helpful",
+                     "truthfulness": "truthful", "sentiment": "positive",
+                     "robustness": "harmless"}
+    assert model.identity("truthfulness") != model.identity("sentiment")  # cached apart
+    assert model.generator(8, "truthfulness").cfg.task == "truthful"
+    assert EvalModel("b", tiny_policy).identity("truthfulness") == \
+        EvalModel("b", tiny_policy).identity()  # other decoders: unchanged
+
+
 def test_rain_self_evaluation_reads_option_ids_from_the_tokenizer(tiny_policy):
     from udasa.scorers.lm_options import option_token_ids
 

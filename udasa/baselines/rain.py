@@ -33,6 +33,8 @@ from udasa.models import load_causal_lm
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
 TASKS = ("harmless", "helpful", "truthful", "positive")
+EVAL_GOALS = {"harmlessness": "harmless", "robustness": "harmless", "helpfulness": "helpful",
+              "truthfulness": "truthful", "sentiment": "positive"}  # eval task -> RAIN task
 SENTENCE_END = (",", ".", "?", "!", ":", ";", "\n")
 
 
@@ -152,6 +154,11 @@ class RainBackend:
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
+
+
+def goal_of(eval_task: str, default: str = "harmless") -> str:
+    """The self-evaluation RAIN uses on an eval task (its own goal, as RAIN did per benchmark)."""
+    return EVAL_GOALS.get(eval_task, default)
 
 
 def task_prompt(task: str) -> dict:
