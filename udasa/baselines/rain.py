@@ -22,6 +22,7 @@ probabilities, embeddings), the seam to move onto a batched generation engine.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -374,9 +375,17 @@ def head_ids(tok, prompt: str) -> list[int]:
     return tok(text, add_special_tokens=True)["input_ids"]
 
 
+@functools.cache
+def turn_marker() -> str:
+    """The start of the user's turn in the plain dialogue format ("\nHuman:")."""
+    from udasa.baselines import resource
+
+    return "\n" + resource("rain/dialogue.txt").split("{prompt}")[0].strip()
+
+
 def stop_text(text: str) -> int | None:
     """Where a base model starts the next dialogue turn (the answer ends there)."""
-    i = text.find("\nHuman:")
+    i = text.find(turn_marker())
     return i if i >= 0 else None
 
 

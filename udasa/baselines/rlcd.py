@@ -18,6 +18,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, prompts_of
+from udasa.baselines.rain import turn_marker
 from udasa.errors import ConfigError
 from udasa.pipeline import prompt_seed
 
@@ -67,7 +68,7 @@ def sample(model, tokenizer, text: str, cfg, seed: int) -> str:
                          temperature=cfg.temperature, top_p=cfg.top_p, top_k=None,
                          max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
     reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    return reply.split("\nHuman:")[0].strip()
+    return reply.split(turn_marker())[0].strip()
 
 
 def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
