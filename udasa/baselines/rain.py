@@ -118,16 +118,16 @@ class RainBackend:
         self.eos = self.tok.eos_token_id
 
     @torch.inference_mode()
-    def continue_ids(self, prefix: list[int], length: int, num: int,
-                     greedy: bool = False, top_k: int | None = None) -> list[tuple[list[int], float]]:
+    def continue_ids(self, prefix: list[int], length: int, num: int, greedy: bool = False,
+                     top_k: int | None = None) -> list[tuple[list[int], float]]:
         """`num` continuations of `prefix` by up to `length` tokens (cut after EOS), each with
         its log-probability under the sampling distribution."""
         ids = torch.tensor([prefix], device=self.model.device)
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
             num_return_sequences=num, max_new_tokens=length, top_k=None if greedy else top_k,
-            top_p=None if greedy else 1.0, temperature=None if greedy else 1.0, pad_token_id=self.tok.pad_token_id,
-            output_scores=True, return_dict_in_generate=True)
+            top_p=None if greedy else 1.0, temperature=None if greedy else 1.0,
+            pad_token_id=self.tok.pad_token_id, output_scores=True, return_dict_in_generate=True)
         logps = self.model.compute_transition_scores(out.sequences, out.scores,
                                                      normalize_logits=True)
         result = []

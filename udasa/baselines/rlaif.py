@@ -83,7 +83,8 @@ def preference(model, tokenizer, prompt: str, first: str, second: str, principle
 
 def labeler_of(cfg: BaselineConfig) -> str:
     spec = cfg.rlaif.labeler or cfg.generation.model
-    if spec.startswith("openai:") or (not cfg.rlaif.labeler and cfg.generation.backend == "openai"):
+    endpoint = not cfg.rlaif.labeler and cfg.generation.backend == "openai"
+    if spec.startswith("openai:") or endpoint:
         raise ConfigError("rlaif.labeler: needs option probabilities, so a local model "
                           "(embedded, a path or a hub id), not an endpoint")
     return spec
