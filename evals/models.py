@@ -60,8 +60,9 @@ class EvalModel:
             from udasa.baselines.rain import RainConfig, RainGenerator
 
             cfg = self.generation_config(max_new_tokens)
-            return RainGenerator(RainConfig(model=cfg.model, max_new_tokens=max_new_tokens,
-                                            **self.decoder_options(task)))
+            return RainGenerator(RainConfig.from_options(
+                {"model": cfg.model, "max_new_tokens": max_new_tokens,
+                 **self.decoder_options(task)}, f"{self.name} (rain)"))
         return make_generator(self.generation_config(max_new_tokens))
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,

@@ -137,6 +137,10 @@ def test_rlcd_prompts_differ_exactly_by_the_descriptors_without_a_chat_template(
     assert rlcd.descriptor_pairs("helpful") != rlcd.descriptor_pairs("harmless")
     with pytest.raises(ConfigError, match="rlcd.task"):
         rlcd.descriptor_pairs("nope")
+    greedy = tiny_cfg("rlcd", base_policy)
+    greedy.generation.temperature = 0.0
+    with pytest.raises(ConfigError, match="generation.temperature"):
+        rlcd.build_pairs(greedy)  # RLCD's outputs are sampled
 
 
 def test_rlcd_pairs_on_a_base_model_and_a_chat_model(tmp_path, tiny_policy, base_policy):
@@ -240,6 +244,10 @@ def test_rain_self_evaluation_uses_the_task_prompt_in_both_orders(tiny_policy):
     assert len(set(prompts.values())) == 4 and "truthful" in prompts["truthful"]
     with pytest.raises(ConfigError, match="rain.task"):
         rain.RainGenerator(rain_cfg(tiny_policy, task="kindness"))
+    with pytest.raises(ConfigError, match=r"^RAIN \(rain\).max_trie: unknown field"):
+        EvalModel("RAIN", tiny_policy, decoder="rain", options={"max_trie": 3}).generator(8)
+    with pytest.raises(ConfigError, match=r"rain.max_tries: expected int"):
+        rain.RainConfig.from_options({"max_tries": "many"})
 
 
 def test_rain_runs_on_a_model_without_a_chat_template(base_policy):

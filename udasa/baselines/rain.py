@@ -64,6 +64,15 @@ class RainConfig:
     embedder: str = "embedded"  # sentence embedder for value sharing (all-MiniLM-L6-v2)
     seed: int = 0
 
+    @classmethod
+    def from_options(cls, options: dict, where: str = "rain") -> RainConfig:
+        """From a config file's mapping: unknown fields and wrong types are one-line errors."""
+        from udasa.config import from_dict
+
+        cfg = from_dict(cls, options, where)
+        cfg.validate()
+        return cfg
+
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"rain.task: {self.task!r} is not one of {', '.join(TASKS)}")
