@@ -158,7 +158,7 @@ def _trained(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     path = resolve_path(ctx.exp, spec.config or f"configs/baselines/{spec.kind}.yaml")
     overrides = trained_overrides(spec, ctx, path)
     if spec.labeler:
-        overrides.append(f"labeler={spec.labeler}")
+        overrides.append(f"rlaif.labeler={spec.labeler}")
     cfg = load_baseline_config(path, overrides)
     store = ctx.store
     if not store.pairs(baseline_run_id(cfg)):

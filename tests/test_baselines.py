@@ -314,6 +314,9 @@ def test_baseline_configs_load_and_validate():
     with pytest.raises(ConfigError, match="training.learning_rate"):
         load_baseline_config(REPO / "configs" / "baselines" / "rlaif.yaml",
                              ["training.learning_rate=0"])
+    labeled = load_baseline_config(REPO / "configs" / "baselines" / "rlaif.yaml",
+                                   ["rlaif.labeler=some/labeler"])  # as an experiment's labeler
+    assert labeled.rlaif.labeler == "some/labeler" and rlaif.labeler_of(labeled) == "some/labeler"
     paper = rain.RainConfig(**yaml.safe_load(
         (REPO / "configs" / "baselines" / "rain.yaml").read_text()))
     assert (paper.max_tries, paper.min_tries, paper.value_threshold) == (50, 6, 0.8)
