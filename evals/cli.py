@@ -14,7 +14,8 @@ from udasa.cli_common import console, run_cli
 def _models(args) -> list:
     from evals.models import EvalModel
 
-    models = [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+    models = [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url,
+                        concurrency=args.concurrency)
               for spec in args.models or []]
     if args.suite:
         from evals.suite import PAPER_SUITE, build
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
                           "OPENAI_API_KEY is set, else the local stand-in")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--concurrency", type=int, default=8,
+                     help="requests in flight at once for openai:<model> models")
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
