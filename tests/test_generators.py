@@ -159,3 +159,20 @@ def test_openai_generation_with_a_429_mid_batch_stores_every_prompt_once(tmp_pat
     assert len(rows) == 18
     again = Pipeline(cfg, tmp_path).generate()  # a rerun asks the server for nothing
     assert again.reused == 6 and again.done == 0
+
+
+def test_cli_generate_shows_one_bar_with_tokens_per_second_and_no_library_chatter(tmp_path):
+    """`udasa generate` without --verbose: our bar with tok/s; no transformers weight-loading
+    bar, no deprecation chatter."""
+    import subprocess
+    import sys
+
+    sets = [a for item in small_overrides(limit=2, **{"generation.max_new_tokens": 4})
+            for a in ("--set", item)]
+    proc = subprocess.run([sys.executable, "-m", "udasa.cli", "generate", "--config",
+                           str(REPO / "configs" / "cpu-demo.yaml"), "--workspace",
+                           str(tmp_path), *sets], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tok/s" in proc.stderr and "generate" in proc.stderr
+    assert "Loading weights" not in proc.stderr and "deprecated" not in proc.stderr

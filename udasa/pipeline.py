@@ -283,7 +283,7 @@ class Pipeline:
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
                                     self.cfg.curriculum.schedule, self.cfg.seed,
                                     self.workspace / "checkpoints" / self.run_id / train_key)
-        results = trainer.train(progress=log.warning)
+        results = trainer.train(progress=log.info)
         report = StepReport(done=sum(1 for r in results if r.steps),
                             skipped=sum(1 for r in results if not r.steps))
         for r in results:
