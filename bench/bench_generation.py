@@ -60,7 +60,7 @@ def old_path(gen: HFGenerator, prompts: list[str], k: int, sample: bool, max_new
              cap_s: float) -> dict:
     """Today's HFGenerator._complete, one prompt per `model.generate` call."""
     model, tok, cfg = gen.model, gen.tokenizer, gen.cfg
-    tokens, done, t0 = 0, 0, time.perf_counter()
+    tokens, done, t0, texts = 0, 0, time.perf_counter(), []
     for i, p in enumerate(prompts):
         if done and time.perf_counter() - t0 > cap_s:
             break
@@ -72,9 +72,11 @@ def old_path(gen: HFGenerator, prompts: list[str], k: int, sample: bool, max_new
                              num_return_sequences=k, max_new_tokens=max_new,
                              pad_token_id=tok.pad_token_id)
         tokens += count_tokens(out[:, ids.shape[1]:], tok.eos_token_id)
+        texts.append(tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)[0].strip())
         done += 1
     s = time.perf_counter() - t0
-    return {"prompts": done, "tokens": tokens, "seconds": s, "tok_s": tokens / s}
+    return {"prompts": done, "tokens": tokens, "seconds": s, "tok_s": tokens / s,
+            "first_texts": texts}
 
 
 def engine_path(gen: HFGenerator, prompts: list[str], k: int) -> dict:
@@ -85,7 +87,8 @@ def engine_path(gen: HFGenerator, prompts: list[str], k: int) -> dict:
     tokens = gen.engine.tokens_generated - before  # every row step, the EOS step included
     assert len(outs) == len(prompts)
     return {"prompts": len(prompts), "tokens": tokens, "seconds": s, "tok_s": tokens / s,
-            "batch_tokens": gen.engine.batch_tokens}
+            "batch_tokens": gen.engine.batch_tokens,
+            "first_texts": [outs[i][0] for i in range(len(prompts))]}
 
 
 def main() -> None:
@@ -124,6 +127,12 @@ def main() -> None:
     runs["engine_greedy_1"] = engine_path(greedy, prompts, 1)
     print("engine greedy N=1:", runs["engine_greedy_1"], flush=True)
     peaks.append(matmul_peak())
+    old_t, new_t = runs["old_greedy_1"]["first_texts"], runs["engine_greedy_1"]["first_texts"]
+    same = sum(a == b for a, b in zip(old_t, new_t))
+    parity = {"prompts": len(old_t), "identical": same,
+              "differing": [{"prompt": prompts[i], "old": a, "engine": b}
+                            for i, (a, b) in enumerate(zip(old_t, new_t)) if a != b]}
+    print(f"greedy parity: {same}/{len(old_t)} identical", flush=True)
     peak = max(peaks)
     limit = peak * 1e9 / (2 * params)
     e = runs["engine_sampled_5"]["tok_s"]
@@ -139,6 +148,7 @@ def main() -> None:
             "setup": {"prompts": len(prompts), "n": N, "max_new_tokens": m, "params": params,
                       "model": sampled.name},
             "matmul_peak_gflops": peaks, "arithmetic_limit_tok_s": limit, "runs": runs,
+            "greedy_parity_batched_vs_one_prompt": parity,
             "ratios": ratios, "goals": {k: {"min": v, "met": ratios[k] >= v}
                                         for k, v in goals.items()}}
     write_results(args.out, data, markdown(data))
@@ -167,7 +177,9 @@ def markdown(data: dict) -> str:
                      [[k, f"{v:.2f}", data["goals"].get(k, {}).get("min", "-"),
                        data["goals"].get(k, {}).get("met", "-")]
                       for k, v in data["ratios"].items()])
-    return f"{head}\n{table}\n{goals}"
+    par = data["greedy_parity_batched_vs_one_prompt"]
+    return (f"{head}\n{table}\n{goals}\nGreedy, engine batched vs `model.generate` one prompt "
+            f"at a time: {par['identical']} of {par['prompts']} outputs identical.\n")
 
 
 if __name__ == "__main__":
