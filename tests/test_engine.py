@@ -126,3 +126,29 @@ def test_top_p_wider_than_the_fast_path_falls_back_to_a_full_sort():
     rows = _rows(1, 0.5)
     seen = {int(sample_rows(logits, rows)[0]) for _ in range(2000)}
     assert 300 < len(seen) <= 500
+
+
+def test_rerun_with_another_batch_size_regenerates_nothing(tmp_path, tiny_policy):
+    """The pipeline's generate step: batch size is in no key, and a fresh run at another batch
+    size stores exactly the same responses."""
+    from conftest import REPO, small_overrides
+
+    from udasa.config import load_config
+    from udasa.pipeline import Pipeline
+    from udasa.store import Store
+
+    def cfg(batch_tokens: int):
+        return load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides(
+            limit=6, **{"generation.model": tiny_policy, "generation.max_new_tokens": 6,
+                        "generation.batch_tokens": batch_tokens}))
+
+    def texts(ws):
+        rows = Store(ws).responses(Pipeline(cfg(100), ws).gen_key)
+        return sorted((r["prompt_id"], r["sample_index"], r["text"]) for r in rows)
+
+    small = Pipeline(cfg(100), tmp_path / "a").generate()  # one prompt per batch
+    assert small.done == 6
+    again = Pipeline(cfg(100_000), tmp_path / "a").generate()
+    assert again.done == 0 and again.reused == 6
+    Pipeline(cfg(100_000), tmp_path / "b").generate()  # all prompts in one batch
+    assert texts(tmp_path / "a") == texts(tmp_path / "b") and len(texts(tmp_path / "a")) == 30
