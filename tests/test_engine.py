@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from udasa.engine import Engine, Request, _Row, row_generator, sample_rows
+from udasa.engine import Engine, Request, _Row, row_key, sample_rows, uniforms
 from udasa.models import load_causal_lm
 
 PROMPTS = ["Hi.", "Name a fruit that is red.", "What is the capital of France? Answer briefly.",
@@ -111,21 +111,40 @@ def test_next_token_logprobs_match_unpadded_forwards(lm):
 
 
 def _rows(n: int, top_p: float, seed: int = 0) -> list[_Row]:
-    return [_Row(0, i, row_generator(seed, i), 10, 1.0, top_p) for i in range(n)]
+    return [_Row(0, i, row_key(seed, i), 10, 1.0, top_p) for i in range(n)]
 
 
 def test_top_p_keeps_only_the_nucleus():
     logits = torch.full((1, 1000), -10.0)
     logits[0, 3] = 10.0  # ~1.0 of the mass: the nucleus at top-p 0.95 is this token alone
     rows = _rows(1, 0.95)
-    assert {int(sample_rows(logits, rows)[0]) for _ in range(50)} == {3}
+    picks = set()
+    for _ in range(50):
+        picks.add(int(sample_rows(logits, rows)[0]))
+        rows[0].step += 1
+    assert picks == {3}
 
 
-def test_top_p_wider_than_the_fast_path_falls_back_to_a_full_sort():
-    logits = torch.zeros(1, 1000)  # uniform: top-p 0.5 keeps 500 tokens, more than NUCLEUS_K
+def test_top_p_wider_than_the_first_candidate_set_widens_it():
+    logits = torch.zeros(1, 1000)  # uniform: top-p 0.5 keeps 500 tokens, more than the first candidate set
     rows = _rows(1, 0.5)
-    seen = {int(sample_rows(logits, rows)[0]) for _ in range(2000)}
+    seen = set()
+    for _ in range(2000):
+        seen.add(int(sample_rows(logits, rows)[0]))
+        rows[0].step += 1
     assert 300 < len(seen) <= 500
+
+
+def test_row_streams_are_uniform_and_keyed_by_row_step_and_token():
+    ids = torch.arange(50_000).unsqueeze(0)
+    u = uniforms(torch.tensor([row_key(0, 0)]), torch.tensor([0]), ids)[0]
+    assert 0 < float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    assert abs(float((u < 0.1).double().mean()) - 0.1) < 0.01
+    sub = uniforms(torch.tensor([row_key(0, 0)]), torch.tensor([0]), ids[:, 7:9])[0]
+    assert sub.tolist() == u[7:9].tolist()  # a token's draw does not depend on the others
+    other = uniforms(torch.tensor([row_key(0, 1), row_key(0, 0)]), torch.tensor([0, 1]),
+                     ids[:, :100].repeat(2, 1))
+    assert not torch.equal(other[0], u[:100]) and not torch.equal(other[1], u[:100])
 
 
 def test_rerun_with_another_batch_size_regenerates_nothing(tmp_path, tiny_policy):

@@ -9,8 +9,9 @@
 * `next_token_logprobs(prefixes)`: log-softmax of the next token after each prefix, in
   length-sorted, token-budgeted batches (option probabilities, the local judge).
 
-Sampling is done here from the logits, with one `torch.Generator` per row seeded from
-(request seed, sample index): a row's random stream does not depend on the batch it lands in,
+Sampling is done here from the logits, with one random stream per row keyed by (request
+seed, sample index) and counted by (step, token id): a row's draws do not depend on the batch
+it lands in,
 so outputs do not depend on batch size or on which other prompts share the batch (up to float
 differences that padding can cause in the logits; greedy batched and one-at-a-time outputs are
 compared in tests/test_engine.py).
@@ -28,7 +29,7 @@ import torch
 from transformers import DynamicCache
 
 DEFAULT_BATCH_TOKENS = 16384
-NUCLEUS_K = 256  # top-p first looks for the nucleus among this many top tokens
+CANDIDATES = (64, 1024, 1 << 62)  # where top-p looks for the nucleus, in turn
 
 
 @dataclass
@@ -43,20 +44,42 @@ class Request:
     top_p: float = 1.0
 
 
-def row_generator(seed: int, index: int) -> torch.Generator:
-    """The random stream of sample `index` of a request with `seed` (independent of batching)."""
+def row_key(seed: int, index: int) -> int:
+    """The key of sample `index` of a request with `seed`: its random stream (63 bits)."""
     digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _signed(c: int) -> int:
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN, _M1, _M2 = (_signed(0x9E3779B97F4A7C15), _signed(0xFF51AFD7ED558CCD),
+                     _signed(0xC4CEB9FE1A85EC53))
+_LOW31 = 0x7FFFFFFF
+
+
+def uniforms(keys: torch.Tensor, steps: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) for each (row key, decoding step, token id): a counter-based stream (murmur3's
+    64-bit finaliser over int64, wrapping), so a token's draw depends only on its row, step
+    and id, never on how many other tokens or rows were drawn for. (rows,) x (rows, k)."""
+    x = (keys.unsqueeze(-1) ^ (steps.unsqueeze(-1) * _M2)) + ids * _GOLDEN
+    for mult in (_M1, _M2, None):
+        x = x ^ ((x >> 33) & _LOW31)  # a logical shift right by 33 on int64
+        if mult is not None:
+            x = x * mult
+    return (((x >> 11) & ((1 << 53) - 1)).double() + 0.5) / float(1 << 53)
 
 
 @dataclass
 class _Row:
     request: int
     sample: int
-    generator: torch.Generator | None
+    key: int | None  # None: greedy
     limit: int
     temperature: float
     top_p: float
+    step: int = 0  # tokens drawn so far
 
 
 class Engine:
@@ -124,7 +147,7 @@ class Engine:
         device = self.model.device
         ids, mask = self._left_pad([requests[i].ids for i in batch])
         logits, cache = self._prefill(ids.to(device), mask.to(device))
-        rows = [_Row(i, j, row_generator(requests[i].seed, j) if requests[i].temperature > 0
+        rows = [_Row(i, j, row_key(requests[i].seed, j) if requests[i].temperature > 0
                      else None, requests[i].max_new_tokens, requests[i].temperature,
                      requests[i].top_p)
                 for i in batch for j in range(requests[i].n)]
@@ -137,6 +160,8 @@ class Engine:
         eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
         while True:
             nxt = sample_rows(logits, rows)
+            for row in rows:
+                row.step += 1
             done = torch.isin(nxt, eos)
             for k, (row, tok) in enumerate(zip(rows, nxt.tolist())):
                 if not done[k]:
@@ -189,47 +214,52 @@ class Engine:
 
 
 def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
-    """One next token per row: argmax for greedy rows; for sampled rows the Gumbel-max trick
-    over the temperature-scaled logits restricted to the top-p nucleus, with the noise drawn
-    from each row's own generator (one uniform per vocabulary entry, whatever the batch).
+    """One next token per row: argmax for greedy rows; for sampled rows temperature, top-p,
+    then the Gumbel-max trick with each candidate token's uniform taken from the row's own
+    counter-based stream (`uniforms`: row key, step, token id).
 
-    Gumbel-max rather than inverting the CDF: a float-level difference in the logits (another
-    padding width) changes the pick only when two perturbed scores tie to within it, not
-    whenever the draw lands near one of the vocabulary's many CDF boundaries.
+    The nucleus is looked for among the top 64 tokens, then the top 1024, then the whole
+    vocabulary (a row moves on only when the smaller set holds less than top_p of the mass).
+    A token's noise does not depend on which set it was found in, on its rank, or on the
+    other rows. Gumbel-max rather than inverting the CDF: a float-level difference in the
+    logits (another padding width) changes the pick only when two perturbed scores tie to
+    within it, not whenever the draw lands near one of many CDF boundaries.
     """
-    nxt = logits.argmax(-1)
-    sampled = [k for k, r in enumerate(rows) if r.generator is not None]
+    sampled = [k for k, r in enumerate(rows) if r.key is not None]
+    if len(sampled) < len(rows):
+        nxt = logits.argmax(-1)
+    else:  # every row samples: no argmax pass over the vocabulary
+        nxt = torch.zeros(len(rows), dtype=torch.long)
     if not sampled:
         return nxt
     idx = torch.tensor(sampled)
+    sub = logits if len(sampled) == len(rows) else logits[idx]
     temps = torch.tensor([rows[k].temperature for k in sampled]).unsqueeze(-1)
-    scaled = logits[idx] / temps
-    keep = nucleus(scaled, torch.tensor([rows[k].top_p for k in sampled]))
-    noise = torch.stack([torch.rand(scaled.shape[-1], generator=rows[k].generator)
-                         for k in sampled])
-    gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1 - 1e-7)))
-    nxt[idx] = (scaled + gumbel).masked_fill(~keep, float("-inf")).argmax(-1)
+    logz = torch.logsumexp(sub * (1 / temps), dim=-1, keepdim=True)
+    top_p = torch.tensor([rows[k].top_p for k in sampled])
+    vocab = sub.shape[-1]
+    pending = torch.arange(len(sampled))
+    for k in CANDIDATES:  # top-k of the raw logits: temperature does not change the order
+        k = min(k, vocab)
+        rows_k = sub if len(pending) == len(sampled) else sub[pending]
+        top, ids = rows_k.topk(k, dim=-1) if k < vocab else rows_k.sort(-1, descending=True)
+        top = top / temps[pending]
+        probs = (top - logz[pending]).exp()
+        covered = (probs.sum(-1) >= top_p[pending]) & (top_p[pending] < 1.0) | (k == vocab)
+        if bool(covered.any()):
+            c = covered.nonzero().squeeze(-1)
+            p_c = top_p[pending[c]].unsqueeze(-1)
+            inside = ((probs[c].cumsum(-1) - probs[c]) < p_c) | (p_c >= 1.0)
+            who = [rows[sampled[int(r)]] for r in pending[c]]
+            noise = uniforms(torch.tensor([r.key for r in who]),
+                             torch.tensor([r.step for r in who]), ids[c])
+            gumbel = -torch.log(-torch.log(noise)).float()
+            pick = (top[c] + gumbel).masked_fill(~inside, float("-inf")).argmax(-1)
+            nxt[idx[pending[c]]] = ids[c].gather(1, pick.unsqueeze(-1)).squeeze(-1)
+        pending = pending[~covered]
+        if not len(pending):
+            break
     return nxt
-
-
-def nucleus(scaled: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of each row's top-p nucleus: the most probable tokens whose mass before
-    them is < top_p. Looks among the top NUCLEUS_K tokens first, sorts a row fully only where
-    its nucleus is wider."""
-    keep = torch.zeros_like(scaled, dtype=torch.bool)
-    logz = torch.logsumexp(scaled, dim=-1, keepdim=True)
-    k = min(NUCLEUS_K, scaled.shape[-1])
-    top, ids = scaled.topk(k, dim=-1)
-    probs = (top - logz).exp()
-    wide = (probs.sum(-1) < top_p) & (top_p < 1.0)
-    narrow = ~wide & (top_p < 1.0)
-    before = probs.cumsum(-1) - probs
-    keep.scatter_(1, ids, (before < top_p.unsqueeze(-1)) & narrow.unsqueeze(-1))
-    for r in wide.nonzero().squeeze(-1).tolist():  # rare: a flat distribution
-        probs_r, ids_r = (scaled[r] - logz[r]).exp().sort(descending=True)
-        keep[r, ids_r[(probs_r.cumsum(0) - probs_r) < top_p[r]]] = True
-    keep[top_p >= 1.0] = True
-    return keep
 
 
 def _trim_left(mask: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, DynamicCache]:
