@@ -96,6 +96,10 @@ def test_finished_rows_leave_the_batch(lm):
     assert [len(r) for o in out for r in o] == [2, 2, 6, 6, 4]
     decode_rows = [b for b, w in shapes.calls if w == 1]
     assert decode_rows == [5, 3, 3, 2, 2]  # 2 rows leave after 2 tokens, 1 after 4
+    # the longest prompt left after 4 tokens and its padding columns were dropped: the rows
+    # that stay still decode exactly as they do alone
+    alone = Engine(model, tok).generate_all([Request(ids[1], 2, 0, 6)])[0]
+    assert out[1] == alone
 
 
 def test_next_token_logprobs_match_unpadded_forwards(lm):

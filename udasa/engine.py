@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 DEFAULT_BATCH_TOKENS = 16384
 CANDIDATES = (64, 1024, 1 << 62)  # where top-p looks for the nucleus, in turn
@@ -266,8 +267,8 @@ def _trim_left(mask: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, D
     """Drop leading columns that are padding in every remaining row (after long rows left)."""
     live = mask.any(0).nonzero()
     start = int(live[0]) if len(live) else 0
-    if start == 0:
-        return mask, cache
+    if start == 0 or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return mask, cache  # sliding-window and other layers keep their own bookkeeping
     for layer in cache.layers:
         layer.keys = layer.keys[:, :, start:]
         layer.values = layer.values[:, :, start:]
