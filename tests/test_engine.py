@@ -175,3 +175,24 @@ def test_rerun_with_another_batch_size_regenerates_nothing(tmp_path, tiny_policy
     assert again.done == 0 and again.reused == 6
     Pipeline(cfg(100_000), tmp_path / "b").generate()  # all prompts in one batch
     assert texts(tmp_path / "a") == texts(tmp_path / "b") and len(texts(tmp_path / "a")) == 30
+
+
+def test_app_inspector_live_generation_goes_through_the_engine(tiny_policy):
+    """The app's live inspector: N engine samples of a typed prompt, seeded by its text, each
+    scored on the three axes."""
+    from conftest import REPO, small_overrides
+
+    from app.inspector import generate_live
+    from udasa.config import load_config
+    from udasa.generators import HFGenerator
+    from udasa.pipeline import prompt_seed
+    from udasa.records import content_key
+
+    cfg = load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides(
+        **{"generation.model": tiny_policy, "generation.max_new_tokens": 5,
+           "generation.n": 3}))
+    replies = generate_live(cfg, "  Name a fruit.  ")
+    expect = HFGenerator(cfg.generation).generate(
+        "Name a fruit.", 3, prompt_seed(cfg.seed, content_key("Name a fruit.")))
+    assert [r.text for r in replies] == expect
+    assert all(set(r.scores) == {"sem", "fact", "val"} for r in replies)
