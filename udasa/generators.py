@@ -101,7 +101,7 @@ Outcome = list[str] | UdasaError  # N responses, or why this prompt has none
 
 
 class _ModeGenerator:
-    """SPEC §1's two modes over a backend's `_complete_many(jobs)`.
+    """docs/method.md §1's two modes over a backend's `_complete_many(jobs)`.
 
     A job is (prompt text, samples k, seed, max new tokens); `_complete_many` yields
     (job index, k texts or an error) as each job completes, in any order.
