@@ -15,7 +15,8 @@ def _models(args) -> list:
     from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
 
-    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url)
+    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url,
+                      concurrency=args.concurrency)
             for spec in args.models or []]
 
 
@@ -27,8 +28,8 @@ def _experiment(args):
 
     exp = load_experiment(args.experiment, args.set) if args.experiment \
         else suite_experiment(args.suite)
-    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url)
-                    for m in _models(args)]
+    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
+                               concurrency=m.concurrency) for m in _models(args)]
     data = _data(args)
     if args.tasks:
         given = {t.name: t for t in exp.tasks}
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
                           "OPENAI_API_KEY is set, else the local stand-in")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--concurrency", type=int, default=8,
+                     help="requests in flight at once for openai:<model> models")
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",

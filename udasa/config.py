@@ -48,6 +48,11 @@ class GenerationConfig:
     dtype: str = "float32"
     device: str = "cpu"
     timeout_s: float = 120.0
+    batch_tokens: int = 16384  # hf: rows x (prompt + new tokens) per batch (udasa/engine.py)
+    concurrency: int = 8  # openai: requests in flight at once
+    max_retries: int = 6  # openai: retries on 429 / 5xx / timeouts, with backoff
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
 
 
 @dataclass
@@ -147,6 +152,10 @@ class RunConfig:
         _check(g.n >= 2, "generation.n", "needs at least 2 responses to build a pair")
         _check(g.max_new_tokens > 0, "generation.max_new_tokens", "must be positive")
         _check(g.temperature >= 0, "generation.temperature", "must be >= 0")
+        _check(0 < g.top_p <= 1, "generation.top_p", "must lie in (0, 1]")
+        _check(g.batch_tokens > 0, "generation.batch_tokens", "must be positive")
+        _check(g.concurrency >= 1, "generation.concurrency", "must be >= 1")
+        _check(g.max_retries >= 0, "generation.max_retries", "must be >= 0")
         _check(f.method in ("softmax", "fixed", "mean"), "fusion.method",
                "must be softmax, fixed or mean")
         _check(f.temperature > 0, "fusion.temperature", "must be > 0")

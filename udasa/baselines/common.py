@@ -81,10 +81,14 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
+    from udasa.pipeline import SCHEDULING
+
     data = to_dict(cfg)
     data.pop("training")
     data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
     data.pop("rlcd" if cfg.method == "rlaif" else "rlaif")
+    for name in SCHEDULING:  # batch size and concurrency do not change what is generated
+        data["generation"].pop(name)
     return content_key("baseline", json.dumps(data, sort_keys=True))
 
 

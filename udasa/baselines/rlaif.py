@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, RlaifOptions, prompts_of
 from udasa.errors import ConfigError
-from udasa.generators import make_generator
+from udasa.generators import generate_many, make_generator
 from udasa.models import load_causal_lm
 from udasa.pipeline import prompt_seed
 from udasa.scorers.lm_options import chat_prefix, option_probs
@@ -104,9 +104,14 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     load_constitution(cfg.rlaif.constitution)  # a bad file fails before any generation
     model, tok = load_causal_lm(labeler_of(cfg))
     pairs = []
-    for p in tqdm(prompts_of(cfg), desc="rlaif", unit="prompt"):
-        seed = prompt_seed(cfg.seed, p.id)
-        a, b = generator.generate(p.text, 2, seed)
+    prompts = prompts_of(cfg)
+    seeds = [prompt_seed(cfg.seed, p.id) for p in prompts]
+    outs = dict(generate_many(generator, [p.text for p in prompts], 2, seeds))  # batched
+    for i, p in enumerate(tqdm(prompts, desc="rlaif", unit="prompt")):
+        if isinstance(outs[i], Exception):
+            continue
+        a, b = outs[i]
+        seed = seeds[i]
         if a.strip() == b.strip() or not a.strip() or not b.strip():
             continue
         chosen, rejected, soft, principle = label(cfg.rlaif, model, tok, p.text, a, b, seed)
