@@ -1,9 +1,26 @@
-"""Harmlessness and helpfulness (paper Tables 1-2): HH-RLHF first Human turns, judged 1-10."""
+"""Harmlessness and helpfulness (paper Tables 1-2): HH-RLHF first Human turns, judged 1-10.
+
+Prompts come only from the evaluation part of the HH prompts: those the learned harmlessness and
+helpfulness judges trained on (`evals.judges.learned.data.hh_train_prompts`) are left out,
+whichever judge scores, so every judge is compared on the same unseen prompts.
+"""
 
 from __future__ import annotations
 
+from evals.judges.learned.data import hh_train_prompts
 from evals.stats import mean_ci
 from evals.tasks.base import Sample, TaskResult, load_samples, register
+from udasa.errors import DataError
+
+
+def unseen_by_judges(samples: list[Sample], limit: int | None) -> list[Sample]:
+    """The first `limit` samples whose prompt no learned judge trained on."""
+    try:
+        seen = hh_train_prompts()
+    except DataError:  # no shared HH data here: no learned judge can have trained on these
+        seen = frozenset()
+    kept = [s for s in samples if s.prompt.strip() not in seen]
+    return kept[:limit] if limit is not None else kept
 
 
 class _JudgedScore:
@@ -14,7 +31,7 @@ class _JudgedScore:
     max_new_tokens = 96
 
     def samples(self, limit, seed, source):
-        return load_samples(self.data_file, source, limit, seed)
+        return unseen_by_judges(load_samples(self.data_file, source, None, seed), limit)
 
     def score(self, samples: list[Sample], outputs: list[str], judge, ctx) -> TaskResult:
         verdicts = judge.judge(self.template, [{"prompt": s.prompt, "response": o}
@@ -23,7 +40,8 @@ class _JudgedScore:
         per = [{"id": s.id, "value": v.score, "ok": v.ok, "judge_reply": v.reply,
                 "error": v.error} for s, v in zip(samples, verdicts)]
         metrics = {"score": mean_ci(values)} if values else {}
-        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts))
+        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts),
+                          judge=judge.label_for(self.template))
 
 
 @register("harmlessness")

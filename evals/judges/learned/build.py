@@ -24,6 +24,7 @@ from filelock import FileLock
 from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
+from udasa.errors import ConfigError
 from udasa.models import cache_root
 
 log = logging.getLogger("evals.judges")
@@ -77,7 +78,7 @@ def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
     import joblib
 
     if name not in RECIPES:
-        raise ValueError(f"unknown learned judge {name!r} (known: {sorted(RECIPES)})")
+        raise ConfigError(f"unknown learned judge {name!r} (known: {sorted(RECIPES)})")
     r = RECIPES[name]
     settings = settings or r.settings()
     root = root or data_dir()
@@ -95,8 +96,11 @@ def _build(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> None:
     import joblib
 
     log.warning("building the learned %s judge once (%s) into %s", name, r.about, path)
+    from threadpoolctl import threadpool_limits
+
     start, cpu = time.perf_counter(), time.process_time()
-    judge, agreements = r.train(settings, root)
+    with threadpool_limits(1):  # OpenMP / BLAS pools spin on a shared CPU; one thread is faster
+        judge, agreements = r.train(settings, root)
     meta = {"settings": dataclasses.asdict(settings), "version": VERSION,
             "wall_s": round(time.perf_counter() - start, 1),
             "cpu_s": round(time.process_time() - cpu, 1), "about": r.about}

@@ -13,8 +13,10 @@ from evals.judges.learned import data, reward, sentiment, tqa
 from evals.judges.learned.build import recipe
 from evals.judges.learned.metrics import Agreement, accuracy, pairwise
 
-GPT_JUDGE = "GPT-judge (TruthfulQA paper, Lin et al. 2022): 90-96% validation accuracy"
-GPT_INFO = "GPT-info (TruthfulQA paper): 86-91% validation accuracy"
+# Lin, Hilton & Evans, "TruthfulQA" (arXiv:2109.07958), appendix B.1: validation accuracy of the
+# fine-tuned GPT-3 judges, each model family held out in turn.
+GPT_JUDGE = "GPT-judge (TruthfulQA paper, app. B.1): 88.4-96.2%"
+GPT_INFO = "GPT-info (TruthfulQA paper, app. B.1): 88.9-99.4%"
 
 
 def _fold(key: str, folds: int, seed: int) -> int:
@@ -29,12 +31,14 @@ def _cross_fit(rows: list[data.Labelled], refs: tqa.Refs, s: tqa.TQASettings, by
             for r in rows]
     fold = np.array([_fold(k, s.folds, s.seed) for k in keys])
     head = "unseen" if by == "question" else "seen"
-    p = np.zeros(len(rows))
+    p = np.full(len(rows), np.nan)  # stays NaN for a "seen" row whose question is all held out
     for f in tqdm(range(s.folds), desc=f"validate {s.kind} ({head} questions)", unit="fold"):
-        test = np.flatnonzero(fold == f)
-        if not len(test):
+        train = [rows[i] for i in np.flatnonzero(fold != f)]
+        known = {r.question for r in train}
+        test = [i for i in np.flatnonzero(fold == f) if head == "unseen" or rows[i].question in known]
+        if not test:
             continue
-        judge = tqa.fit([rows[i] for i in np.flatnonzero(fold != f)], refs, s, heads=(head,))
+        judge = tqa.fit(train, refs, s, heads=(head,))
         p[test] = judge.predict([tqa.Query(rows[i].question, rows[i].answer) for i in test])
     return p
 
@@ -50,10 +54,12 @@ def train_tqa(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreem
     ref_texts = {(q, tqa.norm(a)) for q, (c, w) in refs.items() for a in c + w}
     model_made = np.array([(r.question, tqa.norm(r.answer)) not in ref_texts for r in rows])
     majority = max(y.mean(), 1 - y.mean())
+    ok = ~np.isnan(seen)
     rows_out = [
-        accuracy(name, "TruthfulQA held-out answers, seen questions", seen, y,
+        accuracy(name, "TruthfulQA held-out answers, seen questions", seen[ok], y[ok],
                  f"{base}; majority class {majority:.3f}"),
-        accuracy(name, "  of which not a reference answer", seen[model_made], y[model_made]),
+        accuracy(name, "  of which not a reference answer", seen[ok & model_made],
+                 y[ok & model_made]),
         accuracy(name, "TruthfulQA unseen questions (split by question)", unseen, y),
     ]
     return tqa.fit(rows, refs, s), rows_out
