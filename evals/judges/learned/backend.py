@@ -32,7 +32,8 @@ class LearnedBackend:
     def __init__(self, config: JudgeConfig, stats: JudgeStats, root: Path | None = None):
         self.config = config
         self.stats = stats
-        self.root = root
+        self.root = root  # the shared data folder (None: udasa.data.data_dir())
+        self.settings: dict[str, Any] = {}  # judge name -> settings (None: the defaults)
         self.model_name = f"learned-v{build.VERSION}"
         self._built: dict[str, build.Built] = {}
 
@@ -41,7 +42,7 @@ class LearnedBackend:
         if name is None:
             raise ValueError(f"the learned judge has no judge for template {template!r}")
         if name not in self._built:
-            self._built[name] = build.get(name, root=self.root)
+            self._built[name] = build.get(name, self.settings.get(name), self.root)
         return self._built[name]
 
     def params(self, template: Template) -> dict[str, Any]:
