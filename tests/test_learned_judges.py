@@ -110,8 +110,8 @@ def small_root(tmp_path_factory):
 
 # --- each judge builds end to end, then is a cache hit --------------------------------------
 
-TINY = {"truth": tqa.TQASettings(max_iter=20, folds=2),
-        "info": tqa.TQASettings(max_iter=20, folds=2),
+TINY = {"truth": tqa.TQASettings(max_iter=20, folds=2, min_samples_leaf=2),
+        "info": tqa.TQASettings(max_iter=20, folds=2, min_samples_leaf=2),
         "harmless": reward.RewardSettings(), "helpful": reward.RewardSettings(),
         "sentiment": sentiment.SentimentSettings(min_df=1)}
 

@@ -75,7 +75,6 @@ def artifact_path(name: str, settings: Any, root: Path) -> Path:
 def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
     """The judge ``name`` built with ``settings`` (default settings when None), from the cache
     when it is there, else built now (one log line says so) and cached."""
-    import joblib
 
     if name not in RECIPES:
         raise ConfigError(f"unknown learned judge {name!r} (known: {sorted(RECIPES)})")

@@ -63,9 +63,9 @@ def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 64,
         keys = [text_key(t) for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in table))
         if todo:
-            from udasa.scorers.semantic import load_sentence_model
-
             import torch
+
+            from udasa.scorers.semantic import load_sentence_model
 
             model = load_sentence_model(encoder)
             threads = torch.get_num_threads()

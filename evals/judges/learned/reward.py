@@ -9,7 +9,9 @@ gives a linear reward r(reply) = w . f(reply) (docs/method.md §7).
 
 The tables' 1-10 scale comes from a calibration fitted on the judge's training replies: the
 score is 1 + 9 F(r), F the empirical CDF of the rewards of all training replies (chosen and
-rejected). 1 is the least preferred training reply, 10 the most, 5.5 the median.
+rejected), linearly interpolated between them (so it is strictly increasing inside their range).
+1 is the least preferred training reply or worse, 10 the most preferred or better, 5.5 the
+median: a score says where a reply ranks among the human-rated HH replies.
 """
 
 from __future__ import annotations
@@ -81,9 +83,9 @@ class RewardJudge:
         return x @ self.weights
 
     def score_1_10(self, rewards: np.ndarray) -> np.ndarray:
-        """1 + 9 F(r), F the empirical CDF of the training replies' rewards."""
-        f = np.searchsorted(self.train_rewards, rewards, side="right") / len(self.train_rewards)
-        return 1.0 + 9.0 * f
+        """1 + 9 F(r), F the interpolated empirical CDF of the training replies' rewards."""
+        ranks = np.linspace(0.0, 1.0, len(self.train_rewards))
+        return 1.0 + 9.0 * np.interp(rewards, self.train_rewards, ranks)
 
 
 def pair_features(pairs: Sequence[Pair], encoder: str) -> tuple[np.ndarray, np.ndarray]:

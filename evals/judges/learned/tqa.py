@@ -117,8 +117,9 @@ class TQASettings:
     kind: str = "truth"          # truth | info
     encoder: str = "embedded"
     k: int = 5
-    max_iter: int = 300
-    learning_rate: float = 0.05
+    max_iter: int = 150
+    learning_rate: float = 0.1
+    min_samples_leaf: int = 20
     folds: int = 5                # cross-validation folds of the measured agreement
     limit: int | None = None      # first N labelled answers (tests build on a slice)
     seed: int = 0
@@ -128,6 +129,7 @@ def classifier(s: TQASettings):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(max_iter=s.max_iter, learning_rate=s.learning_rate,
+                                          min_samples_leaf=s.min_samples_leaf,
                                           random_state=s.seed)
 
 
