@@ -28,7 +28,7 @@ from udasa.errors import ConfigError
 from udasa.models import cache_root
 
 log = logging.getLogger("evals.judges")
-VERSION = 1
+VERSION = 2  # bump when a judge's features change (part of every cache key)
 
 
 @dataclass
