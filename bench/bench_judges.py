@@ -35,6 +35,10 @@ def main() -> None:
                                "agreements": [a.as_dict() for a in built.agreements],
                                "load_s": round(time.perf_counter() - start, 1)}
         rows += built.agreements
+        report(out, rows, state)  # after each judge: a cut-off run keeps what it measured
+
+
+def report(out: dict, rows: list, state: dict) -> None:
     cost = [f"| {n} | {j['meta']['cpu_s']:.0f} | {j['meta']['wall_s']:.0f} | {j['meta']['about']} |"
             for n, j in out["judges"].items()]
     md = "\n".join([
