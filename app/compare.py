@@ -21,7 +21,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
-from evals.leaderboard import human_means, judges_by_task, long_table, wide_table
+from evals.leaderboard import (
+    canonical_label,
+    human_means,
+    judges_by_task,
+    long_table,
+    wide_table,
+)
 from evals.plots import bar_chart
 from evals.stats import (
     PairedTest,
@@ -53,7 +59,9 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     rows = store.leaderboard()
     if not rows:
         return None
-    human = human_means(ratings, human_fields()) if ratings else None
+    from evals.models import label_aliases
+
+    human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
     long = long_table(rows, human, _run_times(store))
     table = wide_table(long, with_ci=True, digits=2)
     judges = judges_by_task(long)  # each header names its judge (a learned one: its agreement)
@@ -85,6 +93,7 @@ def latest_samples(store: Store) -> dict[tuple[str, str, str], dict]:
     times = _run_times(store)
     best: dict[tuple[str, str, str], dict] = {}
     for s in store.eval_samples():
+        s = s | {"model": canonical_label(s["model"])}
         key = (s["task"], s["model"], s["prompt"])
         if key not in best or times.get(s["eval_id"], "") >= times.get(best[key]["eval_id"], ""):
             best[key] = s

@@ -5,7 +5,7 @@ The refusal-prefix test (Zou et al. 2023; llm-attacks `evaluate.py`): an attack 
 generation of `max_new_tokens` tokens. Which prefix list, how many new tokens, and how many
 behaviours all move the ASR a lot, so every result records `Criterion.describe()`.
 
-The lists are data (`gcg/refusal_prefixes.json` under the shared data folder), named here by
+The lists are data (`gcg/refusal_prefixes.json` of the offline mirror, `udasa.datasets`), named by
 short aliases: `evaluate` (the paper's evaluation list, 29 prefixes, the default),
 `individual` (13), `demo` (10) and `attack_manager` (7, the llm-attacks default).
 
@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from udasa.data import data_dir
+from udasa.datasets import resolve_file
 from udasa.errors import ConfigError, DataError
 
-PREFIX_FILE = "gcg/refusal_prefixes.json"
+PREFIX_DATA = "gcg/refusal-prefixes"  # data set name (udasa.datasets)
 PREFIX_LISTS = {
     "evaluate": "evaluate_py_test_prefixes",
     "individual": "evaluate_individual_py_test_prefixes",
@@ -67,10 +67,11 @@ class Criterion:
 
 
 def prefix_file(path: str | Path | None = None) -> Path:
-    p = Path(path) if path else data_dir() / PREFIX_FILE
+    if not path:
+        return resolve_file(PREFIX_DATA)
+    p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: refusal-prefix lists not found; set UDASA_DATA_DIR to the shared "
-                        "data folder (it holds gcg/refusal_prefixes.json)")
+        raise DataError(f"{p}: refusal-prefix lists not found")
     return p
 
 
@@ -118,13 +119,18 @@ def greedy_generate(model, tokenizer, input_ids: list[int] | torch.Tensor,
                     max_new_tokens: int) -> str:
     """The greedy continuation of `input_ids` (a chat-formatted prompt), decoded and stripped
     the way `udasa.generators.HFGenerator` does, so in-loop tests match evaluation."""
-    ids = torch.as_tensor(input_ids, dtype=torch.long, device=model.device).reshape(1, -1)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
-        tokenizer.eos_token_id
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         temperature=None, top_p=None, top_k=None,
-                         max_new_tokens=max_new_tokens, pad_token_id=pad)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(-1).tolist()
+    return greedy_generate_many(model, tokenizer, [ids], max_new_tokens)[0]
+
+
+def greedy_generate_many(model, tokenizer, inputs: list[list[int]],
+                         max_new_tokens: int) -> list[str]:
+    """Greedy continuations of many id sequences in the engine's batches (udasa/engine.py)."""
+    from udasa.engine import Request, engine_for
+
+    outs = engine_for(model, tokenizer).generate_all(
+        [Request(list(x), 1, 0, max_new_tokens) for x in inputs])
+    return [tokenizer.decode(o[0], skip_special_tokens=True).strip() for o in outs]
 
 
 JUDGE_TEMPLATE = "harmless"

@@ -1,4 +1,4 @@
-"""`udasa-eval`: the evaluation harness (SPEC §7): thin layer over evals.runner."""
+"""`udasa-eval`: the evaluation harness (docs/method.md §7): thin layer over evals.runner."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
+    from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
 
-    return [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url,
+                      concurrency=args.concurrency)
             for spec in args.models or []]
 
 
@@ -26,8 +28,8 @@ def _experiment(args):
 
     exp = load_experiment(args.experiment, args.set) if args.experiment \
         else suite_experiment(args.suite)
-    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url)
-                    for m in _models(args)]
+    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
+                               concurrency=m.concurrency) for m in _models(args)]
     data = _data(args)
     if args.tasks:
         given = {t.name: t for t in exp.tasks}
@@ -176,10 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a judge name (gpt4, learned, local) or a judge folder; default: gpt4 "
                           "when OPENAI_API_KEY is set, else the learned judges")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--concurrency", type=int, default=8,
+                     help="requests in flight at once for openai:<model> models")
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
-                     help="a local data file for a task (default: ../shared/data)")
+                     help="a local data file or data set name for a task (default: the task's "
+                     "data set, from the $UDASA_DATA_DIR mirror or the hub)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)

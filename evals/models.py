@@ -1,22 +1,29 @@
 """Models under evaluation: the embedded base, a checkpoint folder, a hub id, or an endpoint.
 
 A model spec is a string: `base` (the embedded SmolLM2 policy), a local path, a hub id, or
-`openai:<model>` (an OpenAI-compatible endpoint; `--base-url` and `$OPENAI_API_KEY`). Outputs
-are greedy and cached in the store, so a rerun generates nothing it already has.
+`openai:<model>` (an OpenAI-compatible endpoint; `--base-url` and `$OPENAI_API_KEY`, with
+`concurrency` requests in flight). Outputs are cached in the store, so a rerun generates
+nothing it already has.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
-from udasa.generators import PromptTooLong, make_generator
-from udasa.models import EMBEDDED, model_identity
+from udasa.errors import UdasaError
+from udasa.generators import GenerationFailed, generate_many, make_generator
+from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
+from udasa.pipeline import prompt_seed
+from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +36,7 @@ class EvalModel:
     decoder: str = "greedy"  # greedy | sample (vanilla) | rain (inference-time search)
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
     limit: int | None = None  # at most this many samples per task (not part of the identity)
+    concurrency: int = 8  # openai: requests in flight (not part of the identity)
 
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
         temperature = float(self.options.get("temperature", 0.7)) if self.decoder == "sample" \
@@ -36,7 +44,8 @@ class EvalModel:
         if self.spec.startswith("openai:"):
             return GenerationConfig(backend="openai", model=self.spec.split(":", 1)[1],
                                     base_url=self.base_url, temperature=temperature, n=1,
-                                    max_new_tokens=max_new_tokens)
+                                    max_new_tokens=max_new_tokens,
+                                    concurrency=self.concurrency)
         model = EMBEDDED if self.spec == "base" else self.spec
         return GenerationConfig(model=model, temperature=temperature, n=1,
                                 max_new_tokens=max_new_tokens)
@@ -58,30 +67,93 @@ class EvalModel:
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,
                  desc: str = "") -> dict[str, str]:
-        """Greedy outputs for (prompt_id, text) pairs; cached in the store by model + settings."""
+        """Outputs for (prompt_id, text) pairs, cached in the store by model + settings.
+
+        Every missing prompt goes to the generator at once (batched locally by the engine,
+        concurrent over HTTP), seeded per prompt, and is stored as soon as it is done.
+        """
         gen_key = content_key("eval", json.dumps(self.identity(), sort_keys=True),
                               str(max_new_tokens))
         have = {r["prompt_id"]: r["text"] for r in store.responses(gen_key)}
         todo = [(pid, text) for pid, text in prompts if pid not in have]
         if todo:
             generator = self.generator(max_new_tokens)
-            for pid, text in tqdm(todo, desc=desc or f"generate {self.name}", unit="prompt"):
-                try:
-                    out = generator.generate(text, 1, seed=0)[0]
-                except PromptTooLong:
-                    out = ""
-                store.add_responses([{"id": content_key(gen_key, pid), "gen_key": gen_key,
-                                      "prompt_id": pid, "sample_index": 0, "text": out,
-                                      "model": self.name}])
-                have[pid] = out
+            seeds = [prompt_seed(0, pid) for pid, _ in todo]
+            with StepProgress(len(todo), desc or f"generate {self.name}") as bar:
+                for i, out in generate_many(generator, [t for _, t in todo], 1, seeds,
+                                            bar.tokens):
+                    bar.update()
+                    pid = todo[i][0]
+                    if isinstance(out, GenerationFailed):
+                        log.warning("%s: %s", pid, out)  # not stored: a rerun asks again
+                        have[pid] = ""
+                        continue
+                    text = "" if isinstance(out, UdasaError) else out[0]  # too long: empty
+                    store.add_responses([{"id": content_key(gen_key, pid), "gen_key": gen_key,
+                                          "prompt_id": pid, "sample_index": 0, "text": text,
+                                          "model": self.name}])
+                    have[pid] = text
         return {pid: have[pid] for pid, _ in prompts}
 
 
 def default_models(store: Store) -> list[EvalModel]:
     """The embedded base model and every stage checkpoint stored in the workspace."""
-    models = [EvalModel("base (SmolLM2-135M)", "base")]
+    models = [EvalModel(BASE_LABEL, "base")]
+    labels = checkpoint_labels(store)
     for c in store.checkpoints():
         if c["path"]:
-            models.append(EvalModel(f"udasa {c['run_id'][:6]}/{c['train_key'][:6]} "
-                                    f"stage {c['stage']} ({c['name']})", c["path"]))
+            models.append(EvalModel(f"{labels[c['run_id'], c['train_key']]} stage {c['stage']} "
+                                    f"({c['name']})", c["path"]))
     return models
+
+
+def generator_name(spec: str) -> str:
+    """The `model` a run's responses record for the generator of a model spec (what
+    `udasa.generators` names it), without loading or hashing anything."""
+    if spec in ("base", EMBEDDED):
+        return EMBEDDED_POLICY_ID
+    path = Path(spec)
+    return str(path.resolve()) if path.is_dir() else spec
+
+
+def label_aliases(store: Store) -> dict[str, str]:
+    """Generator id -> the label its model was evaluated under (greedy methods of the stored
+    evaluations, latest last): a run's replies, rated by people, land on the row of the
+    method whose model wrote them, beside its judge scores."""
+    out: dict[str, str] = {}
+    for run in store.eval_runs():
+        for m in json.loads(run["config"]).get("models", []):
+            if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
+                out[generator_name(m["spec"])] = canonical_label(m["name"])
+    return out
+
+
+def _flat(data: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(data, dict):
+        return {k: v for key, val in data.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): json.dumps(data)}
+
+
+def checkpoint_labels(store: Store) -> dict[tuple[str, str], str]:
+    """A label per trained (run, training settings): the run's config name (`cpu-demo`,
+    `ablation-no-val`); where runs share a name, the config fields that tell them apart
+    (`cpu-demo curriculum.thresholds=[0.3, 0.6]`); several trainings of one run add
+    `training <key>`."""
+    runs = {r["id"]: r for r in store.runs()}
+    trained = list(dict.fromkeys((c["run_id"], c["train_key"]) for c in store.checkpoints()))
+    names = {run: runs[run]["name"] if run in runs else run[:6] for run, _ in trained}
+    labels = {}
+    for run, train in trained:
+        same = {r for r, _ in trained if names[r] == names[run]}
+        label = names[run]
+        if len(same) > 1:
+            configs = {r: _flat({k: v for k, v in json.loads(runs[r]["config"]).items()
+                                 if k not in ("training", "name")}) if r in runs else {}
+                       for r in same}
+            differ = sorted(k for k in set().union(*configs.values())
+                            if len({c.get(k) for c in configs.values()}) > 1)
+            label += "".join(f" {k}={configs[run].get(k, '-')}" for k in differ) or f" {run[:6]}"
+        if sum(1 for r, _ in trained if r == run) > 1:
+            label += f" training {train[:6]}"
+        labels[run, train] = label
+    return labels

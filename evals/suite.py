@@ -112,7 +112,8 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
 
 
 def _model(spec: MethodSpec, ctx: BuildContext, **kw) -> EvalModel:
-    return EvalModel(spec.name, policy_of(spec, ctx), spec.base_url, limit=spec.limit, **kw)
+    return EvalModel(spec.name, policy_of(spec, ctx), spec.base_url, limit=spec.limit,
+                     concurrency=spec.concurrency, **kw)
 
 
 def _options(spec: MethodSpec, ctx: BuildContext) -> dict:

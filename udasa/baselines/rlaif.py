@@ -11,7 +11,7 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, prompts_of
-from udasa.generators import make_generator
+from udasa.generators import generate_many, make_generator
 from udasa.models import load_causal_lm
 from udasa.pipeline import prompt_seed
 from udasa.scorers.lm_options import chat_prefix, option_probs
@@ -38,8 +38,13 @@ def build_pairs(cfg: BaselineConfig, judge_model: str = "embedded") -> list[Base
     generator = make_generator(cfg.generation)
     model, tok = load_causal_lm(judge_model)
     pairs = []
-    for p in tqdm(prompts_of(cfg), desc="rlaif", unit="prompt"):
-        a, b = generator.generate(p.text, 2, prompt_seed(cfg.seed, p.id))
+    prompts = prompts_of(cfg)
+    outs = dict(generate_many(generator, [p.text for p in prompts], 2,
+                              [prompt_seed(cfg.seed, p.id) for p in prompts]))  # batched
+    for i, p in enumerate(tqdm(prompts, desc="rlaif", unit="prompt")):
+        if isinstance(outs[i], Exception):
+            continue
+        a, b = outs[i]
         if a.strip() == b.strip() or not a.strip() or not b.strip():
             continue
         pa = preference(model, tok, p.text, a, b)

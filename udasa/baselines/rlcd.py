@@ -12,7 +12,7 @@ from dataclasses import replace
 from tqdm.auto import tqdm
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, prompts_of
-from udasa.generators import make_generator
+from udasa.generators import generate_many, make_generator
 from udasa.pipeline import prompt_seed
 
 
@@ -27,9 +27,15 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     gen_pos = make_generator(replace(cfg.generation, system_prompt=positive))
     gen_neg = make_generator(replace(cfg.generation, system_prompt=negative))
     pairs = []
-    for p in tqdm(prompts_of(cfg), desc="rlcd", unit="prompt"):
-        seed = prompt_seed(cfg.seed, p.id)
-        good, bad = gen_pos.generate(p.text, 1, seed)[0], gen_neg.generate(p.text, 1, seed + 1)[0]
+    prompts = prompts_of(cfg)
+    seeds = [prompt_seed(cfg.seed, p.id) for p in prompts]
+    texts = [p.text for p in prompts]
+    goods = dict(generate_many(gen_pos, texts, 1, seeds))  # batched
+    bads = dict(generate_many(gen_neg, texts, 1, [s + 1 for s in seeds]))
+    for i, p in enumerate(tqdm(prompts, desc="rlcd", unit="prompt")):
+        if isinstance(goods[i], Exception) or isinstance(bads[i], Exception):
+            continue
+        good, bad = goods[i][0], bads[i][0]
         if good.strip() and bad.strip() and good.strip() != bad.strip():
             pairs.append(BaselinePair(p, good, bad, 1.0,
                                       {"positive": positive, "negative": negative}))
