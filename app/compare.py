@@ -21,7 +21,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
-from evals.leaderboard import canonical_label, human_means, long_table, wide_table
+from evals.leaderboard import (
+    canonical_label,
+    human_means,
+    judges_by_task,
+    long_table,
+    wide_table,
+)
 from evals.plots import bar_chart
 from evals.stats import (
     PairedTest,
@@ -56,7 +62,11 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     from evals.models import label_aliases
 
     human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
-    table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
+    long = long_table(rows, human, _run_times(store))
+    table = wide_table(long, with_ci=True, digits=2)
+    judges = judges_by_task(long)  # each header names its judge (a learned one: its agreement)
+    table.columns = [f"{c} (judge: {' | '.join(judges[t])})" if judges.get(t := c.split(": ")[0])
+                     else c for c in table.columns]
     return table.reset_index()
 
 

@@ -104,10 +104,24 @@ def cmd_validate(args) -> None:
     store = Store(args.workspace)
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, **overrides)
-    rows = validate(judge, store, args.limit, args.seed)
-    path = write_report(rows, judge.label, args.workspace / "judge_validation")
+    rows, corr = validate(judge, store, args.limit, args.seed)
+    path = write_report(rows, corr, judge.label, args.workspace / "judge_validation")
     console.print(path.read_text())
     console.print(f"written to {path}")
+
+
+def cmd_build_judges(args) -> None:
+    from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
+    from evals.validate_judge import table_lines
+
+    rows = []
+    for name in args.judges or list(build.RECIPES):
+        built = build.get(name)
+        how = "cached" if built.cached else "built"
+        console.print(f"{name}: {how}, {built.meta['about']}; build cost "
+                      f"{built.meta['cpu_s']:.0f} CPU-s ({built.meta['wall_s']:.0f} s wall)")
+        rows += built.agreements
+    console.print("\n".join(table_lines(rows, [])))
 
 
 def cmd_tables(args) -> None:
@@ -161,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="samples per task (seeded subset; default 50, or the experiment's)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--judge", default=None,
-                     help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
-                          "OPENAI_API_KEY is set, else the local stand-in")
+                     help="a judge name (gpt4, learned, local) or a judge folder; default: gpt4 "
+                          "when OPENAI_API_KEY is set, else the learned judges")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
     run.add_argument("--concurrency", type=int, default=8,
                      help="requests in flight at once for openai:<model> models")
@@ -174,14 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)
-    val = sub.add_parser("validate-judge", help="judge agreement with references and humans")
-    val.add_argument("--judge", default=None)
+    val = sub.add_parser("validate-judge", help="a judge's agreement with human labels")
+    val.add_argument("--judge", default=None, help="default: the default judge (see run)")
     val.add_argument("--judge-base-url", default=None)
-    val.add_argument("--limit", type=int, default=50)
+    val.add_argument("--limit", type=int, default=200,
+                     help="items per check for judges asked through their interface")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
     val.set_defaults(fn=cmd_validate)
+    bld = sub.add_parser("build-judges", help="build (or load) the learned judges and print "
+                                              "their agreement with human labels")
+    bld.add_argument("judges", nargs="*", help="default: all (truth info harmless helpful "
+                                               "sentiment)")
+    bld.add_argument("-v", "--verbose", action="store_true")
+    bld.set_defaults(fn=cmd_build_judges)
+
+
     tab = sub.add_parser("tables", help="the paper's tables from stored results (tables.md)")
     tab.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     tab.add_argument("-v", "--verbose", action="store_true")

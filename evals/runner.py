@@ -118,6 +118,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
             "max_new_tokens": task.max_new_tokens, "decoding": "greedy",
             "models": task_out, "paired_tests": paired_tests(per_model)}
     results["judge"]["stats"] = judge.stats.as_dict()
+    results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     out_dir = cfg.workspace / "evals" / eval_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))

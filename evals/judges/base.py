@@ -181,8 +181,11 @@ def _backend(config: JudgeConfig, stats: JudgeStats) -> Backend:
     if config.backend == "hf":
         from evals.judges.hf_backend import HFBackend
         return HFBackend(config, stats)
+    if config.backend == "learned":
+        from evals.judges.learned.backend import LearnedBackend
+        return LearnedBackend(config, stats)
     raise ValueError(f"judge {config.name!r}: unknown backend {config.backend!r} "
-                     "(expected openai or hf)")
+                     "(expected openai, hf or learned)")
 
 
 class Judge:
@@ -198,6 +201,17 @@ class Judge:
     def label(self) -> str:
         """How tables name this judge (the local one says it stands in for GPT-4)."""
         return self.config.label
+
+    def label_for(self, template: str) -> str:
+        """How tables name this judge's verdicts on `template` (a learned judge adds its
+        measured agreement with human labels)."""
+        label = getattr(self.backend, "label", None)
+        return label(template) if callable(label) else self.config.label
+
+    def agreements(self) -> list[dict[str, Any]]:
+        """Measured agreement with human labels of the judges used so far (learned only)."""
+        found = getattr(self.backend, "agreements", None)
+        return found() if callable(found) else []
 
     def template(self, name: str) -> Template:
         if name not in self.config.templates:
@@ -221,7 +235,10 @@ class Judge:
             else:
                 todo.setdefault(key, []).append(i)
         pending = list(todo)
-        for j, judgement in self.backend.run([prompts[todo[k][0]] for k in pending], tpl):
+        by_items = getattr(self.backend, "run_items", None)  # backends that read the fields
+        runs = (by_items([items[todo[k][0]] for k in pending], tpl) if by_items else
+                self.backend.run([prompts[todo[k][0]] for k in pending], tpl))
+        for j, judgement in runs:
             key = pending[j]
             judgement.key = key
             if not judgement.ok:
@@ -259,8 +276,9 @@ def summarize(judgements: list[Judgement]) -> dict[str, Any]:
 
 
 def default_judge_name() -> str:
-    """``gpt4`` when OPENAI_API_KEY is set, else the embedded ``local`` stand-in."""
-    return "gpt4" if os.environ.get("OPENAI_API_KEY") else "local"
+    """``gpt4`` when OPENAI_API_KEY is set, else the ``learned`` judges (trained on human
+    labels; the SmolLM2 stand-in ``local`` stays selectable by name)."""
+    return "gpt4" if os.environ.get("OPENAI_API_KEY") else "learned"
 
 
 def make_judge(name_or_path: str | Path | None = None, store: Store | None = None,
