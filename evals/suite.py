@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from evals.models import EvalModel
 from udasa.errors import ConfigError
 from udasa.store import Store
@@ -44,7 +42,9 @@ def build(names: list[str], workspace: Path, store: Store,
 
 
 def _yaml(name: str) -> dict:
-    return yaml.safe_load((CONFIGS / "baselines" / name).read_text()) or {}
+    from udasa.files import read_settings_mapping
+
+    return read_settings_mapping(CONFIGS / "baselines" / name, "baseline config")
 
 
 @method("base")

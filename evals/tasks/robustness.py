@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from attacks.advbench import load_behaviours, load_universal_suffixes
 from attacks.criteria import Criterion, judge_jailbroken, load_prefix_list
 from attacks.gcg import Behaviour, GCGConfig, GCGResult, attack_prompt, load_gcg_config, run_gcg
@@ -96,11 +94,11 @@ def load_robustness_config(source: str | None) -> RobustnessConfig:
     from udasa.config import from_dict
 
     if source and Path(source).suffix.lower() in (".yaml", ".yml"):
+        from udasa.files import read_settings_mapping
+
         p = _resolve(source)
-        if not p.is_file():
-            raise ConfigError(f"{p}: robustness config not found")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        return from_dict(RobustnessConfig, data, "robustness").validate()
+        data = read_settings_mapping(p, "robustness config")
+        return from_dict(RobustnessConfig, data, f"{p}: robustness").validate()
     return RobustnessConfig(behaviours=source).validate()
 
 
