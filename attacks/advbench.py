@@ -13,13 +13,14 @@ Published suffixes are appended to the behaviour with one space (`attack_prompt`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from attacks.gcg import Behaviour, attack_prompt
-from udasa.data import data_dir
+from udasa.data import data_dir, read_text
 from udasa.errors import DataError
 from udasa.records import content_key
 
@@ -57,18 +58,20 @@ def load_behaviours(path: str | Path | None = None, limit: int | None = None,
     harmful_behaviors.csv), in file order, or a `random.Random(seed)` shuffle when `seed` is
     given; the first `limit` of them. A row with an empty goal or target is an error."""
     p = _path(path, BEHAVIOURS_FILE)
-    with open(p, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(p), newline=""))
+    try:
         missing = {"goal", "target"} - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{p}: missing column(s) {sorted(missing)} (have "
                             f"{reader.fieldnames})")
         rows = []
-        for i, row in enumerate(reader, start=2):
+        for row in reader:
             goal, target = (row.get("goal") or "").strip(), (row.get("target") or "").strip()
             if not goal or not target:
-                raise DataError(f"{p}, line {i}: empty goal or target")
+                raise DataError(f"{p}, line {reader.line_num}: empty goal or target")
             rows.append(Behaviour(goal, target, behaviour_id(goal)))
+    except csv.Error as e:
+        raise DataError(f"{p}, line {reader.line_num}: malformed CSV ({e})") from None
     if not rows:
         raise DataError(f"{p}: no behaviours")
     if seed is not None:

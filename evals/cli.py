@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from udasa.cli_common import console, run_cli
+from udasa.errors import ConfigError
 
 
 def _models(args) -> list:
@@ -29,6 +30,9 @@ def cmd_run(args) -> None:
     from evals.runner import EvalConfig, run_eval
     from evals.tasks import task_names
 
+    bad = [item for item in args.data if "=" not in item]
+    if bad:
+        raise ConfigError(f"--data {bad[0]!r}: expected TASK=FILE")
     data = dict(item.split("=", 1) for item in args.data)
     cfg = EvalConfig(workspace=args.workspace, models=_models(args),
                      tasks=args.tasks or task_names(), limit=args.limit, seed=args.seed,

@@ -21,6 +21,7 @@ from evals.models import EvalModel, default_models
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
 from evals.tasks.base import get_task
+from udasa.errors import ConfigError
 from udasa.pipeline import manifest
 from udasa.records import content_key
 from udasa.store import Store
@@ -81,6 +82,10 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     store = Store(cfg.workspace)
     models = cfg.models or default_models(store)
     tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
+    if unknown := set(cfg.data) - set(cfg.tasks):
+        raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
+    # every task's data is read (and checked) before any model runs: a bad file changes nothing
+    task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     judge = make_judge(cfg.judge, store,
                        **({"base_url": cfg.judge_base_url} if cfg.judge_base_url else {}))
     eval_id = eval_key(cfg, models, judge)
@@ -93,7 +98,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         "versions": manifest_versions(), "tasks": {}}
     samples_out, board = [], []
     for task in tasks:
-        samples = task.samples(cfg.limit, cfg.seed, cfg.data.get(task.name))
+        samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
         per_model, task_out = {}, {}
         for model in models:

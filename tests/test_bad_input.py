@@ -222,10 +222,10 @@ def test_udasa_run_config_corpus(kind, frozen, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", list(DATA))
-def test_udasa_run_data_corpus(kind, frozen, tmp_path, capsys):
+def test_udasa_run_data_corpus(kind, frozen, tmp_path, capsys, tiny_policy):
     path = corpus_file(tmp_path, DATA, kind)
     before = frozen[1]()
-    code = run_cli("run", frozen[0], path)
+    code = run_cli("run", frozen[0], path, f"generation.model={tiny_policy}")
     assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
                          frozen, before)
 

@@ -135,6 +135,15 @@ class Robustness:
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
         cfg = load_robustness_config(source)
         test, _ = self._split(cfg, limit, seed)
+        # the files the attack will read are checked now, before any model runs
+        if cfg.mode != "transfer-published":
+            self._gcg_config(cfg)
+        elif cfg.suffixes:
+            load_universal_suffixes(_resolve(cfg.suffixes))
+        if cfg.judge not in (None, "harness"):
+            from evals.judges.base import load_judge_config
+
+            load_judge_config(cfg.judge)
         return [Sample(b.id, b.goal, {"target": b.target}) for b in test]
 
     def score(self, samples, outputs, judge, ctx) -> TaskResult:
