@@ -69,9 +69,13 @@ def _child(kind: str, argv: list[str]) -> int:
             label = (f"{name}{seen[name]}" if name.endswith("-") else
                      f"{name}#{seen[name]}" if kind == "eval" else name)
             timeline.write(json.dumps({"enter": label, "t": time.time()}) + "\n")
-            if kill and kill["step"] == label:
+            armed = kill and kill["step"] == label
+            if armed:
                 threading.Timer(kill["delay"], os.kill, (os.getpid(), signal.SIGKILL)).start()
             out = fn(*args, **kwargs)
+            if armed:  # the step ended sooner than in the uninterrupted run: kill at its end
+                timeline.write(json.dumps({"end-of-step kill": label, "t": time.time()}) + "\n")
+                os.kill(os.getpid(), signal.SIGKILL)
             timeline.write(json.dumps({"exit": label, "t": time.time()}) + "\n")
             return out
         return wrapper
@@ -163,7 +167,7 @@ def windows(events: list[dict]) -> dict[str, float]:
     for e in events:
         if "enter" in e:
             start.setdefault(e["enter"], e["t"])
-        elif e["exit"] in start and e["exit"] not in out:
+        elif e.get("exit") in start and e["exit"] not in out:
             out[e["exit"]] = e["t"] - start[e["exit"]]
     return out
 
@@ -174,7 +178,7 @@ def landed(events: list[dict]) -> str:
     for e in events:
         if "enter" in e:
             open_steps.append(e["enter"])
-        elif e["exit"] in open_steps:
+        elif "exit" in e and e["exit"] in open_steps:
             open_steps.remove(e["exit"])
     return open_steps[-1] if open_steps else "(between steps)"
 
@@ -209,8 +213,6 @@ def close(a, b) -> bool:
 
 def run_outcome(ws: Path) -> dict:
     """What an uninterrupted `udasa run` must reproduce: pairs, checkpoint metrics, weights."""
-    from safetensors.torch import load_file
-
     from udasa.store import Store
 
     store = Store(ws)
@@ -218,10 +220,7 @@ def run_outcome(ws: Path) -> dict:
     pairs = [(p["prompt"], p["chosen"], p["rejected"], round(p["delta"], 9), p["stage"])
              for p in store.pairs(run["id"])]
     ckpts = store.checkpoints(run["id"])
-    final = {}
-    if ckpts and ckpts[-1]["path"]:
-        final = {k: v.numpy().tolist()[:64] if v.ndim == 1 else float(v.float().sum())
-                 for k, v in load_file(Path(ckpts[-1]["path"]) / "model.safetensors").items()}
+    final = str(Path(ckpts[-1]["path"]) / "model.safetensors") if ckpts else ""
     result = {"status": run["status"], "pairs": pairs,
               "checkpoints": [[c["stage"], c["name"], c["metrics"]] for c in ckpts],
               "train_results": [json.loads(r["metrics"]) for r in
@@ -250,13 +249,42 @@ def eval_outcome(ws: Path) -> dict:
             "eval_runs": len(runs)}
 
 
+def weight_drift(got: str, want: str, initial: str) -> float | None:
+    """||final weights of the resumed run - the uninterrupted run's|| / ||the uninterrupted
+    run's - the initial policy's||: how far apart the two trainings ended, relative to how far
+    training moved the weights (0 = bit-identical)."""
+    if not got or not want:
+        return None
+    from safetensors.torch import load_file
+
+    a, b, w0 = load_file(got), load_file(want), load_file(initial)
+    apart = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in b)
+    moved = sum(float((b[k] - w0[k]).double().pow(2).sum()) for k in b if k in w0)
+    return math.sqrt(apart) / max(math.sqrt(moved), 1e-12)
+
+
+def first_difference(got: dict, want: dict, check: str) -> str:
+    """A short account of where a failed check differs (for the results file)."""
+    key = {"checkpoint_metrics": "checkpoints", "no_partial_checkpoint": "partial_dirs",
+           "one_eval_run": "eval_runs"}.get(check, check)
+    a, b = got.get(key), want.get(key)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for x, y in zip(a, b):
+            if not close(x, y):
+                return f"got {str(x)[:300]} want {str(y)[:300]}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(a.keys() | b.keys()):
+            if not close(a.get(k), b.get(k)):
+                return f"{k}: got {str(a.get(k))[:200]} want {str(b.get(k))[:200]}"
+    return f"got {str(a)[:300]} want {str(b)[:300]}"
+
+
 def compare(kind: str, got: dict, want: dict) -> dict[str, bool]:
     if kind == "run":
         return {"status": got["status"] == want["status"],
                 "pairs": got["pairs"] == want["pairs"],
                 "checkpoint_metrics": close(got["checkpoints"], want["checkpoints"]),
                 "train_results": close(got["train_results"], want["train_results"]),
-                "final_weights": close(got["final_weights"], want["final_weights"]),
                 "no_partial_checkpoint": not got["partial_dirs"]}
     return {"leaderboard": close(got["leaderboard"], want["leaderboard"]),
             "samples": close(got["samples"], want["samples"]),
@@ -278,15 +306,22 @@ def trial(kind: str, setup: Setup, step: str, delay: float, root: Path, ref: dic
     resumed = launch(kind, args, None, None, log) == 0
     out = {"kind": kind, "target": step, "delay_s": round(delay, 3), "killed": killed,
            "landed_in": landed(events) if killed else "(finished before the kill)",
+           "at_end_of_step": any("end-of-step kill" in e for e in events),
            "integrity_after_kill": after_kill, "resumed": resumed,
            "integrity_after_resume": integrity(db)}
     if resumed:
         got = (run_outcome if kind == "run" else eval_outcome)(ws)
         out["checks"] = compare(kind, got, ref)
+        if kind == "run":
+            drift = weight_drift(got["final_weights"], ref["final_weights"],
+                                 str(Path(setup.policy) / "model.safetensors"))
+            out["weight_drift"] = drift if drift is None else float(f"{drift:.3g}")
         c = counts(db)
         out["row_counts_equal"] = c == ref_counts
         out["row_count_diffs"] = {t: [c[t], ref_counts[t]] for t in c if c[t] != ref_counts[t]}
         out["identical"] = all(out["checks"].values())
+        out["differences"] = {k: first_difference(got, ref, k) for k, ok in
+                              out["checks"].items() if not ok}
     else:
         out["log_tail"] = log.read_text()[-1500:]
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -308,8 +343,9 @@ def _eval_order(clean: dict[str, float]):
     return key
 
 
-def bench_kind(kind: str, setup: Setup, trials: int, rng: random.Random, work: Path,
-               deadline: float) -> dict:
+def prepare(kind: str, setup: Setup, trials: int, rng: random.Random, work: Path,
+            only: list[str] | None = None) -> dict:
+    """The uninterrupted run (and, for `udasa run`, a second one as a control) and the plan."""
     clean_dir = work / f"{kind}-clean"
     clean_dir.mkdir()
     args = setup.run_args(clean_dir / "ws") if kind == "run" else setup.eval_args(
@@ -322,23 +358,45 @@ def bench_kind(kind: str, setup: Setup, trials: int, rng: random.Random, work: P
     spans = windows(read_timeline(clean_dir / "timeline.jsonl"))
     ws = clean_dir / "ws"
     ref = (run_outcome if kind == "run" else eval_outcome)(ws)
-    ref_counts = counts(ws / "udasa.sqlite")
-    results = []
-    for i, (step, delay) in enumerate(plan(kind, trials, spans, rng)):
+    control = None
+    if kind == "run":  # a second uninterrupted run: how far apart two clean trainings end
+        again = work / "run-clean-again"
+        again.mkdir()
+        launch(kind, setup.run_args(again / "ws"), again / "timeline.jsonl", None,
+               again / "log.txt")
+        control = weight_drift(run_outcome(again / "ws")["final_weights"], ref["final_weights"],
+                               str(Path(setup.policy) / "model.safetensors"))
+    todo = plan(kind, trials, {k: v for k, v in spans.items() if not only or k in only}, rng)
+    return {"kind": kind, "ref": ref, "ref_counts": counts(ws / "udasa.sqlite"), "todo": todo,
+            "out": {"clean_seconds": round(clean_s, 1),
+                    "step_seconds": {k: round(v, 2) for k, v in spans.items()},
+                    "reference_rows": counts(ws / "udasa.sqlite"),
+                    "control_weight_drift": control, "trials": []}}
+
+
+def run_trial(ctx: dict, i: int, setup: Setup, work: Path) -> dict:
+    kind, (step, delay) = ctx["kind"], ctx["todo"][i]
+    tdir = work / f"{kind}-{i:02d}"
+    tdir.mkdir()
+    r = trial(kind, setup, step, delay, tdir, ctx["ref"], ctx["ref_counts"])
+    ctx["out"]["trials"].append(r)
+    print(f"{kind} {i + 1}/{len(ctx['todo'])}: kill in {step} after {delay:.2f}s -> landed in "
+          f"{r['landed_in']}; resumed={r['resumed']} identical={r.get('identical')} "
+          f"{r.get('differences') or ''} drift={r.get('weight_drift')} "
+          f"rows={r.get('row_counts_equal')} integrity={r['integrity_after_resume']} "
+          f"({r['seconds']:.0f} s)", flush=True)
+    return r
+
+
+def bench_kind(kind: str, setup: Setup, trials: int, rng: random.Random, work: Path,
+               deadline: float, only: list[str] | None = None) -> dict:
+    """The uninterrupted run, then `trials` kills (at the steps of `only`, else all steps)."""
+    ctx = prepare(kind, setup, trials, rng, work, only)
+    for i in range(len(ctx["todo"])):
         if time.time() > deadline:
-            print(f"{kind}: stopping after {i} trials (time budget spent)", flush=True)
             break
-        tdir = work / f"{kind}-{i:02d}"
-        tdir.mkdir()
-        r = trial(kind, setup, step, delay, tdir, ref, ref_counts)
-        results.append(r)
-        print(f"{kind} {i + 1}/{trials}: kill in {step} after {delay:.2f}s -> landed in "
-              f"{r['landed_in']}; resumed={r['resumed']} identical={r.get('identical')} "
-              f"rows={r.get('row_counts_equal')} integrity={r['integrity_after_resume']} "
-              f"({r['seconds']:.0f} s)", flush=True)
-    return {"clean_seconds": round(clean_s, 1), "step_seconds": {k: round(v, 2) for k, v in
-                                                                  spans.items()},
-            "reference_rows": ref_counts, "trials": results}
+        run_trial(ctx, i, setup, work)
+    return ctx["out"]
 
 
 def summarize(kind: str, data: dict) -> list:
@@ -359,31 +417,61 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-min", type=float, default=None,
                    help="stop starting trials after this many minutes (report what ran)")
+    p.add_argument("--stop-at", default=None, metavar="HH:MM",
+                   help="stop starting trials at this UTC time today (report what ran)")
     p.add_argument("--out", default="chaos")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="kill only in these steps (e.g. dpo-2 judge#1)")
     args = p.parse_args()
     before = machine_state()
     warn_if_busy(before, "start")
     rng = random.Random(args.seed)
     deadline = time.time() + (args.budget_min * 60 if args.budget_min else 1e12)
+    if args.stop_at:
+        import datetime as dt
+
+        hh, mm = map(int, args.stop_at.split(":"))
+        now = dt.datetime.now(dt.UTC)
+        deadline = min(deadline, now.replace(hour=hh, minute=mm, second=0).timestamp())
     start = time.perf_counter()
     data: dict = {"environment": environment(), "seed": args.seed, "float_tolerance": FLOAT_TOL}
+    kinds = ["run", "eval"] if args.which == "both" else [args.which]
     with tempfile.TemporaryDirectory(prefix="udasa-chaos-") as tmp:
         work = Path(tmp)
         setup = Setup(work)
-        kinds = ["run", "eval"] if args.which == "both" else [args.which]
-        for kind in kinds:
-            data[kind] = bench_kind(kind, setup, args.trials, rng, work, deadline)
+        ctxs = [prepare(k, setup, args.trials, rng, work, args.only) for k in kinds]
+        for kind, ctx in zip(kinds, ctxs):
+            data[kind] = ctx["out"]
+        for i in range(args.trials):  # the two commands in turn, results saved after each
+            for ctx in ctxs:
+                if time.time() < deadline and i < len(ctx["todo"]):
+                    run_trial(ctx, i, setup, work)
+                    save(args, data, kinds, start, before, final=False)
+    save(args, data, kinds, start, before, final=True)
+
+
+def save(args, data: dict, kinds: list[str], start: float, before: dict, final: bool) -> None:
     data["wall_s"] = round(time.perf_counter() - start, 1)
-    after = machine_state()
-    warn_if_busy(after, "end")
+    data["finished"] = final
+    after = machine_state() if final else before
+    if final:
+        warn_if_busy(after, "end")
     data["machine_state"] = {"start": before, "end": after}
-    write_results(args.out, data, markdown(data, kinds, args))
+    md = markdown(data, kinds, args)
+    if final:
+        write_results(args.out, data, md)
+    else:
+        from _common import RESULTS
+
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(data, indent=2) + "\n")
+        (RESULTS / f"{args.out}.md").write_text(md)
 
 
 def markdown(data: dict, kinds: list[str], args) -> str:
     quiet = data["machine_state"]["start"]["quiet"] and data["machine_state"]["end"]["quiet"]
     rows = [summarize(k, data[k]) for k in kinds]
-    md = (f"# Chaos: SIGKILL at random moments, then resume\n\n"
+    md = (f"# Chaos: SIGKILL at random moments, then resume"
+          f"{'' if data.get('finished') else ' (IN PROGRESS: partial results)'}\n\n"
           f"{data['environment']['cpu']}, {data['environment']['date']}, "
           f"{data['wall_s'] / 60:.0f} min in all; machine "
           f"{'quiet' if quiet else 'SHARED with other work (timings slow)'}. "
@@ -392,18 +480,25 @@ def markdown(data: dict, kinds: list[str], args) -> str:
           "identical = same status, pairs, checkpoint metrics, final held-out metrics and "
           f"final weights (rel {FLOAT_TOL['rel']}, abs {FLOAT_TOL['abs']}) for `udasa run`; "
           "same leaderboard, per-sample outputs and scores, paired tests and one eval run for "
-          "`udasa-eval run`. Duplicate rows = a trial whose row count differs from the "
+          "`udasa-eval run`. Weight drift = ||resumed final weights - uninterrupted|| / "
+          "||uninterrupted - initial||, beside the same figure for a second uninterrupted run "
+          "(the control: Adam turns last-bit float differences into small weight differences)."
+          " Duplicate rows = a trial whose row count differs from the "
           "uninterrupted run in any table. Integrity = `PRAGMA integrity_check` ok after the "
           "kill and after the resume.\n\n"
           + md_table(["command", "trials", "killed", "resumed", "identical",
                       "row counts differ", "integrity ok"], rows) + "\n")
     for k in kinds:
-        md += (f"## {k}: kills by step (uninterrupted run {data[k]['clean_seconds']:.0f} s)\n\n"
-               + md_table(["target step", "delay s", "landed in", "resumed", "identical",
-                           "rows equal", "integrity"],
-                          [[r["target"], r["delay_s"], r["landed_in"], r["resumed"],
-                            r.get("identical"), r.get("row_counts_equal"),
-                            r["integrity_after_resume"]] for r in data[k]["trials"]]) + "\n")
+        control = data[k]["control_weight_drift"]
+        md += (f"## {k}: kills by step (uninterrupted run {data[k]['clean_seconds']:.0f} s"
+               + (f"; control weight drift {control:.3g}" if control is not None else "")
+               + ")\n\n"
+               + md_table(["target step", "delay s", "landed in", "at step end", "resumed",
+                           "identical", "weight drift", "rows equal", "integrity"],
+                          [[r["target"], r["delay_s"], r["landed_in"], r["at_end_of_step"],
+                            r["resumed"], r.get("identical"), r.get("weight_drift", "-"),
+                            r.get("row_counts_equal"), r["integrity_after_resume"]]
+                           for r in data[k]["trials"]]) + "\n")
     return md
 
 
