@@ -9,35 +9,71 @@ from pathlib import Path
 from rich.table import Table
 
 from udasa.cli_common import console, run_cli
-from udasa.errors import ConfigError
 
 
 def _models(args) -> list:
     from evals.models import EvalModel
 
-    models = [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
-              for spec in args.models or []]
-    if args.suite:
-        from evals.suite import PAPER_SUITE, build
-        from udasa.store import Store
-
-        names = PAPER_SUITE if args.suite == ["paper"] else args.suite
-        models += build(names, args.workspace, Store(args.workspace), progress=console.print)
-    return models
+    return [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+            for spec in args.models or []]
 
 
-def cmd_run(args) -> None:
-    from evals.runner import EvalConfig, run_eval
-    from evals.tasks import task_names
+def _experiment(args):
+    """The experiment of `--experiment FILE` or `--suite ...`, with the command line's changes:
+    extra `--models` as base methods, `--tasks`, `--limit`, `--data`, `--judge`."""
+    from evals.experiment import MethodSpec, TaskSpec, check_experiment, load_experiment
+    from evals.suite import suite_experiment
+
+    exp = load_experiment(args.experiment, args.set) if args.experiment \
+        else suite_experiment(args.suite)
+    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url)
+                    for m in _models(args)]
+    data = _data(args)
+    if args.tasks:
+        given = {t.name: t for t in exp.tasks}
+        exp.tasks = [given.get(name, TaskSpec(name)) for name in args.tasks]
+    for task in exp.tasks:
+        task.limit = args.limit if args.limit is not None else task.limit
+        task.data = data.get(task.name, task.data)
+    exp.judge = args.judge or exp.judge
+    exp.judge_base_url = args.judge_base_url or exp.judge_base_url
+    return check_experiment(exp)
+
+
+def _data(args) -> dict[str, str]:
+    from udasa.errors import ConfigError
 
     bad = [item for item in args.data if "=" not in item]
     if bad:
         raise ConfigError(f"--data {bad[0]!r}: expected TASK=FILE")
-    data = dict(item.split("=", 1) for item in args.data)
+    return dict(item.split("=", 1) for item in args.data)
+
+
+def cmd_run(args) -> None:
+    if args.experiment or args.suite:
+        return cmd_experiment(args)
+    from evals.runner import EvalConfig, run_eval
+    from evals.tasks import task_names
+
     cfg = EvalConfig(workspace=args.workspace, models=_models(args),
-                     tasks=args.tasks or task_names(), limit=args.limit, seed=args.seed,
-                     judge=args.judge, judge_base_url=args.judge_base_url, data=data)
-    results = run_eval(cfg, progress=console.print)
+                     tasks=args.tasks or task_names(),
+                     limit=args.limit if args.limit is not None else 50, seed=args.seed,
+                     judge=args.judge, judge_base_url=args.judge_base_url, data=_data(args))
+    print_results(run_eval(cfg, progress=console.print))
+
+
+def cmd_experiment(args) -> None:
+    from evals.experiment import run_experiment
+
+    out = run_experiment(_experiment(args), args.workspace, progress=console.print)
+    for results in out["evals"]:
+        print_results(results)
+    for path in out["premise"]:
+        console.print(f"premise: {path}")
+    console.print(f"tables: {out['tables']['tables_md']}")
+
+
+def print_results(results: dict) -> None:
     table = Table(title=f"eval {results['eval_id']} — judge: {results['judge']['label']}")
     for col in ("task", "model", "metric", "value [95% CI]", "n", "failures"):
         table.add_column(col)
@@ -55,8 +91,7 @@ def cmd_run(args) -> None:
                           + (f", excluded for judge failures: {test['excluded']}"
                              if test.get("excluded") else ""))
     console.print(table)
-    stats = results["judge"]["stats"]
-    console.print(f"judge calls: {stats}")
+    console.print(f"judge calls: {results['judge']['stats']}")
     for key, value in results["paths"].items():
         console.print(f"{key}: {value}")
 
@@ -75,6 +110,37 @@ def cmd_validate(args) -> None:
     console.print(f"written to {path}")
 
 
+def cmd_tables(args) -> None:
+    from evals.tables import write_tables
+    from udasa.store import Store
+
+    paths = write_tables(Store(args.workspace), args.workspace)
+    console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
+    console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
+                  f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
+
+
+def cmd_premise(args) -> None:
+    from evals.judges.base import make_judge
+    from evals.premise import premise_markdown, run_premise, write_premise
+    from udasa.errors import ConfigError
+    from udasa.store import Store
+
+    store = Store(args.workspace)
+    runs = [r for r in store.runs() if r["id"].startswith(args.run)] if args.run \
+        else [r for r in [store.latest_run()] if r]
+    if len(runs) != 1:
+        what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
+        raise ConfigError(f"--run: {what} in {args.workspace}")
+    run = runs[0]
+    overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
+    judge = make_judge(args.judge, store, **overrides)
+    for template in args.templates:
+        result = run_premise(store, run["id"], judge, template)
+        console.print(premise_markdown(result), markup=False)
+        console.print(f"written to {write_premise(result, args.workspace)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,11 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", nargs="+", default=None,
                      help="base | a checkpoint path | a hub id | openai:<model> "
                           "(default: base + every checkpoint in the workspace)")
+    run.add_argument("--experiment", type=Path, default=None,
+                     help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
+                          "judge; builds what is missing, evaluates, writes tables.md")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override a top-level field of the experiment file")
     run.add_argument("--suite", nargs="+", default=None,
-                     help="`paper` (UDASA and every baseline: base vanilla rlaif rlcd rain "
-                          "udasa) or a list of those methods; trains what is missing first")
+                     help="`paper`: the shipped CPU experiment (configs/experiments/cpu.yaml: "
+                          "base vanilla rlaif rlcd rain udasa), or the methods of those kinds")
     run.add_argument("--tasks", nargs="+", default=None, help="default: all registered tasks")
-    run.add_argument("--limit", type=int, default=50, help="samples per task (seeded subset)")
+    run.add_argument("--limit", type=int, default=None,
+                     help="samples per task (seeded subset; default 50, or the experiment's)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--judge", default=None,
                      help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
@@ -107,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
     val.set_defaults(fn=cmd_validate)
+    tab = sub.add_parser("tables", help="the paper's tables from stored results (tables.md)")
+    tab.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    tab.add_argument("-v", "--verbose", action="store_true")
+    tab.set_defaults(fn=cmd_tables)
+    pre = sub.add_parser("premise", help="judge a run's responses: does lower uncertainty "
+                                         "mean a better reply?")
+    pre.add_argument("--run", default=None, help="a run id (default: the latest run)")
+    pre.add_argument("--templates", nargs="+", default=["harmless", "helpful"])
+    pre.add_argument("--judge", default=None)
+    pre.add_argument("--judge-base-url", default=None)
+    pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.set_defaults(fn=cmd_premise)
     return parser
 
 

@@ -28,6 +28,7 @@ class EvalModel:
     base_url: str | None = None
     decoder: str = "greedy"  # greedy | sample (vanilla) | rain (inference-time search)
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
+    limit: int | None = None  # at most this many samples per task (not part of the identity)
 
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
         temperature = float(self.options.get("temperature", 0.7)) if self.decoder == "sample" \

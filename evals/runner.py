@@ -42,6 +42,7 @@ class EvalConfig:
     seed: int = 0
     judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the local stand-in
     judge_base_url: str | None = None  # an OpenAI-compatible judge server
+    judge_model: str | None = None  # the model name that judge server serves
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
 
 
@@ -72,7 +73,7 @@ def eval_key(cfg: EvalConfig, models: list[EvalModel], judge) -> str:
     rows instead of adding a second copy of every leaderboard row."""
     return content_key(json.dumps({
         "tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed, "data": cfg.data,
-        "models": [[m.name, m.identity()] for m in models],
+        "models": [[m.name, m.identity(), m.limit] for m in models],
         "judge": [judge.config.name, judge.config.model, judge.config.backend,
                   judge.config.base_url]}, sort_keys=True, default=str))
 
@@ -86,8 +87,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
     # every task's data is read (and checked) before any model runs: a bad file changes nothing
     task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
-    judge = make_judge(cfg.judge, store,
-                       **({"base_url": cfg.judge_base_url} if cfg.judge_base_url else {}))
+    overrides = {"base_url": cfg.judge_base_url, "model": cfg.judge_model}
+    judge = make_judge(cfg.judge, store, **{k: v for k, v in overrides.items() if v})
     eval_id = eval_key(cfg, models, judge)
     results: dict[str, Any] = {
         "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
@@ -103,20 +104,23 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         per_model, task_out = {}, {}
         for model in models:
             start = time.perf_counter()
+            mine = samples[:model.limit] if model.limit is not None else samples
             if hasattr(task, "evaluate"):  # scores the model itself (log-likelihoods), no text
-                res = task.evaluate(model, store, cfg.limit, cfg.seed, cfg.data.get(task.name),
+                limit = cfg.limit if model.limit is None else min(model.limit,
+                                                                  cfg.limit or model.limit)
+                res = task.evaluate(model, store, limit, cfg.seed, cfg.data.get(task.name),
                                     judge=judge)
-                texts = [""] * len(samples)
+                texts = [""] * len(mine)
             else:
-                outputs = model.generate(store, [(s.id, s.prompt) for s in samples],
+                outputs = model.generate(store, [(s.id, s.prompt) for s in mine],
                                          task.max_new_tokens, desc=f"{task.name} / {model.name}")
-                texts = [outputs[s.id] for s in samples]
-                res = task.score(samples, texts, judge, {"model": model.name})
+                texts = [outputs[s.id] for s in mine]
+                res = task.score(mine, texts, judge, {"model": model.name})
             per_model[model.name] = res.per_sample
             label = res.judge or judge.label
             task_out[model.name] = {
                 "metrics": {k: asdict(v) for k, v in res.metrics.items()},
-                "n": len(samples), "failures": res.failures, "judge": label,
+                "n": len(mine), "failures": res.failures, "judge": label,
                 "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
             if res.notes:
                 progress(f"{task.name} / {model.name}: {res.notes}")
@@ -124,7 +128,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                 board.append({"model": model.name, "task": task.name, "metric": k,
                               "value": est.mean, "ci_low": est.low, "ci_high": est.high,
                               "n": est.n, "failures": res.failures, "judge": label})
-            for i, (s, text, row) in enumerate(zip(samples, texts, res.per_sample)):
+            for i, (s, text, row) in enumerate(zip(mine, texts, res.per_sample)):
                 samples_out.append({"model": model.name, "task": task.name, "idx": i,
                                     "prompt": s.prompt, "output": text, "scores": row})
         results["tasks"][task.name] = {

@@ -372,30 +372,49 @@ def test_robustness_config_corpus(kind, frozen, tmp_path, capsys):
                                               "mapping"), frozen, before)
 
 
-BASELINE_SPECIALS = {"wrong-type": "temperature: [hot]\n", "unknown-field": "temp: 0.7\n"}
+def experiment(tmp_path, methods: str) -> str:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(f"name: x\npolicy: embedded\nmethods: {methods}\n"
+                    "tasks: [{name: harmlessness, limit: 1}]\n")
+    return str(path)
 
 
-@pytest.mark.parametrize("kind", [*SETTINGS, "wrong-type-training"])
-def test_baseline_config_corpus(kind, frozen, tmp_path, capsys, monkeypatch):
-    """The suite reads configs/baselines/*.yaml: a broken one stops `--suite` cleanly."""
-    from evals import suite
-
-    configs = tmp_path / "configs"
-    (configs / "baselines").mkdir(parents=True)
-    name = "rlaif.yaml" if kind == "wrong-type-training" else "vanilla.yaml"
-    path = configs / "baselines" / name
-    if kind == "wrong-type-training":
-        path.write_text("method: rlaif\ntraining:\n  epochs: lots\n")
-    else:
-        path.write_bytes(corpus_file(tmp_path, SETTINGS, kind).read_bytes())
-    monkeypatch.setattr(suite, "CONFIGS", configs)
-    before = frozen[1]()
+@pytest.mark.parametrize("kind", [*SETTINGS, "wrong-type-training", "unknown-field"])
+def test_baseline_config_corpus(kind, frozen, tmp_path, capsys):
+    """A method's config named by an experiment file: checked before any method is built."""
     from evals.cli import main as eval_cli
 
-    code = eval_cli(["run", "--suite", name.removesuffix(".yaml"), "--tasks", "harmlessness",
-                     "--limit", "1", "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "epochs", "empty", "bytes", "mapping"),
-                         frozen, before)
+    if kind == "wrong-type-training":
+        path = tmp_path / "rlaif.yaml"
+        path.write_text("method: rlaif\ntraining:\n  epochs: lots\n")
+        methods = f"[{{name: base, kind: base}}, {{name: R, kind: rlaif, config: {path}}}]"
+    elif kind == "unknown-field":
+        path = tmp_path / "rlcd.yaml"
+        path.write_text("method: rlcd\ntemprature: 0.7\n")
+        methods = f"[{{name: R, kind: rlcd, config: {path}}}]"
+    else:
+        path = corpus_file(tmp_path, SETTINGS, kind)
+        methods = f"[{{name: base, kind: base}}, {{name: v, kind: vanilla, config: {path}}}]"
+    before = frozen[1]()
+    code = eval_cli(["run", "--experiment", experiment(tmp_path, methods),
+                     "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "epochs", "temprature", "empty", "bytes",
+                                              "mapping"), frozen, before)
+
+
+EXPERIMENT_SPECIALS = {"wrong-type": "name: x\nseed: zero\n", "unknown-field": "nmae: x\n",
+                       "missing-field": "name: x\nmethods: []\ntasks: []\n"}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *EXPERIMENT_SPECIALS])
+def test_experiment_file_corpus(kind, frozen, tmp_path, capsys):
+    from evals.cli import main as eval_cli
+
+    path = _settings_case(tmp_path, kind, EXPERIMENT_SPECIALS)
+    before = frozen[1]()
+    code = eval_cli(["run", "--experiment", str(path), "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "seed", "nmae", "method", "empty",
+                                              "bytes", "mapping"), frozen, before)
 
 
 USERS_SPECIALS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evals.models import EvalModel
-from evals.suite import build
+from evals.suite import BuildContext, build_methods, suite_experiment
 from udasa.baselines import rain, rlaif, rlcd
 from udasa.baselines.common import (
     BaselineConfig,
@@ -104,11 +104,11 @@ def test_vanilla_samples_while_base_is_greedy(tmp_path, tiny_policy):
 
 
 def test_suite_registry_and_bad_names(tmp_path):
-    models = build(["base", "vanilla", "rain"], tmp_path, Store(tmp_path))
+    models = build_methods(BuildContext(tmp_path, suite_experiment(["base", "vanilla", "rain"])))
     assert [m.decoder for m in models] == ["greedy", "sample", "rain"]
     assert models[2].options["max_tries"] >= 1
     with pytest.raises(ConfigError, match="unknown method"):
-        build(["nope"], tmp_path, Store(tmp_path))
+        suite_experiment(["nope"])
 
 
 def test_baseline_configs_load_and_validate():

@@ -162,6 +162,16 @@ class Store:
             rows = [r for r in rows if r["prompt_id"] in keep]
         return rows
 
+    def response_texts(self, ids: list[str]) -> dict[str, str]:
+        """The text of each stored response id (ids not stored are left out)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            out |= {r["id"]: r["text"] for r in self.db.query(
+                f"select id, text from responses where id in ({marks})", chunk)}
+        return out
+
     def generated_prompt_ids(self, gen_key: str) -> set[str]:
         return {r["prompt_id"] for r in self.db.query(
             "select distinct prompt_id from responses where gen_key = ?", [gen_key])}

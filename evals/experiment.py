@@ -1,0 +1,157 @@
+"""Experiments as data: methods, tasks, judge and seed in one YAML file (`configs/experiments/`).
+
+`udasa-eval run --experiment FILE` builds whatever each method still lacks (generation, pairs
+and training; content-keyed and resumable), evaluates every method on every task it is listed
+for, tests the method's premise on each UDASA run, and writes the paper's tables
+(`tables.md`). A method is a registered kind (`evals/suite.py`: base, vanilla, rain, rlaif,
+rlcd, udasa) with its policy model, its own config file and `key.sub=value` overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from udasa.config import _read_yaml, from_dict
+from udasa.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class MethodSpec:
+    """One row of the tables: a registered method kind on a policy model."""
+
+    name: str  # the leaderboard label (the paper's tables match on it, e.g. "UDASA")
+    kind: str  # base | vanilla | rain | rlaif | rlcd | udasa
+    policy: str | None = None  # model spec; default: the experiment's policy
+    base_url: str | None = None  # for an `openai:<model>` policy
+    config: str | None = None  # the method's own config file (kind-specific)
+    overrides: list[str] = field(default_factory=list)  # key.sub=value on that config
+    labeler: str | None = None  # rlaif: the AI labeler (default: the policy)
+    limit: int | None = None  # at most this many samples per task (e.g. RAIN: slow)
+    tasks: list[str] | None = None  # evaluated on these tasks only (default: all)
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    limit: int | None = 50
+    data: str | None = None  # a data file or task config (default: the resolver's dataset)
+    methods: list[str] | None = None  # only these methods (by name); default: every method
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment (the YAML file's top level)."""
+
+    name: str = "experiment"
+    seed: int = 0
+    policy: str = "embedded"  # every method's policy unless it names its own
+    judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the offline default
+    judge_base_url: str | None = None  # an OpenAI-compatible judge server (vLLM, ...)
+    judge_model: str | None = None  # the model that server serves
+    premise: list[str] = field(default_factory=lambda: ["harmless", "helpful"])
+    methods: list[MethodSpec] = field(default_factory=list)
+    tasks: list[TaskSpec] = field(default_factory=list)
+    path: str = ""  # where it was read from (set by the loader)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read and check an experiment file; `--set` overrides address top-level fields."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or "." in key:
+            raise ConfigError(f"--set {item!r}: expected a top-level field=value")
+        data[key] = yaml.safe_load(raw)
+    exp = from_dict(ExperimentConfig, data, str(p))
+    exp.path = str(p)
+    return check_experiment(exp)
+
+
+def check_experiment(exp: ExperimentConfig) -> ExperimentConfig:
+    from evals.suite import method_kinds
+    from evals.tasks import task_names
+
+    where = exp.path or "experiment"
+    if not exp.methods or not exp.tasks:
+        raise ConfigError(f"{where}: needs at least one method and one task")
+    names = [m.name for m in exp.methods]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"{where}: methods: duplicate names {dup}")
+    known_tasks = set(task_names())
+    for i, m in enumerate(exp.methods):
+        if m.kind not in method_kinds():
+            raise ConfigError(f"{where}: methods[{i}].kind: {m.kind!r} is not one of "
+                              f"{method_kinds()}")
+        if bad := sorted(set(m.tasks or []) - known_tasks):
+            raise ConfigError(f"{where}: methods[{i}].tasks: unknown {bad}")
+    for i, t in enumerate(exp.tasks):
+        if t.name not in known_tasks:
+            raise ConfigError(f"{where}: tasks[{i}].name: unknown task {t.name!r} "
+                              f"(available: {sorted(known_tasks)})")
+        if bad := sorted(set(t.methods or []) - set(names)):
+            raise ConfigError(f"{where}: tasks[{i}].methods: no method named {bad}")
+    return exp
+
+
+def resolve_path(exp: ExperimentConfig, value: str) -> Path:
+    """A file named in the experiment: beside it, else from the working folder or the repo."""
+    here = Path(exp.path).parent if exp.path else Path.cwd()
+    for base in (here, Path.cwd(), REPO):
+        if (base / value).exists():
+            return base / value
+    raise ConfigError(f"{exp.path or 'experiment'}: file {value!r} not found beside it, in the "
+                      f"working folder or in the repository")
+
+
+def run_experiment(exp: ExperimentConfig, workspace: Path,
+                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build every method, evaluate each task, test the premise, write the tables."""
+    from evals.premise import run_premise, write_premise
+    from evals.runner import EvalConfig, run_eval
+    from evals.suite import BuildContext, build_methods
+    from evals.tables import write_tables
+
+    ctx = BuildContext(workspace, exp, progress)
+    models = build_methods(ctx)
+    results = []
+    for task in exp.tasks:
+        listed = [m for spec, m in zip(exp.methods, models)
+                  if (spec.tasks is None or task.name in spec.tasks)
+                  and (task.methods is None or spec.name in task.methods)]
+        if not listed:
+            continue
+        data = {task.name: str(resolve_path(exp, task.data))} if task.data else {}
+        cfg = EvalConfig(workspace, listed, [task.name], limit=task.limit, seed=exp.seed,
+                         judge=exp.judge, judge_base_url=exp.judge_base_url,
+                         judge_model=exp.judge_model, data=data)
+        results.append(run_eval(cfg, progress=progress))
+    premises = []
+    if exp.premise and ctx.runs:
+        from evals.judges.base import make_judge
+
+        judge = make_judge(exp.judge, ctx.store, **judge_overrides(exp))
+        for name, run_id in ctx.runs.items():
+            for template in exp.premise:
+                result = run_premise(ctx.store, run_id, judge, template) | {"method": name}
+                premises.append(str(write_premise(result, workspace)))
+    return {"evals": results, "premise": premises,
+            "tables": write_tables(ctx.store, workspace)}
+
+
+def judge_overrides(exp: ExperimentConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if exp.judge_base_url:
+        out["base_url"] = exp.judge_base_url
+    if exp.judge_model:
+        out["model"] = exp.judge_model
+    return out

@@ -1,0 +1,139 @@
+"""`udasa-eval tables` and `udasa-eval premise` on a real store with known results."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from openai_server import FakeOpenAIServer
+
+from evals.cli import main
+from evals.premise import premise_stats
+from evals.tables import load_paper_results
+from udasa.errors import ConfigError
+from udasa.records import Prompt
+from udasa.store import Store
+
+
+def board(model: str, task: str, metric: str, value: float, judge: str = "J1",
+          n: int = 50) -> dict:
+    return {"model": model, "task": task, "metric": metric, "value": value,
+            "ci_low": value - 0.4, "ci_high": value + 0.4, "n": n, "failures": 0,
+            "judge": judge}
+
+
+def test_every_paper_table_has_one_paper_value_per_column():
+    tables, fig2 = load_paper_results()
+    assert [t.id for t in tables] == ["table1", "table2", "table5", "imdb", "table6", "table7"]
+    assert fig2.paper_best == (0.4, 0.7)
+    udasa = next(r for r in tables[1].rows if r.label == "UDASA")
+    assert udasa.paper == ("7.9 / 7.9", "8.0 / 8.4", "7.7 / 7.5", "7.5 / 7.6")
+
+
+def test_a_paper_row_with_a_missing_value_names_its_table(tmp_path):
+    src = (load_paper_results.__defaults__[0]).read_text(encoding="utf-8")
+    bad = tmp_path / "results.yaml"
+    bad.write_text(src.replace('paper: ["5.9", "6.1", "64.3", "71.8"]', 'paper: ["5.9"]'))
+    with pytest.raises(ConfigError, match=r"table table1: rows \['One-stage'\]"):
+        load_paper_results(bad)
+
+
+def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
+    store = Store(tmp_path)
+    store.add_eval_run("e1", {}, {}, [], [
+        board("base (unaligned)", "harmlessness", "score", 3.0),
+        board("UDASA", "harmlessness", "score", 4.2),
+        board("UDASA", "helpfulness", "score", 5.0, judge="J2", n=20),
+        board("RLAIF", "helpfulness", "score", 4.0),
+        board("UDASA tau=0.3/0.6", "harmlessness", "score", 4.0),
+        board("UDASA tau=0.4/0.7", "harmlessness", "score", 4.6),
+        board("UDASA tau=0.4/0.6", "harmlessness", "score", 4.1)])
+    assert main(["tables", "--workspace", str(tmp_path)]) == 0
+    md = (tmp_path / "tables.md").read_text()
+    table2 = md.split("## Table 2")[1].split("\n## ")[0]
+    rows = {r[0].strip(): [c.strip() for c in r[1:]] for r in
+            (line.strip("| ").split("|") for line in table2.splitlines()) if len(r) == 7}
+    assert rows["UDASA"] == ["4.2 [3.8, 4.6] n=50", "5.0 [4.6, 5.4] n=20", "7.9 / 7.9",
+                             "8.0 / 8.4", "7.7 / 7.5", "7.5 / 7.6"]
+    assert rows["base (unaligned)"][:3] == ["3.0 [2.6, 3.4] n=50", "—", "6.1 / 6.3"]
+    assert "Helpful: helpfulness / score; judge: J1; J2 — NOT like with like" in md
+    assert "Harmless: helpfulness" not in md and "Harmless: harmlessness / score; judge: J1\n" in md
+    assert "Ours is best at tau1 = 0.4, tau2 = 0.7." in md
+    csv = pd.read_csv(tmp_path / "tables" / "table2.csv")
+    assert csv.set_index("method").loc["RLAIF", "ours: Helpful"] == "4.0 [3.6, 4.4] n=50"
+    assert list(csv.columns) == ["method", "ours: Harmless", "ours: Helpful",
+                                 "paper: Harmless 7B", "paper: Harmless 30B",
+                                 "paper: Helpful 7B", "paper: Helpful 30B"]
+    assert (tmp_path / "tables" / "table2.png").stat().st_size > 1000
+    assert (tmp_path / "tables" / "figure2.png").stat().st_size > 1000
+    assert not (tmp_path / "tables" / "table6.png").exists()  # nothing stored: no picture
+    assert "6 CSVs, 4 PNGs" in capsys.readouterr().out
+
+
+def fused_row(rid: str, pid: str, u: float, sem: float) -> dict:
+    return {"run_id": "r", "response_id": rid, "prompt_id": pid, "u": u, "weights": "{}",
+            "components": json.dumps({"sem": sem})}
+
+
+def test_premise_statistics_equal_hand_values():
+    fused = [fused_row("a", "p1", 0.1, 0.4), fused_row("b", "p1", 0.2, 0.3),
+             fused_row("c", "p2", 0.3, 0.2), fused_row("d", "p2", 0.4, 0.1),
+             fused_row("e", "p2", 0.5, 0.0)]
+    scores = {"a": 9, "b": 7, "c": 8, "d": 2, "e": None}  # e: a judge failure
+    pairs = [{"chosen_id": "a", "rejected_id": "b"}, {"chosen_id": "c", "rejected_id": "d"},
+             {"chosen_id": "c", "rejected_id": "e"}]
+    out = premise_stats(fused, pairs, scores)
+    assert (out["responses"], out["judged"], out["failures"]) == (5, 4, 1)
+    # u ranks 1 2 3 4, score ranks 4 2 3 1: d = -3 0 0 3, rho = 1 - 6*18 / (4*15) = -0.8
+    assert out["correlations"]["u"]["rho"] == pytest.approx(-0.8)
+    assert out["correlations"]["sem"]["rho"] == pytest.approx(0.8)
+    assert out["correlations"]["u"]["prompts"] == 2
+    pw = out["pairs"]
+    assert (pw["wins"], pw["losses"], pw["ties"], pw["n"]) == (2, 0, 0, 2)
+    assert pw["win_rate"] == 100.0
+
+
+def test_premise_command_judges_a_stored_run(tmp_path):
+    store = Store(tmp_path)
+    prompts = [Prompt(f"question {i}", "test") for i in range(3)]
+    store.upsert_run("run1", "t", {}, {})
+    store.add_prompts("run1", prompts)
+    fused, responses, pairs = [], [], []
+    for i, p in enumerate(prompts):
+        for k in range(3):  # longer reply, lower u; the judge scores by length
+            rid = f"r{i}{k}"
+            responses.append({"id": rid, "gen_key": "g", "prompt_id": p.id, "sample_index": k,
+                              "text": "word " * (k + 1 + i), "model": "m"})
+            fused.append(fused_row(rid, p.id, 0.9 - 0.3 * k, 0.5) | {"run_id": "run1"})
+        pairs.append({"run_id": "run1", "prompt_id": p.id, "chosen_id": f"r{i}2",
+                      "rejected_id": f"r{i}0", "u_chosen": 0.3, "u_rejected": 0.9,
+                      "delta": 0.6, "stage": 1, "soft_label": 1.0})
+    store.add_responses(responses)
+    store.replace_pairs("run1", fused, pairs)
+
+    def judge(body):
+        reply = body["messages"][-1]["content"].split("[Assistant reply]")[1]
+        return str(reply.count("word"))
+
+    with FakeOpenAIServer(judge) as server:
+        assert main(["premise", "--workspace", str(tmp_path), "--run", "run", "--templates",
+                     "helpful", "--judge", "gpt4", "--judge-base-url", server.base_url]) == 0
+    (path,) = (tmp_path / "premise").glob("*.json")
+    out = json.loads(path.read_text())
+    assert out["judged"] == 9 and out["failures"] == 0
+    # scores k + 1 + i against u = 0.9 - 0.3 k: scipy's rho on these nine values
+    from scipy.stats import spearmanr
+    u = [0.9 - 0.3 * k for i in range(3) for k in range(3)]
+    s = [k + 1 + i for i in range(3) for k in range(3)]
+    assert out["correlations"]["u"]["rho"] == pytest.approx(spearmanr(u, s).statistic)
+    assert out["correlations"]["u"]["rho"] < -0.7
+    assert out["pairs"]["wins"] == 3 and out["pairs"]["losses"] == 0
+    assert main(["tables", "--workspace", str(tmp_path)]) == 0
+    assert "Chosen beats rejected by the judge: 100.0%" in (tmp_path / "tables.md").read_text()
+
+
+def test_premise_on_an_unknown_run_is_a_one_line_error(tmp_path, capsys):
+    Store(tmp_path)
+    assert main(["premise", "--workspace", str(tmp_path), "--run", "nope"]) == 2
+    assert "--run: 0 runs match 'nope'" in capsys.readouterr().out
