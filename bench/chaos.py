@@ -433,6 +433,8 @@ def main() -> None:
         hh, mm = map(int, args.stop_at.split(":"))
         now = dt.datetime.now(dt.UTC)
         deadline = min(deadline, now.replace(hour=hh, minute=mm, second=0).timestamp())
+    if time.time() > deadline - 600:
+        raise SystemExit("chaos: less than 10 minutes before --stop-at/--budget-min: not started")
     start = time.perf_counter()
     data: dict = {"environment": environment(), "seed": args.seed, "float_tolerance": FLOAT_TOL}
     kinds = ["run", "eval"] if args.which == "both" else [args.which]
