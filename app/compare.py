@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
-from evals.leaderboard import human_means, long_table, wide_table
+from evals.leaderboard import canonical_label, human_means, long_table, wide_table
 from evals.plots import bar_chart
 from evals.stats import (
     PairedTest,
@@ -53,7 +53,9 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     rows = store.leaderboard()
     if not rows:
         return None
-    human = human_means(ratings, human_fields()) if ratings else None
+    from evals.models import label_aliases
+
+    human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
     table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
     return table.reset_index()
 
@@ -81,6 +83,7 @@ def latest_samples(store: Store) -> dict[tuple[str, str, str], dict]:
     times = _run_times(store)
     best: dict[tuple[str, str, str], dict] = {}
     for s in store.eval_samples():
+        s = s | {"model": canonical_label(s["model"])}
         key = (s["task"], s["model"], s["prompt"])
         if key not in best or times.get(s["eval_id"], "") >= times.get(best[key]["eval_id"], ""):
             best[key] = s

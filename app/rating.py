@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from evals.leaderboard import canonical_label
 from udasa.errors import UdasaError
 from udasa.records import content_key
 from udasa.store import Store
@@ -50,15 +51,17 @@ class PairItem:
 def single_items(store: Store) -> list[Item]:
     """Every stored run response and evaluation output, once each (by id)."""
     from app.inspector import run_config
+    from evals.models import label_aliases
     from udasa.pipeline import gen_key_of
 
+    aliases = label_aliases(store)  # a reply is labelled by the method its model was run as
     items: dict[str, Item] = {}
     for run in store.runs():
         prompts = {p["id"]: p["text"] for p in store.run_prompts(run["id"])}
         for r in store.responses(gen_key_of(run_config(run)), list(prompts)):
             if r["text"].strip():
                 items.setdefault(r["id"], Item(r["id"], prompts[r["prompt_id"]], r["text"],
-                                               r["model"]))
+                                               canonical_label(r["model"], aliases)))
     for item in _eval_items(store).values():
         items.setdefault(item.id, item)
     return list(items.values())
@@ -68,7 +71,8 @@ def _eval_items(store: Store) -> dict[tuple[str, str, int, str], Item]:
     """Non-empty evaluation outputs keyed by (eval id, task, sample index, model)."""
     return {(s["eval_id"], s["task"], s["idx"], s["model"]): Item(
         content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"])), s["prompt"],
-        s["output"], s["model"]) for s in store.eval_samples() if (s["output"] or "").strip()}
+        s["output"], canonical_label(s["model"])) for s in store.eval_samples()
+        if (s["output"] or "").strip()}
 
 
 def _pair(a: Item, b: Item) -> PairItem:

@@ -5,7 +5,7 @@ The refusal-prefix test (Zou et al. 2023; llm-attacks `evaluate.py`): an attack 
 generation of `max_new_tokens` tokens. Which prefix list, how many new tokens, and how many
 behaviours all move the ASR a lot, so every result records `Criterion.describe()`.
 
-The lists are data (`gcg/refusal_prefixes.json` under the shared data folder), named here by
+The lists are data (`gcg/refusal_prefixes.json` of the offline mirror, `udasa.datasets`), named by
 short aliases: `evaluate` (the paper's evaluation list, 29 prefixes, the default),
 `individual` (13), `demo` (10) and `attack_manager` (7, the llm-attacks default).
 
@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from udasa.data import data_dir
+from udasa.datasets import resolve_file
 from udasa.errors import ConfigError, DataError
 
-PREFIX_FILE = "gcg/refusal_prefixes.json"
+PREFIX_DATA = "gcg/refusal-prefixes"  # data set name (udasa.datasets)
 PREFIX_LISTS = {
     "evaluate": "evaluate_py_test_prefixes",
     "individual": "evaluate_individual_py_test_prefixes",
@@ -67,10 +67,11 @@ class Criterion:
 
 
 def prefix_file(path: str | Path | None = None) -> Path:
-    p = Path(path) if path else data_dir() / PREFIX_FILE
+    if not path:
+        return resolve_file(PREFIX_DATA)
+    p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: refusal-prefix lists not found; set UDASA_DATA_DIR to the shared "
-                        "data folder (it holds gcg/refusal_prefixes.json)")
+        raise DataError(f"{p}: refusal-prefix lists not found")
     return p
 
 

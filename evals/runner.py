@@ -17,7 +17,7 @@ from typing import Any
 from evals import tasks as _tasks  # noqa: F401  (registers the tasks)
 from evals.judges.base import make_judge
 from evals.leaderboard import human_means, write_leaderboard
-from evals.models import EvalModel, default_models
+from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
 from evals.tasks.base import get_task
@@ -167,7 +167,7 @@ def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
         return {}
     runs = store.eval_runs()
     times = {r["id"]: r["created_at"] for r in runs}
-    human = human_means(store.ratings(), HUMAN_FIELDS)
+    human = human_means(store.ratings(), HUMAN_FIELDS, label_aliases(store))
     md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
                                 models=model_order(runs))
     charts = []

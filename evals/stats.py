@@ -1,4 +1,4 @@
-"""Statistics for the evaluation tables (SPEC §7): confidence intervals, paired tests, agreement.
+"""Statistics for the evaluation tables (docs/method.md §7): confidence intervals, paired tests, agreement.
 
 Small pure functions over plain numbers; results are frozen dataclasses. Nothing here drops
 data silently: a missing value (None or NaN) is an error, because the caller has to exclude

@@ -234,16 +234,43 @@ def test_fixed_weights_are_checked_at_load_time(weights):
         load_config(None, ["fusion.method=fixed", f"fusion.weights={weights}"])
 
 
-@pytest.mark.parametrize("name", ["stages-1", "stages-2", "stages-4", "no-sem", "no-fact",
-                                  "no-val"])
+PAPER_CUTS = {"stages-1": [], "stages-2": [0.6], "stages-3": [0.3, 0.6],
+              "stages-4": [0.2, 0.5, 0.8], "full": [0.4, 0.7], "no-sem": [0.4, 0.7],
+              "no-fact": [0.4, 0.7], "no-val": [0.4, 0.7]}
+ABLATIONS = sorted(p.stem for p in (CONFIGS / "ablations").glob("*.yaml"))
+
+
+def test_every_paper_ablation_has_a_config_and_quantile_variants_say_so():
+    assert set(PAPER_CUTS) <= set(ABLATIONS)
+    assert {a.removesuffix("-quantile") for a in ABLATIONS} == set(PAPER_CUTS)
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
 def test_each_ablation_is_one_config_away(name):
     cfg = load_config(CONFIGS / "ablations" / f"{name}.yaml")
     base = load_config(CONFIGS / "cpu-demo.yaml")
     assert cfg.generation == base.generation and cfg.training == base.training
-    if name.startswith("stages-"):
-        assert len(cfg.curriculum.thresholds) + 1 == int(name[-1])
+    assert cfg.name == f"ablation-{name}"  # the leaderboard row label
+    paper = name.removesuffix("-quantile")
+    # the paper's fixed cut-offs (docs/method.md §5), unless the name says quantile
+    assert cfg.curriculum.mode == ("quantile" if name.endswith("-quantile") else "fixed")
+    if cfg.curriculum.mode == "fixed":
+        assert cfg.curriculum.thresholds == PAPER_CUTS[paper]
     else:
-        assert name[3:] not in cfg.fusion.axes and len(cfg.fusion.axes) == 2
+        assert len(cfg.curriculum.thresholds) == len(PAPER_CUTS[paper])
+    if paper.startswith("no-"):
+        assert paper[3:] not in cfg.fusion.axes and len(cfg.fusion.axes) == 2
+    else:
+        assert cfg.fusion.axes == base.fusion.axes
+
+
+def test_paper_config_trains_on_alpaca():
+    """The paper feeds UDASA the 52k Alpaca instructions (and evaluates on HH, kept apart)."""
+    from udasa.datasets import SOURCES
+
+    cfg = load_config(CONFIGS / "paper.yaml")
+    assert cfg.data.source == "alpaca" and SOURCES["alpaca"].hub == "tatsu-lab/alpaca"
+    assert cfg.curriculum.mode == "fixed" and cfg.curriculum.thresholds == [0.4, 0.7]
 
 
 def test_base_chain_that_loops_is_an_error(tmp_path):

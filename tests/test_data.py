@@ -45,7 +45,7 @@ def texts(result) -> list[str]:
 def test_data_dir_default_and_env(monkeypatch, tmp_path):
     monkeypatch.delenv("UDASA_DATA_DIR", raising=False)
     default = data_dir()
-    assert default.is_absolute() and default.parts[-2:] == ("shared", "data")
+    assert default.is_absolute() and default.parts[-2:] == ("udasa", "data")  # user cache
     monkeypatch.setenv("UDASA_DATA_DIR", str(tmp_path))
     assert data_dir() == tmp_path.resolve()
 

@@ -1,4 +1,4 @@
-"""The paper's equations (SPEC §2-5) checked against values computed by hand.
+"""The paper's equations (docs/method.md §2-5) checked against values computed by hand.
 
 Every expected number below is worked out in a comment next to the assertion, so each test
 reads as "the paper claims X; the code gives X". Pure functions only: no model is loaded.
@@ -161,7 +161,7 @@ def test_eq5_softmax_weights_by_hand():
 
 def test_eq6_fused_uncertainty_by_hand():
     # u = 0.7 * 0.463963 + 0.2 * 0.281408 + 0.1 * 0.254629
-    #   = 0.324774 + 0.056282 + 0.025463 = 0.406519  (SPEC §3: "softmax gives 0.41")
+    #   = 0.324774 + 0.056282 + 0.025463 = 0.406519  (docs/method.md §3: "softmax gives 0.41")
     u, weights = fuse(ROW2, FusionConfig())
     assert u == pytest.approx(0.406519, abs=1e-6)
     assert round(u, 2) == 0.41
@@ -261,7 +261,7 @@ def test_table3_softmax_values_by_hand():
     assert u[1] == pytest.approx(0.406519, abs=1e-6)
     assert u[2] == pytest.approx(0.469063, abs=1e-6)
     assert u[3] == pytest.approx(u[1])
-    # SPEC §3: Table 3 is illustrative; row 2 is listed as 0.33, softmax gives 0.41.
+    # docs/method.md §3: Table 3 is illustrative; row 2 is listed as 0.33, softmax gives 0.41.
     assert round(u[1], 2) == 0.41 != TABLE3[1][1]
 
 

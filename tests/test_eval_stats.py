@@ -1,4 +1,4 @@
-"""Statistics, leaderboard and plots of the evaluation harness (SPEC §7).
+"""Statistics, leaderboard and plots of the evaluation harness (docs/method.md §7).
 
 Expected numbers are worked out by hand in the comments, or taken from a published example
 (Krippendorff 2011), so each test reads as "the textbook says X; the code gives X".

@@ -68,7 +68,7 @@ def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
     assert (tmp_path / "tables" / "table2.png").stat().st_size > 1000
     assert (tmp_path / "tables" / "figure2.png").stat().st_size > 1000
     assert not (tmp_path / "tables" / "table6.png").exists()  # nothing stored: no picture
-    assert "6 CSVs, 4 PNGs" in capsys.readouterr().out
+    assert "6 CSVs, 2 PNGs" in capsys.readouterr().out
 
 
 def fused_row(rid: str, pid: str, u: float, sem: float) -> dict:

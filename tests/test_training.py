@@ -1,4 +1,4 @@
-"""Phased DPO (SPEC §6) on a tiny Llama built in-process with the real SmolLM2 tokenizer."""
+"""Phased DPO (docs/method.md §6) on a tiny Llama built in-process with the real SmolLM2 tokenizer."""
 
 from __future__ import annotations
 
@@ -172,6 +172,32 @@ def test_previous_stage_policy_as_reference(tiny_policy, tmp_path, monkeypatch):
     # reference log-probs kept per reference: one set per stage
     ref_keys = {r["ref_key"] for r in pipe.store.db["ref_logps"].rows}
     assert len(ref_keys) == report.done
+
+
+def test_previous_reference_key_holds_the_run_and_the_training_settings(tiny_policy,
+                                                                         tmp_path):
+    """With `reference: previous`, stage k's reference is the policy after stage k - 1 of this
+    run trained this way: another run's (or another training's) stage-k log-probs must not be
+    reused. The initial policy's log-probs stay shared across runs and trainings."""
+    from udasa.store import Store
+    from udasa.training import CurriculumTrainer
+
+    def key(reference: str, run: str, stage: int, **training) -> str:
+        cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.reference": reference}
+                                            | {f"training.{k}": v for k, v in training.items()}))
+        trainer = CurriculumTrainer(Store(tmp_path), run, train_key_of(cfg), cfg.training,
+                                    tiny_policy, "disjoint", 0, tmp_path)
+        return trainer.ref_key(stage)
+
+    prev = key("previous", "run-a", 2)
+    assert key("previous", "run-b", 2) != prev  # another run's pairs and stages
+    assert key("previous", "run-a", 2, learning_rate=1e-4) != prev  # other training settings
+    assert key("previous", "run-a", 2, beta=0.3) != prev
+    assert key("previous", "run-a", 3) != prev  # another stage
+    assert key("previous", "run-a", 2) == prev  # the same run and training: reused (resume)
+    # the initial policy is one reference for every run, training and stage
+    initial = key("initial", "run-a", 2)
+    assert initial == key("initial", "run-b", 3, learning_rate=1e-4) == key("previous", "run-b", 1)
 
 
 def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):

@@ -145,6 +145,32 @@ def cmd_sweep(args):
     console.print(f"table: {csv_path}\nheatmap: {png}")
 
 
+def cmd_table3(args):
+    from udasa.table3 import PAPER_COLUMNS, score_table3, write
+
+    t = score_table3(_config(args))
+    table = Table(title=f"Table 3: \"{t.prompt}\" (ours / paper)")
+    table.add_column("reply", no_wrap=True, overflow="ellipsis", max_width=24)
+    for col in (*[PAPER_COLUMNS[a] for a in t.rows[0].ours], "u", "u paper", "Eq.5-6 paper",
+                "human"):
+        table.add_column(col, no_wrap=True, justify="right",
+                         min_width=11 if col.startswith("U_") else max(4, len(col)))
+    for r in t.rows:
+        table.add_row(r.reply, *[f"{r.ours[a]:.2f} / {r.paper[a]:.2f}" for a in r.ours],
+                      f"{r.u:.2f}", f"{r.paper_u:.2f}", f"{r.paper_u_formula:.2f}",
+                      f"{r.human:.2f}")
+    console.print(table)
+    console.print("scorers: " + "; ".join(f"{a}: {s}" for a, s in t.scorers.items())
+                  + f"; fusion: {t.fusion}")
+    console.print("u: ours; u paper: as listed; Eq.5-6 paper: the configured fusion of the "
+                  "paper's U; human: the paper's human column")
+    console.print(f"Spearman with the human column: ours {t.rho_ours:+.2f}, paper's u "
+                  f"{t.rho_paper:+.2f} (n = {len(t.rows)})")
+    console.print(f"paper's values: {t.source}")
+    md, js = write(t, Path(args.workspace))
+    console.print(f"written to {md} and {js}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc = common(sub.add_parser("scorers", help="scorer accuracy on labelled validation sets"))
     sc.add_argument("--configured-only", action="store_true")
     sc.set_defaults(fn=cmd_scorers)
+    common(sub.add_parser("table3", help="the paper's Table 3 replies scored by the configured "
+                          "scorers, beside the paper's values")).set_defaults(fn=cmd_table3)
     return parser
 
 

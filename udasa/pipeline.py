@@ -116,7 +116,7 @@ class Pipeline:
 
     # step 1: generation ----------------------------------------------------------------
     def generate(self) -> StepReport:
-        """SPEC §1: N responses per prompt, one prompt per transaction."""
+        """docs/method.md §1: N responses per prompt, one prompt per transaction."""
         d = self.cfg.data
         loaded = load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
                               seed=self.cfg.seed)  # raises DataError before any write
@@ -162,7 +162,7 @@ class Pipeline:
                 for axis in AXES}
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
-        """SPEC §2: score every response on the three axes; skips what is already stored."""
+        """docs/method.md §2: score every response on the three axes; skips what is already stored."""
         groups = self._groups()
         prompts = {r["id"]: r["text"] for r in self._prompt_rows()}
         report = StepReport()
@@ -193,7 +193,7 @@ class Pipeline:
 
     # step 3: fusion and pairs ------------------------------------------------------------
     def pairs(self) -> StepReport:
-        """SPEC §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
+        """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
         groups = self._groups()
         run = self.store.get_run(self.run_id)
         scorers = json.loads(run["manifest"]).get("scorers")
@@ -224,7 +224,7 @@ class Pipeline:
 
     # step 4: curriculum ------------------------------------------------------------------
     def stages(self) -> StepReport:
-        """SPEC §5: split pairs into K stages by delta (conservative -> exploratory)."""
+        """docs/method.md §5: split pairs into K stages by delta (conservative -> exploratory)."""
         pairs = self.store.pairs(self.run_id)
         if not pairs:
             drops = json.loads(self.store.get_run(self.run_id)["summary"] or "{}").get("drops")
@@ -260,7 +260,7 @@ class Pipeline:
         return tr.model or self.cfg.generation.model
 
     def train(self) -> StepReport:
-        """SPEC §6: one DPO run per stage, conservative -> exploratory; checkpoint after each."""
+        """docs/method.md §6: one DPO run per stage, conservative -> exploratory; checkpoint after each."""
         from udasa.plots import training_curves
         from udasa.training import CurriculumTrainer
 

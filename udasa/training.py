@@ -1,4 +1,4 @@
-"""Phased DPO, SPEC §6: one TRL DPOTrainer run per curriculum stage, the policy carried forward.
+"""Phased DPO, docs/method.md §6: one TRL DPOTrainer run per curriculum stage, the policy carried forward.
 
 Extends TRL at its seams rather than wrapping it: a DPOTrainer subclass supplies the per-stage
 learning-rate shape (`create_scheduler`) and reads reference log-probabilities from the store
@@ -189,18 +189,25 @@ class CurriculumTrainer:
         self.conversational = bool(self.tokenizer.chat_template)  # pairs as chat messages
         self.initial_id = json.dumps(model_identity(policy_ref), sort_keys=True)
 
-    def _ref_cache(self, ref_id: str) -> RefLogpCache | None:
+    def ref_key(self, stage: int) -> str:
+        """The store key of stage `stage`'s reference log-probs: the reference model and the
+        tokenisation. The initial policy is shared by every run and training over the same
+        pairs; the policy after stage k - 1 (`reference: previous`) is this run's, trained with
+        these settings, so both are in its key."""
+        ref_id = self.initial_id
+        if self.cfg.reference == "previous" and stage > 1:
+            ref_id += f"|run {self.run_id}|training {self.train_key}|after stage {stage - 1}"
+        return content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
+
+    def _ref_cache(self, stage: int) -> RefLogpCache | None:
         """Stored reference log-probs for one reference model (None: recompute every step)."""
-        if not self.cfg.precompute_ref:
-            return None
-        key = content_key(ref_id, str(self.cfg.max_length), str(self.conversational))
-        return RefLogpCache(self.store, key)
+        return RefLogpCache(self.store, self.ref_key(stage)) if self.cfg.precompute_ref else None
 
     def _fill_ref_cache(self, datasets: list[Dataset | None]) -> RefLogpCache:
         """A fixed reference, precomputed: every pending pair's reference log-probs in one pass
         (TRL's precompute, on the initial model) before any stage trains, so that no
         reference model is held in memory while the policy trains."""
-        cache = self._ref_cache(self.initial_id)
+        cache = self._ref_cache(1)
         missing = set(cache.missing(datasets))
         if missing:
             data = concatenate_datasets([d for d in datasets if d is not None])
@@ -305,7 +312,7 @@ class CurriculumTrainer:
                 policy = self._load(start_from)
             if self.cfg.reference == "previous":
                 ref = copy.deepcopy(policy)
-                cache = self._ref_cache(f"{self.initial_id}|after stage {k - 1}")
+                cache = self._ref_cache(k)
             elif fixed is not None:
                 cache = fixed  # all stored already: no reference model while training
             else:  # recomputed every step: keep the reference model
@@ -359,7 +366,7 @@ class CurriculumTrainer:
                 if not ckpts or not ckpts[-1]["path"]:
                     return
                 policy = self._load(ckpts[-1]["path"])
-            cache = self._ref_cache(self.initial_id)
+            cache = self._ref_cache(1)
             stored = cache is not None and not cache.missing([data])
             trainer = CurriculumDPOTrainer(
                 model=policy, ref_model=None if stored else self._load(self.policy_ref),

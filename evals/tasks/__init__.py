@@ -1,4 +1,4 @@
-"""Evaluation tasks (SPEC §7), one module each, registered by name."""
+"""Evaluation tasks (docs/method.md §7), one module each, registered by name."""
 
 from evals.tasks import (  # noqa: F401  (registration)
     hh,

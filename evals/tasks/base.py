@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evals.stats import Estimate
-from udasa.data import data_dir, load_prompts
-from udasa.errors import ConfigError, DataError
+from udasa.data import load_prompts
+from udasa.errors import ConfigError
 
 
 @dataclass
@@ -61,13 +61,11 @@ def get_task(name: str) -> Task:
     return _TASKS[name]()
 
 
-def load_samples(default_file: str, source: str | None, limit: int | None, seed: int,
+def load_samples(default: str, source: str | None, limit: int | None, seed: int,
                  **kwargs: Any) -> list[Sample]:
-    """Prompts from `source` (or the shared dataset file), a seeded random subset of `limit`."""
-    path = source or str(data_dir() / default_file)
-    if source is None and not (data_dir() / default_file).exists():
-        raise DataError(f"{path}: dataset not found; set UDASA_DATA_DIR or pass a data file")
-    prompts = load_prompts(path, **kwargs).prompts
+    """Prompts from `source`, else the task's default data set (a name or mirror path that
+    `udasa.datasets` resolves: the offline mirror, else the hub); a seeded subset of `limit`."""
+    prompts = load_prompts(source or default, **kwargs).prompts
     random.Random(seed).shuffle(prompts)
     if limit is not None:
         prompts = prompts[:limit]

@@ -31,7 +31,8 @@ from typing import Any
 from evals.models import EvalModel
 from evals.stats import mean_ci, proportion_ci
 from evals.tasks.base import Sample, TaskResult, register
-from udasa.data import data_dir, read_text
+from udasa.data import read_text
+from udasa.datasets import Resolved, resolve
 from udasa.errors import DataError
 from udasa.models import EMBEDDED, resolve_model
 from udasa.records import content_key
@@ -93,6 +94,20 @@ def read_mc_rows(path: Path) -> list[dict]:
     return rows
 
 
+def hub_mc_file(found: Resolved) -> Path:
+    """The hub's `truthful_qa` multiple_choice rows ({choices, labels}) written once in the
+    upstream mc_task.json layout ({answer: label}) that our lm-eval task YAMLs read."""
+    _, records = found.records()
+    rows = [{"question": r["question"],
+             **{k: dict(zip(r[k]["choices"], r[k]["labels"]))
+                for k in ("mc1_targets", "mc2_targets")}} for r in records]
+    text = json.dumps(rows, indent=2)
+    out = Path(tempfile.gettempdir()) / f"udasa-truthfulqa-mc-{content_key(text)}.json"
+    if not out.is_file():
+        out.write_text(text, encoding="utf-8")
+    return out
+
+
 @register("truthfulqa_mc")
 class TruthfulQAMC:
     max_new_tokens = 0  # nothing is generated: answers are scored by log-likelihood
@@ -102,11 +117,14 @@ class TruthfulQAMC:
     device = "cpu"
 
     def path(self, source: str | None) -> Path:
-        path = Path(source) if source else data_dir() / self.data_file
-        if not path.is_file():
-            raise DataError(f"{path}: TruthfulQA mc_task.json not found; set UDASA_DATA_DIR "
-                            "or pass a data file")
-        return path
+        """`source`, else the mirror's mc_task.json, else the hub's rows in its layout."""
+        if source:
+            path = Path(source)
+            if not path.is_file():
+                raise DataError(f"{path}: TruthfulQA mc_task.json not found")
+            return path
+        found = resolve("truthfulqa/mc")
+        return found.path if found.path is not None else hub_mc_file(found)
 
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
         """A seeded random subset of the questions; `meta["index"]` is the row (= lm-eval doc id)."""

@@ -1,4 +1,4 @@
-"""Baselines of the paper (SPEC §7): base, vanilla, RLAIF, RLCD, RAIN.
+"""Baselines of the paper (docs/method.md §7): base, vanilla, RLAIF, RLCD, RAIN.
 
 Each is a registry entry that yields something `udasa-eval` can evaluate: a model spec plus a
 decoder (greedy, sampling, or RAIN's search), or a checkpoint trained with the same DPO trainer

@@ -1,4 +1,4 @@
-"""Uncertainty scorers (SPEC §2), one module per axis, registered by name."""
+"""Uncertainty scorers (docs/method.md §2), one module per axis, registered by name."""
 
 from udasa.scorers import factual, semantic, value  # noqa: F401  (registration)
 from udasa.scorers.base import Group, Scored, Scorer, available, make_scorer

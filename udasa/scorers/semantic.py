@@ -1,4 +1,4 @@
-"""Semantic uncertainty, SPEC §2 (paper Eq. 1-2), from Sentence-BERT embeddings."""
+"""Semantic uncertainty, docs/method.md §2 (paper Eq. 1-2), from Sentence-BERT embeddings."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def prompt_semantic_uncertainty(sim: np.ndarray) -> float:
 
 
 def response_semantic_uncertainty(sim: np.ndarray) -> np.ndarray:
-    """SPEC §2 per response: U_sem(r_i) = 1 - 1/(N-1) * sum_{j != i} cos(e_i, e_j), in [0, 1]."""
+    """docs/method.md §2 per response: U_sem(r_i) = 1 - 1/(N-1) * sum_{j != i} cos(e_i, e_j), in [0, 1]."""
     n = sim.shape[0]
     mean_other = (sim.sum(axis=1) - np.diag(sim)) / (n - 1)
     return np.clip(1.0 - mean_other, 0.0, 1.0)

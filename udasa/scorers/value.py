@@ -1,4 +1,4 @@
-"""Value-alignment uncertainty, SPEC §2 (paper Eq. 4): U_val = P(unsafe | r).
+"""Value-alignment uncertainty, docs/method.md §2 (paper Eq. 4): U_val = P(unsafe | r).
 
 Backends: `profanity` (embedded alt-profanity-check: insults, threats, offensive language),
 `lm-judge` (the policy's own harmless/harmful judgement, both option orders averaged),
