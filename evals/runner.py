@@ -85,10 +85,10 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
     if unknown := set(cfg.data) - set(cfg.tasks):
         raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
-    # every task's data is read (and checked) before any model runs: a bad file changes nothing
-    task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     overrides = {"base_url": cfg.judge_base_url, "model": cfg.judge_model}
     judge = make_judge(cfg.judge, store, **{k: v for k, v in overrides.items() if v})
+    # every task's data is read (and checked) before any model runs: a bad file changes nothing
+    task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     eval_id = eval_key(cfg, models, judge)
     results: dict[str, Any] = {
         "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,

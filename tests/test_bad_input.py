@@ -240,9 +240,11 @@ def eval_main(args):
 @pytest.mark.parametrize("kind", list(DATA))
 def test_udasa_eval_data_corpus(task, kind, frozen, tmp_path, capsys):
     path = corpus_file(tmp_path, DATA, kind)
+    good = tmp_path / "good.jsonl"  # a task listed first, with a good file: it must not run
+    good.write_text('{"prompt": "Name a colour."}\n')
     before = frozen[1]()
     code = eval_main(["--tasks", "helpfulness", task, "--data", f"{task}={path}",
-                      "--workspace", str(frozen[0])])
+                      "--data", f"helpfulness={good}", "--workspace", str(frozen[0])])
     assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
                          frozen, before)
 
@@ -317,8 +319,10 @@ JUDGE_SPECIALS = {
 def test_judge_config_corpus(kind, frozen, tmp_path, capsys):
     path = _settings_case(tmp_path, kind, JUDGE_SPECIALS)
     before = frozen[1]()
-    code = eval_main(["--tasks", "harmlessness", "--judge", str(path),
-                      "--workspace", str(frozen[0])])
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "Name a colour."}\n')
+    code = eval_main(["--tasks", "harmlessness", "--judge", str(path), "--data",
+                      f"harmlessness={good}", "--workspace", str(frozen[0])])
     needles = ("line", "max_retries", "retries", "model", "scale", "nowhere.txt", "empty",
                "bytes", "mapping")
     out, err = capsys.readouterr()

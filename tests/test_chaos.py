@@ -15,6 +15,8 @@ import time
 import pytest
 from conftest import REPO
 
+from udasa.data import data_dir
+
 sys.path.insert(0, str(REPO / "bench"))
 
 import chaos
@@ -45,6 +47,14 @@ def test_udasa_run_killed_in_scoring_and_mid_stage_resumes_to_the_same_end(setup
         check(t, t["target"])
 
 
+EVAL_DATA = ("hh-rlhf/harmless-base/test.jsonl.gz", "hh-rlhf/helpful-base/test.jsonl.gz",
+             "imdb/aclImdb_subset5k.tar.gz", "truthfulqa/TruthfulQA.csv",
+             "advbench/harmful_behaviors.csv", "gcg/refusal_prefixes.json",
+             "gcg/universal_suffixes.json")
+
+
+@pytest.mark.skipif(not all((data_dir() / f).is_file() for f in EVAL_DATA),
+                    reason=f"shared data folder {data_dir()} incomplete (set UDASA_DATA_DIR)")
 def test_udasa_eval_killed_while_judging_resumes_to_the_same_results(setup, tmp_path):
     out = chaos.bench_kind("eval", setup, 1, random.Random(0), tmp_path, time.time() + 3600,
                            only=["judge#2"])

@@ -18,6 +18,7 @@ from evals.tasks.base import Sample
 from evals.tasks.hh import Harmlessness, Helpfulness
 from evals.tasks.sentiment import ControlledSentiment
 from evals.tasks.truthfulness import Truthfulness
+from udasa.data import data_dir
 from udasa.store import Store
 
 KEY_ENV = "UDASA_TEST_JUDGE_KEY"
@@ -117,6 +118,11 @@ def test_paired_test_drops_samples_a_judge_failed_on_either_side(judge):
     assert test["p_sign"] == pytest.approx(0.125)
 
 
+GCG_DATA = ("gcg/refusal_prefixes.json", "gcg/universal_suffixes.json")
+
+
+@pytest.mark.skipif(not all((data_dir() / f).is_file() for f in GCG_DATA),
+                    reason=f"shared data folder {data_dir()} lacks {GCG_DATA} (set UDASA_DATA_DIR)")
 def test_robustness_judge_criterion_excludes_failures(judge, tmp_path, tiny_policy):
     """`judge: harness`: a behaviour the judge fails on leaves the *_judge ASR (n and
     failures), never the refusal-prefix ASR."""

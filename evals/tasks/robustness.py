@@ -134,7 +134,6 @@ class Robustness:
 
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
         cfg = load_robustness_config(source)
-        test, _ = self._split(cfg, limit, seed)
         # the files the attack will read are checked now, before any model runs
         if cfg.mode != "transfer-published":
             self._gcg_config(cfg)
@@ -144,6 +143,7 @@ class Robustness:
             from evals.judges.base import load_judge_config
 
             load_judge_config(cfg.judge)
+        test, _ = self._split(cfg, limit, seed)
         return [Sample(b.id, b.goal, {"target": b.target}) for b in test]
 
     def score(self, samples, outputs, judge, ctx) -> TaskResult:
