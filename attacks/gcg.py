@@ -121,12 +121,9 @@ def load_gcg_config(path: str | Path | None = None, overrides: Sequence[str] = (
 
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: GCG config not found")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of GCGConfig fields")
+        from udasa.files import read_settings_mapping
+
+        data = read_settings_mapping(path, "GCG config")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -89,7 +89,9 @@ def print_results(results: dict) -> None:
             console.print(f"{task}: {test['model']} - {test['baseline']} = "
                           f"{test['mean_diff']:+.3f} [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]"
                           f", p = {test['p_bootstrap']:.3g} (bootstrap), "
-                          f"{test['p_sign']:.3g} (sign test), n = {test['n']}")
+                          f"{test['p_sign']:.3g} (sign test), n = {test['n']}"
+                          + (f", excluded for judge failures: {test['excluded']}"
+                             if test.get("excluded") else ""))
     console.print(table)
     console.print(f"judge calls: {results['judge']['stats']}")
     for key, value in results["paths"].items():

@@ -58,8 +58,27 @@ def method_kinds() -> list[str]:
     return list(_KINDS)
 
 
+def check_method_configs(ctx: BuildContext) -> None:
+    """Every method's own config file read and checked before any method is built, so a bad
+    file stops the experiment before anything is trained or stored."""
+    from evals.experiment import resolve_path
+    from udasa.baselines.common import load_baseline_config
+    from udasa.config import load_config
+
+    for spec in ctx.exp.methods:
+        if spec.kind in ("vanilla", "rain"):
+            _options(spec, ctx)
+        elif spec.kind in ("rlaif", "rlcd", "udasa"):
+            default = ("configs/cpu-demo.yaml" if spec.kind == "udasa"
+                       else f"configs/baselines/{spec.kind}.yaml")
+            path = resolve_path(ctx.exp, spec.config or default)
+            loader = load_config if spec.kind == "udasa" else load_baseline_config
+            loader(path, trained_overrides(spec, ctx, path))
+
+
 def build_methods(ctx: BuildContext) -> list[EvalModel]:
     """Every method's model, in the experiment's order, each built in turn with its time."""
+    check_method_configs(ctx)
     models = []
     for spec in ctx.exp.methods:
         start = time.perf_counter()
@@ -122,7 +141,9 @@ def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
 
     opts = {}
     if spec.config:
-        opts = yaml.safe_load(resolve_path(ctx.exp, spec.config).read_text("utf-8")) or {}
+        from udasa.files import read_settings_mapping
+
+        opts = read_settings_mapping(resolve_path(ctx.exp, spec.config), "method config")
     for item in spec.overrides:
         key, sep, raw = item.partition("=")
         if not sep or "." in key:

@@ -6,6 +6,7 @@ wrong types are errors that name the field (``scoring.value.nmae: unknown field`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import types
@@ -262,6 +263,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got "
                           f"{type(data).__name__}")
+    if path is not None:  # the file's own fields first, so that errors name the file
+        try:
+            checked = from_dict(RunConfig, copy.deepcopy(data))
+            if not overrides:
+                checked.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -278,14 +286,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     """Read a YAML config; a top-level `base: other.yaml` (relative to it) is merged under it."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    if path.resolve() in seen:
+    from udasa.files import read_settings
+
+    if path.is_file() and path.resolve() in seen:
         raise ConfigError(f"{path}: `base` chain loops back to itself")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = read_settings(path) or {}
     if isinstance(data, dict) and "base" in data:
         base = _read_yaml(path.parent / str(data.pop("base")), (*seen, path.resolve()))
         data = _deep_merge(base, data)

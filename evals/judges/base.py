@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
-
 from evals.judges.parse import SCALES, Scale
+from udasa.errors import ConfigError
 from udasa.records import content_key
 
 if TYPE_CHECKING:
@@ -96,29 +95,36 @@ def available_judges() -> list[str]:
 
 
 def load_judge_config(name_or_path: str | Path) -> JudgeConfig:
-    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file."""
+    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file.
+
+    A bad file is a ConfigError naming the file and the line or field at fault."""
+    from udasa.config import from_dict
+    from udasa.files import read_settings_mapping, read_settings_text
+
     path = Path(name_or_path)
     if not path.exists():
         path = JUDGES_DIR / str(name_or_path)
         if not path.is_dir():
-            raise ValueError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
-                             f"{available_judges()}")
+            raise ConfigError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
+                              f"{available_judges()}")
     if path.is_dir():
         path = path / "config.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    known = {f.name for f in dataclasses.fields(JudgeConfig)}
-    if unknown := set(raw) - known:
-        raise ValueError(f"{path}: unknown judge settings {sorted(unknown)}")
+    raw = read_settings_mapping(path, "judge config")
     templates = {}
-    for tname, spec in (raw.pop("templates", None) or {}).items():
+    specs = raw.pop("templates", None) or {}
+    if not isinstance(specs, dict):
+        raise ConfigError(f"{path}: templates: expected a mapping of NAME: {{file, scale}}")
+    for tname, spec in specs.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+            raise ConfigError(f"{path}: templates.{tname}: expected {{file: PROMPT.txt, "
+                              f"scale: {'|'.join(SCALES)}}}")
         if spec.get("scale") not in SCALES:
-            raise ValueError(f"{path}: template {tname!r} needs scale one of {SCALES}")
+            raise ConfigError(f"{path}: templates.{tname}.scale: must be one of {SCALES}")
         file = (path.parent / spec["file"]).resolve()
-        templates[tname] = Template(tname, file, spec["scale"], file.read_text(encoding="utf-8"))
-    try:
-        return JudgeConfig(**raw, templates=templates)
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from None
+        text = read_settings_text(file, f"prompt file of template {tname!r} ({path})")
+        templates[tname] = Template(tname, file, spec["scale"], text)
+    config = from_dict(JudgeConfig, raw, str(path))
+    return dataclasses.replace(config, templates=templates)
 
 
 @dataclass
@@ -184,8 +190,8 @@ def _backend(config: JudgeConfig, stats: JudgeStats) -> Backend:
     if config.backend == "learned":
         from evals.judges.learned.backend import LearnedBackend
         return LearnedBackend(config, stats)
-    raise ValueError(f"judge {config.name!r}: unknown backend {config.backend!r} "
-                     "(expected openai, hf or learned)")
+    raise ConfigError(f"judge {config.name!r}: unknown backend {config.backend!r} "
+                      "(expected openai, hf or learned)")
 
 
 class Judge:
@@ -215,7 +221,7 @@ class Judge:
 
     def template(self, name: str) -> Template:
         if name not in self.config.templates:
-            raise ValueError(f"judge {self.config.name!r} has no template {name!r}; it has "
+            raise ConfigError(f"judge {self.config.name!r} has no template {name!r}; it has "
                              f"{sorted(self.config.templates)}")
         return self.config.templates[name]
 

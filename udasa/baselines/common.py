@@ -23,7 +23,6 @@ from udasa.config import (
     to_dict,
 )
 from udasa.data import load_prompts
-from udasa.errors import ConfigError
 from udasa.records import Prompt, content_key
 from udasa.store import Store
 
@@ -56,17 +55,17 @@ class BaselineConfig:
 
 
 def load_baseline_config(path: str | Path, overrides: list[str] | None = None) -> BaselineConfig:
+    from udasa.files import read_settings_mapping
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    data = read_settings_mapping(p, "baseline config")
     for item in overrides or []:
         key, _, raw = item.partition("=")
         node = data
         for part in key.split(".")[:-1]:
             node = node.setdefault(part, {})
         node[key.split(".")[-1]] = yaml.safe_load(raw)
-    cfg = _coerce(BaselineConfig, data, "")
+    cfg = _coerce(BaselineConfig, data, f"{p}: baseline")
     RunConfig(generation=cfg.generation, training=cfg.training).validate()  # same field checks
     return cfg
 
