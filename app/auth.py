@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
-import yaml
 
 from udasa.errors import ConfigError
+from udasa.files import read_settings
 
 ENV_USERS = "UDASA_APP_USERS"
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt>=5: rejects) longer passwords
@@ -58,12 +58,7 @@ def _user(name: str, password_hash: object, admin: object, where: str) -> User:
 
 def users_from_file(path: str | Path) -> dict[str, User]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: users file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML/JSON: {exc}") from None
+    data = read_settings(path, "users file")
     users = data.get("users") if isinstance(data, dict) else None
     if not isinstance(users, dict) or not users:
         raise ConfigError(f"{path}: expected `users: {{NAME: {{password_hash: ...}}}}`")

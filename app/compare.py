@@ -22,7 +22,13 @@ from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
 from app.render import plain
-from evals.leaderboard import canonical_label, human_means, long_table, wide_table
+from evals.leaderboard import (
+    canonical_label,
+    human_means,
+    judges_by_task,
+    long_table,
+    wide_table,
+)
 from evals.plots import bar_chart
 from evals.stats import (
     PairedTest,
@@ -57,8 +63,14 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     from evals.models import label_aliases
 
     human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
-    table = wide_table(long_table(rows, human, _run_times(store)), with_ci=True, digits=2)
-    return plain_cells(table.reset_index())
+    long = long_table(rows, human, _run_times(store))
+    table = wide_table(long, with_ci=True, digits=2)
+    judges = judges_by_task(long)  # each header names its judge (a learned one: its agreement)
+    table.columns = [f"{c} (judge: {' | '.join(judges[t])})" if judges.get(t := c.split(": ")[0])
+                     else c for c in table.columns]
+    out = plain_cells(table.reset_index())
+    out.columns = [plain(c) for c in out.columns]
+    return out
 
 
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:

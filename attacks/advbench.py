@@ -14,12 +14,14 @@ Published suffixes are appended to the behaviour with one space (`attack_prompt`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from attacks.gcg import Behaviour, attack_prompt
+from udasa.data import read_text
 from udasa.datasets import resolve, resolve_file
 from udasa.errors import DataError
 from udasa.records import content_key
@@ -64,13 +66,15 @@ def load_behaviours(path: str | Path | None = None, limit: int | None = None,
         rows = _behaviours(p, records, 1)
     else:
         p = _path(path, BEHAVIOURS) if found is None else found.path
-        with open(p, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
+        reader = csv.DictReader(io.StringIO(read_text(Path(p)), newline=""))
+        try:
             missing = {"goal", "target"} - set(reader.fieldnames or [])
             if missing:
                 raise DataError(f"{p}: missing column(s) {sorted(missing)} (have "
                                 f"{reader.fieldnames})")
             rows = _behaviours(str(p), reader, 2)
+        except csv.Error as e:
+            raise DataError(f"{p}, line {reader.line_num}: malformed CSV ({e})") from None
     if not rows:
         raise DataError(f"{p}: no behaviours")
     if seed is not None:

@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--universal", action="store_true",
                    help="one suffix for all behaviours (progressive goals)")
     p.add_argument("--out", type=Path, default=Path("udasa-workspace") / "attacks" / "cli")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the libraries' own progress bars and messages")
     args = p.parse_args(argv)
+    from udasa.cli_common import setup_logging
+
+    setup_logging(args.verbose)
     try:
         run(args)
     except UdasaError as exc:

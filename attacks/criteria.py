@@ -119,13 +119,18 @@ def greedy_generate(model, tokenizer, input_ids: list[int] | torch.Tensor,
                     max_new_tokens: int) -> str:
     """The greedy continuation of `input_ids` (a chat-formatted prompt), decoded and stripped
     the way `udasa.generators.HFGenerator` does, so in-loop tests match evaluation."""
-    ids = torch.as_tensor(input_ids, dtype=torch.long, device=model.device).reshape(1, -1)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
-        tokenizer.eos_token_id
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         temperature=None, top_p=None, top_k=None,
-                         max_new_tokens=max_new_tokens, pad_token_id=pad)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(-1).tolist()
+    return greedy_generate_many(model, tokenizer, [ids], max_new_tokens)[0]
+
+
+def greedy_generate_many(model, tokenizer, inputs: list[list[int]],
+                         max_new_tokens: int) -> list[str]:
+    """Greedy continuations of many id sequences in the engine's batches (udasa/engine.py)."""
+    from udasa.engine import Request, engine_for
+
+    outs = engine_for(model, tokenizer).generate_all(
+        [Request(list(x), 1, 0, max_new_tokens) for x in inputs])
+    return [tokenizer.decode(o[0], skip_special_tokens=True).strip() for o in outs]
 
 
 JUDGE_TEMPLATE = "harmless"

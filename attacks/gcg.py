@@ -121,12 +121,9 @@ def load_gcg_config(path: str | Path | None = None, overrides: Sequence[str] = (
 
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: GCG config not found")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of GCGConfig fields")
+        from udasa.files import read_settings_mapping
+
+        data = read_settings_mapping(path, "GCG config")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -439,6 +436,26 @@ class _Target:
                                self.before_ids + list(ids) + self.after_ids, max_new_tokens)
 
 
+def generate_batched(targets: Sequence[_Target], ids: Sequence[int],
+                     max_new_tokens: int) -> list[str]:
+    """The success check's greedy replies for every target, one engine call per model (all
+    behaviours of a model in one batch)."""
+    from attacks.criteria import greedy_generate_many
+
+    texts: list[str] = [""] * len(targets)
+    by_model: dict[int, list[int]] = {}
+    for k, tg in enumerate(targets):
+        by_model.setdefault(id(tg.model), []).append(k)
+    for ks in by_model.values():
+        tg0 = targets[ks[0]]
+        outs = greedy_generate_many(tg0.model, tg0.tokenizer,
+                                    [targets[k].before_ids + list(ids) + targets[k].after_ids
+                                     for k in ks], max_new_tokens)
+        for k, text in zip(ks, outs, strict=True):
+            texts[k] = text
+    return texts
+
+
 def _normalise(g: torch.Tensor) -> torch.Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -595,13 +612,10 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
         return ok
 
     def test(ids: list[int], pairs: list[_Target]) -> list[dict[str, Any]]:
-        out = []
-        for tg in pairs:
-            text = tg.generate(ids, criterion.max_new_tokens)
-            out.append({"goal": tg.behaviour.goal, "behaviour_id": tg.behaviour.id,
-                        "model": tg.model_index, "output": text,
-                        "jailbroken": criterion.jailbroken(text)})
-        return out
+        texts = generate_batched(pairs, ids, criterion.max_new_tokens)
+        return [{"goal": tg.behaviour.goal, "behaviour_id": tg.behaviour.id,
+                 "model": tg.model_index, "output": text, "jailbroken": criterion.jailbroken(text)}
+                for tg, text in zip(pairs, texts, strict=True)]
 
     ids = torch.tensor(init_ids, dtype=torch.long)
     cur_loss = float(evaluate(ids[None], active())[0][0])

@@ -15,7 +15,8 @@ def _models(args) -> list:
     from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
 
-    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url)
+    return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url,
+                      concurrency=args.concurrency)
             for spec in args.models or []]
 
 
@@ -27,8 +28,8 @@ def _experiment(args):
 
     exp = load_experiment(args.experiment, args.set) if args.experiment \
         else suite_experiment(args.suite)
-    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url)
-                    for m in _models(args)]
+    exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
+                               concurrency=m.concurrency) for m in _models(args)]
     data = _data(args)
     if args.tasks:
         given = {t.name: t for t in exp.tasks}
@@ -88,7 +89,9 @@ def print_results(results: dict) -> None:
             console.print(f"{task}: {test['model']} - {test['baseline']} = "
                           f"{test['mean_diff']:+.3f} [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]"
                           f", p = {test['p_bootstrap']:.3g} (bootstrap), "
-                          f"{test['p_sign']:.3g} (sign test), n = {test['n']}")
+                          f"{test['p_sign']:.3g} (sign test), n = {test['n']}"
+                          + (f", excluded for judge failures: {test['excluded']}"
+                             if test.get("excluded") else ""))
     console.print(table)
     console.print(f"judge calls: {results['judge']['stats']}")
     for key, value in results["paths"].items():
@@ -103,10 +106,24 @@ def cmd_validate(args) -> None:
     store = Store(args.workspace)
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, **overrides)
-    rows = validate(judge, store, args.limit, args.seed)
-    path = write_report(rows, judge.label, args.workspace / "judge_validation")
+    rows, corr = validate(judge, store, args.limit, args.seed)
+    path = write_report(rows, corr, judge.label, args.workspace / "judge_validation")
     console.print(path.read_text())
     console.print(f"written to {path}")
+
+
+def cmd_build_judges(args) -> None:
+    from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
+    from evals.validate_judge import table_lines
+
+    rows = []
+    for name in args.judges or list(build.RECIPES):
+        built = build.get(name)
+        how = "cached" if built.cached else "built"
+        console.print(f"{name}: {how}, {built.meta['about']}; build cost "
+                      f"{built.meta['cpu_s']:.0f} CPU-s ({built.meta['wall_s']:.0f} s wall)")
+        rows += built.agreements
+    console.print("\n".join(table_lines(rows, [])))
 
 
 def cmd_tables(args) -> None:
@@ -160,9 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="samples per task (seeded subset; default 50, or the experiment's)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--judge", default=None,
-                     help="a judge name (gpt4, local) or a judge folder; default: gpt4 when "
-                          "OPENAI_API_KEY is set, else the local stand-in")
+                     help="a judge name (gpt4, learned, local) or a judge folder; default: gpt4 "
+                          "when OPENAI_API_KEY is set, else the learned judges")
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
+    run.add_argument("--concurrency", type=int, default=8,
+                     help="requests in flight at once for openai:<model> models")
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
@@ -171,14 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)
-    val = sub.add_parser("validate-judge", help="judge agreement with references and humans")
-    val.add_argument("--judge", default=None)
+    val = sub.add_parser("validate-judge", help="a judge's agreement with human labels")
+    val.add_argument("--judge", default=None, help="default: the default judge (see run)")
     val.add_argument("--judge-base-url", default=None)
-    val.add_argument("--limit", type=int, default=50)
+    val.add_argument("--limit", type=int, default=200,
+                     help="items per check for judges asked through their interface")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
     val.set_defaults(fn=cmd_validate)
+    bld = sub.add_parser("build-judges", help="build (or load) the learned judges and print "
+                                              "their agreement with human labels")
+    bld.add_argument("judges", nargs="*", help="default: all (truth info harmless helpful "
+                                               "sentiment)")
+    bld.add_argument("-v", "--verbose", action="store_true")
+    bld.set_defaults(fn=cmd_build_judges)
+
+
     tab = sub.add_parser("tables", help="the paper's tables from stored results (tables.md)")
     tab.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     tab.add_argument("-v", "--verbose", action="store_true")

@@ -35,6 +35,7 @@ class MethodSpec:
     labeler: str | None = None  # rlaif: the AI labeler (default: the policy)
     limit: int | None = None  # at most this many samples per task (e.g. RAIN: slow)
     tasks: list[str] | None = None  # evaluated on these tasks only (default: all)
+    concurrency: int = 8  # an `openai:<model>` policy: requests in flight at once
 
 
 @dataclass

@@ -1,24 +1,29 @@
 """Models under evaluation: the embedded base, a checkpoint folder, a hub id, or an endpoint.
 
 A model spec is a string: `base` (the embedded SmolLM2 policy), a local path, a hub id, or
-`openai:<model>` (an OpenAI-compatible endpoint; `--base-url` and `$OPENAI_API_KEY`). Outputs
-are greedy and cached in the store, so a rerun generates nothing it already has.
+`openai:<model>` (an OpenAI-compatible endpoint; `--base-url` and `$OPENAI_API_KEY`, with
+`concurrency` requests in flight). Outputs are cached in the store, so a rerun generates
+nothing it already has.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
-from udasa.generators import PromptTooLong, make_generator
+from udasa.errors import UdasaError
+from udasa.generators import GenerationFailed, generate_many, make_generator
 from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
+from udasa.pipeline import prompt_seed
+from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +36,7 @@ class EvalModel:
     decoder: str = "greedy"  # greedy | sample (vanilla) | rain (inference-time search)
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
     limit: int | None = None  # at most this many samples per task (not part of the identity)
+    concurrency: int = 8  # openai: requests in flight (not part of the identity)
 
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
         temperature = float(self.options.get("temperature", 0.7)) if self.decoder == "sample" \
@@ -38,44 +44,65 @@ class EvalModel:
         if self.spec.startswith("openai:"):
             return GenerationConfig(backend="openai", model=self.spec.split(":", 1)[1],
                                     base_url=self.base_url, temperature=temperature, n=1,
-                                    max_new_tokens=max_new_tokens)
+                                    max_new_tokens=max_new_tokens,
+                                    concurrency=self.concurrency)
         model = EMBEDDED if self.spec == "base" else self.spec
         return GenerationConfig(model=model, temperature=temperature, n=1,
                                 max_new_tokens=max_new_tokens)
 
-    def identity(self) -> dict:
+    def decoder_options(self, task: str = "") -> dict:
+        """The decoder settings; RAIN evaluates itself against the eval task's own goal."""
+        if self.decoder != "rain" or not task:
+            return self.options
+        from udasa.baselines.rain import goal_of
+
+        return self.options | {"task": goal_of(task, self.options.get("task", "harmless"))}
+
+    def identity(self, task: str = "") -> dict:
         cfg = self.generation_config(0)
         ident = ({"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
                  if cfg.backend == "openai" else model_identity(cfg.model))
-        return ident | {"decoder": self.decoder, "options": self.options}
+        return ident | {"decoder": self.decoder, "options": self.decoder_options(task)}
 
-    def generator(self, max_new_tokens: int):
+    def generator(self, max_new_tokens: int, task: str = ""):
         if self.decoder == "rain":
             from udasa.baselines.rain import RainConfig, RainGenerator
 
             cfg = self.generation_config(max_new_tokens)
-            return RainGenerator(RainConfig(model=cfg.model, max_new_tokens=max_new_tokens,
-                                            **self.options))
+            return RainGenerator(RainConfig.from_options(
+                {"model": cfg.model, "max_new_tokens": max_new_tokens,
+                 **self.decoder_options(task)}, f"{self.name} (rain)"))
         return make_generator(self.generation_config(max_new_tokens))
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,
-                 desc: str = "") -> dict[str, str]:
-        """Greedy outputs for (prompt_id, text) pairs; cached in the store by model + settings."""
-        gen_key = content_key("eval", json.dumps(self.identity(), sort_keys=True),
+                 desc: str = "", task: str = "") -> dict[str, str]:
+        """Outputs for (prompt_id, text) pairs, cached in the store by model + settings.
+
+        Every missing prompt goes to the generator at once (batched locally by the engine,
+        concurrent over HTTP), seeded per prompt, and is stored as soon as it is done.
+        `task` (an eval task name) sets RAIN's self-evaluation goal.
+        """
+        gen_key = content_key("eval", json.dumps(self.identity(task), sort_keys=True),
                               str(max_new_tokens))
         have = {r["prompt_id"]: r["text"] for r in store.responses(gen_key)}
         todo = [(pid, text) for pid, text in prompts if pid not in have]
         if todo:
-            generator = self.generator(max_new_tokens)
-            for pid, text in tqdm(todo, desc=desc or f"generate {self.name}", unit="prompt"):
-                try:
-                    out = generator.generate(text, 1, seed=0)[0]
-                except PromptTooLong:
-                    out = ""
-                store.add_responses([{"id": content_key(gen_key, pid), "gen_key": gen_key,
-                                      "prompt_id": pid, "sample_index": 0, "text": out,
-                                      "model": self.name}])
-                have[pid] = out
+            generator = self.generator(max_new_tokens, task)
+            seeds = [prompt_seed(0, pid) for pid, _ in todo]
+            with StepProgress(len(todo), desc or f"generate {self.name}") as bar:
+                for i, out in generate_many(generator, [t for _, t in todo], 1, seeds,
+                                            bar.tokens):
+                    bar.update()
+                    pid = todo[i][0]
+                    if isinstance(out, GenerationFailed):
+                        log.warning("%s: %s", pid, out)  # not stored: a rerun asks again
+                        have[pid] = ""
+                        continue
+                    text = "" if isinstance(out, UdasaError) else out[0]  # too long: empty
+                    store.add_responses([{"id": content_key(gen_key, pid), "gen_key": gen_key,
+                                          "prompt_id": pid, "sample_index": 0, "text": text,
+                                          "model": self.name}])
+                    have[pid] = text
         return {pid: have[pid] for pid, _ in prompts}
 
 

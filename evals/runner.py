@@ -21,6 +21,7 @@ from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
 from evals.tasks.base import get_task
+from udasa.errors import ConfigError
 from udasa.pipeline import manifest
 from udasa.records import content_key
 from udasa.store import Store
@@ -46,22 +47,35 @@ class EvalConfig:
 
 
 def paired_tests(per_model: dict[str, list[dict]]) -> list[dict]:
-    """Each model against the first on the same samples (per-sample `value`)."""
+    """Each model against the first on the same samples (per-sample `value`). A sample whose
+    value is missing on either side (a judge failure) is left out and counted in `excluded`."""
     names = list(per_model)
     out = []
     for other in names[1:]:
         base = {r["id"]: r.get("value") for r in per_model[names[0]]}
-        pairs = [(base[r["id"]], r.get("value")) for r in per_model[other]
-                 if base.get(r["id"]) is not None and r.get("value") is not None]
+        shared = [r for r in per_model[other] if r["id"] in base]
+        pairs = [(base[r["id"]], r.get("value")) for r in shared
+                 if base[r["id"]] is not None and r.get("value") is not None]
         if len(pairs) < 2:
             continue
         a, b = [p[1] for p in pairs], [p[0] for p in pairs]
         boot, sign = paired_bootstrap(a, b), sign_test(a, b)
         out.append({"model": other, "baseline": names[0], "n": len(pairs),
+                    "excluded": len(shared) - len(pairs),
                     "mean_diff": boot.mean_diff, "ci": [boot.low, boot.high],
                     "p_bootstrap": boot.p_value, "sign_wins": sign.wins,
                     "sign_losses": sign.losses, "sign_ties": sign.ties, "p_sign": sign.p_value})
     return out
+
+
+def eval_key(cfg: EvalConfig, models: list[EvalModel], judge) -> str:
+    """An evaluation is its settings: rerunning the same one (after a kill, say) replaces its
+    rows instead of adding a second copy of every leaderboard row."""
+    return content_key(json.dumps({
+        "tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed, "data": cfg.data,
+        "models": [[m.name, m.identity(), m.limit] for m in models],
+        "judge": [judge.config.name, judge.config.model, judge.config.backend,
+                  judge.config.base_url]}, sort_keys=True, default=str))
 
 
 def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
@@ -69,9 +83,13 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     store = Store(cfg.workspace)
     models = cfg.models or default_models(store)
     tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
+    if unknown := set(cfg.data) - set(cfg.tasks):
+        raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
     overrides = {"base_url": cfg.judge_base_url, "model": cfg.judge_model}
     judge = make_judge(cfg.judge, store, **{k: v for k, v in overrides.items() if v})
-    eval_id = content_key(str(time.time_ns()), json.dumps(cfg.tasks), str(cfg.seed))
+    # every task's data is read (and checked) before any model runs: a bad file changes nothing
+    task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
+    eval_id = eval_key(cfg, models, judge)
     results: dict[str, Any] = {
         "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
                                        "models": [asdict(m) for m in models],
@@ -81,7 +99,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         "versions": manifest_versions(), "tasks": {}}
     samples_out, board = [], []
     for task in tasks:
-        samples = task.samples(cfg.limit, cfg.seed, cfg.data.get(task.name))
+        samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
         per_model, task_out = {}, {}
         for model in models:
@@ -95,7 +113,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                 texts = [""] * len(mine)
             else:
                 outputs = model.generate(store, [(s.id, s.prompt) for s in mine],
-                                         task.max_new_tokens, desc=f"{task.name} / {model.name}")
+                                         task.max_new_tokens, desc=f"{task.name} / {model.name}",
+                                         task=task.name)
                 texts = [outputs[s.id] for s in mine]
                 res = task.score(mine, texts, judge, {"model": model.name})
             per_model[model.name] = res.per_sample
@@ -117,6 +136,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
             "max_new_tokens": task.max_new_tokens, "decoding": "greedy",
             "models": task_out, "paired_tests": paired_tests(per_model)}
     results["judge"]["stats"] = judge.stats.as_dict()
+    results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     out_dir = cfg.workspace / "evals" / eval_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))

@@ -58,8 +58,27 @@ def method_kinds() -> list[str]:
     return list(_KINDS)
 
 
+def check_method_configs(ctx: BuildContext) -> None:
+    """Every method's own config file read and checked before any method is built, so a bad
+    file stops the experiment before anything is trained or stored."""
+    from evals.experiment import resolve_path
+    from udasa.baselines.common import load_baseline_config
+    from udasa.config import load_config
+
+    for spec in ctx.exp.methods:
+        if spec.kind in ("vanilla", "rain"):
+            _options(spec, ctx)
+        elif spec.kind in ("rlaif", "rlcd", "udasa"):
+            default = ("configs/cpu-demo.yaml" if spec.kind == "udasa"
+                       else f"configs/baselines/{spec.kind}.yaml")
+            path = resolve_path(ctx.exp, spec.config or default)
+            loader = load_config if spec.kind == "udasa" else load_baseline_config
+            loader(path, trained_overrides(spec, ctx, path))
+
+
 def build_methods(ctx: BuildContext) -> list[EvalModel]:
     """Every method's model, in the experiment's order, each built in turn with its time."""
+    check_method_configs(ctx)
     models = []
     for spec in ctx.exp.methods:
         start = time.perf_counter()
@@ -112,7 +131,8 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
 
 
 def _model(spec: MethodSpec, ctx: BuildContext, **kw) -> EvalModel:
-    return EvalModel(spec.name, policy_of(spec, ctx), spec.base_url, limit=spec.limit, **kw)
+    return EvalModel(spec.name, policy_of(spec, ctx), spec.base_url, limit=spec.limit,
+                     concurrency=spec.concurrency, **kw)
 
 
 def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
@@ -121,7 +141,9 @@ def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
 
     opts = {}
     if spec.config:
-        opts = yaml.safe_load(resolve_path(ctx.exp, spec.config).read_text("utf-8")) or {}
+        from udasa.files import read_settings_mapping
+
+        opts = read_settings_mapping(resolve_path(ctx.exp, spec.config), "method config")
     for item in spec.overrides:
         key, sep, raw = item.partition("=")
         if not sep or "." in key:
@@ -158,7 +180,7 @@ def _trained(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     path = resolve_path(ctx.exp, spec.config or f"configs/baselines/{spec.kind}.yaml")
     overrides = trained_overrides(spec, ctx, path)
     if spec.labeler:
-        overrides.append(f"labeler={spec.labeler}")
+        overrides.append(f"rlaif.labeler={spec.labeler}")
     cfg = load_baseline_config(path, overrides)
     store = ctx.store
     if not store.pairs(baseline_run_id(cfg)):

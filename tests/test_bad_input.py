@@ -122,3 +122,323 @@ def test_training_an_api_policy_needs_a_local_model(tmp_path, capsys):
                        "generation.model=m", f"generation.base_url={server.base_url}",
                        "training.enabled=true") == 2
     assert "training.model" in capsys.readouterr().out
+
+
+# --- the malformed-input corpus: every command that reads a file ---------------------------
+HUGE = 100 * 1024 * 1024  # a 100 MB line
+
+
+def _write_huge(path, head: bytes, tail: bytes) -> None:
+    """`head` + 100 MB of "a" + `tail`, on one line, written in chunks."""
+    chunk = b"a" * (1 << 20)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.writelines(chunk for _ in range(HUGE // len(chunk)))
+        f.write(tail)
+
+
+# kind -> (file suffix, content; None = the 100 MB line), per file family
+SETTINGS = {  # YAML settings files (run, judge, GCG, robustness, baseline configs, users)
+    "bad-yaml": (".yaml", b"a: [1, 2\nb: {c\n"),
+    "empty": (".yaml", b""),
+    "non-utf8": (".yaml", b"name: caf\xe9\n"),
+    "top-level-list": (".yaml", b"- 1\n- 2\n"),
+    "100MB-line": (".yaml", None),
+}
+DATA = {  # prompt files (udasa run data.source, udasa-eval --data)
+    "bad-json": (".json", b'[{"prompt": "a"}, {"prompt": }]'),
+    "bad-jsonl": (".jsonl", b'{"prompt": "a"}\n{"prompt": "b"\n'),
+    "bad-csv": (".csv", b'prompt\n"ok"\n"nul \x00 inside"\n'),
+    "wrong-type": (".jsonl", b'{"prompt": 5}\n{"prompt": [1, 2]}\n'),
+    "empty": (".jsonl", b""),
+    "non-utf8": (".csv", b"prompt\nfine\ncaf\xe9\n"),
+    "missing-column": (".csv", b"title,year\nJaws,1975\n"),
+    "100MB-line": (".jsonl", None),
+    "100MB-csv-field": (".csv", None),
+}
+
+
+def corpus_file(tmp_path, family: dict, kind: str):
+    suffix, content = family[kind]
+    path = tmp_path / f"bad-{kind}{suffix}"
+    if content is not None:
+        path.write_bytes(content)
+    elif suffix == ".yaml":
+        _write_huge(path, b"name: ", b"\n")
+    elif suffix == ".csv":
+        _write_huge(path, b"prompt\n", b"\n")
+    else:
+        _write_huge(path, b'{"prompt": "', b'"}\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory, tiny_policy):
+    """A workspace holding a finished small run (tiny policy), its WAL folded in, and a
+    fingerprint of every byte of it."""
+    import hashlib
+    import sqlite3
+
+    populated = tmp_path_factory.mktemp("frozen")
+    assert run_cli("run", populated, "builtin", f"generation.model={tiny_policy}") == 0
+    with sqlite3.connect(populated / Store.FILENAME) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def fingerprint():
+        return {str(p.relative_to(populated)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(populated.rglob("*")) if p.is_file()
+                and not p.name.endswith(("-wal", "-shm"))}
+    return populated, fingerprint
+
+
+def assert_clean_failure(code: int, capsys, path, needles: tuple[str, ...], frozen_ws,
+                         before) -> None:
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in out + err
+    lines = [line for line in (out + err).splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out + err
+    assert path.name in lines[0], lines[0]
+    assert any(n in lines[0] for n in needles), lines[0]
+    _ws, fingerprint = frozen_ws
+    assert fingerprint() == before
+
+
+RUN_CONFIG_CASES = [*SETTINGS, "wrong-type", "unknown-field"]
+
+
+@pytest.mark.parametrize("kind", RUN_CONFIG_CASES)
+def test_udasa_run_config_corpus(kind, frozen, tmp_path, capsys):
+    if kind == "wrong-type":
+        path = tmp_path / "wrong-type.yaml"
+        path.write_text("generation:\n  n: three\n")
+    elif kind == "unknown-field":
+        path = tmp_path / "unknown.yaml"
+        path.write_text("generation:\n  nn: 3\n")
+    else:
+        path = corpus_file(tmp_path, SETTINGS, kind)
+    before = frozen[1]()
+    code = main(["run", "--config", str(path), "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "generation.n", "empty", "bytes",
+                                              "mapping"), frozen, before)
+
+
+@pytest.mark.parametrize("kind", list(DATA))
+def test_udasa_run_data_corpus(kind, frozen, tmp_path, capsys, tiny_policy):
+    path = corpus_file(tmp_path, DATA, kind)
+    before = frozen[1]()
+    code = run_cli("run", frozen[0], path, f"generation.model={tiny_policy}")
+    assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
+                         frozen, before)
+
+
+def eval_main(args):
+    from evals.cli import main as eval_cli
+
+    return eval_cli(["run", "--models", "base", "--limit", "2", *args])
+
+
+@pytest.mark.parametrize("task", ["harmlessness", "sentiment", "truthfulness"])
+@pytest.mark.parametrize("kind", list(DATA))
+def test_udasa_eval_data_corpus(task, kind, frozen, tmp_path, capsys):
+    path = corpus_file(tmp_path, DATA, kind)
+    good = tmp_path / "good.jsonl"  # a task listed first, with a good file: it must not run
+    good.write_text('{"prompt": "Name a colour."}\n')
+    before = frozen[1]()
+    code = eval_main(["--tasks", "helpfulness", task, "--data", f"{task}={path}",
+                      "--data", f"helpfulness={good}", "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
+                         frozen, before)
+
+
+BEHAVIOURS = {  # robustness CSV (goal, target)
+    "bad-csv": (".csv", b'goal,target\n"a\x00b",c\n'),
+    "empty": (".csv", b""),
+    "non-utf8": (".csv", b"goal,target\nok,Sure\ncaf\xe9,Sure\n"),
+    "missing-column": (".csv", b"goal,answer\nx,y\n"),
+    "missing-field": (".csv", b"goal,target\nx,\n"),
+    "100MB-csv-field": (".csv", None),
+}
+
+
+@pytest.mark.parametrize("kind", list(BEHAVIOURS))
+def test_robustness_behaviours_corpus(kind, frozen, tmp_path, capsys):
+    suffix, content = BEHAVIOURS[kind]
+    path = tmp_path / f"bad-{kind}{suffix}"
+    if content is None:
+        _write_huge(path, b"goal,target\n", b",Sure\n")
+    else:
+        path.write_bytes(content)
+    before = frozen[1]()
+    code = eval_main(["--tasks", "robustness", "--data", f"robustness={path}",
+                      "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "column", "empty", "UTF-8"),
+                         frozen, before)
+
+
+MC = {  # truthfulqa_mc's mc_task.json
+    "bad-json": (".json", b'[{"question": "q", '),
+    "empty": (".json", b""),
+    "non-utf8": (".json", b'[{"question": "caf\xe9"}]'),
+    "wrong-type": (".json", b'{"question": "q"}'),
+    "missing-field": (".json", b'[{"question": "q"}]'),
+}
+
+
+@pytest.mark.parametrize("kind", list(MC))
+def test_truthfulqa_mc_data_corpus(kind, frozen, tmp_path, capsys):
+    suffix, content = MC[kind]
+    path = tmp_path / f"bad-{kind}{suffix}"
+    path.write_bytes(content)
+    before = frozen[1]()
+    code = eval_main(["--tasks", "truthfulqa_mc", "--data", f"truthfulqa_mc={path}",
+                      "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "row", "empty", "UTF-8", "list"),
+                         frozen, before)
+
+
+def _settings_case(tmp_path, kind: str, specials: dict[str, str]):
+    """A settings-file corpus case: the shared ones, or a file-specific one (`specials`)."""
+    if kind in specials:
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(specials[kind])
+        return path
+    return corpus_file(tmp_path, SETTINGS, kind)
+
+
+JUDGE_SPECIALS = {
+    "wrong-type": "name: j\nbackend: hf\nmodel: embedded\nlabel: j\nmax_retries: many\n",
+    "unknown-field": "name: j\nbackend: hf\nmodel: embedded\nlabel: j\nretries: 3\n",
+    "missing-field": "name: j\nbackend: hf\nlabel: j\n",
+    "bad-scale": ("name: j\nbackend: hf\nmodel: embedded\nlabel: j\n"
+                  "templates: {harmless: {file: p.txt, scale: 1-5}}\n"),
+    "missing-prompt-file": ("name: j\nbackend: hf\nmodel: embedded\nlabel: j\n"
+                            "templates: {harmless: {file: nowhere.txt, scale: 1-10}}\n"),
+}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *JUDGE_SPECIALS])
+def test_judge_config_corpus(kind, frozen, tmp_path, capsys):
+    path = _settings_case(tmp_path, kind, JUDGE_SPECIALS)
+    before = frozen[1]()
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "Name a colour."}\n')
+    code = eval_main(["--tasks", "harmlessness", "--judge", str(path), "--data",
+                      f"harmlessness={good}", "--workspace", str(frozen[0])])
+    needles = ("line", "max_retries", "retries", "model", "scale", "nowhere.txt", "empty",
+               "bytes", "mapping")
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
+    assert path.name in line and any(n in line for n in needles), line
+    assert frozen[1]() == before
+
+
+GCG_SPECIALS = {"wrong-type": "num_steps: ten\n", "unknown-field": "num_stepz: 3\n"}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *GCG_SPECIALS])
+def test_gcg_config_corpus(kind, tmp_path, capsys):
+    from attacks.cli import main as attack_main
+
+    path = _settings_case(tmp_path, kind, GCG_SPECIALS)
+    code = attack_main(["--config", str(path), "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
+    assert path.name in line or "num_step" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *GCG_SPECIALS])
+def test_gcg_config_named_by_a_robustness_config(kind, frozen, tmp_path, capsys):
+    gcg = _settings_case(tmp_path, kind, GCG_SPECIALS)
+    task = tmp_path / "robustness.yaml"
+    task.write_text(f"mode: white-box\ngcg: {gcg}\n")
+    before = frozen[1]()
+    code = eval_main(["--tasks", "robustness", "--data", f"robustness={task}",
+                      "--workspace", str(frozen[0])])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
+    assert gcg.name in line or "num_step" in line, line
+    assert frozen[1]() == before
+
+
+ROBUSTNESS_SPECIALS = {"wrong-type": "n_train: five\n", "unknown-field": "modes: white-box\n"}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *ROBUSTNESS_SPECIALS])
+def test_robustness_config_corpus(kind, frozen, tmp_path, capsys):
+    path = _settings_case(tmp_path, kind, ROBUSTNESS_SPECIALS)
+    before = frozen[1]()
+    code = eval_main(["--tasks", "robustness", "--data", f"robustness={path}",
+                      "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "n_train", "modes", "empty", "bytes",
+                                              "mapping"), frozen, before)
+
+
+def experiment(tmp_path, methods: str) -> str:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(f"name: x\npolicy: embedded\nmethods: {methods}\n"
+                    "tasks: [{name: harmlessness, limit: 1}]\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, "wrong-type-training", "unknown-field"])
+def test_baseline_config_corpus(kind, frozen, tmp_path, capsys):
+    """A method's config named by an experiment file: checked before any method is built."""
+    from evals.cli import main as eval_cli
+
+    if kind == "wrong-type-training":
+        path = tmp_path / "rlaif.yaml"
+        path.write_text("method: rlaif\ntraining:\n  epochs: lots\n")
+        methods = f"[{{name: base, kind: base}}, {{name: R, kind: rlaif, config: {path}}}]"
+    elif kind == "unknown-field":
+        path = tmp_path / "rlcd.yaml"
+        path.write_text("method: rlcd\ntemprature: 0.7\n")
+        methods = f"[{{name: R, kind: rlcd, config: {path}}}]"
+    else:
+        path = corpus_file(tmp_path, SETTINGS, kind)
+        methods = f"[{{name: base, kind: base}}, {{name: v, kind: vanilla, config: {path}}}]"
+    before = frozen[1]()
+    code = eval_cli(["run", "--experiment", experiment(tmp_path, methods),
+                     "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "epochs", "temprature", "empty", "bytes",
+                                              "mapping"), frozen, before)
+
+
+EXPERIMENT_SPECIALS = {"wrong-type": "name: x\nseed: zero\n", "unknown-field": "nmae: x\n",
+                       "missing-field": "name: x\nmethods: []\ntasks: []\n"}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *EXPERIMENT_SPECIALS])
+def test_experiment_file_corpus(kind, frozen, tmp_path, capsys):
+    from evals.cli import main as eval_cli
+
+    path = _settings_case(tmp_path, kind, EXPERIMENT_SPECIALS)
+    before = frozen[1]()
+    code = eval_cli(["run", "--experiment", str(path), "--workspace", str(frozen[0])])
+    assert_clean_failure(code, capsys, path, ("line", "seed", "nmae", "method", "empty",
+                                              "bytes", "mapping"), frozen, before)
+
+
+USERS_SPECIALS = {
+    "wrong-type": "users:\n  bob: {password_hash: 12, admin: maybe}\n",
+    "missing-field": "users:\n  bob: {admin: true}\n",
+    "unknown-field": "users:\n  bob: {password_hash: x, role: admin}\n",
+}
+
+
+@pytest.mark.parametrize("kind", [*SETTINGS, *USERS_SPECIALS])
+def test_app_users_file_corpus(kind, frozen, tmp_path, capsys):
+    from app.cli import main as app_main
+
+    path = _settings_case(tmp_path, kind, USERS_SPECIALS)
+    before = frozen[1]()
+    code = app_main(["--workspace", str(frozen[0]), "--users", str(path), "--port", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
+    assert path.name in line, line
+    assert frozen[1]() == before

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
+import torch
 
 from evals.models import EvalModel
 from evals.suite import BuildContext, build_methods, suite_experiment
 from udasa.baselines import rain, rlaif, rlcd
 from udasa.baselines.common import (
     BaselineConfig,
+    RlaifOptions,
+    RlcdOptions,
     load_baseline_config,
     store_pairs,
     train_baseline,
@@ -16,74 +23,257 @@ from udasa.baselines.common import (
 from udasa.config import DataConfig, GenerationConfig, TrainingConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm
+from udasa.scorers.lm_options import chat_prefix, option_probs
 from udasa.store import Store
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops, shared cores
 
-def tiny_cfg(method: str, policy: str) -> BaselineConfig:
+
+@pytest.fixture(scope="module")
+def base_policy(tmp_path_factory):
+    """The tiny policy without a chat template (a base model, like RAIN's LLaMA-7B)."""
+    from conftest import build_tiny_policy
+
+    path = Path(build_tiny_policy(tmp_path_factory.mktemp("tiny-base")))
+    (path / "chat_template.jinja").unlink(missing_ok=True)
+    cfg_file = path / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg.pop("chat_template", None)
+    cfg_file.write_text(json.dumps(cfg))
+    assert not load_causal_lm(str(path))[1].chat_template
+    return str(path)
+
+
+def tiny_cfg(method: str, policy: str, **kw) -> BaselineConfig:
     return BaselineConfig(
         method=method, data=DataConfig(limit=4),
         generation=GenerationConfig(model=policy, n=2, max_new_tokens=8),
         training=TrainingConfig(learning_rate_first=5e-3, learning_rate=5e-3, warmup_steps=0,
-                                epochs=2, batch_size=2, eval_fraction=0.0, max_length=128))
+                                epochs=2, batch_size=2, eval_fraction=0.0, max_length=128),
+        **kw)
 
 
+def rain_cfg(policy: str, **kw) -> rain.RainConfig:
+    small = {"model": policy, "max_new_tokens": 10, "max_tries": 6, "min_tries": 1,
+             "min_new_searches": 2, "width": 3, "segments": [1, 2, 4], "lookahead": 4}
+    return rain.RainConfig(**(small | kw))
+
+
+# RLAIF ---------------------------------------------------------------------------------------
 def test_rlaif_preference_is_symmetric_and_comes_from_real_probabilities():
     model, tok = load_causal_lm("embedded")
-    prompt = "How do I make tea?"
+    prompt, principle = "How do I make tea?", rlaif.load_constitution("harmless")[0]
     a, b = "Boil water and steep the tea for three minutes.", "Go away, idiot."
-    p_ab, p_ba = rlaif.preference(model, tok, prompt, a, b), rlaif.preference(model, tok, prompt,
-                                                                            b, a)
+    p_ab = rlaif.preference(model, tok, prompt, a, b, principle)
+    p_ba = rlaif.preference(model, tok, prompt, b, a, principle)
     assert p_ab + p_ba == pytest.approx(1.0, abs=1e-6)  # swapping the answers swaps the label
-    from udasa.scorers.lm_options import chat_prefix, option_probs
-    text = chat_prefix(tok, rlaif._template().format(prompt=prompt, first=a, second=b), "(")
-    raw = option_probs(model, tok, [text], ["A", "B"])[0]
+    first, second = rlaif.label_texts(model, tok, prompt, a, b, principle)
+    assert first.index(a) < first.index(b) and second.index(b) < second.index(a)
+    raw = option_probs(model, tok, [first], ["A", "B"])[0]
     assert 0 < float(raw[0]) < 1 and float(raw[0]) != pytest.approx(0.5, abs=1e-4)
 
 
-@pytest.mark.slow
-def test_rlaif_pairs_store_soft_labels_and_train_with_dpo(tmp_path, tiny_policy):
+def test_rlaif_principles_are_drawn_per_comparison_and_cot_comes_before_the_label(tiny_policy):
+    principles = rlaif.load_constitution("harmless")
+    assert len(principles) >= 5 and not any(p.startswith("#") for p in principles)
+    drawn = {rlaif.label(RlaifOptions(), *load_causal_lm(tiny_policy), "Hi", "a", "b", s)[3]
+             for s in range(12)}
+    assert len(drawn) > 1 and drawn <= set(principles)
+    model, tok = load_causal_lm(tiny_policy)
+    plain = rlaif.label_texts(model, tok, "Hi", "Hello.", "Bye.", principles[0])
+    cot = rlaif.label_texts(model, tok, "Hi", "Hello.", "Bye.", principles[0], cot_tokens=6)
+    prompts = rlaif.labeler_prompts()
+    for c in cot:  # the reasoning sits between the question and the label's "("
+        head, _, rest = c.partition(prompts["cot_prefix"])
+        assert prompts["cot_instruction"] in head and rest.endswith(prompts["cot_answer"])
+        assert rest[:-len(prompts["cot_answer"])].strip()
+    assert all(p.endswith(prompts["answer_prefix"]) for p in plain)
+    with pytest.raises(ConfigError, match="rlaif.constitution"):
+        rlaif.load_constitution("/nonexistent/principles.txt")
+
+
+def test_rlaif_labeler_defaults_to_the_policy_and_takes_any_spec(tiny_policy, base_policy):
+    assert rlaif.labeler_of(tiny_cfg("rlaif", tiny_policy)) == tiny_policy
+    other = tiny_cfg("rlaif", tiny_policy, rlaif=RlaifOptions(labeler=base_policy))
+    assert rlaif.labeler_of(other) == base_policy
+    with pytest.raises(ConfigError, match="rlaif.labeler"):
+        rlaif.labeler_of(tiny_cfg("rlaif", tiny_policy, rlaif=RlaifOptions(labeler="openai:x")))
+
+
+def test_rlaif_pairs_store_soft_labels(tmp_path, tiny_policy):
     cfg = tiny_cfg("rlaif", tiny_policy)
     pairs = rlaif.build_pairs(cfg)
     assert pairs and all(0.5 <= p.soft_label <= 1.0 for p in pairs)
+    assert all(p.meta["principle"] in rlaif.load_constitution("harmless") for p in pairs)
     store = Store(tmp_path)
     run_id = store_pairs(store, cfg, pairs, {"method": "rlaif"})
     rows = store.pairs(run_id)
     assert len(rows) == len(pairs) and all(r["stage"] == 1 for r in rows)
     assert sorted(r["soft_label"] for r in rows) == pytest.approx(
         sorted(p.soft_label for p in pairs))
+
+
+@pytest.mark.slow
+def test_rlaif_trains_on_its_soft_labels_and_on_hard_ones(tmp_path, tiny_policy):
+    cfg = tiny_cfg("rlaif", tiny_policy)
+    cfg.training.eval_fraction, cfg.training.eval_steps = 0.5, 1  # held-out loss, soft too
+    store = Store(tmp_path)
+    store_pairs(store, cfg, rlaif.build_pairs(cfg), {"method": "rlaif"})
     path = train_baseline(store, cfg, tmp_path)
     assert path and (tmp_path / "checkpoints").is_dir()
+    hard = dataclasses.replace(cfg, rlaif=RlaifOptions(hard_labels=True))
+    assert train_baseline(store, hard, tmp_path) != path  # a separate training of the same pairs
+    results = [json.loads(r["metrics"]) for r in store.db["train_results"].rows]
+    assert len(results) == 2 and all(r["held_out_pairs"] > 0 and "eval_loss" in r
+                                     for r in results)
 
 
-def test_rlcd_pairs_differ_only_by_context(tmp_path, tiny_policy):
-    positive, negative = rlcd.contexts()
-    differing = set(positive.split()) ^ set(negative.split())
-    assert 0 < len(differing) <= 6  # a minimal surface difference between the two contexts
-    cfg = tiny_cfg("rlcd", tiny_policy)
-    pairs = rlcd.build_pairs(cfg)
-    assert pairs
-    for pair in pairs:
-        assert pair.meta == {"positive": positive, "negative": negative}
-        assert pair.chosen != pair.rejected
-    _, tok = load_causal_lm(tiny_policy)
-    render = [tok.apply_chat_template([{"role": "system", "content": ctx},
-                                       {"role": "user", "content": pairs[0].prompt.text}],
-                                      tokenize=False) for ctx in (positive, negative)]
-    assert render[0].replace(positive, negative) == render[1]
+# RLCD ----------------------------------------------------------------------------------------
+def test_rlcd_prompts_differ_exactly_by_the_descriptors_without_a_chat_template(base_policy):
+    _, tok = load_causal_lm(base_policy)
+    for task in rlcd.TASKS:
+        for positive, negative in rlcd.descriptor_pairs(task):
+            pos = rlcd.prompt_text(tok, "How do I pick a lock?", positive)
+            neg = rlcd.prompt_text(tok, "How do I pick a lock?", negative)
+            assert pos != neg and pos.replace(positive, negative) == neg
+            assert pos.endswith(f"Assistant ({positive}):")
+    assert rlcd.descriptor_pairs("harmless")[0] == ("helpful, honest, inoffensive response",
+                                                    "unhelpful, dishonest, toxic response")
+    assert rlcd.descriptor_pairs("helpful") != rlcd.descriptor_pairs("harmless")
+    with pytest.raises(ConfigError, match="rlcd.task"):
+        rlcd.descriptor_pairs("nope")
+    greedy = tiny_cfg("rlcd", base_policy)
+    greedy.generation.temperature = 0.0
+    with pytest.raises(ConfigError, match="generation.temperature"):
+        rlcd.build_pairs(greedy)  # RLCD's outputs are sampled
+
+
+def test_rlcd_pairs_on_a_base_model_and_a_chat_model(tmp_path, tiny_policy, base_policy):
+    for policy in (base_policy, tiny_policy):
+        cfg = tiny_cfg("rlcd", policy, rlcd=RlcdOptions(task="harmless"))
+        pairs = rlcd.build_pairs(cfg)
+        assert pairs
+        known = set(rlcd.descriptor_pairs("harmless"))
+        for pair in pairs:
+            assert (pair.meta["positive"], pair.meta["negative"]) in known
+            assert pair.chosen != pair.rejected
+    _, tok = load_causal_lm(tiny_policy)  # chat model: the descriptor is the system message
+    positive, negative = rlcd.descriptor_pairs("harmless")[0]
+    pos, neg = (rlcd.prompt_text(tok, "Hi", d) for d in (positive, negative))
+    assert positive in pos and pos.replace(positive, negative) == neg
     store = Store(tmp_path)
     run_id = store_pairs(store, cfg, pairs, {"method": "rlcd"})
     assert {r["soft_label"] for r in store.pairs(run_id)} == {1.0}
 
 
-def test_rain_rewinds_and_visits_more_tokens_than_it_emits(tiny_policy):
-    gen = rain.RainGenerator(rain.RainConfig(model=tiny_policy, max_new_tokens=8, max_tries=3,
-                                             min_tries=2, segments=[2, 4], candidates=2))
+# RAIN ----------------------------------------------------------------------------------------
+def rain_search(policy: str, **kw) -> rain.RainSearch:
+    cfg = rain_cfg(policy, **kw)
+    return rain.RainSearch(rain.RainBackend(cfg), cfg, "Tell me a joke.", rain.RainStats())
+
+
+def subtree(node: rain.Node) -> list[rain.Node]:
+    return [node, *(d for c in node.children.values() for d in subtree(c))]
+
+
+def test_rain_node_value_is_the_mean_of_the_evaluations_below_it(tiny_policy):
+    torch.manual_seed(0)
+    search = rain_search(tiny_policy, sim_threshold=2.0)  # no sharing: pure backup
+    root = rain.Node((), 1.0)
+    for _ in range(10):
+        search.search(root)
+    nodes = subtree(root)
+    assert len(nodes) > 4 and max(n.depth for n in nodes) >= 2
+    for node in nodes:
+        below = [v for leaf, v in search.evaluations if node in subtree_path(leaf)]
+        assert node.n == len(below)
+        if below:
+            assert node.q == pytest.approx(sum(below) / len(below), abs=1e-9)
+    assert len({v for _, v in search.evaluations}) > 1
+
+
+def subtree_path(leaf: rain.Node) -> list[rain.Node]:
+    out = [leaf]
+    while out[-1].parent is not None:
+        out.append(out[-1].parent)
+    return out
+
+
+def test_rain_similar_sibling_shares_an_update_and_a_dissimilar_one_does_not(tiny_policy):
+    search = rain_search(tiny_policy, sim_threshold=0.8, sim_weight=0.2)
+    tok = search.be.tok
+    root = rain.Node((), 1.0)
+    texts = ["I cannot help with that request.", "I can not help with that request.",
+             "Bananas grow in warm tropical places."]
+    a, b, c = (rain.Node(tuple(tok.encode(t, add_special_tokens=False)), 1 / 3, root, 1)
+               for t in texts)
+    root.children = {n.tokens: n for n in (a, b, c)}
+    search.backup(b, 0.0, [])
+    search.backup(c, 0.0, [])
+    assert (b.q, b.n, c.q, c.n) == (0.0, 1.0, 0.0, 1.0)
+    sim_ab = float(torch.cosine_similarity(search.be.embed([texts[0]])[0],
+                                           search.be.embed([texts[1]])[0], dim=0))
+    search.backup(a, 1.0, [])
+    assert a.q == 1.0 and a.n == 1.0
+    w = 0.2 * sim_ab
+    assert b.n == pytest.approx(1 + w) and b.q == pytest.approx(w / (1 + w))  # moved toward 1
+    assert (c.q, c.n) == (0.0, 1.0)  # unrelated text: untouched
+    assert root.n == 3 and root.q == pytest.approx(1 / 3)
+
+
+def test_rain_commits_the_most_visited_and_rewinds_under_the_threshold(tiny_policy):
+    strict = rain.RainGenerator(rain_cfg(tiny_policy, value_threshold=0.99, max_tries=6))
+    strict.generate("Tell me a joke.", 1, seed=0)
+    s = strict.stats
+    assert s.commits >= 2 and s.history[0]["searches"] == 6  # never good enough: all searches
+    for step in s.history:
+        assert step["chosen"] == max(step["visits"])  # the committed token set: most visited
+    assert s.rewinds == s.searches - s.commits > 0
+    assert s.visited_tokens > s.emitted_tokens > 0
+    loose = rain.RainGenerator(rain_cfg(tiny_policy, value_threshold=-1.0, max_tries=20))
+    loose.generate("Tell me a joke.", 1, seed=0)
+    assert loose.stats.history[0]["searches"] < 20  # committed as soon as minT and Vt are met
+
+
+def test_rain_self_evaluation_uses_the_task_prompt_in_both_orders(tiny_policy):
+    search = rain_search(tiny_policy, task="truthful")
+    p = rain.task_prompt("truthful")
+    v = search.value("Paris is the capital of France.")
+    texts = [chat_prefix(search.be.tok, p["template"].format(
+        prompt="Tell me a joke.", response="Paris is the capital of France.", option_a=a,
+        option_b=b).strip(), p["answer_prefix"]) for a, b in ((p["good"], p["bad"]),
+                                                              (p["bad"], p["good"]))]
+    probs = option_probs(search.be.model, search.be.tok, texts, ["A", "B"])
+    assert v == pytest.approx(float(probs[0, 0] + probs[1, 1]) - 1, abs=1e-6)
+    prompts = {t: rain.task_prompt(t)["template"] for t in rain.TASKS}
+    assert len(set(prompts.values())) == 4 and "truthful" in prompts["truthful"]
+    with pytest.raises(ConfigError, match="rain.task"):
+        rain.RainGenerator(rain_cfg(tiny_policy, task="kindness"))
+    with pytest.raises(ConfigError, match=r"^RAIN \(rain\).max_trie: unknown field"):
+        EvalModel("RAIN", tiny_policy, decoder="rain", options={"max_trie": 3}).generator(8)
+    with pytest.raises(ConfigError, match=r"rain.max_tries: expected int"):
+        rain.RainConfig.from_options({"max_tries": "many"})
+
+
+def test_rain_runs_on_a_model_without_a_chat_template(base_policy):
+    gen = rain.RainGenerator(rain_cfg(base_policy, max_tries=3))
     (text,) = gen.generate("Tell me a joke.", 1, seed=0)
-    s = gen.stats
-    assert isinstance(text, str)
-    assert s.visited_tokens > s.emitted_tokens > 0 and s.rewinds >= 1 and s.tries >= 2
-    values = gen.value("Hi", ["Hello there!", "I will hurt you."])
-    assert all(-1.0 <= v <= 1.0 for v in values)
+    assert isinstance(text, str) and "\nHuman:" not in text and gen.stats.commits >= 1
+    head = gen.backend.decode(rain.head_ids(gen.backend.tok, "Tell me a joke."))
+    assert head.strip().startswith("Human: Tell me a joke.") and head.endswith("Assistant:")
+
+
+def test_rain_in_the_suite_evaluates_each_task_against_its_own_goal(tiny_policy):
+    model = EvalModel("RAIN", tiny_policy, decoder="rain", options={"max_tries": 2})
+    goals = {t: model.decoder_options(t)["task"] for t in
+             ("harmlessness", "helpfulness", "truthfulness", "sentiment", "robustness")}
+    assert goals == {"harmlessness": "harmless", "helpfulness": "helpful",
+                     "truthfulness": "truthful", "sentiment": "positive",
+                     "robustness": "harmless"}
+    assert model.identity("truthfulness") != model.identity("sentiment")  # cached apart
+    assert model.generator(8, "truthfulness").cfg.task == "truthful"
+    assert EvalModel("b", tiny_policy).identity("truthfulness") == \
+        EvalModel("b", tiny_policy).identity()  # other decoders: unchanged
 
 
 def test_rain_self_evaluation_reads_option_ids_from_the_tokenizer(tiny_policy):
@@ -94,6 +284,7 @@ def test_rain_self_evaluation_reads_option_ids_from_the_tokenizer(tiny_policy):
     assert tok.decode(ids[0]) == "A" and tok.decode(ids[1]) == "B"
 
 
+# vanilla and the suite -------------------------------------------------------------------------
 def test_vanilla_samples_while_base_is_greedy(tmp_path, tiny_policy):
     base, vanilla = EvalModel("b", tiny_policy), EvalModel("v", tiny_policy, decoder="sample")
     assert base.generation_config(8).temperature == 0.0
@@ -114,11 +305,13 @@ def test_suite_registry_and_bad_names(tmp_path):
     models = build_methods(BuildContext(tmp_path, suite_experiment(["base", "vanilla", "rain"])))
     assert [m.decoder for m in models] == ["greedy", "sample", "rain"]
     assert models[2].options["max_tries"] >= 1
+    rain.RainConfig(**models[2].options).validate()  # the suite's RAIN options are RainConfig's
     with pytest.raises(ConfigError, match="unknown method"):
         suite_experiment(["nope"])
 
 
 def test_baseline_configs_load_and_validate():
+    import yaml
     from conftest import REPO
 
     for name in ("rlaif", "rlcd"):
@@ -127,3 +320,10 @@ def test_baseline_configs_load_and_validate():
     with pytest.raises(ConfigError, match="training.learning_rate"):
         load_baseline_config(REPO / "configs" / "baselines" / "rlaif.yaml",
                              ["training.learning_rate=0"])
+    labeled = load_baseline_config(REPO / "configs" / "baselines" / "rlaif.yaml",
+                                   ["rlaif.labeler=some/labeler"])  # as an experiment's labeler
+    assert labeled.rlaif.labeler == "some/labeler" and rlaif.labeler_of(labeled) == "some/labeler"
+    paper = rain.RainConfig(**yaml.safe_load(
+        (REPO / "configs" / "baselines" / "rain.yaml").read_text()))
+    assert (paper.max_tries, paper.min_tries, paper.value_threshold) == (50, 6, 0.8)
+    assert paper.segments == [1, 2, 4, 10] and paper.sim_threshold == 0.95

@@ -70,8 +70,10 @@ def test_paper_config_loads():
     assert cfg.scoring.factual.model == "cross-encoder/nli-deberta-v3-base"
 
 
-def test_empty_yaml_file_gives_defaults(tmp_path):
-    assert to_dict(load_config(write(tmp_path, ""))) == to_dict(RunConfig())
+def test_empty_yaml_file_is_an_error_and_an_empty_mapping_gives_defaults(tmp_path):
+    with pytest.raises(ConfigError, match="run.yaml: config file is empty"):
+        load_config(write(tmp_path, ""))
+    assert to_dict(load_config(write(tmp_path, "{}\n"))) == to_dict(RunConfig())
 
 
 # --------------------------------------------------------------------------- overrides
@@ -161,13 +163,13 @@ def test_invalid_values_raise_config_error_naming_the_field(overrides, field):
 
 def test_unknown_key_in_yaml_file_names_the_field(tmp_path):
     path = write(tmp_path, "scoring:\n  value:\n    nmae: profanity\n")
-    with pytest.raises(ConfigError, match=r"^scoring\.value\.nmae: unknown field"):
+    with pytest.raises(ConfigError, match=r"run\.yaml: scoring\.value\.nmae: unknown field"):
         load_config(path)
 
 
 def test_wrong_type_in_yaml_file_names_the_field(tmp_path):
     path = write(tmp_path, 'generation:\n  n: "five"\n')
-    with pytest.raises(ConfigError, match=r"^generation\.n: expected int"):
+    with pytest.raises(ConfigError, match=r"run\.yaml: generation\.n: expected int"):
         load_config(path)
 
 

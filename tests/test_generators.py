@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from conftest import REPO, small_overrides
 from openai_server import FakeOpenAIServer
 
-from udasa.config import GenerationConfig
+from udasa.config import GenerationConfig, load_config
 from udasa.generators import (
     HFGenerator,
     ListParseError,
@@ -13,6 +16,8 @@ from udasa.generators import (
     PromptTooLong,
     parse_list,
 )
+from udasa.pipeline import Pipeline
+from udasa.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +25,17 @@ def hf():
     return HFGenerator(GenerationConfig(max_new_tokens=10))
 
 
-@pytest.mark.slow
-def test_hf_draws_n_samples_in_one_batched_call(hf, monkeypatch):
-    calls = []
-    real = hf.model.generate
+def test_hf_batched_prompts_match_one_prompt_at_a_time(hf):
+    prompts = ["Name a fruit.", "Write one word about the sea.", "Why is the sky blue?"]
+    together = dict(hf.generate_many(prompts, 3, [11, 12, 13]))
+    assert [together[i] for i in range(3)] == [hf.generate(p, 3, 11 + i)
+                                               for i, p in enumerate(prompts)]
+    assert all(len(set(out)) > 1 for out in together.values())  # N distinct samples
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs["num_return_sequences"])
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(hf.model, "generate", counting)
-    out = hf.generate("Name a fruit.", 5, seed=1)
-    assert calls == [5] and len(out) == 5 and all(isinstance(t, str) for t in out)
+def test_hf_a_too_long_prompt_fails_alone(hf):
+    out = dict(hf.generate_many(["Name a fruit.", "word " * (hf.context + 10)], 2, [0, 1]))
+    assert len(out[0]) == 2 and isinstance(out[1], PromptTooLong)
 
 
 @pytest.mark.slow
@@ -103,3 +107,73 @@ def test_openai_generator_retries_a_server_error():
                                                base_url=server.base_url))
         assert len(gen.generate("hi", 2, seed=0)) == 2
         assert len(server.requests_to("/chat/completions")) == 2
+
+
+def test_openai_generator_keeps_concurrency_requests_in_flight():
+    """Four requests wait at a barrier that only four concurrent requests can pass."""
+    barrier = threading.Barrier(4, timeout=20)
+    calls = []
+
+    def responder(body):
+        calls.append(1)
+        if len(calls) <= 4:
+            barrier.wait()
+        return "ok " + body["messages"][-1]["content"]
+
+    with FakeOpenAIServer(responder) as server:
+        gen = OpenAIGenerator(GenerationConfig(backend="openai", model="m", concurrency=4,
+                                               base_url=server.base_url))
+        prompts = [f"prompt {i}" for i in range(8)]
+        out = dict(gen.generate_many(prompts, 1, list(range(8))))
+    assert not barrier.broken
+    assert [out[i] for i in range(8)] == [[f"ok prompt {i}"] for i in range(8)]
+
+
+def test_openai_generation_with_a_429_mid_batch_stores_every_prompt_once(tmp_path):
+    """The pipeline's generate step over a real server that rate-limits in the middle."""
+    server = FakeOpenAIServer(lambda body: f"answer {body['_choice_index']} to "
+                                           f"{body['messages'][-1]['content'][:20]}")
+    seen = []
+
+    def responder(body):  # called once per choice
+        if body["_choice_index"] == 0:
+            seen.append(body["messages"][-1]["content"])
+        if len(seen) == 3 and body["_choice_index"] == 0:
+            server.fail_next(2, status=429)  # the next two requests are rate-limited
+        return f"answer {body['_choice_index']} to {seen[-1][:20]}"
+
+    server.responder = responder
+    with server:
+        cfg = load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides(
+            limit=6, **{"generation.backend": "openai", "generation.model": "fake-model",
+                        "generation.base_url": server.base_url, "generation.n": 3,
+                        "generation.concurrency": 4, "generation.backoff_base_s": 0.01}))
+        report = Pipeline(cfg, tmp_path).generate()
+        statuses = len(server.requests_to("/chat/completions"))
+    assert report.done == 6 and report.skipped == 0
+    assert statuses == 6 + 2  # six answered requests (n=3 each) and two 429s retried
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == 6  # each prompt answered once
+    store = Store(tmp_path)
+    rows = store.responses(Pipeline(cfg, tmp_path).gen_key)
+    assert sorted((r["prompt_id"], r["sample_index"]) for r in rows) == sorted(
+        (pid, i) for pid in {r["prompt_id"] for r in rows} for i in range(3))
+    assert len(rows) == 18
+    again = Pipeline(cfg, tmp_path).generate()  # a rerun asks the server for nothing
+    assert again.reused == 6 and again.done == 0
+
+
+def test_cli_generate_shows_one_bar_with_tokens_per_second_and_no_library_chatter(tmp_path):
+    """`udasa generate` without --verbose: our bar with tok/s; no transformers weight-loading
+    bar, no deprecation chatter."""
+    import subprocess
+    import sys
+
+    sets = [a for item in small_overrides(limit=2, **{"generation.max_new_tokens": 4})
+            for a in ("--set", item)]
+    proc = subprocess.run([sys.executable, "-m", "udasa.cli", "generate", "--config",
+                           str(REPO / "configs" / "cpu-demo.yaml"), "--workspace",
+                           str(tmp_path), *sets], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tok/s" in proc.stderr and "generate" in proc.stderr
+    assert "Loading weights" not in proc.stderr and "deprecated" not in proc.stderr

@@ -68,7 +68,7 @@ def test_yes_no_refuses_unclear(reply):
 # --- configs -------------------------------------------------------------------------------
 
 def test_shipped_judges_and_default(monkeypatch):
-    assert {"gpt4", "local"} <= set(available_judges())
+    assert {"gpt4", "local", "learned"} <= set(available_judges())
     gpt4, local = load_judge_config("gpt4"), load_judge_config("local")
     assert (gpt4.backend, gpt4.label, local.backend, local.model) == (
         "openai", "GPT-4", "hf", "embedded")
@@ -78,7 +78,7 @@ def test_shipped_judges_and_default(monkeypatch):
     assert gpt4.templates["truthful"].scale == "yes-no"
     assert gpt4.price_prompt_per_1k and gpt4.price_completion_per_1k
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert default_judge_name() == "local"
+    assert default_judge_name() == "learned"  # trained on human labels; local stays selectable
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     assert default_judge_name() == "gpt4"
     with pytest.raises(ValueError, match="unknown judge"):

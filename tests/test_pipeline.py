@@ -158,12 +158,17 @@ def test_each_step_runs_alone_in_order(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_pairs(tmp_path):
-    """Kill `udasa run` mid-generation, start it again: same pairs as an uninterrupted run."""
+    """Kill `udasa run` mid-generation, start it again: same pairs as an uninterrupted run.
+
+    The killed run packs one prompt per batch (a small generation.batch_tokens), the resumed
+    and the clean runs the default: sampled outputs depend on neither batch size nor batch
+    companions, and the batch size is not part of any key."""
     sets = [a for item in small_overrides(limit=5) for a in ("--set", item)]
     cmd = [sys.executable, "-m", "udasa.cli", "run", "--config", str(CONFIG), *sets]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--workspace", str(killed)], env=env, cwd=REPO,
+    proc = subprocess.Popen([*cmd, "--workspace", str(killed), "--set",
+                             "generation.batch_tokens=200"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / Store.FILENAME
     deadline = time.time() + 300

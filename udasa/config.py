@@ -6,6 +6,7 @@ wrong types are errors that name the field (``scoring.value.nmae: unknown field`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import types
@@ -48,6 +49,11 @@ class GenerationConfig:
     dtype: str = "float32"
     device: str = "cpu"
     timeout_s: float = 120.0
+    batch_tokens: int = 16384  # hf: rows x (prompt + new tokens) per batch (udasa/engine.py)
+    concurrency: int = 8  # openai: requests in flight at once
+    max_retries: int = 6  # openai: retries on 429 / 5xx / timeouts, with backoff
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
 
 
 @dataclass
@@ -147,6 +153,10 @@ class RunConfig:
         _check(g.n >= 2, "generation.n", "needs at least 2 responses to build a pair")
         _check(g.max_new_tokens > 0, "generation.max_new_tokens", "must be positive")
         _check(g.temperature >= 0, "generation.temperature", "must be >= 0")
+        _check(0 < g.top_p <= 1, "generation.top_p", "must lie in (0, 1]")
+        _check(g.batch_tokens > 0, "generation.batch_tokens", "must be positive")
+        _check(g.concurrency >= 1, "generation.concurrency", "must be >= 1")
+        _check(g.max_retries >= 0, "generation.max_retries", "must be >= 0")
         _check(f.method in ("softmax", "fixed", "mean"), "fusion.method",
                "must be softmax, fixed or mean")
         _check(f.temperature > 0, "fusion.temperature", "must be > 0")
@@ -253,6 +263,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got "
                           f"{type(data).__name__}")
+    if path is not None:  # the file's own fields first, so that errors name the file
+        try:
+            checked = from_dict(RunConfig, copy.deepcopy(data))
+            if not overrides:
+                checked.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -269,14 +286,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     """Read a YAML config; a top-level `base: other.yaml` (relative to it) is merged under it."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    if path.resolve() in seen:
+    from udasa.files import read_settings
+
+    if path.is_file() and path.resolve() in seen:
         raise ConfigError(f"{path}: `base` chain loops back to itself")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = read_settings(path) or {}
     if isinstance(data, dict) and "base" in data:
         base = _read_yaml(path.parent / str(data.pop("base")), (*seen, path.resolve()))
         data = _deep_merge(base, data)

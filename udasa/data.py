@@ -38,6 +38,7 @@ _HUMAN_TURN = re.compile(r"(?:^|\n\n)Human:(.*?)(?=\n\n(?:Human|Assistant):|\Z)"
 _IMDB_FILE = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _LOGGED_SKIPS = 20  # skips logged one by one; the rest are counted in one summary line
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+MAX_PROMPT_CHARS = 1_000_000  # a longer "prompt" is a broken file, not a prompt
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
             skip(row.origin, f"non-string value ({type(row.value).__name__})")
         elif not row.value.strip():
             skip(row.origin, "empty prompt")
+        elif len(row.value) > MAX_PROMPT_CHARS:
+            raise DataError(f"{row.origin}: prompt is {len(row.value):,} characters; at most "
+                            f"{MAX_PROMPT_CHARS:,} are accepted (is this the right file?)")
         elif (text := row.value.strip()) in first_origin:
             skip(row.origin, f"duplicate of {first_origin[text]}")
         else:
@@ -200,6 +204,12 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
 # ---------------------------------------------------------------- raw readers
 
 
+def read_text(path: Path) -> str:
+    """A data file's text (gzip undone): DataError naming the file and line when it is empty,
+    not UTF-8 or holds a NUL byte."""
+    return _read_text(Path(path))
+
+
 def _read_text(path: Path) -> str:
     """Read a (possibly gzipped) UTF-8 file; errors name the file and the line/byte offset."""
     if path.stat().st_size == 0:
@@ -219,12 +229,16 @@ def _read_text(path: Path) -> str:
 def _decode(data: bytes, label: str) -> str:
     """Decode UTF-8 (a leading BOM is dropped); a bad byte is reported by line and offset."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(
             f"{label}: line {line}: not valid UTF-8 (byte offset {e.start}: {e.reason})"
         ) from None
+    if (nul := data.find(b"\x00")) >= 0:
+        line = data[:nul].count(b"\n") + 1
+        raise DataError(f"{label}: line {line}: NUL byte at offset {nul} (a binary file?)")
+    return text
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[str, Any]]]:

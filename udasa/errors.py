@@ -9,5 +9,5 @@ class DataError(UdasaError):
     """A dataset file or source is malformed, empty, or lacks a needed column."""
 
 
-class ConfigError(UdasaError):
-    """A configuration field is invalid."""
+class ConfigError(UdasaError, ValueError):
+    """A configuration field or file is invalid (also a ValueError, for library callers)."""

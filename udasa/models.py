@@ -65,7 +65,7 @@ def embedded_policy_dir() -> Path:
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        log.warning("De-quantising the embedded policy %s once into %s (a few minutes)...",
+        log.info("De-quantising the embedded policy %s once into %s (a few minutes)...",
                     gguf.name, target)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(

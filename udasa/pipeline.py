@@ -31,9 +31,10 @@ from udasa.curriculum import (
 )
 from udasa.data import load_prompts
 from udasa.errors import UdasaError
-from udasa.generators import ListParseError, PromptTooLong, make_generator, uses_chat_format
+from udasa.generators import PromptTooLong, generate_many, make_generator, uses_chat_format
 from udasa.models import model_identity
 from udasa.pairs import ScoredResponse, fuse_and_pair
+from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -44,6 +45,11 @@ PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-lea
             "alt-profanity-check", "openai", "sqlite-utils")
 
 
+# How work is scheduled, never what is generated: left out of run and response keys, so a
+# rerun with another batch size or concurrency regenerates nothing.
+SCHEDULING = ("batch_tokens", "concurrency", "max_retries", "backoff_base_s", "backoff_max_s")
+
+
 def run_id_of(cfg: RunConfig) -> str:
     """A run is its configuration up to the pairs: the same config resumes the same run.
 
@@ -52,6 +58,8 @@ def run_id_of(cfg: RunConfig) -> str:
     """
     data = to_dict(cfg)
     data.pop("training")
+    for name in SCHEDULING:
+        data["generation"].pop(name)
     return content_key(json.dumps(data, sort_keys=True))
 
 
@@ -62,7 +70,7 @@ def train_key_of(cfg: RunConfig) -> str:
 def gen_key_of(cfg: RunConfig) -> str:
     """Responses are shared by every run with the same generation settings and seed."""
     g = to_dict(cfg.generation)
-    for volatile in ("timeout_s", "api_key_env", "device"):
+    for volatile in ("timeout_s", "api_key_env", "device", *SCHEDULING):
         g.pop(volatile)
     return content_key(json.dumps(g, sort_keys=True), str(cfg.seed))
 
@@ -116,7 +124,8 @@ class Pipeline:
 
     # step 1: generation ----------------------------------------------------------------
     def generate(self) -> StepReport:
-        """docs/method.md §1: N responses per prompt, one prompt per transaction."""
+        """docs/method.md §1: N responses per prompt, all prompts batched by the engine; each
+        prompt is stored in its own transaction as soon as its N responses are done."""
         d = self.cfg.data
         loaded = load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
                               seed=self.cfg.seed)  # raises DataError before any write
@@ -130,20 +139,24 @@ class Pipeline:
                             skipped=len(loaded.skipped))
         report.notes += [f"skipped {s.origin}: {s.reason}" for s in loaded.skipped]
         n = self.cfg.generation.n
-        for prompt in tqdm(todo, desc="generate", unit="prompt", disable=not todo):
-            try:
-                texts = generator.generate(prompt.text, n, prompt_seed(self.cfg.seed, prompt.id))
-            except (PromptTooLong, ListParseError) as exc:
-                kind = "skip" if isinstance(exc, PromptTooLong) else "error"
-                self.store.add_prompt_event(self.gen_key, prompt.id, "generate", kind, str(exc))
-                log.warning("%s %s: %s", kind, prompt.origin or prompt.id, exc)
-                report.skipped += 1
-                continue
-            self.store.add_responses([
-                {"id": content_key(self.gen_key, prompt.id, str(i)), "gen_key": self.gen_key,
-                 "prompt_id": prompt.id, "sample_index": i, "text": text,
-                 "model": generator.name} for i, text in enumerate(texts)])
-            report.done += 1
+        seeds = [prompt_seed(self.cfg.seed, p.id) for p in todo]
+        with StepProgress(len(todo), "generate") as bar:
+            for i, out in generate_many(generator, [p.text for p in todo], n, seeds,
+                                        bar.tokens):
+                prompt = todo[i]
+                bar.update()
+                if isinstance(out, UdasaError):  # too long, unparseable list, endpoint failed
+                    kind = "skip" if isinstance(out, PromptTooLong) else "error"
+                    self.store.add_prompt_event(self.gen_key, prompt.id, "generate", kind,
+                                                str(out))
+                    log.warning("%s %s: %s", kind, prompt.origin or prompt.id, out)
+                    report.skipped += 1
+                    continue
+                self.store.add_responses([
+                    {"id": content_key(self.gen_key, prompt.id, str(i)),
+                     "gen_key": self.gen_key, "prompt_id": prompt.id, "sample_index": i,
+                     "text": text, "model": generator.name} for i, text in enumerate(out)])
+                report.done += 1
         return report
 
     def _groups(self) -> dict[str, list[dict]]:
@@ -270,7 +283,7 @@ class Pipeline:
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
                                     self.cfg.curriculum.schedule, self.cfg.seed,
                                     self.workspace / "checkpoints" / self.run_id / train_key)
-        results = trainer.train(progress=log.warning)
+        results = trainer.train(progress=log.info)
         report = StepReport(done=sum(1 for r in results if r.steps),
                             skipped=sum(1 for r in results if not r.steps))
         for r in results:

@@ -76,7 +76,95 @@ class RefLogpCache:
         self.store.add_ref_logps(self.ref_key, rows)
 
 
-class CurriculumDPOTrainer(DPOTrainer):
+def soft_label_term(beta: float, soft_label: torch.Tensor, chosen_logratio: torch.Tensor,
+                    rejected_logratio: torch.Tensor) -> torch.Tensor:
+    """What turns TRL's sigmoid DPO loss into the conservative (label-smoothed) DPO loss with
+    each pair's own label p = P(chosen preferred), per pair:
+
+        -p log s(b d) - (1 - p) log s(-b d) = -log s(b d) + (1 - p) b d,  d = chosen - rejected
+        log-ratio, since log s(x) - log s(-x) = x. The gradient in d is b (s(b d) - p): zero at the
+        reference for p = 0.5, and (p - 0.5) / 0.5 of a hard label's there.
+    """
+    return (1.0 - soft_label) * beta * (chosen_logratio - rejected_logratio)
+
+
+class _Recorder:
+    """Calls a model and keeps its outputs, so the soft-label term can read its log-probs."""
+
+    def __init__(self, module):
+        self.module, self.outputs = module, []
+
+    def __call__(self, *args, **kwargs):
+        out = self.module(*args, **kwargs)
+        self.outputs.append(out)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+class _SoftLabelCollator:
+    """TRL's preference collator plus a `soft_label` tensor when the examples carry one."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.inner(examples)
+        if examples and "soft_label" in examples[0]:
+            batch["soft_label"] = torch.tensor([float(e["soft_label"]) for e in examples])
+        return batch
+
+
+class SoftLabelDPOTrainer(DPOTrainer):
+    """DPOTrainer whose sigmoid loss takes a per-pair soft label (a `soft_label` column in [0, 1],
+    e.g. RLAIF's AI-labeller probability): the conservative DPO form, `soft_label_term`. Without
+    the column it is TRL's DPOTrainer unchanged."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_collator = _SoftLabelCollator(self.data_collator)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "soft_label" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "soft_label"]
+
+    def compute_ref_log_probs(self, model, inputs):
+        return super().compute_ref_log_probs(
+            model, {k: v for k, v in inputs.items() if k != "soft_label"})
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        inputs = dict(inputs)
+        soft = inputs.pop("soft_label", None)
+        if soft is None:
+            return super()._compute_loss(model, inputs, return_outputs)
+        if self.ld_alpha is not None or self.f_divergence_type != "reverse_kl" \
+                or self.loss_types[0] != "sigmoid":
+            raise UdasaError("soft labels need the plain sigmoid DPO loss (loss_type sigmoid, "
+                             "reverse KL, no ld_alpha)")
+        policy, ref = _Recorder(model), None
+        if not self.precompute_ref_logps:  # the reference pass runs inside: record it too
+            ref = self.ref_model = _Recorder(self.ref_model)
+        try:
+            result = super()._compute_loss(policy, inputs, return_outputs)
+        finally:
+            if ref is not None:
+                self.ref_model = ref.module
+        seq_len = inputs["completion_mask"].size(1) - 1
+        chosen, rejected = policy.outputs[0].log_probs[:, -seq_len:].sum(dim=1).chunk(2)
+        if ref is None:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = ref.outputs[0].log_probs[:, -seq_len:].sum(dim=1).chunk(2)
+        term = soft_label_term(self.beta, soft.to(chosen.device), chosen - ref_chosen,
+                               rejected - ref_rejected).mean() * self.loss_weights[0]
+        if return_outputs:
+            return result[0] + term, result[1]
+        return result + term
+
+
+class CurriculumDPOTrainer(SoftLabelDPOTrainer):
     """DPOTrainer with UDASA's per-stage LR shape and store-backed reference log-probs."""
 
     def __init__(self, *args, lr_lambda: Callable[[int], float],
@@ -165,6 +253,15 @@ def check_pairs(rows: list[dict], where: str) -> None:
                                  f" has an empty {col!r}; remove it or regenerate")
 
 
+def soft_label_of(row: dict) -> float:
+    """A pair's stored P(chosen preferred), checked to lie in [0, 1]."""
+    p = row.get("soft_label")
+    if p is None or not 0.0 <= float(p) <= 1.0:
+        raise UdasaError(f"pair (prompt id {row.get('prompt_id', '?')}): soft_label {p!r} is "
+                         "not a probability; train with hard labels or rebuild the pairs")
+    return float(p)
+
+
 def token_length(tokenizer, row: dict, conversational: bool) -> int:
     """Tokens of prompt + the longer response, as the trainer will see them."""
     longest = max(row["chosen"], row["rejected"], key=len)
@@ -179,7 +276,10 @@ class CurriculumTrainer:
     """Trains one policy through the stages of a run stored in `store`."""
 
     def __init__(self, store: Store, run_id: str, train_key: str, cfg: TrainingConfig,
-                 policy_ref: str, schedule: str, seed: int, out_dir: Path):
+                 policy_ref: str, schedule: str, seed: int, out_dir: Path,
+                 soft_labels: bool = False):
+        # soft_labels: train on each pair's stored `soft_label` (conservative DPO; RLAIF)
+        self.soft_labels = soft_labels
         self.store, self.run_id, self.train_key = store, run_id, train_key
         self.cfg, self.policy_ref = cfg, policy_ref
         self.schedule, self.seed, self.out_dir = schedule, seed, out_dir
@@ -246,8 +346,10 @@ class CurriculumTrainer:
             dropped = len(rows) - len(keep)
             rows = keep
         records = [dpo_row(r, self.conversational) | {"pair_key": pair_key(r)} for r in rows]
-        for rec in records:
+        for rec, row in zip(records, rows):
             rec.pop("delta")
+            if self.soft_labels:
+                rec["soft_label"] = soft_label_of(row)
         held_out = [self.is_held_out(row["prompt_id"]) for row in rows]
         train_rows = [r for r, h in zip(records, held_out) if not h]
         held_rows = [r for r, h in zip(records, held_out) if h]

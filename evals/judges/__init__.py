@@ -1,4 +1,4 @@
-"""Judges for `udasa-eval`: see `evals.judges.base` (shipped judges: gpt4, local)."""
+"""Judges for `udasa-eval`: see `evals.judges.base` (shipped judges: gpt4, local, learned)."""
 
 from evals.judges.base import (
     Judge,

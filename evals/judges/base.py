@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
-
 from evals.judges.parse import SCALES, Scale
+from udasa.errors import ConfigError
 from udasa.records import content_key
 
 if TYPE_CHECKING:
@@ -96,29 +95,36 @@ def available_judges() -> list[str]:
 
 
 def load_judge_config(name_or_path: str | Path) -> JudgeConfig:
-    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file."""
+    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file.
+
+    A bad file is a ConfigError naming the file and the line or field at fault."""
+    from udasa.config import from_dict
+    from udasa.files import read_settings_mapping, read_settings_text
+
     path = Path(name_or_path)
     if not path.exists():
         path = JUDGES_DIR / str(name_or_path)
         if not path.is_dir():
-            raise ValueError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
-                             f"{available_judges()}")
+            raise ConfigError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
+                              f"{available_judges()}")
     if path.is_dir():
         path = path / "config.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    known = {f.name for f in dataclasses.fields(JudgeConfig)}
-    if unknown := set(raw) - known:
-        raise ValueError(f"{path}: unknown judge settings {sorted(unknown)}")
+    raw = read_settings_mapping(path, "judge config")
     templates = {}
-    for tname, spec in (raw.pop("templates", None) or {}).items():
+    specs = raw.pop("templates", None) or {}
+    if not isinstance(specs, dict):
+        raise ConfigError(f"{path}: templates: expected a mapping of NAME: {{file, scale}}")
+    for tname, spec in specs.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+            raise ConfigError(f"{path}: templates.{tname}: expected {{file: PROMPT.txt, "
+                              f"scale: {'|'.join(SCALES)}}}")
         if spec.get("scale") not in SCALES:
-            raise ValueError(f"{path}: template {tname!r} needs scale one of {SCALES}")
+            raise ConfigError(f"{path}: templates.{tname}.scale: must be one of {SCALES}")
         file = (path.parent / spec["file"]).resolve()
-        templates[tname] = Template(tname, file, spec["scale"], file.read_text(encoding="utf-8"))
-    try:
-        return JudgeConfig(**raw, templates=templates)
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from None
+        text = read_settings_text(file, f"prompt file of template {tname!r} ({path})")
+        templates[tname] = Template(tname, file, spec["scale"], text)
+    config = from_dict(JudgeConfig, raw, str(path))
+    return dataclasses.replace(config, templates=templates)
 
 
 @dataclass
@@ -181,8 +187,11 @@ def _backend(config: JudgeConfig, stats: JudgeStats) -> Backend:
     if config.backend == "hf":
         from evals.judges.hf_backend import HFBackend
         return HFBackend(config, stats)
-    raise ValueError(f"judge {config.name!r}: unknown backend {config.backend!r} "
-                     "(expected openai or hf)")
+    if config.backend == "learned":
+        from evals.judges.learned.backend import LearnedBackend
+        return LearnedBackend(config, stats)
+    raise ConfigError(f"judge {config.name!r}: unknown backend {config.backend!r} "
+                      "(expected openai, hf or learned)")
 
 
 class Judge:
@@ -199,9 +208,20 @@ class Judge:
         """How tables name this judge (the local one says it stands in for GPT-4)."""
         return self.config.label
 
+    def label_for(self, template: str) -> str:
+        """How tables name this judge's verdicts on `template` (a learned judge adds its
+        measured agreement with human labels)."""
+        label = getattr(self.backend, "label", None)
+        return label(template) if callable(label) else self.config.label
+
+    def agreements(self) -> list[dict[str, Any]]:
+        """Measured agreement with human labels of the judges used so far (learned only)."""
+        found = getattr(self.backend, "agreements", None)
+        return found() if callable(found) else []
+
     def template(self, name: str) -> Template:
         if name not in self.config.templates:
-            raise ValueError(f"judge {self.config.name!r} has no template {name!r}; it has "
+            raise ConfigError(f"judge {self.config.name!r} has no template {name!r}; it has "
                              f"{sorted(self.config.templates)}")
         return self.config.templates[name]
 
@@ -221,7 +241,10 @@ class Judge:
             else:
                 todo.setdefault(key, []).append(i)
         pending = list(todo)
-        for j, judgement in self.backend.run([prompts[todo[k][0]] for k in pending], tpl):
+        by_items = getattr(self.backend, "run_items", None)  # backends that read the fields
+        runs = (by_items([items[todo[k][0]] for k in pending], tpl) if by_items else
+                self.backend.run([prompts[todo[k][0]] for k in pending], tpl))
+        for j, judgement in runs:
             key = pending[j]
             judgement.key = key
             if not judgement.ok:
@@ -259,8 +282,9 @@ def summarize(judgements: list[Judgement]) -> dict[str, Any]:
 
 
 def default_judge_name() -> str:
-    """``gpt4`` when OPENAI_API_KEY is set, else the embedded ``local`` stand-in."""
-    return "gpt4" if os.environ.get("OPENAI_API_KEY") else "local"
+    """``gpt4`` when OPENAI_API_KEY is set, else the ``learned`` judges (trained on human
+    labels; the SmolLM2 stand-in ``local`` stays selectable by name)."""
+    return "gpt4" if os.environ.get("OPENAI_API_KEY") else "learned"
 
 
 def make_judge(name_or_path: str | Path | None = None, store: Store | None = None,

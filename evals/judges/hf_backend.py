@@ -25,6 +25,7 @@ from udasa.scorers.lm_options import chat_prefix, option_token_ids
 YES = ("yes", "Yes", " yes", " Yes")
 NO = ("no", "No", " no", " No")
 DIGITS = tuple(str(d) for d in range(10))
+CHUNK = 64  # prompts per engine call: large enough to sort by length, small enough to cache
 
 
 def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
@@ -60,8 +61,10 @@ class HFBackend:
         return self._lm
 
     def run(self, prompts: list[str], template: Template) -> Iterator[tuple[int, Judgement]]:
+        """Scores in chunks of `CHUNK` prompts (the engine batches each chunk by length and
+        token budget), yielded chunk by chunk so the caller caches as it goes."""
         model, tok = self.lm if prompts else (None, None)
-        step = max(1, self.config.batch_size)
+        step = max(CHUNK, self.config.batch_size)
         for start in range(0, len(prompts), step):
             ids = [tok.encode(chat_prefix(tok, p, ""), add_special_tokens=False)
                    for p in prompts[start:start + step]]
@@ -95,15 +98,9 @@ class HFBackend:
                           for e, p in zip(expected, p10.tolist(), strict=True)]
 
 
-@torch.inference_mode()
 def next_token_probs(model, tok, ids: list[list[int]], max_length: int = 2048) -> torch.Tensor:
-    """Softmax over the vocabulary after each id sequence (left-padded batch): (N, vocab)."""
-    ids = [x[-max_length:] for x in ids]
-    width = max(len(x) for x in ids)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                   position_ids=positions.to(model.device)).logits[:, -1, :].float()
-    return torch.softmax(logits, dim=-1).cpu()
+    """Softmax over the vocabulary after each id sequence: (N, vocab), through the engine's
+    length-sorted, token-budgeted batches (udasa/engine.py)."""
+    from udasa.engine import engine_for
+
+    return engine_for(model, tok).next_token_logprobs([x[-max_length:] for x in ids]).exp()

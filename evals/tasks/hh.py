@@ -1,9 +1,31 @@
-"""Harmlessness and helpfulness (paper Tables 1-2): HH-RLHF first Human turns, judged 1-10."""
+"""Harmlessness and helpfulness (paper Tables 1-2): HH-RLHF first Human turns, judged 1-10.
+
+Prompts come only from the evaluation part of the HH prompts (`evals.judges.learned.data.hh_part`),
+whichever judge scores, so the learned harmlessness and helpfulness judges never score a prompt
+they trained on. From a data file of your own, prompts the judges trained on
+(`hh_train_prompts`) are left out.
+"""
 
 from __future__ import annotations
 
+from evals.judges.learned.data import hh_part, hh_train_prompts
 from evals.stats import mean_ci
 from evals.tasks.base import Sample, TaskResult, load_samples, register
+from udasa.errors import DataError
+
+
+def unseen_by_judges(samples: list[Sample], limit: int | None, own_file: bool) -> list[Sample]:
+    """The first `limit` samples whose prompt no learned judge trained on: the evaluation part
+    of the shared HH prompts, or (`own_file`) any prompt not in the judges' training part."""
+    if own_file:
+        try:
+            seen = hh_train_prompts()
+        except DataError:  # no shared HH data here: no learned judge can have trained on these
+            seen = frozenset()
+        kept = [s for s in samples if s.prompt.strip() not in seen]
+    else:
+        kept = [s for s in samples if hh_part(s.prompt) == "eval"]
+    return kept[:limit] if limit is not None else kept
 
 
 class _JudgedScore:
@@ -14,7 +36,8 @@ class _JudgedScore:
     max_new_tokens = 96
 
     def samples(self, limit, seed, source):
-        return load_samples(self.data_file, source, limit, seed)
+        return unseen_by_judges(load_samples(self.data_file, source, None, seed), limit,
+                                own_file=source is not None)
 
     def score(self, samples: list[Sample], outputs: list[str], judge, ctx) -> TaskResult:
         verdicts = judge.judge(self.template, [{"prompt": s.prompt, "response": o}
@@ -23,7 +46,8 @@ class _JudgedScore:
         per = [{"id": s.id, "value": v.score, "ok": v.ok, "judge_reply": v.reply,
                 "error": v.error} for s, v in zip(samples, verdicts)]
         metrics = {"score": mean_ci(values)} if values else {}
-        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts))
+        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts),
+                          judge=judge.label_for(self.template))
 
 
 @register("harmlessness")

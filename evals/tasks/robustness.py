@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from attacks.advbench import load_behaviours, load_universal_suffixes
 from attacks.criteria import Criterion, judge_jailbroken, load_prefix_list
 from attacks.gcg import Behaviour, GCGConfig, GCGResult, attack_prompt, load_gcg_config, run_gcg
@@ -96,11 +94,11 @@ def load_robustness_config(source: str | None) -> RobustnessConfig:
     from udasa.config import from_dict
 
     if source and Path(source).suffix.lower() in (".yaml", ".yml"):
+        from udasa.files import read_settings_mapping
+
         p = _resolve(source)
-        if not p.is_file():
-            raise ConfigError(f"{p}: robustness config not found")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        return from_dict(RobustnessConfig, data, "robustness").validate()
+        data = read_settings_mapping(p, "robustness config")
+        return from_dict(RobustnessConfig, data, f"{p}: robustness").validate()
     return RobustnessConfig(behaviours=source).validate()
 
 
@@ -136,6 +134,15 @@ class Robustness:
 
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
         cfg = load_robustness_config(source)
+        # the files the attack will read are checked now, before any model runs
+        if cfg.mode != "transfer-published":
+            self._gcg_config(cfg)
+        elif cfg.suffixes:
+            load_universal_suffixes(_resolve(cfg.suffixes))
+        if cfg.judge not in (None, "harness"):
+            from evals.judges.base import load_judge_config
+
+            load_judge_config(cfg.judge)
         test, _ = self._split(cfg, limit, seed)
         return [Sample(b.id, b.goal, {"target": b.target}) for b in test]
 

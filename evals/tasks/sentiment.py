@@ -39,4 +39,5 @@ class ControlledSentiment:
             metrics["positive_judge"] = proportion_ci(judged)
         per = [{"id": s.id, "value": float(lx), "judge_score": v.score, "ok": v.ok,
                 "judge_reply": v.reply} for s, lx, v in zip(samples, lexicon, verdicts)]
-        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts))
+        return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts),
+                          judge=f"VADER; {judge.label_for('sentiment')}")

@@ -31,6 +31,7 @@ from typing import Any
 from evals.models import EvalModel
 from evals.stats import mean_ci, proportion_ci
 from evals.tasks.base import Sample, TaskResult, register
+from udasa.data import read_text
 from udasa.datasets import Resolved, resolve
 from udasa.errors import DataError
 from udasa.models import EMBEDDED, resolve_model
@@ -75,6 +76,24 @@ def sample_id(question: str) -> str:
     return f"tqa-mc-{content_key('truthfulqa_mc', question)}"
 
 
+def read_mc_rows(path: Path) -> list[dict]:
+    """The rows of a TruthfulQA `mc_task.json`; a bad file is a DataError naming the line
+    (invalid JSON) or the row and field (missing targets)."""
+    try:
+        rows = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno} column {e.colno}: invalid JSON ({e.msg})"
+                        ) from None
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"{path}: expected a non-empty JSON list of TruthfulQA MC rows")
+    for i, row in enumerate(rows, 1):
+        fields = ("question", "mc1_targets", "mc2_targets")
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise DataError(f"{path}: row {i}: missing field(s) {missing}")
+    return rows
+
+
 def hub_mc_file(found: Resolved) -> Path:
     """The hub's `truthful_qa` multiple_choice rows ({choices, labels}) written once in the
     upstream mc_task.json layout ({answer: label}) that our lm-eval task YAMLs read."""
@@ -109,10 +128,7 @@ class TruthfulQAMC:
 
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]:
         """A seeded random subset of the questions; `meta["index"]` is the row (= lm-eval doc id)."""
-        rows = json.loads(self.path(source).read_text(encoding="utf-8"))
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "question" in r
-                                                 for r in rows):
-            raise DataError(f"{self.path(source)}: expected a list of TruthfulQA MC rows")
+        rows = read_mc_rows(self.path(source))
         order = list(range(len(rows)))
         random.Random(seed).shuffle(order)
         if limit is not None:

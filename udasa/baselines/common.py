@@ -2,7 +2,8 @@
 training that run with the same phased-DPO trainer as UDASA (one stage).
 
 The originals (RLAIF, RLCD) trained a reward model and ran PPO; here their preference pairs
-train the policy with DPO in a single stage, the same trainer UDASA uses.
+train the policy with DPO in a single stage, the same trainer UDASA uses (RLAIF's soft labels
+through the conservative DPO loss, udasa/training.py `SoftLabelDPOTrainer`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ from udasa.config import (
     to_dict,
 )
 from udasa.data import load_prompts
-from udasa.errors import ConfigError
 from udasa.records import Prompt, content_key
 from udasa.store import Store
+
+
+@dataclass
+class RlcdOptions:
+    task: str = "harmless"  # descriptor pairs: resources/baselines/rlcd/<task>.yaml
+
+
+@dataclass
+class RlaifOptions:
+    labeler: str = ""  # model spec of the AI labeller (path, hub id, embedded); "" = the policy
+    constitution: str = "harmless"  # resources/baselines/rlaif/<name>.txt, or a file path
+    chain_of_thought: bool = False  # the labeller reasons before its label
+    cot_tokens: int = 96  # greedy reasoning tokens at most
+    hard_labels: bool = False  # train on 0/1 labels instead of each pair's probability
 
 
 @dataclass
@@ -36,20 +50,22 @@ class BaselineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(n=2))
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    rlcd: RlcdOptions = field(default_factory=RlcdOptions)
+    rlaif: RlaifOptions = field(default_factory=RlaifOptions)
 
 
 def load_baseline_config(path: str | Path, overrides: list[str] | None = None) -> BaselineConfig:
+    from udasa.files import read_settings_mapping
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    data = read_settings_mapping(p, "baseline config")
     for item in overrides or []:
         key, _, raw = item.partition("=")
         node = data
         for part in key.split(".")[:-1]:
             node = node.setdefault(part, {})
         node[key.split(".")[-1]] = yaml.safe_load(raw)
-    cfg = _coerce(BaselineConfig, data, "")
+    cfg = _coerce(BaselineConfig, data, f"{p}: baseline")
     RunConfig(generation=cfg.generation, training=cfg.training).validate()  # same field checks
     return cfg
 
@@ -64,9 +80,20 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
+    from udasa.pipeline import SCHEDULING
+
     data = to_dict(cfg)
     data.pop("training")
+    data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
+    data.pop("rlcd" if cfg.method == "rlaif" else "rlaif")
+    for name in SCHEDULING:  # batch size and concurrency do not change what is generated
+        data["generation"].pop(name)
     return content_key("baseline", json.dumps(data, sort_keys=True))
+
+
+def soft_labels_of(cfg: BaselineConfig) -> bool:
+    """Whether DPO trains on each pair's own label (RLAIF unless hard labels are asked for)."""
+    return cfg.method == "rlaif" and not cfg.rlaif.hard_labels
 
 
 def prompts_of(cfg: BaselineConfig) -> list[Prompt]:
@@ -106,10 +133,13 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
     from udasa.training import CurriculumTrainer
 
     run_id = baseline_run_id(cfg)
-    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
+    soft = soft_labels_of(cfg)
+    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True),
+                            *(["soft-labels"] if soft else []))
     trainer = CurriculumTrainer(store, run_id, train_key, cfg.training, cfg.generation.model,
                                 "disjoint", cfg.seed,
-                                workspace / "checkpoints" / run_id / train_key)
+                                workspace / "checkpoints" / run_id / train_key,
+                                soft_labels=soft)
     trainer.train()
     ckpts = store.checkpoints(run_id, train_key)
     return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None

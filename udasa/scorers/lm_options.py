@@ -38,20 +38,24 @@ def chat_prefix(tokenizer, user_text: str, answer_prefix: str) -> str:
     return text + answer_prefix
 
 
-@torch.inference_mode()
 def option_probs(model, tokenizer, texts: list[str], options: list[str],
-                 batch_size: int = 8, max_length: int = 1024) -> torch.Tensor:
-    """Normalised next-token probabilities over `options` for each text: shape (len(texts), K)."""
-    ids = torch.tensor(option_token_ids(tokenizer, options))
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # the next token is read at the last position
+                 batch_size: int | None = None, max_length: int = 1024) -> torch.Tensor:
+    """Normalised next-token probabilities over `options` for each text: shape (len(texts), K).
+
+    All texts go to the engine at once: length-sorted, left-padded batches sized by its token
+    budget (`batch_size`, when given, also caps the rows per batch). Texts longer than
+    `max_length` tokens keep their end, where the answer prefix is.
+    """
+    from udasa.engine import engine_for
+
+    ids = option_token_ids(tokenizer, options)
+    if not texts:
+        return torch.empty(0, len(options))
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    engine = engine_for(model, tokenizer)
+    rows, engine.max_rows = engine.max_rows, batch_size
     try:
-        rows = []
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
-                            truncation=True, max_length=max_length, add_special_tokens=False)
-            logits = model(**enc.to(model.device)).logits[:, -1, :].float()
-            rows.append(torch.softmax(logits[:, ids.to(logits.device)], dim=-1).cpu())
-        return torch.cat(rows) if rows else torch.empty(0, len(options))
+        logp = engine.next_token_logprobs([x[-max_length:] for x in encoded], ids)
     finally:
-        tokenizer.padding_side = side
+        engine.max_rows = rows
+    return torch.softmax(logp, dim=-1)

@@ -1,0 +1,313 @@
+"""One batched generation engine for every local-model caller (docs/method.md §1).
+
+`Engine` wraps a transformers causal LM and offers three batched operations:
+
+* `generate(requests)`: many prompts (or prefixes to continue), N samples each. Requests are
+  sorted by length and packed into left-padded batches sized by a token budget
+  (`batch_tokens` = rows x (prompt width + new tokens)); each prompt is prefilled once and its
+  KV cache expanded to N rows; rows that finish (EOS or their token limit) leave the batch.
+* `next_token_logprobs(prefixes)`: log-softmax of the next token after each prefix, in
+  length-sorted, token-budgeted batches (option probabilities, the local judge).
+
+Sampling is done here from the logits, with one random stream per row keyed by (request
+seed, sample index) and counted by (step, token id): a row's draws do not depend on the batch
+it lands in,
+so outputs do not depend on batch size or on which other prompts share the batch (up to float
+differences that padding can cause in the logits; greedy batched and one-at-a-time outputs are
+compared in tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+DEFAULT_BATCH_TOKENS = 16384
+CANDIDATES = (64, 1024, 1 << 62)  # where top-p looks for the nucleus, in turn
+
+
+@dataclass
+class Request:
+    """One prompt (token ids) to continue `n` times; `seed` keys the rows' random streams."""
+
+    ids: list[int]
+    n: int = 1
+    seed: int = 0
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+
+
+def row_key(seed: int, index: int) -> int:
+    """The key of sample `index` of a request with `seed`: its random stream (63 bits)."""
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _signed(c: int) -> int:
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN, _M1, _M2 = (_signed(0x9E3779B97F4A7C15), _signed(0xFF51AFD7ED558CCD),
+                     _signed(0xC4CEB9FE1A85EC53))
+_LOW31 = 0x7FFFFFFF
+
+
+def uniforms(keys: torch.Tensor, steps: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) for each (row key, decoding step, token id): a counter-based stream (murmur3's
+    64-bit finaliser over int64, wrapping), so a token's draw depends only on its row, step
+    and id, never on how many other tokens or rows were drawn for. (rows,) x (rows, k)."""
+    x = (keys.unsqueeze(-1) ^ (steps.unsqueeze(-1) * _M2)) + ids * _GOLDEN
+    for mult in (_M1, _M2, None):
+        x = x ^ ((x >> 33) & _LOW31)  # a logical shift right by 33 on int64
+        if mult is not None:
+            x = x * mult
+    return (((x >> 11) & ((1 << 53) - 1)).double() + 0.5) / float(1 << 53)
+
+
+@dataclass
+class _Row:
+    request: int
+    sample: int
+    key: int | None  # None: greedy
+    limit: int
+    temperature: float
+    top_p: float
+    step: int = 0  # tokens drawn so far
+
+
+class Engine:
+    """Batched generation and next-token scoring over one model (see the module docstring)."""
+
+    def __init__(self, model, tokenizer, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                 max_rows: int | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_tokens = max(1, int(batch_tokens))
+        self.max_rows = max_rows
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.tokens_generated = 0
+
+    # batching ------------------------------------------------------------------------------
+    def _batches(self, lengths: Sequence[int], rows: Sequence[int],
+                 new: Sequence[int]) -> list[list[int]]:
+        """Indices sorted by length (longest first), packed so rows x width <= batch_tokens."""
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        width = n_rows = 0
+        for i in order:
+            w = max(width, lengths[i] + new[i])
+            r = n_rows + rows[i]
+            too_many = self.max_rows is not None and r > self.max_rows
+            if cur and (r * w > self.batch_tokens or too_many):
+                batches.append(cur)
+                cur, w, r = [], lengths[i] + new[i], rows[i]
+            cur.append(i)
+            width, n_rows = w, r
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([[self.pad_id] * (width - len(s)) + list(s) for s in seqs])
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+        return ids, mask
+
+    # generation ----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request],
+                 on_tokens: Callable[[int], None] | None = None
+                 ) -> Iterator[tuple[int, list[list[int]]]]:
+        """Yield (request index, its n token lists without EOS) as each request completes."""
+        if not requests:
+            return
+        batches = self._batches([len(r.ids) for r in requests], [r.n for r in requests],
+                                [r.max_new_tokens for r in requests])
+        for batch in batches:
+            yield from self._run_batch(requests, batch, on_tokens)
+
+    def generate_all(self, requests: Sequence[Request]) -> list[list[list[int]]]:
+        out: list[list[list[int]]] = [[] for _ in requests]
+        for i, toks in self.generate(requests):
+            out[i] = toks
+        return out
+
+    @torch.inference_mode()
+    def _run_batch(self, requests: Sequence[Request], batch: list[int],
+                   on_tokens: Callable[[int], None] | None
+                   ) -> Iterator[tuple[int, list[list[int]]]]:
+        device = self.model.device
+        ids, mask = self._left_pad([requests[i].ids for i in batch])
+        logits, cache = self._prefill(ids.to(device), mask.to(device))
+        rows = [_Row(i, j, row_key(requests[i].seed, j) if requests[i].temperature > 0
+                     else None, requests[i].max_new_tokens, requests[i].temperature,
+                     requests[i].top_p)
+                for i in batch for j in range(requests[i].n)]
+        expand = torch.tensor([k for k, i in enumerate(batch) for _ in range(requests[i].n)])
+        cache.batch_select_indices(expand.to(device))
+        logits, mask = logits[expand], mask[expand].to(device)
+        position = mask.sum(-1)
+        out: dict[int, list[list[int]]] = {i: [[] for _ in range(requests[i].n)] for i in batch}
+        pending = {i: requests[i].n for i in batch}
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
+        while True:
+            nxt = sample_rows(logits, rows)
+            for row in rows:
+                row.step += 1
+            done = torch.isin(nxt, eos)
+            for k, (row, tok) in enumerate(zip(rows, nxt.tolist())):
+                if not done[k]:
+                    out[row.request][row.sample].append(tok)
+                if done[k] or len(out[row.request][row.sample]) >= row.limit:
+                    done[k] = True
+                    pending[row.request] -= 1
+                    if pending[row.request] == 0:
+                        yield row.request, out.pop(row.request)
+            self.tokens_generated += len(rows)
+            if on_tokens:
+                on_tokens(len(rows))
+            if bool(done.all()):
+                return
+            if bool(done.any()):
+                keep = (~done).nonzero().squeeze(-1)
+                rows = [rows[k] for k in keep.tolist()]
+                cache.batch_select_indices(keep.to(device))
+                nxt, mask, position = nxt[keep], mask[keep], position[keep]
+                mask, cache = _trim_left(mask, cache)
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            logits = self.model(input_ids=nxt[:, None].to(device), attention_mask=mask,
+                                position_ids=position[:, None], cache=cache,
+                                use_cache=True).logits[:, -1].float().cpu()
+            position = position + 1
+
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor):
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         cache=DynamicCache(config=self.model.config), use_cache=True,
+                         logits_to_keep=1)
+        return out.logits[:, -1].float().cpu(), out.cache
+
+    # scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def next_token_logprobs(self, prefixes: Sequence[Sequence[int]],
+                            token_ids: Sequence[int] | None = None) -> torch.Tensor:
+        """Log-softmax over the vocabulary after each prefix: (len(prefixes), vocab), or only
+        the columns `token_ids` (still normalised over the whole vocabulary)."""
+        width = self.model.config.vocab_size if token_ids is None else len(token_ids)
+        result = torch.empty(len(prefixes), width)
+        cols = None if token_ids is None else torch.tensor(list(token_ids))
+        for batch in self._batches([len(p) for p in prefixes], [1] * len(prefixes),
+                                   [0] * len(prefixes)):
+            ids, mask = self._left_pad([list(prefixes[i]) for i in batch])
+            logits, _ = self._prefill(ids.to(self.model.device), mask.to(self.model.device))
+            logp = torch.log_softmax(logits, dim=-1)
+            result[batch] = logp if cols is None else logp[:, cols]
+        return result
+
+
+def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
+    """One next token per row: argmax for greedy rows; for sampled rows temperature, top-p,
+    then the Gumbel-max trick with each candidate token's uniform taken from the row's own
+    counter-based stream (`uniforms`: row key, step, token id).
+
+    The nucleus is looked for among the top 64 tokens, then the top 1024, then the whole
+    vocabulary (a row moves on only when the smaller set holds less than top_p of the mass).
+    A token's noise does not depend on which set it was found in, on its rank, or on the
+    other rows. Gumbel-max rather than inverting the CDF: a float-level difference in the
+    logits (another padding width) changes the pick only when two perturbed scores tie to
+    within it, not whenever the draw lands near one of many CDF boundaries.
+    """
+    sampled = [k for k, r in enumerate(rows) if r.key is not None]
+    if len(sampled) < len(rows):
+        nxt = logits.argmax(-1)
+    else:  # every row samples: no argmax pass over the vocabulary
+        nxt = torch.zeros(len(rows), dtype=torch.long)
+    if not sampled:
+        return nxt
+    idx = torch.tensor(sampled)
+    sub = logits if len(sampled) == len(rows) else logits[idx]
+    temps = torch.tensor([rows[k].temperature for k in sampled]).unsqueeze(-1)
+    logz = torch.logsumexp(sub * (1 / temps), dim=-1, keepdim=True)
+    top_p = torch.tensor([rows[k].top_p for k in sampled])
+    vocab = sub.shape[-1]
+    pending = torch.arange(len(sampled))
+    for k in CANDIDATES:  # top-k of the raw logits: temperature does not change the order
+        k = min(k, vocab)
+        rows_k = sub if len(pending) == len(sampled) else sub[pending]
+        top, ids = rows_k.topk(k, dim=-1) if k < vocab else rows_k.sort(-1, descending=True)
+        top = top / temps[pending]
+        probs = (top - logz[pending]).exp()
+        covered = (probs.sum(-1) >= top_p[pending]) & (top_p[pending] < 1.0) | (k == vocab)
+        if bool(covered.any()):
+            c = covered.nonzero().squeeze(-1)
+            p_c = top_p[pending[c]].unsqueeze(-1)
+            inside = ((probs[c].cumsum(-1) - probs[c]) < p_c) | (p_c >= 1.0)
+            who = [rows[sampled[int(r)]] for r in pending[c]]
+            noise = uniforms(torch.tensor([r.key for r in who]),
+                             torch.tensor([r.step for r in who]), ids[c])
+            gumbel = -torch.log(-torch.log(noise)).float()
+            pick = (top[c] + gumbel).masked_fill(~inside, float("-inf")).argmax(-1)
+            nxt[idx[pending[c]]] = ids[c].gather(1, pick.unsqueeze(-1)).squeeze(-1)
+        pending = pending[~covered]
+        if not len(pending):
+            break
+    return nxt
+
+
+def _trim_left(mask: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, DynamicCache]:
+    """Drop leading columns that are padding in every remaining row (after long rows left)."""
+    live = mask.any(0).nonzero()
+    start = int(live[0]) if len(live) else 0
+    if start == 0 or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return mask, cache  # sliding-window and other layers keep their own bookkeeping
+    for layer in cache.layers:
+        layer.keys = layer.keys[:, :, start:]
+        layer.values = layer.values[:, :, start:]
+    return mask[:, start:], cache
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (cfg_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def engine_for(model, tokenizer, batch_tokens: int | None = None) -> Engine:
+    """The engine of a loaded model (one per model instance; `batch_tokens` updates it)."""
+    engine = _ENGINES.get(model)
+    if engine is None or engine.tokenizer is not tokenizer:
+        engine = Engine(model, tokenizer, batch_tokens or DEFAULT_BATCH_TOKENS)
+        _ENGINES[model] = engine
+    elif batch_tokens:
+        engine.batch_tokens = batch_tokens
+    return engine
+
+
+class Throughput:
+    """Tokens per second for a progress bar's postfix."""
+
+    def __init__(self):
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def add(self, n: int) -> None:
+        self.tokens += n
+
+    def rate(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
