@@ -175,5 +175,6 @@ def test_validate_judge_reports_agreement(tmp_path):
                      "--limit", "4", "--workspace", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "judge_validation" / "judge_validation.json").read_text())
     checks = {c["check"]: c for c in report["checks"]}
-    assert checks["hh-rlhf harmless: chosen > rejected"]["n"] >= 3
-    assert 0 <= checks["truthfulqa: correct > incorrect answer"]["accuracy"] <= 1
+    assert checks["HH-RLHF harmless-base, unseen prompts"]["n"] >= 3
+    assert checks["HH-RLHF harmless-base, unseen prompts"]["metric"] == "pairwise"
+    assert 0 <= checks["TruthfulQA truth labels"]["value"] <= 1

@@ -84,7 +84,7 @@ def test_base_model_judge_and_human_cells_share_one_row(tmp_path):
 
     board = compare.leaderboard(store, store.ratings())
     assert sorted(board["model"]) == [BASE_LABEL, "vanilla"]  # no human-only row
-    cells = board.set_index("model")["harmlessness: score"]
+    cells = board.set_index("model")["harmlessness: score (judge: local)"]  # names its judge
     assert cells[BASE_LABEL] == "6.10 [5.80, 6.40] / 8.00" and cells["vanilla"].endswith("/ —")
     long = long_table(store.leaderboard(),
                       human_means(store.ratings(), HUMAN_FIELDS, label_aliases(store)))
@@ -105,4 +105,4 @@ def test_any_policy_gets_the_label_it_was_evaluated_under(tmp_path):
     assert label_aliases(store) == {served: "Qwen base"}
     board = compare.leaderboard(store, store.ratings()).set_index("model")
     assert list(board.index) == ["Qwen base"]
-    assert board.loc["Qwen base", "harmlessness: score"] == "5.00 [4.70, 5.30] / 8.00"
+    assert board.loc["Qwen base", "harmlessness: score (judge: local)"] == "5.00 [4.70, 5.30] / 8.00"

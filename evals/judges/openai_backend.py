@@ -9,14 +9,12 @@ config names and is scrubbed from every error text, so it never reaches logs or 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import openai
@@ -24,14 +22,11 @@ import openai
 from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
 from evals.judges.parse import ParseError, parse_reply
 from udasa.errors import ConfigError
+from udasa.retry import MalformedResponse
+from udasa.retry import retry_after as _retry_after
+from udasa.retry import retryable as _retryable
 
 log = logging.getLogger("evals.judges")
-
-RETRY_STATUS = {408, 409, 429}  # and every 5xx
-
-
-class MalformedResponse(Exception):
-    """The server answered 200 with a body that is not a usable chat completion."""
 
 
 class OpenAIBackend:
@@ -117,29 +112,3 @@ class OpenAIBackend:
         status = getattr(err, "status_code", None)
         text = f"{type(err).__name__}" + (f" (HTTP {status})" if status else "") + f": {err}"
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def _retryable(err: Exception) -> bool:
-    if isinstance(err, openai.APIStatusError):
-        return err.status_code in RETRY_STATUS or err.status_code >= 500
-    return isinstance(err, openai.APITimeoutError | openai.APIConnectionError
-                      | json.JSONDecodeError | MalformedResponse)
-
-
-def _retry_after(err: Exception) -> float | None:
-    """Seconds asked for by retry-after-ms / Retry-After (seconds or an HTTP date), if any."""
-    response = getattr(err, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return float(ms) / 1000
-        if (after := headers.get("retry-after")) is not None:
-            try:
-                return float(after)
-            except ValueError:
-                return parsedate_to_datetime(after).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
-    return None
