@@ -12,8 +12,6 @@ import csv
 import io
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +35,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
        '[click](javascript:window.__xss=3) ${window.__xss=4}')
 ANNOTATORS = [f"ann{i:02d}" for i in range(1, 21)]
-HASH_ROUNDS = 4  # fast for tests; the CLI's default is 12
 
 
 def password(name: str) -> str:
@@ -77,33 +74,12 @@ def workspace(tmp_path_factory, tiny_policy):
 @pytest.fixture(scope="module")
 def server(workspace, tmp_path_factory):
     """`udasa-app --workspace WS --port P` with alice (admin), bob and 20 annotators."""
-    from app.auth import hash_password
+    from hostile_app import serve
 
-    users = [f"alice:{hash_password(password('alice'), HASH_ROUNDS)}:admin",
-             f"bob:{hash_password(password('bob'), HASH_ROUNDS)}"]
-    users += [f"{n}:{hash_password(password(n), HASH_ROUNDS)}" for n in ANNOTATORS]
-    port = free_port()
-    exe = Path(sys.executable).with_name("udasa-app")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
-    log = tmp_path_factory.mktemp("app-log") / "app.log"
-    env = os.environ | {"UDASA_APP_USERS": ",".join(users), "HF_HUB_OFFLINE": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([*cmd, "--workspace", str(workspace), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        assert proc.poll() is None, f"udasa-app exited:\n{log.read_text()}"
-        try:
-            if httpx.get(url + "/config", timeout=2).status_code == 401:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.time() < deadline, f"udasa-app did not start:\n{log.read_text()}"
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    users = {"alice": (password("alice"), True), "bob": (password("bob"), False)}
+    users |= {n: (password(n), False) for n in ANNOTATORS}
+    with serve(workspace, users, tmp_path_factory.mktemp("app-log") / "app.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
