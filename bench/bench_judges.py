@@ -18,13 +18,13 @@ import time
 
 from _common import environment, machine_state, write_results
 
-from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
+from evals.judges.learned import build
 from evals.validate_judge import table_lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--judges", nargs="+", default=list(build.RECIPES))
+    parser.add_argument("--judges", nargs="+", default=build.judge_names())
     args = parser.parse_args()
     state = machine_state()
     out, rows = {"environment": environment(), "machine": state, "judges": {}}, []

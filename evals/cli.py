@@ -113,11 +113,11 @@ def cmd_validate(args) -> None:
 
 
 def cmd_build_judges(args) -> None:
-    from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
+    from evals.judges.learned import build
     from evals.validate_judge import table_lines
 
     rows = []
-    for name in args.judges or list(build.RECIPES):
+    for name in args.judges or build.judge_names():
         built = build.get(name)
         how = "cached" if built.cached else "built"
         console.print(f"{name}: {how}, {built.meta['about']}; build cost "
@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(fn=cmd_validate)
     bld = sub.add_parser("build-judges", help="build (or load) the learned judges and print "
                                               "their agreement with human labels")
-    bld.add_argument("judges", nargs="*", help="default: all (truth info harmless helpful "
-                                               "sentiment)")
+    bld.add_argument("judges", nargs="*", help="default: all (harmless helpful info "
+                                               "sentiment truth)")
     bld.add_argument("-v", "--verbose", action="store_true")
     bld.set_defaults(fn=cmd_build_judges)
 

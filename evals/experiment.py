@@ -3,8 +3,9 @@
 `udasa-eval run --experiment FILE` builds whatever each method still lacks (generation, pairs
 and training; content-keyed and resumable), evaluates every method on every task it is listed
 for, tests the method's premise on each UDASA run, and writes the paper's tables
-(`tables.md`). A method is a registered kind (`evals/suite.py`: base, vanilla, rain, rlaif,
-rlcd, udasa) with its policy model, its own config file and `key.sub=value` overrides.
+(`tables.md`). A method is a registered kind (`evals/suite.py`: base, vanilla, rain, udasa;
+`udasa/baselines/`: rlaif, rlcd; or a plugin's) with its policy model, its own config file and
+`key.sub=value` overrides.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from udasa import registry
 from udasa.config import _read_yaml, from_dict
 from udasa.errors import ConfigError
 
@@ -27,7 +29,7 @@ class MethodSpec:
     """One row of the tables: a registered method kind on a policy model."""
 
     name: str  # the leaderboard label (the paper's tables match on it, e.g. "UDASA")
-    kind: str  # base | vanilla | rain | rlaif | rlcd | udasa
+    kind: str  # a registered method kind: base | vanilla | rain | rlaif | rlcd | udasa | ...
     policy: str | None = None  # model spec; default: the experiment's policy
     base_url: str | None = None  # for an `openai:<model>` policy
     config: str | None = None  # the method's own config file (kind-specific)
@@ -79,26 +81,20 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 
 def check_experiment(exp: ExperimentConfig) -> ExperimentConfig:
-    from evals.suite import method_kinds
-    from evals.tasks import task_names
-
     where = exp.path or "experiment"
     if not exp.methods or not exp.tasks:
         raise ConfigError(f"{where}: needs at least one method and one task")
     names = [m.name for m in exp.methods]
     if dup := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"{where}: methods: duplicate names {dup}")
-    known_tasks = set(task_names())
+    known_tasks, kinds = set(registry.names("task")), registry.names("method")
     for i, m in enumerate(exp.methods):
-        if m.kind not in method_kinds():
-            raise ConfigError(f"{where}: methods[{i}].kind: {m.kind!r} is not one of "
-                              f"{method_kinds()}")
+        if m.kind not in kinds:
+            raise ConfigError(f"{where}: methods[{i}].kind: {m.kind!r} is not one of {kinds}")
         if bad := sorted(set(m.tasks or []) - known_tasks):
             raise ConfigError(f"{where}: methods[{i}].tasks: unknown {bad}")
     for i, t in enumerate(exp.tasks):
-        if t.name not in known_tasks:
-            raise ConfigError(f"{where}: tasks[{i}].name: unknown task {t.name!r} "
-                              f"(available: {sorted(known_tasks)})")
+        registry.lookup("task", t.name, f"{where}: tasks[{i}].name")
         if bad := sorted(set(t.methods or []) - set(names)):
             raise ConfigError(f"{where}: tasks[{i}].methods: no method named {bad}")
     return exp

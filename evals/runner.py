@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals import tasks as _tasks  # noqa: F401  (registers the tasks)
 from evals.judges.base import make_judge
 from evals.leaderboard import human_means, write_leaderboard
 from evals.models import EvalModel, default_models, label_aliases

@@ -1,7 +1,10 @@
 """Method kinds: how each experiment method becomes a model to evaluate.
 
-A kind is one registered builder `fn(spec, ctx) -> EvalModel` that trains what the method
-needs first (resumably: generation, pairs and checkpoints are content-keyed in the store).
+A kind is one registered :class:`Method` (registry kind ``method``): ``check(spec, ctx)`` reads
+and checks its own config file before any method is built, ``build(spec, ctx) -> EvalModel``
+trains what the method needs first (resumably: generation, pairs and checkpoints are
+content-keyed in the store). ``@method(kind)`` registers a plain builder function; a training
+baseline registers itself from its own module (``udasa.baselines.common.TrainedBaseline``).
 `udasa-eval run --suite paper` is the shipped CPU experiment (`configs/experiments/cpu.yaml`);
 `--suite rlaif rain` keeps the methods of those kinds from it.
 """
@@ -12,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import yaml
 
 from evals.models import EvalModel
+from udasa import registry
 from udasa.errors import ConfigError
 from udasa.store import Store
 
@@ -30,7 +34,7 @@ PAPER_SUITE = ["base", "vanilla", "rlaif", "rlcd", "rain", "udasa"]
 
 @dataclass
 class BuildContext:
-    """What a builder may use; `runs` collects each UDASA method's run id (for the premise)."""
+    """What a method may use; `runs` collects each UDASA method's run id (for the premise)."""
 
     workspace: Path
     exp: ExperimentConfig
@@ -41,39 +45,80 @@ class BuildContext:
     def store(self) -> Store:
         return Store(self.workspace)
 
+    def config_path(self, spec: MethodSpec, default: str) -> Path:
+        """The method's own config file (`spec.config`, else `default`), found beside the
+        experiment, in the working folder or in the repository."""
+        from evals.experiment import resolve_path
+
+        return resolve_path(self.exp, spec.config or default)
+
+    def trained_overrides(self, spec: MethodSpec, path: Path) -> list[str]:
+        """See :func:`trained_overrides`."""
+        return trained_overrides(spec, self, path)
+
+    def options(self, spec: MethodSpec) -> dict:
+        """See :func:`decoder_options`."""
+        return decoder_options(spec, self)
+
+    def model(self, spec: MethodSpec, model: str | None = None, **kw) -> EvalModel:
+        """The model to evaluate for `spec`: `model` (a checkpoint folder), else its policy."""
+        if model is not None:
+            return EvalModel(spec.name, model, limit=spec.limit, **kw)
+        return EvalModel(spec.name, policy_of(spec, self), spec.base_url, limit=spec.limit,
+                         concurrency=spec.concurrency, **kw)
+
+
+class Method(Protocol):
+    """A registered method kind."""
+
+    def check(self, spec: MethodSpec, ctx: BuildContext) -> None:
+        """Read and check the method's own config (nothing is built or stored)."""
+        ...
+
+    def build(self, spec: MethodSpec, ctx: BuildContext) -> EvalModel:
+        """Train what the method needs (resumably) and return the model to evaluate."""
+        ...
+
 
 Builder = Callable[["MethodSpec", BuildContext], EvalModel]
-_KINDS: dict[str, Builder] = {}
+Check = Callable[["MethodSpec", BuildContext], object]
 
 
-def method(kind: str):
-    """Decorator: register a method kind's builder."""
+def no_check(spec: MethodSpec, ctx: BuildContext) -> None:
+    """A method without a config file of its own."""
+
+
+@dataclass(frozen=True)
+class FunctionMethod:
+    """A method kind made of a builder function and a config check."""
+
+    build: Builder
+    check: Check = no_check
+
+
+def method(kind: str, check: Check = no_check):
+    """Decorator: register a builder ``fn(spec, ctx) -> EvalModel`` as the method kind `kind`;
+    ``check(spec, ctx)`` reads its config file before any method is built."""
     def wrap(fn: Builder) -> Builder:
-        _KINDS[kind] = fn
+        registry.register("method", kind)(FunctionMethod(fn, check))
         return fn
     return wrap
 
 
 def method_kinds() -> list[str]:
-    return list(_KINDS)
+    """Every registered method kind, built-ins and plugins."""
+    return registry.names("method")
+
+
+def method_of(kind: str, what: str = "method kind") -> Method:
+    return registry.lookup("method", kind, what)
 
 
 def check_method_configs(ctx: BuildContext) -> None:
     """Every method's own config file read and checked before any method is built, so a bad
     file stops the experiment before anything is trained or stored."""
-    from evals.experiment import resolve_path
-    from udasa.baselines.common import load_baseline_config
-    from udasa.config import load_config
-
     for spec in ctx.exp.methods:
-        if spec.kind in ("vanilla", "rain"):
-            _options(spec, ctx)
-        elif spec.kind in ("rlaif", "rlcd", "udasa"):
-            default = ("configs/cpu-demo.yaml" if spec.kind == "udasa"
-                       else f"configs/baselines/{spec.kind}.yaml")
-            path = resolve_path(ctx.exp, spec.config or default)
-            loader = load_config if spec.kind == "udasa" else load_baseline_config
-            loader(path, trained_overrides(spec, ctx, path))
+        method_of(spec.kind, f"{spec.name}: kind").check(spec, ctx)
 
 
 def build_methods(ctx: BuildContext) -> list[EvalModel]:
@@ -82,7 +127,7 @@ def build_methods(ctx: BuildContext) -> list[EvalModel]:
     models = []
     for spec in ctx.exp.methods:
         start = time.perf_counter()
-        models.append(_KINDS[spec.kind](spec, ctx))
+        models.append(method_of(spec.kind, f"{spec.name}: kind").build(spec, ctx))
         ctx.progress(f"{spec.name} ({spec.kind}) ready in {time.perf_counter() - start:.0f} s")
     return models
 
@@ -130,20 +175,13 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
     return [*out, *spec.overrides]
 
 
-def _model(spec: MethodSpec, ctx: BuildContext, **kw) -> EvalModel:
-    return EvalModel(spec.name, policy_of(spec, ctx), spec.base_url, limit=spec.limit,
-                     concurrency=spec.concurrency, **kw)
-
-
-def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
+def decoder_options(spec: MethodSpec, ctx: BuildContext) -> dict:
     """The decoder settings of a vanilla or RAIN method: its config file plus overrides."""
-    from evals.experiment import resolve_path
-
     opts = {}
     if spec.config:
         from udasa.files import read_settings_mapping
 
-        opts = read_settings_mapping(resolve_path(ctx.exp, spec.config), "method config")
+        opts = read_settings_mapping(ctx.config_path(spec, ""), "method config")
     for item in spec.overrides:
         key, sep, raw = item.partition("=")
         if not sep or "." in key:
@@ -154,60 +192,36 @@ def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
 
 @method("base")
 def base(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    return _model(spec, ctx)
+    return ctx.model(spec)
 
 
-@method("vanilla")
+@method("vanilla", check=decoder_options)
 def vanilla(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    return _model(spec, ctx, decoder="sample", options=_options(spec, ctx))
+    return ctx.model(spec, decoder="sample", options=decoder_options(spec, ctx))
 
 
-@method("rain")
+@method("rain", check=decoder_options)
 def rain(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    return _model(spec, ctx, decoder="rain", options=_options(spec, ctx))
+    return ctx.model(spec, decoder="rain", options=decoder_options(spec, ctx))
 
 
-def _trained(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    from evals.experiment import resolve_path
-    from udasa.baselines import rlaif, rlcd
-    from udasa.baselines.common import (
-        baseline_run_id,
-        load_baseline_config,
-        store_pairs,
-        train_baseline,
-    )
-
-    path = resolve_path(ctx.exp, spec.config or f"configs/baselines/{spec.kind}.yaml")
-    overrides = trained_overrides(spec, ctx, path)
-    if spec.labeler:
-        overrides.append(f"rlaif.labeler={spec.labeler}")
-    cfg = load_baseline_config(path, overrides)
-    store = ctx.store
-    if not store.pairs(baseline_run_id(cfg)):
-        builder = rlaif.build_pairs if spec.kind == "rlaif" else rlcd.build_pairs
-        store_pairs(store, cfg, builder(cfg), {"method": spec.kind})
-    ckpt = train_baseline(store, cfg, ctx.workspace)
-    if ckpt is None:
-        raise ConfigError(f"{spec.name}: training produced no checkpoint (no usable pairs?)")
-    return EvalModel(spec.name, ckpt, limit=spec.limit)
-
-
-method("rlaif")(_trained)
-method("rlcd")(_trained)
-
-
-@method("udasa")
-def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    from evals.experiment import resolve_path
+def udasa_config(spec: MethodSpec, ctx: BuildContext):
+    """A UDASA method's run config: its file (default the CPU demo's) plus overrides."""
     from udasa.config import load_config
+
+    path = ctx.config_path(spec, "configs/cpu-demo.yaml")
+    return load_config(path, trained_overrides(spec, ctx, path))
+
+
+@method("udasa", check=udasa_config)
+def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     from udasa.pipeline import Pipeline, train_key_of
 
-    path = resolve_path(ctx.exp, spec.config or "configs/cpu-demo.yaml")
-    cfg = load_config(path, trained_overrides(spec, ctx, path))
+    cfg = udasa_config(spec, ctx)
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
     ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c["path"]]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
-    return EvalModel(spec.name, ckpts[-1]["path"], limit=spec.limit)
+    return ctx.model(spec, ckpts[-1]["path"])

@@ -41,7 +41,7 @@ class Correlation:
 
 def learned_rows(names: tuple[str, ...] = LEARNED, root: Path | None = None) -> list[Agreement]:
     """Every learned judge's measured agreement (building the missing ones first)."""
-    from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
+    from evals.judges.learned import build
 
     rows: list[Agreement] = []
     for name in tqdm(names, desc="learned judges", unit="judge"):

@@ -268,7 +268,7 @@ def test_validate_judge_on_a_fixture_with_known_labels(tmp_path, monkeypatch, ca
 
 
 def test_recipes_registered():
-    assert set(build.RECIPES) == {"truth", "info", "harmless", "helpful", "sentiment"}
+    assert set(build.judge_names()) == {"truth", "info", "harmless", "helpful", "sentiment"}
     assert recipes.GPT_JUDGE.startswith("GPT-judge")
 
 

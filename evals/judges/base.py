@@ -3,8 +3,8 @@
 A judge is a folder ``evals/judges/<name>/`` holding ``config.yaml`` and its prompt templates
 (AlpacaEval style). ``Judge.judge(template, items)`` renders the template with each item's
 fields, answers what the store has cached (only successful calls are cache hits), sends the rest
-to the backend (``openai``: any OpenAI-compatible server; ``hf``: a local transformers model),
-and records every call, failures included, in the store's ``judge_cache`` table.
+to the backend its config names (a registered ``judge_backend``: ``openai``, any
+OpenAI-compatible server; ``hf``, a local transformers model; ``learned``), and records every call, failures included, in the store's ``judge_cache`` table.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evals.judges.parse import SCALES, Scale
+from udasa import registry
 from udasa.errors import ConfigError
 from udasa.records import content_key
 
@@ -181,17 +182,10 @@ class Backend(Protocol):
 
 
 def _backend(config: JudgeConfig, stats: JudgeStats) -> Backend:
-    if config.backend == "openai":
-        from evals.judges.openai_backend import OpenAIBackend
-        return OpenAIBackend(config, stats)
-    if config.backend == "hf":
-        from evals.judges.hf_backend import HFBackend
-        return HFBackend(config, stats)
-    if config.backend == "learned":
-        from evals.judges.learned.backend import LearnedBackend
-        return LearnedBackend(config, stats)
-    raise ConfigError(f"judge {config.name!r}: unknown backend {config.backend!r} "
-                      "(expected openai, hf or learned)")
+    """The backend the config names, from the registry (each backend module registers itself
+    as ``judge_backend``: openai, hf, learned, or a plugin's)."""
+    backend = registry.lookup("judge_backend", config.backend, f"judge {config.name!r}: backend")
+    return backend(config, stats)
 
 
 class Judge:

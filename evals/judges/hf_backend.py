@@ -20,6 +20,7 @@ import torch
 
 from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
 from udasa.models import model_identity
+from udasa.registry import register
 from udasa.scorers.lm_options import chat_prefix, option_token_ids
 
 YES = ("yes", "Yes", " yes", " Yes")
@@ -41,6 +42,7 @@ def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
     return sorted(ids)
 
 
+@register("judge_backend", "hf")
 class HFBackend:
     """A transformers causal LM (``embedded`` = the SmolLM2 policy), loaded on first use."""
 

@@ -22,6 +22,7 @@ import openai
 from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
 from evals.judges.parse import ParseError, parse_reply
 from udasa.errors import ConfigError
+from udasa.registry import register
 from udasa.retry import MalformedResponse
 from udasa.retry import retry_after as _retry_after
 from udasa.retry import retryable as _retryable
@@ -29,6 +30,7 @@ from udasa.retry import retryable as _retryable
 log = logging.getLogger("evals.judges")
 
 
+@register("judge_backend", "openai")
 class OpenAIBackend:
     """Chat completions with a user turn holding the rendered prompt."""
 

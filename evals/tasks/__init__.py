@@ -1,12 +1,6 @@
-"""Evaluation tasks (docs/method.md §7), one module each, registered by name."""
+"""Evaluation tasks (docs/method.md §7), one module each, each registering itself
+(`evals.tasks.base.register`; the registry imports every module of this package)."""
 
-from evals.tasks import (  # noqa: F401  (registration)
-    hh,
-    robustness,
-    sentiment,
-    truthfulness,
-    truthfulqa_mc,
-)
 from evals.tasks.base import Sample, Task, TaskResult, get_task, register, task_names
 
 __all__ = ["Sample", "Task", "TaskResult", "get_task", "register", "task_names"]

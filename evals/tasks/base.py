@@ -1,15 +1,14 @@
-"""The task interface and registry: a task = data + generation settings + scoring."""
+"""The task interface and its registration: a task = data + generation settings + scoring."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evals.stats import Estimate
+from udasa import registry
 from udasa.data import load_prompts
-from udasa.errors import ConfigError
 
 
 @dataclass
@@ -39,26 +38,22 @@ class Task(Protocol):
     def score(self, samples: list[Sample], outputs: list[str], judge, ctx: dict) -> TaskResult: ...
 
 
-_TASKS: dict[str, Callable[[], Task]] = {}
-
-
 def register(name: str):
-    """Class decorator: make a task available as `udasa-eval run --tasks <name>`."""
+    """Class decorator: make a task available as `udasa-eval run --tasks <name>` (registry kind
+    ``task``)."""
     def wrap(cls):
         cls.name = name
-        _TASKS[name] = cls
-        return cls
+        return registry.register("task", name)(cls)
     return wrap
 
 
 def task_names() -> list[str]:
-    return list(_TASKS)
+    """Every registered task, built-ins and plugins."""
+    return registry.names("task")
 
 
-def get_task(name: str) -> Task:
-    if name not in _TASKS:
-        raise ConfigError(f"--tasks: unknown task {name!r} (available: {', '.join(_TASKS)})")
-    return _TASKS[name]()
+def get_task(name: str, what: str = "--tasks") -> Task:
+    return registry.lookup("task", name, what)()
 
 
 def load_samples(default: str, source: str | None, limit: int | None, seed: int,

@@ -9,8 +9,10 @@ through the conservative DPO loss, udasa/training.py `SoftLabelDPOTrainer`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,6 +25,7 @@ from udasa.config import (
     to_dict,
 )
 from udasa.data import load_prompts
+from udasa.errors import ConfigError
 from udasa.records import Prompt, content_key
 from udasa.store import Store
 
@@ -143,3 +146,37 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
     trainer.train()
     ckpts = store.checkpoints(run_id, train_key)
     return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None
+
+
+@dataclass(frozen=True)
+class TrainedBaseline:
+    """The method kind of a training baseline (registered from its own module as
+    ``register("method", kind)(TrainedBaseline(kind, build_pairs))``): build the preference
+    pairs once (stored as a one-stage run), train the policy on them with DPO, evaluate the
+    checkpoint. `ctx` is `evals.suite.BuildContext`; `spec` an experiment's `MethodSpec`."""
+
+    kind: str
+    build_pairs: Callable[[BaselineConfig], list[BaselinePair]]
+    labeler_field: str | None = None  # where an experiment's `labeler:` goes (rlaif.labeler)
+
+    def config(self, spec: Any, ctx: Any) -> BaselineConfig:
+        """Its config file (default configs/baselines/<kind>.yaml) with the policy and the
+        experiment's overrides."""
+        path = ctx.config_path(spec, f"configs/baselines/{self.kind}.yaml")
+        overrides = ctx.trained_overrides(spec, path)
+        if spec.labeler and self.labeler_field:
+            overrides.append(f"{self.labeler_field}={spec.labeler}")
+        return load_baseline_config(path, overrides)
+
+    def check(self, spec: Any, ctx: Any) -> None:
+        self.config(spec, ctx)
+
+    def build(self, spec: Any, ctx: Any) -> Any:
+        cfg = self.config(spec, ctx)
+        store = ctx.store
+        if not store.pairs(baseline_run_id(cfg)):
+            store_pairs(store, cfg, self.build_pairs(cfg), {"method": spec.kind})
+        ckpt = train_baseline(store, cfg, ctx.workspace)
+        if ckpt is None:
+            raise ConfigError(f"{spec.name}: training produced no checkpoint (no usable pairs?)")
+        return ctx.model(spec, ckpt)

@@ -18,11 +18,18 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from udasa.baselines.common import BaselineConfig, BaselinePair, RlaifOptions, prompts_of
+from udasa.baselines.common import (
+    BaselineConfig,
+    BaselinePair,
+    RlaifOptions,
+    TrainedBaseline,
+    prompts_of,
+)
 from udasa.errors import ConfigError
 from udasa.generators import generate_many, make_generator
 from udasa.models import load_causal_lm
 from udasa.pipeline import prompt_seed
+from udasa.registry import register
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
 
@@ -117,3 +124,6 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
         chosen, rejected, soft, principle = label(cfg.rlaif, model, tok, p.text, a, b, seed)
         pairs.append(BaselinePair(p, chosen, rejected, soft, {"principle": principle}))
     return pairs
+
+
+register("method", "rlaif")(TrainedBaseline("rlaif", build_pairs, labeler_field="rlaif.labeler"))

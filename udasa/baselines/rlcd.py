@@ -17,10 +17,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from udasa.baselines.common import BaselineConfig, BaselinePair, prompts_of
+from udasa.baselines.common import BaselineConfig, BaselinePair, TrainedBaseline, prompts_of
 from udasa.baselines.rain import turn_marker
 from udasa.errors import ConfigError
 from udasa.pipeline import prompt_seed
+from udasa.registry import register
 
 TASKS = ("harmless", "helpful", "truthful", "positive")
 
@@ -97,3 +98,6 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
             pairs.append(BaselinePair(p, good, bad, 1.0,
                                       {"positive": positive, "negative": negative}))
     return pairs
+
+
+register("method", "rlcd")(TrainedBaseline("rlcd", build_pairs))

@@ -1,6 +1,6 @@
-"""Uncertainty scorers (docs/method.md §2), one module per axis, registered by name."""
+"""Uncertainty scorers (docs/method.md §2), one module per axis, each registering itself
+(`udasa.scorers.base.register`; the registry imports every module of this package)."""
 
-from udasa.scorers import factual, semantic, value  # noqa: F401  (registration)
 from udasa.scorers.base import Group, Scored, Scorer, available, make_scorer
 
 __all__ = ["Group", "Scored", "Scorer", "available", "make_scorer"]

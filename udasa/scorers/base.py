@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
 from typing import Any, Protocol
 
+from udasa import registry
 from udasa.config import ScorerConfig
 
 Group = tuple[str, list[str]]  # (prompt, responses)
@@ -52,29 +53,24 @@ class ItemScorer:
         return out
 
 
-_REGISTRY: dict[tuple[str, str], Callable[[ScorerConfig], Scorer]] = {}
-
-
 def register(axis: str, name: str):
-    """Class decorator: make a scorer available to configs as `scoring.<axis>.name: <name>`."""
+    """Class decorator: make a scorer available to configs as `scoring.<axis field>.name: <name>`
+    (registered in :mod:`udasa.registry` as the scorer ``<axis>/<name>``)."""
     def wrap(cls):
-        _REGISTRY[(axis, name)] = cls
         cls.axis, cls.name = axis, name
-        return cls
+        return registry.register("scorer", f"{axis}/{name}")(cls)
     return wrap
 
 
 def available(axis: str) -> list[str]:
-    return sorted(n for a, n in _REGISTRY if a == axis)
+    """The scorer names registered for `axis`."""
+    return [n.split("/", 1)[1] for n in registry.names("scorer") if n.startswith(f"{axis}/")]
 
 
-def make_scorer(axis: str, cfg: ScorerConfig) -> Scorer:
-    from udasa.errors import ConfigError
-
-    if (axis, cfg.name) not in _REGISTRY:
-        raise ConfigError(f"scorer {cfg.name!r} for axis {axis!r} is unknown "
-                          f"(available: {', '.join(available(axis))})")
-    return _REGISTRY[(axis, cfg.name)](cfg)
+def make_scorer(axis: str, cfg: ScorerConfig, what: str | None = None) -> Scorer:
+    """The scorer `cfg.name` of `axis`; an unknown name is a ConfigError naming `what` (the
+    config field, e.g. ``scoring.factual.name``) and the registered scorers."""
+    return registry.lookup("scorer", f"{axis}/{cfg.name}", what)(cfg)
 
 
 def version_of(*parts: str) -> str:

@@ -1,9 +1,8 @@
-"""The ``learned`` judge backend: each template is answered by one learned judge.
-
-harmless / helpful: the HH reward model, on the 1-10 scale of its calibration; truthful /
-informative: P(yes) of the TruthfulQA judges (items may carry ``references``, the correct
-answers, and ``incorrect``); sentiment: P(positive) of the IMDB classifier. The backend reads
-the item's fields, not the rendered prompt.
+"""The ``learned`` judge backend: each template is answered by the learned judge registered
+for it (:mod:`evals.judges.learned.recipes`: harmless / helpful: the HH reward model, on the 1-10
+scale of its calibration; truthful / informative: P(yes) of the TruthfulQA judges, items may
+carry ``references``, the correct answers, and ``incorrect``; sentiment: P(positive) of the
+IMDB classifier). The backend reads the item's fields, not the rendered prompt.
 """
 
 from __future__ import annotations
@@ -13,19 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
-from evals.judges.learned import build, recipes  # noqa: F401  (registers the recipes)
-from evals.judges.learned.tqa import Query
-
-TEMPLATES = {"harmless": "harmless", "helpful": "helpful", "truthful": "truth",
-             "informative": "info", "sentiment": "sentiment"}
+from evals.judges.learned import build
+from udasa.registry import register
 
 
-def _answers(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [a.strip() for a in value.split(";") if a.strip()]
-    return [str(a) for a in value or []]
+def templates() -> dict[str, str]:
+    """Judge template -> the registered learned judge that answers it."""
+    return {build.recipe_of(n).template: n for n in build.judge_names()
+            if build.recipe_of(n).template}
 
 
+@register("judge_backend", "learned")
 class LearnedBackend:
     """Loads (building on first use) the learned judge behind each template."""
 
@@ -38,7 +35,7 @@ class LearnedBackend:
         self._built: dict[str, build.Built] = {}
 
     def judge_of(self, template: str) -> build.Built:
-        name = TEMPLATES.get(template)
+        name = templates().get(template)
         if name is None:
             raise ValueError(f"the learned judge has no judge for template {template!r}")
         if name not in self._built:
@@ -74,16 +71,5 @@ class LearnedBackend:
             yield i, Judgement(float(score), True, reply)
 
     @staticmethod
-    def _score(built: build.Built, items: list[dict[str, Any]]) -> tuple[list, list[str]]:
-        j = built.judge
-        if built.name in ("harmless", "helpful"):
-            r = j.reward([x["prompt"] for x in items], [x["response"] for x in items])
-            s = j.score_1_10(r)
-            return s.tolist(), [f"reward={a:.3f} -> {b:.2f}/10" for a, b in zip(r, s)]
-        if built.name in ("truth", "info"):
-            refs = {x["prompt"]: (_answers(x.get("references")), _answers(x.get("incorrect")))
-                    for x in items if x.get("references") or x.get("incorrect")}
-            p = j.predict([Query(x["prompt"], x["response"]) for x in items], refs)
-        else:
-            p = j.positive_prob([x["response"] for x in items])
-        return p.tolist(), [f"P(yes)={v:.3f}" for v in p]
+    def _score(built: build.Built, items: list[dict[str, Any]]) -> build.Scores:
+        return build.recipe_of(built.name).score(built.judge, items)

@@ -1,7 +1,8 @@
 """Build each learned judge once, validate it, cache both in the user cache, and reuse them.
 
-A judge is one registered :class:`Recipe`: its settings dataclass, the data files it learns from,
-and ``train(settings, root) -> (judge, agreements)``: the fitted judge plus its measured
+A judge is one registered :class:`Recipe` (registry kind ``judge``): its settings dataclass, the
+data files it learns from, the template it answers with ``score(judge, items)``, and
+``train(settings, root) -> (judge, agreements)``: the fitted judge plus its measured
 agreement with held-out human labels. The cache key is the judge's name, a hash of its training
 files' contents, its settings and :data:`VERSION` (bumped when features change); the artifact is a
 joblib file under ``<user cache>/udasa/judges/``, written atomically under a file lock.
@@ -24,8 +25,8 @@ from filelock import FileLock
 from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
-from udasa.errors import ConfigError
 from udasa.models import cache_root
+from udasa.registry import lookup, names, register
 
 log = logging.getLogger("evals.judges")
 VERSION = 2  # bump when a judge's features change (part of every cache key)
@@ -42,27 +43,43 @@ class Built:
     cached: bool = False  # True when this call loaded it instead of building it
 
 
+Scores = tuple[list[float], list[str]]  # per item: the score and a short reply text
+
+
 @dataclass(frozen=True)
 class Recipe:
+    """A learned judge: how it trains, on what, and how it scores the items of its template."""
+
     settings: type
     files: tuple[str, ...]  # training data, relative to the shared data folder
     train: Callable[[Any, Path], tuple[Any, list[Agreement]]]
     about: str
+    template: str = ""  # the judge template it answers in the ``learned`` backend
+    score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None
 
 
-RECIPES: dict[str, Recipe] = {}
-
-
-def recipe(name: str, settings: type, files: tuple[str, ...], about: str):
-    """Decorator: register ``train(settings, root)`` as the learned judge ``name``."""
+def recipe(name: str, settings: type, files: tuple[str, ...], about: str, template: str = "",
+           score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None):
+    """Decorator: register ``train(settings, root)`` as the learned judge ``name`` (registry
+    kind ``judge``); ``score(judge, items)`` answers the template ``template``."""
     def wrap(fn):
-        RECIPES[name] = Recipe(settings, files, fn, about)
+        register("judge", name)(Recipe(settings, files, fn, about, template, score))
         return fn
     return wrap
 
 
+def recipe_of(name: str) -> Recipe:
+    """The registered learned judge ``name`` (a ConfigError naming the known ones if none)."""
+    return lookup("judge", name, "learned judge")
+
+
+def judge_names() -> list[str]:
+    """Every registered learned judge."""
+    return names("judge")
+
+
 def cache_key(name: str, settings: Any, root: Path) -> str:
-    files = [shared_file(f, root) for f in RECIPES[name].files]
+    files = [shared_file(f, root) for f in recipe_of(name).files]
     blob = json.dumps({"name": name, "version": VERSION, "data": files_hash(files),
                        "settings": dataclasses.asdict(settings)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -76,9 +93,7 @@ def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
     """The judge ``name`` built with ``settings`` (default settings when None), from the cache
     when it is there, else built now (one log line says so) and cached."""
 
-    if name not in RECIPES:
-        raise ConfigError(f"unknown learned judge {name!r} (known: {sorted(RECIPES)})")
-    r = RECIPES[name]
+    r = recipe_of(name)
     settings = settings or r.settings()
     root = root or data_dir()
     path = artifact_path(name, settings, root)

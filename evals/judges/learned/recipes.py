@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from evals.judges.learned import data, reward, sentiment, tqa
-from evals.judges.learned.build import recipe
+from evals.judges.learned.build import Scores, recipe
 from evals.judges.learned.metrics import Agreement, accuracy, pairwise
 
 # Lin, Hilton & Evans, "TruthfulQA" (arXiv:2109.07958), appendix B.1: validation accuracy of the
@@ -65,13 +66,30 @@ def train_tqa(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreem
     return tqa.fit(rows, refs, s), rows_out
 
 
+def _answers(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [a.strip() for a in value.split(";") if a.strip()]
+    return [str(a) for a in value or []]
+
+
+def score_tqa(judge: tqa.TQAJudge, items: list[dict[str, Any]]) -> Scores:
+    """P(yes) per item; items may carry ``references`` (the correct answers) and
+    ``incorrect``."""
+    refs = {x["prompt"]: (_answers(x.get("references")), _answers(x.get("incorrect")))
+            for x in items if x.get("references") or x.get("incorrect")}
+    p = judge.predict([tqa.Query(x["prompt"], x["response"]) for x in items], refs)
+    return p.tolist(), [f"P(yes)={v:.3f}" for v in p]
+
+
 recipe("truth", tqa.TQASettings, ("truthfulqa/finetune_truth.jsonl.gz", "truthfulqa/TruthfulQA.csv"),
-       "TruthfulQA truth labels: MiniLM similarities + gradient boosting")(train_tqa)
+       "TruthfulQA truth labels: MiniLM similarities + gradient boosting",
+       template="truthful", score=score_tqa)(train_tqa)
 
 
 @recipe("info", tqa.TQASettings, ("truthfulqa/finetune_info.jsonl.gz",
                                   "truthfulqa/TruthfulQA.csv"),
-        "TruthfulQA informativeness labels: MiniLM similarities + gradient boosting")
+        "TruthfulQA informativeness labels: MiniLM similarities + gradient boosting",
+        template="informative", score=score_tqa)
 def train_info(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreement]]:
     return train_tqa(tqa.TQASettings(**{**s.__dict__, "kind": "info"}), root)
 
@@ -105,13 +123,20 @@ def train_reward(s: reward.RewardSettings, root: Path
                             good, bad, f"floor (LR on reply-embedding difference) {floor:.3f}")]
 
 
+def score_reward(judge: reward.RewardJudge, items: list[dict[str, Any]]) -> Scores:
+    """The reward on the 1-10 scale of its calibration."""
+    r = judge.reward([x["prompt"] for x in items], [x["response"] for x in items])
+    s = judge.score_1_10(r)
+    return s.tolist(), [f"reward={a:.3f} -> {b:.2f}/10" for a, b in zip(r, s)]
+
+
 for _subset in ("harmless", "helpful"):
     def _train(s: reward.RewardSettings, root: Path, subset: str = _subset):
         return train_reward(reward.RewardSettings(**{**s.__dict__, "subset": subset}), root)
 
     recipe(_subset, reward.RewardSettings, (f"hh-rlhf/{_subset}-base/test.jsonl.gz",),
            f"HH-RLHF {_subset} preferences, prompts of the train part: MiniLM features + "
-           "Bradley-Terry")(_train)
+           "Bradley-Terry", template=_subset, score=score_reward)(_train)
 
 
 def _balanced(texts: list[str], labels: list[int], limit: int | None
@@ -121,8 +146,15 @@ def _balanced(texts: list[str], labels: list[int], limit: int | None
     return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
+def score_sentiment(judge: sentiment.SentimentJudge, items: list[dict[str, Any]]) -> Scores:
+    """P(positive) of each response."""
+    p = judge.positive_prob([x["response"] for x in items])
+    return p.tolist(), [f"P(yes)={v:.3f}" for v in p]
+
+
 @recipe("sentiment", sentiment.SentimentSettings, ("imdb/aclImdb_subset5k.tar.gz",),
-        "IMDB subset train split: TF-IDF + logistic regression")
+        "IMDB subset train split: TF-IDF + logistic regression", template="sentiment",
+        score=score_sentiment)
 def train_sentiment(s: sentiment.SentimentSettings, root: Path
                     ) -> tuple[sentiment.SentimentJudge, list[Agreement]]:
     texts, labels = _balanced(*data.imdb("train", root), s.limit)
