@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
@@ -21,9 +22,69 @@ from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
 from udasa.pipeline import prompt_seed
 from udasa.progress import StepProgress
 from udasa.records import content_key
+from udasa.registry import lookup, register
 from udasa.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class Decoder(Protocol):
+    """How a model under evaluation decodes (registry kind ``decoder``; `EvalModel.decoder`
+    names one: greedy, sample, rain, or a plugin's)."""
+
+    def temperature(self, options: dict) -> float:
+        """The sampling temperature of the generation settings."""
+        ...
+
+    def options(self, options: dict, task: str) -> dict:
+        """The decoder settings for an eval task (part of the outputs' identity)."""
+        ...
+
+    def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
+        """A generator (`udasa.generators.Generator`) for `cfg` under these settings."""
+        ...
+
+
+@register("decoder", "greedy")
+class Greedy:
+    """Greedy decoding through the model's generator backend."""
+
+    def temperature(self, options: dict) -> float:
+        return 0.0
+
+    def options(self, options: dict, task: str) -> dict:
+        return options
+
+    def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
+        return make_generator(cfg)
+
+
+@register("decoder", "sample")
+class Sample(Greedy):
+    """Sampling (the vanilla baseline) at the `temperature` option (default 0.7)."""
+
+    def temperature(self, options: dict) -> float:
+        return float(options.get("temperature", 0.7))
+
+
+@register("decoder", "rain")
+class Rain(Greedy):
+    """RAIN's inference-time search (options: RainConfig fields); it evaluates itself against
+    the eval task's own goal."""
+
+    def options(self, options: dict, task: str) -> dict:
+        if not task:
+            return options
+        from udasa.baselines.rain import goal_of
+
+        return options | {"task": goal_of(task, options.get("task", "harmless"))}
+
+    def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
+        from udasa.baselines.rain import RainConfig, RainGenerator
+
+        return RainGenerator(RainConfig.from_options(
+            {"model": cfg.model, "max_new_tokens": cfg.max_new_tokens, **options},
+            f"{model.name} (rain)"))
 
 
 @dataclass
@@ -33,14 +94,17 @@ class EvalModel:
     name: str  # the leaderboard row label
     spec: str
     base_url: str | None = None
-    decoder: str = "greedy"  # greedy | sample (vanilla) | rain (inference-time search)
+    decoder: str = "greedy"  # a registered decoder: greedy | sample (vanilla) | rain | ...
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
     limit: int | None = None  # at most this many samples per task (not part of the identity)
     concurrency: int = 8  # openai: requests in flight (not part of the identity)
 
+    def decoding(self) -> Decoder:
+        """The registered decoder this model names."""
+        return lookup("decoder", self.decoder, f"{self.name}: decoder")()
+
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
-        temperature = float(self.options.get("temperature", 0.7)) if self.decoder == "sample" \
-            else 0.0
+        temperature = self.decoding().temperature(self.options)
         if self.spec.startswith("openai:"):
             return GenerationConfig(backend="openai", model=self.spec.split(":", 1)[1],
                                     base_url=self.base_url, temperature=temperature, n=1,
@@ -51,12 +115,8 @@ class EvalModel:
                                 max_new_tokens=max_new_tokens)
 
     def decoder_options(self, task: str = "") -> dict:
-        """The decoder settings; RAIN evaluates itself against the eval task's own goal."""
-        if self.decoder != "rain" or not task:
-            return self.options
-        from udasa.baselines.rain import goal_of
-
-        return self.options | {"task": goal_of(task, self.options.get("task", "harmless"))}
+        """The decoder settings for eval task `task` (RAIN: against the task's own goal)."""
+        return self.decoding().options(self.options, task)
 
     def identity(self, task: str = "") -> dict:
         cfg = self.generation_config(0)
@@ -65,14 +125,8 @@ class EvalModel:
         return ident | {"decoder": self.decoder, "options": self.decoder_options(task)}
 
     def generator(self, max_new_tokens: int, task: str = ""):
-        if self.decoder == "rain":
-            from udasa.baselines.rain import RainConfig, RainGenerator
-
-            cfg = self.generation_config(max_new_tokens)
-            return RainGenerator(RainConfig.from_options(
-                {"model": cfg.model, "max_new_tokens": max_new_tokens,
-                 **self.decoder_options(task)}, f"{self.name} (rain)"))
-        return make_generator(self.generation_config(max_new_tokens))
+        return self.decoding().generator(self, self.generation_config(max_new_tokens),
+                                         self.decoder_options(task))
 
     def generate(self, store: Store, prompts: list[tuple[str, str]], max_new_tokens: int,
                  desc: str = "", task: str = "") -> dict[str, str]:

@@ -83,8 +83,8 @@ def write_configs(tmp_path: Path, mode: str, **extra) -> str:
 
 @needs_data
 def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeypatch):
+    from attacks import whitebox
     from evals.models import EvalModel
-    from evals.tasks import robustness
     from udasa.store import Store
 
     ws = tmp_path / "ws"
@@ -109,7 +109,7 @@ def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeyp
     def no_gcg(*args, **kwargs):
         raise AssertionError("GCG ran again")
 
-    monkeypatch.setattr(robustness, "run_gcg", no_gcg)
+    monkeypatch.setattr(whitebox, "run_gcg", no_gcg)
     again = run(ws, [EvalModel("tiny", tiny_policy)], limit=2, source=source)
     assert again["tasks"]["robustness"]["models"]["tiny"]["metrics"] == res["metrics"]
     assert len(Store(ws).attack_suffixes()) == 2

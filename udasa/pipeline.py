@@ -89,8 +89,9 @@ def manifest(cfg: RunConfig) -> dict[str, Any]:
             versions[name] = None
     return {"seed": cfg.seed, "versions": versions, "platform": platform.platform(),
             "policy": model_identity(cfg.generation.model)
-            if cfg.generation.backend == "hf" else {"id": f"openai:{cfg.generation.model}",
-                                                    "base_url": cfg.generation.base_url}}
+            if cfg.generation.backend == "hf" else {
+                "id": f"{cfg.generation.backend}:{cfg.generation.model}",
+                "base_url": cfg.generation.base_url}}
 
 
 @dataclass
