@@ -40,7 +40,7 @@ from evals.stats import (
     sign_test,
     spearman,
 )
-from udasa.config import AXES
+from udasa.axes import axis_keys
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -181,13 +181,13 @@ def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
     rows = []
     for item_id, rs in by_item.items():
         comps = json.loads(fused[item_id]["components"])
-        row = {"u": fused[item_id]["u"], **{f"U_{a}": comps.get(a) for a in AXES}}
+        row = {"u": fused[item_id]["u"], **{f"U_{a}": comps.get(a) for a in axis_keys()}}
         for f in ("overall", "harmless", "helpful"):
             vals = [r[f] for r in rs if r.get(f) is not None]
             row[f"human {f}"] = sum(vals) / len(vals) if vals else None
         row |= {"annotators": len(rs), "reply": rs[0]["response"]}
         rows.append(row)
-    cols = ["u", *[f"U_{a}" for a in AXES], "human overall", "human harmless", "human helpful",
+    cols = ["u", *[f"U_{a}" for a in axis_keys()], "human overall", "human harmless", "human helpful",
             "annotators", "reply"]
     return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
 

@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from app.render import plain
-from udasa.config import AXES, CurriculumConfig, FusionConfig, RunConfig, from_dict
+from udasa.axes import axis_keys
+from udasa.config import CurriculumConfig, FusionConfig, RunConfig, from_dict
 from udasa.curriculum import Stage, assign_stage, make_stages, resolve_thresholds
 from udasa.errors import UdasaError
 from udasa.pairs import Pair, ScoredResponse, fuse_and_pair
@@ -104,7 +105,7 @@ def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str,
     """The run's config with other fusion / curriculum settings, validated (ConfigError)."""
     fusion = FusionConfig(method=method, temperature=float(temperature),
                           weights={a: float(w) for a, w in weights.items()},
-                          axes=[a for a in AXES if a in axes])
+                          axes=[a for a in axis_keys() if a in axes])
     curriculum = dataclasses.replace(cfg.curriculum, mode=mode,
                                      thresholds=[float(t) for t in thresholds])
     return dataclasses.replace(cfg, fusion=fusion, curriculum=curriculum).validate()
@@ -191,11 +192,11 @@ def axes_figure(v: View) -> Figure:
     """Grouped bars of U_sem, U_fact, U_val per reply, u as a black marker."""
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
     n, width = len(v.cards), 0.25
-    colours = {"sem": "#4C72B0", "fact": "#DD8452", "val": "#55A868"}
-    for k, axis in enumerate(AXES):
+    colours = {"sem": "#4C72B0", "fact": "#DD8452", "val": "#55A868"}  # others: the cycle
+    for k, axis in enumerate(axis_keys()):
         ax.bar([i + (k - 1) * width for i in range(n)],
                [c["scores"].get(axis, 0.0) for c in v.cards], width, label=f"U_{axis}",
-               color=colours[axis])
+               color=colours.get(axis))
     us = [(i, c["u"]) for i, c in enumerate(v.cards) if c["u"] is not None]
     if us:
         ax.scatter([i for i, _ in us], [x for _, x in us], color="black", marker="D", zorder=3,
@@ -243,7 +244,7 @@ def _cached(key: str, make):
 def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
     """N responses from the run's generator, scored by the run's three scorers (not stored)."""
     from udasa.generators import make_generator
-    from udasa.pipeline import AXIS_FIELDS, prompt_seed
+    from udasa.pipeline import prompt_seed
     from udasa.scorers import make_scorer
 
     prompt = prompt.strip()
@@ -255,8 +256,8 @@ def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
     with _lock:  # one generation at a time: the model is shared
         texts = generator.generate(prompt, gen_cfg.n, prompt_seed(cfg.seed, content_key(prompt)))
     scores: list[dict[str, float]] = [{} for _ in texts]
-    for axis in AXES:
-        scfg = getattr(cfg.scoring, AXIS_FIELDS[axis])
+    for axis in axis_keys():
+        scfg = cfg.scoring.for_axis(axis)
         scorer = _cached(f"score:{axis}:" + json.dumps(dataclasses.asdict(scfg), sort_keys=True),
                          lambda scfg=scfg, axis=axis: make_scorer(axis, scfg))
         with _lock:

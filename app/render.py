@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-AXIS_LABELS = {"sem": "U_sem", "fact": "U_fact", "val": "U_val"}
+from udasa.axes import axes
 
 CSS = """
 .udasa-cards {display: flex; gap: 10px; overflow-x: auto; align-items: stretch;}
@@ -90,9 +90,9 @@ def reply_cards(replies: Sequence[Mapping], chosen: set[str], rejected: set[str]
         role = "chosen" if rid in chosen else "rejected" if rid in rejected else ""
         badge = (f"<span class='udasa-badge {role}'>{role.upper()}</span>" if role else "")
         rows = "".join(
-            f"<tr><td>{AXIS_LABELS[a]}</td><td class='num'>{num(r['scores'].get(a))}</td>"
-            f"<td>w</td><td class='num'>{num(r['weights'].get(a))}</td></tr>"
-            for a in AXIS_LABELS)
+            f"<tr><td>{esc(a.label)}</td><td class='num'>{num(r['scores'].get(a.key))}</td>"
+            f"<td>w</td><td class='num'>{num(r['weights'].get(a.key))}</td></tr>"
+            for a in axes())
         rows += f"<tr><td><b>u</b></td><td class='num'><b>{num(r['u'])}</b></td></tr>"
         cards.append(
             f"<div class='udasa-card {role}' data-response-id='{esc(rid)}'>"

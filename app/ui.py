@@ -25,6 +25,7 @@ from app import compare, inspector, rating, render
 from app.auth import User
 from app.export import export
 from app.storage import Workspace
+from udasa.axes import axis_keys
 from udasa.config import AXES
 from udasa.errors import UdasaError
 
@@ -136,7 +137,7 @@ def inspector_tab() -> dict[str, Any]:
                                elem_id="method")
         c["temperature"] = gr.Slider(0.05, 5.0, value=1.0, step=0.05, label="Temperature T",
                                      elem_id="temperature")
-        c["axes"] = gr.CheckboxGroup(list(AXES), value=list(AXES), label="Axes",
+        c["axes"] = gr.CheckboxGroup(list(axis_keys()), value=list(AXES), label="Axes",
                                      elem_id="axes")
     with gr.Row():
         c["w_sem"] = gr.Slider(0, 1, value=1 / 3, step=0.01, label="weight sem (fixed)")

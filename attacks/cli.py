@@ -37,11 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("udasa-workspace") / "attacks" / "cli")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the libraries' own progress bars and messages")
-    args = p.parse_args(argv)
-    from udasa.cli_common import setup_logging
+    from udasa.cli_common import add_plugin_option, setup_logging, split_plugins
+    from udasa.registry import load_plugins
 
+    add_plugin_option(p)
+    plugins, rest = split_plugins(sys.argv[1:] if argv is None else list(argv))
+    args = p.parse_args(rest)
     setup_logging(args.verbose)
     try:
+        load_plugins(plugins)
         run(args)
     except UdasaError as exc:
         print(f"error: {exc}", file=sys.stderr)

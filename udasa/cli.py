@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from udasa.axes import axis_keys
 from udasa.cli_common import console, run_cli
 from udasa.config import RunConfig, load_config
 from udasa.errors import UdasaError
@@ -60,7 +61,7 @@ def summary(pipe) -> Path | None:
     t.add_row("responses", str(sum(len(g) for g in groups.values())))
     events = store.prompt_events(pipe.gen_key)
     t.add_row("prompts skipped or failed in generation", str(len(events)))
-    for axis in ("sem", "fact", "val"):
+    for axis in axis_keys():
         vals = [c[axis] for c in comps if axis in c]
         if vals:
             t.add_row(f"mean U_{axis} (sd)", f"{np.mean(vals):.3f} ({np.std(vals):.3f})")

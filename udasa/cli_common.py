@@ -1,14 +1,17 @@
-"""What the command lines share: logging set-up and user-facing errors without tracebacks."""
+"""What the command lines share: logging set-up, plugins (`--plugin`, $UDASA_PLUGINS) and
+user-facing errors without tracebacks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
 
 from rich.console import Console
 
 from udasa.errors import UdasaError
+from udasa.registry import PLUGIN_ENV, load_plugins
 
 console = Console(soft_wrap=True)  # long paths stay on one line (copyable)
 
@@ -45,12 +48,33 @@ def setup_logging(verbose: bool) -> None:
         datasets.logging.set_verbosity_error()
 
 
+def add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    """`--plugin MODULE_OR_FILE` (repeatable), for the help text; `split_plugins` takes it from
+    anywhere on the command line, before or after the subcommand."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="import an extension module (a dotted name or a .py file) first, "
+                             f"so what it registers can be used (repeatable; also ${PLUGIN_ENV},"
+                             " comma-separated, and the `udasa.plugins` entry points)")
+
+
+def split_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the `--plugin` values, the other arguments)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, rest = pre.parse_known_args(argv)
+    return known.plugin, rest
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, set up logging, run `args.fn`; a UdasaError prints as `error: ...`, exit 2."""
+    """Parse, set up logging, load the plugins, run `args.fn`; a UdasaError prints as
+    `error: ...`, exit 2."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    args = parser.parse_args(argv)
+    add_plugin_option(parser)
+    plugins, rest = split_plugins(sys.argv[1:] if argv is None else list(argv))
+    args = parser.parse_args(rest)
     setup_logging(bool(getattr(args, "verbose", False)))
     try:
+        load_plugins(plugins)
         args.fn(args)
     except UdasaError as exc:
         console.print(f"[bold red]error:[/] {exc}")

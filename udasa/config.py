@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from udasa import registry
+from udasa.axes import axis_keys
 from udasa.errors import ConfigError
 
-AXES = ("sem", "fact", "val")
+AXES = ("sem", "fact", "val")  # the built-in axes (defaults); every axis: udasa.axes.axis_keys()
 
 
 @dataclass
@@ -70,11 +71,24 @@ class ScorerConfig:
 
 @dataclass
 class ScoringConfig:
-    """docs/method.md §2: one scorer per axis."""
+    """docs/method.md §2: one scorer per axis; `extra` holds those of axes added by plugins
+    (by the axis' config field), left out of the run id while empty."""
 
     semantic: ScorerConfig = field(default_factory=lambda: ScorerConfig("sbert"))
     factual: ScorerConfig = field(default_factory=lambda: ScorerConfig("nli-lr"))
     value: ScorerConfig = field(default_factory=lambda: ScorerConfig("profanity"))
+    extra: dict[str, ScorerConfig] = field(default_factory=dict)
+
+    def for_axis(self, key: str) -> ScorerConfig:
+        """The scorer configured for the registered axis `key` (its default scorer when the
+        config names none)."""
+        from udasa.axes import axis_of
+
+        axis = axis_of(key)
+        own = getattr(self, axis.field, None)
+        if isinstance(own, ScorerConfig):
+            return own
+        return self.extra.get(axis.field) or ScorerConfig(axis.default_scorer)
 
 
 @dataclass
@@ -162,9 +176,10 @@ class RunConfig:
         _check(f.method in ("softmax", "fixed", "mean"), "fusion.method",
                "must be softmax, fixed or mean")
         _check(f.temperature > 0, "fusion.temperature", "must be > 0")
-        _check(bool(f.axes) and set(f.axes) <= set(AXES), "fusion.axes",
-               f"must be a non-empty subset of {list(AXES)}")
-        _check(set(f.weights) <= set(AXES), "fusion.weights", f"keys must be among {list(AXES)}")
+        axes = list(axis_keys())  # registered: the built-ins and any a plugin adds
+        _check(bool(f.axes) and set(f.axes) <= set(axes), "fusion.axes",
+               f"must be a non-empty subset of {axes}")
+        _check(set(f.weights) <= set(axes), "fusion.weights", f"keys must be among {axes}")
         _check(all(w >= 0 for w in f.weights.values()), "fusion.weights", "must be >= 0")
         _check(f.method != "fixed" or sum(f.weights.get(a, 0.0) for a in f.axes) > 0,
                "fusion.weights", "must sum to > 0 over fusion.axes")

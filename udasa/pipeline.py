@@ -21,7 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from udasa import __version__
-from udasa.config import AXES, RunConfig, to_dict
+from udasa.config import RunConfig, to_dict
 from udasa.curriculum import (
     assign_stage,
     make_stages,
@@ -60,6 +60,8 @@ def run_id_of(cfg: RunConfig) -> str:
     data.pop("training")
     for name in SCHEDULING:
         data["generation"].pop(name)
+    if not data["scoring"]["extra"]:  # no plugin axis: the same ids as before there were any
+        data["scoring"].pop("extra")
     return content_key(json.dumps(data, sort_keys=True))
 
 
@@ -170,10 +172,15 @@ class Pipeline:
 
     # step 2: scoring -------------------------------------------------------------------
     def scorers(self):
+        """A scorer per registered axis (the built-ins and any a plugin adds)."""
+        from udasa.axes import axes
         from udasa.scorers import make_scorer
 
-        return {axis: make_scorer(axis, getattr(self.cfg.scoring, AXIS_FIELDS[axis]))
-                for axis in AXES}
+        scoring = self.cfg.scoring
+        return {a.key: make_scorer(a.key, scoring.for_axis(a.key),
+                                   f"scoring.{'' if hasattr(scoring, a.field) else 'extra.'}"
+                                   f"{a.field}.name")
+                for a in axes()}
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
@@ -218,7 +225,7 @@ class Pipeline:
                  for axis, s in scorers.items()}
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            comps = {r["id"]: {a: table[a][r["id"]]["value"] for a in AXES if r["id"] in table[a]}
+            comps = {r["id"]: {a: table[a][r["id"]]["value"] for a in table if r["id"] in table[a]}
                      for r in rows}
             done = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], comps[r["id"]])
                                        for r in rows),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm, model_identity, package_dir, resolve_model
@@ -27,6 +28,8 @@ from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
 LABELS = ("entailment", "neutral", "contradiction")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+AXIS = register_axis(Axis("fact", field="factual", default_scorer="nli-lr", label="U_fact",
+                          order=1))
 
 
 def factual_uncertainty(p_entail: float) -> float:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
 from udasa.scorers.base import Group, Scored, dist_version, register, version_of
 
 EMBEDDED = "embedded"
+AXIS = register_axis(Axis("sem", field="semantic", default_scorer="sbert", label="U_sem", order=0))
 
 
 def pairwise_cosine(emb: np.ndarray) -> np.ndarray:

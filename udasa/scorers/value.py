@@ -15,18 +15,20 @@ import os
 import numpy as np
 import torch
 
+from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm, model_identity, resolve_model
 from udasa.scorers.base import ItemScorer, Scored, dist_version, register, version_of
 from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
+AXIS = register_axis(Axis("val", field="value", default_scorer="profanity", label="U_val",
+                          order=2))
+
 
 def value_uncertainty(p_unsafe: float) -> float:
     """Eq. 4: U_val = P(unsafe | r)."""
     return float(min(1.0, max(0.0, p_unsafe)))
-
-
 @register("val", "profanity")
 class ProfanityScorer(ItemScorer):
     def __init__(self, cfg: ScorerConfig):
