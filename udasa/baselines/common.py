@@ -160,10 +160,10 @@ class TrainedBaseline:
     labeler_field: str | None = None  # where an experiment's `labeler:` goes (rlaif.labeler)
 
     def config(self, spec: Any, ctx: Any) -> BaselineConfig:
-        """Its config file (default configs/baselines/<kind>.yaml) with the policy and the
-        experiment's overrides."""
+        """Its config file (default configs/baselines/<kind>.yaml) as this method (`method:`
+        is the kind), with the policy and the experiment's overrides."""
         path = ctx.config_path(spec, f"configs/baselines/{self.kind}.yaml")
-        overrides = ctx.trained_overrides(spec, path)
+        overrides = [f"method={self.kind}", *ctx.trained_overrides(spec, path)]
         if spec.labeler and self.labeler_field:
             overrides.append(f"{self.labeler_field}={spec.labeler}")
         return load_baseline_config(path, overrides)
