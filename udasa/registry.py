@@ -38,7 +38,7 @@ BUILTIN_PACKAGES: dict[str, tuple[str, ...]] = {
     "judge": ("evals.judges.learned",),
     "task": ("evals.tasks",),
     "method": ("evals.suite", "udasa.baselines"),
-    "attack": ("attacks", "evals.tasks.robustness"),
+    "attack": ("attacks",),
 }
 PLUGIN_ENV = "UDASA_PLUGINS"
 ENTRY_POINT_GROUP = "udasa.plugins"
