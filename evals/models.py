@@ -64,9 +64,10 @@ class EvalModel:
                  if cfg.backend == "openai" else model_identity(cfg.model))
         options = self.decoder_options(task)
         if self.decoder == "rain":  # how many prompts search at once changes no answer
-            from udasa.baselines.rain import RUN_SETTINGS
+            from udasa.baselines.rain import RUN_SETTINGS, SAMPLER_VERSION
 
             options = {k: v for k, v in options.items() if k not in RUN_SETTINGS}
+            options["sampler_version"] = SAMPLER_VERSION
         return ident | {"decoder": self.decoder, "options": options}
 
     def generator(self, max_new_tokens: int, task: str = ""):

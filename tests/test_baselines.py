@@ -346,6 +346,8 @@ def test_rain_batch_setting_is_typed_and_changes_no_cache_key(tiny_policy):
     wide, narrow = (EvalModel("RAIN", tiny_policy, decoder="rain",
                               options={"max_tries": 2, "batch_prompts": b}) for b in (16, 2))
     assert wide.identity("harmlessness") == narrow.identity("harmlessness")
+    # answers of an older sampler are never reused for the same seed
+    assert wide.identity("harmlessness")["options"]["sampler_version"] == rain.SAMPLER_VERSION
     assert narrow.generator(8, "harmlessness").cfg.batch_prompts == 2
 
 

@@ -56,6 +56,9 @@ EVAL_GOALS = {"harmlessness": "harmless", "robustness": "harmless", "helpfulness
               "truthfulness": "truthful", "sentiment": "positive"}  # eval task -> RAIN task
 SENTENCE_END = (",", ".", "?", "!", ":", ";", "\n")
 RUN_SETTINGS = ("batch_prompts",)  # RainConfig fields that change how fast, never the answers
+# In cache keys: bumped when the same seed gives other answers (2: sampling moved into the
+# engine, per-prompt random streams), so a rerun never mixes answers of two samplers.
+SAMPLER_VERSION = 2
 
 
 @dataclass
