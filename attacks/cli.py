@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from udasa.errors import UdasaError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,10 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("udasa-workspace") / "attacks" / "cli")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the libraries' own progress bars and messages")
-    p.set_defaults(fn=run)
-    from udasa.cli_common import run_cli
+    args = p.parse_args(argv)
+    from udasa.cli_common import setup_logging
 
-    return run_cli(p, argv)
+    setup_logging(args.verbose)
+    try:
+        run(args)
+    except UdasaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run(args) -> None:
