@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -91,12 +92,15 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() or p.exists() else REPO / p
 
 
-def load_robustness_config(source: str | None) -> RobustnessConfig:
-    """The task config of a YAML `source` (`base:` and errors as for every config file), or
-    the defaults with `source` as the behaviours file."""
+def load_robustness_config(source: str | None, overrides: Sequence[str] = ()
+                           ) -> RobustnessConfig:
+    """The task config of a YAML `source` (`base:`, `key=value` overrides and errors as for
+    every config file), or the defaults with `source` as the behaviours file."""
     if source and Path(source).suffix.lower() in (".yaml", ".yml"):
-        return load_config_file(RobustnessConfig, _resolve(source), what="robustness config")
-    return RobustnessConfig(behaviours=source).validate()
+        return load_config_file(RobustnessConfig, _resolve(source), overrides,
+                                "robustness config")
+    return load_config_file(RobustnessConfig, None, [
+        f"behaviours={json.dumps(source)}", *overrides])
 
 
 def _slug(text: str) -> str:
