@@ -70,6 +70,7 @@ def read_config_data(path: str | Path, what: str = "config file", prepare: Prepa
     if path.is_file() and path.resolve() in _seen:
         raise FieldError("base", f"the chain loops back to {path}", _seen[-1])
     data = read_settings(path, what)
+    data = {} if data is None else data  # only comments: every field keeps its default
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level, got "
                           f"{type(data).__name__}")
@@ -81,8 +82,8 @@ def read_config_data(path: str | Path, what: str = "config file", prepare: Prepa
         raise FieldError("base", f"expected the name of a file, got {_show(base)}", path)
     try:
         inherited = read_config_data(path.parent / base, what, prepare, (*_seen, path.resolve()))
-    except FieldError as exc:
-        raise exc if exc.file else FieldError(exc.field, exc.why, path) from None
+    except FieldError:
+        raise  # a bad `base:` further up the chain, naming the file that holds it
     except ConfigError as exc:
         raise FieldError("base", str(exc), path) from None
     return merge_sections(inherited, data)
