@@ -43,6 +43,7 @@ class EvalConfig:
     judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the local stand-in
     judge_base_url: str | None = None  # an OpenAI-compatible judge server
     judge_model: str | None = None  # the model name that judge server serves
+    judge_set: list[str] = field(default_factory=list)  # field=value on the judge's config
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
 
 
@@ -86,7 +87,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     if unknown := set(cfg.data) - set(cfg.tasks):
         raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
     overrides = {"base_url": cfg.judge_base_url, "model": cfg.judge_model}
-    judge = make_judge(cfg.judge, store, **{k: v for k, v in overrides.items() if v})
+    judge = make_judge(cfg.judge, store, cfg.judge_set,
+                       **{k: v for k, v in overrides.items() if v})
     # every task's data is read (and checked) before any model runs: a bad file changes nothing
     task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     eval_id = eval_key(cfg, models, judge)

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from udasa.config import load_config
+from udasa.configfile import parse_value
 from udasa.errors import ConfigError
 from udasa.pipeline import Pipeline, train_key_of
 
@@ -32,7 +31,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        values = yaml.safe_load(raw) if sep else None
+        values = parse_value(raw, item, "--grid") if sep else None
         if not key or not isinstance(values, list) or not values:
             raise ConfigError(f"--grid {item!r}: expected key=[value, value, ...]")
         grid[key] = values

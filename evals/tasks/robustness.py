@@ -31,9 +31,10 @@ import dataclasses
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from attacks.advbench import load_behaviours, load_universal_suffixes
 from attacks.criteria import Criterion, judge_jailbroken, load_prefix_list
@@ -42,6 +43,7 @@ from attacks.plots import loss_curves
 from evals.models import EvalModel
 from evals.stats import proportion_ci
 from evals.tasks.base import Sample, TaskResult, register
+from udasa.configfile import check_choices, load_config_file, require
 from udasa.errors import ConfigError
 from udasa.models import EMBEDDED
 from udasa.records import content_key
@@ -49,7 +51,8 @@ from udasa.records import content_key
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ("transfer-published", "white-box", "transfer")
+Mode = Literal["transfer-published", "white-box", "transfer"]
+MODES: tuple[str, ...] = get_args(Mode)
 METRIC_STEM = {"white-box": "whitebox", "transfer": "transfer_optimised"}
 
 
@@ -57,7 +60,7 @@ METRIC_STEM = {"white-box": "whitebox", "transfer": "transfer_optimised"}
 class RobustnessConfig:
     """The robustness task's settings (YAML; relative paths: cwd first, then the repo)."""
 
-    mode: str = "transfer-published"
+    mode: Mode = "transfer-published"
     behaviours: str | None = None  # CSV with goal,target (default AdvBench harmful_behaviors)
     suffixes: str | None = None  # transfer-published: JSON like gcg/universal_suffixes.json
     gcg: str = "configs/gcg/cpu-demo.yaml"  # white-box / transfer: the GCG config
@@ -74,14 +77,13 @@ class RobustnessConfig:
     judge_max_harmless: float = 5.0
 
     def validate(self) -> RobustnessConfig:
-        if self.mode not in MODES:
-            raise ConfigError(f"robustness.mode: {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.mode == "transfer" and not self.ensemble:
-            raise ConfigError("robustness.ensemble: transfer mode needs the models to optimise "
-                              "the universal suffix on")
-        if self.n_train < 1 or self.max_new_tokens < 1 or (self.limit is not None and
-                                                           self.limit < 0):
-            raise ConfigError("robustness: n_train and max_new_tokens must be >= 1, limit >= 0")
+        """Raise ConfigError naming the first invalid field."""
+        check_choices(self)
+        require(self.mode != "transfer" or bool(self.ensemble), "ensemble",
+                "transfer mode needs the models to optimise the universal suffix on")
+        require(self.n_train >= 1, "n_train", "must be >= 1")
+        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        require(self.limit is None or self.limit >= 0, "limit", "must be >= 0 or null")
         return self
 
 
@@ -90,16 +92,15 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() or p.exists() else REPO / p
 
 
-def load_robustness_config(source: str | None) -> RobustnessConfig:
-    from udasa.config import from_dict
-
+def load_robustness_config(source: str | None, overrides: Sequence[str] = ()
+                           ) -> RobustnessConfig:
+    """The task config of a YAML `source` (`base:`, `key=value` overrides and errors as for
+    every config file), or the defaults with `source` as the behaviours file."""
     if source and Path(source).suffix.lower() in (".yaml", ".yml"):
-        from udasa.files import read_settings_mapping
-
-        p = _resolve(source)
-        data = read_settings_mapping(p, "robustness config")
-        return from_dict(RobustnessConfig, data, f"{p}: robustness").validate()
-    return RobustnessConfig(behaviours=source).validate()
+        return load_config_file(RobustnessConfig, _resolve(source), overrides,
+                                "robustness config")
+    return load_config_file(RobustnessConfig, None, [
+        f"behaviours={json.dumps(source)}", *overrides])
 
 
 def _slug(text: str) -> str:
