@@ -79,7 +79,8 @@ def run_config(run: dict) -> RunConfig:
 
 def load_run(store: Store, run_id: str) -> RunData:
     """The run's prompts and responses with the per-axis scores its scorers stored."""
-    from udasa.pipeline import gen_key_of
+    from udasa.keys import gen_key_of
+    from udasa.pipeline import stored_scores
 
     run = store.get_run(run_id)
     if run is None:
@@ -87,14 +88,11 @@ def load_run(store: Store, run_id: str) -> RunData:
     cfg = run_config(run)
     prompts = {p["id"]: p["text"] for p in store.run_prompts(run_id)}
     rows = store.responses(gen_key_of(cfg), list(prompts))
-    scorers = json.loads(run["manifest"] or "{}").get("scorers", {})
-    ids = [r["id"] for r in rows]
-    table = {axis: store.scores(ids, axis, s["scorer"], s["version"])
-             for axis, s in scorers.items()}
+    scores = stored_scores(store, run, [r["id"] for r in rows])
     replies: dict[str, list[Reply]] = {pid: [] for pid in prompts}
     for r in rows:
-        scores = {a: table[a][r["id"]]["value"] for a in table if r["id"] in table[a]}
-        replies[r["prompt_id"]].append(Reply(r["id"], r["sample_index"], r["text"], scores))
+        replies[r["prompt_id"]].append(Reply(r["id"], r["sample_index"], r["text"],
+                                             scores[r["id"]]))
     summary = json.loads(run["summary"] or "{}")
     return RunData(run_id, run["name"], cfg, prompts, replies, summary.get("thresholds"))
 
@@ -243,8 +241,8 @@ def _cached(key: str, make):
 def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
     """N responses from the run's generator, scored by the run's three scorers (not stored)."""
     from udasa.generators import make_generator
-    from udasa.pipeline import AXIS_FIELDS, prompt_seed
-    from udasa.scorers import make_scorer
+    from udasa.keys import prompt_seed
+    from udasa.pipeline import make_scorers
 
     prompt = prompt.strip()
     if not prompt:
@@ -255,10 +253,9 @@ def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
     with _lock:  # one generation at a time: the model is shared
         texts = generator.generate(prompt, gen_cfg.n, prompt_seed(cfg.seed, content_key(prompt)))
     scores: list[dict[str, float]] = [{} for _ in texts]
-    for axis in AXES:
-        scfg = getattr(cfg.scoring, AXIS_FIELDS[axis])
-        scorer = _cached(f"score:{axis}:" + json.dumps(dataclasses.asdict(scfg), sort_keys=True),
-                         lambda scfg=scfg, axis=axis: make_scorer(axis, scfg))
+    scorers = _cached("score:" + json.dumps(dataclasses.asdict(cfg.scoring), sort_keys=True),
+                      lambda: make_scorers(cfg.scoring))
+    for axis, scorer in scorers.items():
         with _lock:
             (scored,) = scorer.score([(prompt, texts)])
         for s, one in zip(scores, scored):
