@@ -36,14 +36,11 @@ from udasa.store import Store
 
 log = logging.getLogger(__name__)
 
-AXIS_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
-
-
 def make_scorers(scoring: ScoringConfig) -> dict[str, Scorer]:
     """docs/method.md §2: the configured scorer of each axis, in axis order."""
     from udasa.scorers import make_scorer
 
-    return {axis: make_scorer(axis, getattr(scoring, AXIS_FIELDS[axis])) for axis in AXES}
+    return {axis: make_scorer(axis, scoring.for_axis(axis)) for axis in AXES}
 
 
 def stored_scores(store: Store, run: dict, response_ids: list[str]) -> dict[str, dict[str, float]]:
@@ -171,21 +168,21 @@ class Pipeline:
         run = self.store.get_run(self.run_id)
         if not json.loads(run["manifest"]).get("scorers"):
             raise UdasaError("no scores for this run yet: run `udasa score` first")
-        comps = stored_scores(self.store, run,
-                              [r["id"] for rows in groups.values() for r in rows])
+        scores = stored_scores(self.store, run,
+                               [r["id"] for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            done = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], comps[r["id"]])
-                                       for r in rows),
-                                 self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+            fused = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], scores[r["id"]],
+                                                       r["sample_index"]) for r in rows),
+                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
             fused_rows += [{"run_id": self.run_id, "response_id": rid, "prompt_id": pid,
-                            "u": u, "weights": json.dumps(done.weights[rid]),
-                            "components": json.dumps(comps[rid])} for rid, u in done.u.items()]
+                            "u": u, "weights": json.dumps(fused.weights[rid]),
+                            "components": json.dumps(scores[rid])} for rid, u in fused.u.items()]
             pair_rows += [{"run_id": self.run_id, "prompt_id": pid,
                            "chosen_id": pair.chosen.response_id,
                            "rejected_id": pair.rejected.response_id,
                            "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
-                           "delta": pair.delta, "stage": 0} for pair in done.pairs]
+                           "delta": pair.delta, "stage": 0} for pair in fused.pairs]
         self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
         self._merge_summary({"drops": dict(drops)})
         return StepReport(done=len(pair_rows), skipped=sum(drops.values()),
