@@ -210,7 +210,7 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
         if prompt_id:
             v = inspector.view(run, cfg, prompt_id)
         elif live:
-            v = inspector.view(run, cfg, live=(live["prompt"], [inspector.Reply(**r)
+            v = inspector.view(run, cfg, live=(live["prompt"], [inspector.ScoredResponse(**r)
                                                                for r in live["replies"]]))
         else:
             return (render.empty_state("Pick a stored prompt or type a new one."),
@@ -379,12 +379,12 @@ def compare_tab() -> dict[str, Any]:
     c["sample"] = gr.Dropdown(label="Prompt", choices=[], elem_id="cmp-prompt")
     c["pair"] = gr.HTML(elem_id="cmp-pair")
     gr.Markdown("### Table 3: automatic uncertainty against human scores of the same replies")
-    c["t3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="t3-run")
-    c["t3_stats"] = gr.Markdown(elem_id="t3-stats")
+    c["table3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="table3-run")
+    c["table3_stats"] = gr.Markdown(elem_id="table3-stats")
     with gr.Row():
-        c["t3_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="t3-table",
-                                     scale=3)
-        c["t3_plot"] = gr.Plot(label="u against mean human overall", scale=2)
+        c["table3_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="table3-table",
+                                         scale=3)
+        c["table3_plot"] = gr.Plot(label="u against mean human overall", scale=2)
     gr.Markdown("#### Inter-annotator agreement")
     c["agreement"] = gr.Dataframe(interactive=False, elem_id="agreement")
     return c
@@ -446,7 +446,7 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         return render.side_by_side(prompt, [(f"{a} · score {render.num(va, 2)}", out_a),
                                             (f"{b} · score {render.num(vb, 2)}", out_b)])
 
-    def t3(run_id, request: gr.Request):
+    def show_table3(run_id, request: gr.Request):
         if state.locked(request):
             return "", None, None, None
         with state.ws.read() as store:
@@ -459,15 +459,16 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
 
     private = {"api_visibility": "private"}
     c["_load"] = (overview, None, [c["notice"], c["board"], c["charts"], c["task"],
-                                   c["t3_run"]])
+                                   c["table3_run"]])
     c["refresh"].click(*c["_load"], **private)
     c["task"].change(methods, c["task"], [c["a"], c["b"]], **private)
     for dd in (c["a"], c["b"]):
         dd.change(pair_test, [c["task"], c["a"], c["b"]], [c["test"], c["sample"], c["pair"]],
                   **private)
     c["sample"].change(show_pair, [c["task"], c["a"], c["b"], c["sample"]], c["pair"], **private)
-    c["t3_run"].change(t3, c["t3_run"], [c["t3_stats"], c["t3_table"], c["t3_plot"],
-                                         c["agreement"]], **private)
+    c["table3_run"].change(show_table3, c["table3_run"],
+                           [c["table3_stats"], c["table3_table"], c["table3_plot"],
+                            c["agreement"]], **private)
 
 
 # Export ---------------------------------------------------------------------------------------

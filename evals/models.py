@@ -17,8 +17,8 @@ from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
 from udasa.errors import UdasaError
 from udasa.generators import GenerationFailed, generate_many, make_generator
+from udasa.keys import prompt_seed
 from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
-from udasa.pipeline import prompt_seed
 from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.store import Store

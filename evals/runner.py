@@ -22,7 +22,7 @@ from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
 from evals.tasks.base import get_task
 from udasa.errors import ConfigError
-from udasa.pipeline import manifest
+from udasa.keys import package_versions
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -98,7 +98,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                                        "data": cfg.data},
         "judge": {"name": judge.config.name, "label": judge.label, "model": judge.config.model,
                   "backend": judge.config.backend},
-        "versions": manifest_versions(), "tasks": {}}
+        "versions": package_versions(), "tasks": {}}
     samples_out, board = [], []
     for task in tasks:
         samples = task_samples[task.name]
@@ -149,12 +149,6 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     results["paths"] = write_outputs(store, cfg.workspace)
     results["paths"]["results"] = str(out_dir / "results.json")
     return results
-
-
-def manifest_versions() -> dict[str, Any]:
-    from udasa.config import RunConfig
-
-    return manifest(RunConfig())["versions"]
 
 
 def model_order(eval_runs: list[dict]) -> list[str]:

@@ -215,14 +215,16 @@ method("rlcd")(_trained)
 def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     from evals.experiment import resolve_path
     from udasa.config import load_config
-    from udasa.pipeline import Pipeline, train_key_of
+    from udasa.keys import train_key_of
+    from udasa.pipeline import Pipeline
 
     path = resolve_path(ctx.exp, spec.config or "configs/cpu-demo.yaml")
     cfg = load_config(path, trained_overrides(spec, ctx, path))
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
-    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c["path"]]
+    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))
+             if c["path"]]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
     return EvalModel(spec.name, ckpts[-1]["path"], limit=spec.limit)

@@ -185,7 +185,7 @@ def test_app_inspector_live_generation_goes_through_the_engine(tiny_policy):
     from app.inspector import generate_live
     from udasa.config import load_config
     from udasa.generators import HFGenerator
-    from udasa.pipeline import prompt_seed
+    from udasa.keys import prompt_seed
     from udasa.records import content_key
 
     cfg = load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides(

@@ -19,7 +19,11 @@ from udasa.configfile import build, check_choices, load_config_file, require
 
 T = TypeVar("T")
 
+# The axes' one set of names: store rows, scorers, fusion weights and axes, U_sem/U_fact/U_val.
 AXES = ("sem", "fact", "val")
+# Only the YAML keys of the axes' scorers spell them out (`scoring.semantic`); those keys are
+# part of every run's content key, so they stay. Code reaches them by `ScoringConfig.for_axis`.
+SCORING_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
 
 
 @dataclass
@@ -73,6 +77,10 @@ class ScoringConfig:
     semantic: ScorerConfig = field(default_factory=lambda: ScorerConfig("sbert"))
     factual: ScorerConfig = field(default_factory=lambda: ScorerConfig("nli-lr"))
     value: ScorerConfig = field(default_factory=lambda: ScorerConfig("profanity"))
+
+    def for_axis(self, axis: str) -> ScorerConfig:
+        """The scorer configured for `axis` ("sem", "fact" or "val")."""
+        return getattr(self, SCORING_FIELDS[axis])
 
 
 @dataclass

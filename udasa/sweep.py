@@ -16,7 +16,8 @@ from pathlib import Path
 from udasa.config import load_config
 from udasa.configfile import parse_value
 from udasa.errors import ConfigError
-from udasa.pipeline import Pipeline, train_key_of
+from udasa.keys import train_key_of
+from udasa.pipeline import Pipeline
 
 
 @dataclass
@@ -52,7 +53,7 @@ def run_sweep(config: Path | None, workspace: Path, grid: dict[str, list],
         progress(f"[{i}/{len(combos)}] {combo}")
         pipe = Pipeline(cfg, workspace)
         pipe.run_all()
-        metrics = pipe.store.train_result(pipe.run_id, train_key_of(cfg)) or {}
+        metrics = pipe.store.train_result(pipe.run_id, train_key_of(cfg.training)) or {}
         points.append(SweepPoint(combo, pipe.run_id, metrics))
     return points
 

@@ -17,6 +17,7 @@ from typing import Literal
 from udasa.config import DataConfig, GenerationConfig, RunConfig, TrainingConfig, to_dict
 from udasa.configfile import check_choices, load_config_file
 from udasa.data import load_prompts
+from udasa.keys import SCHEDULING, train_key_of
 from udasa.records import Prompt, content_key
 from udasa.store import Store
 
@@ -71,8 +72,7 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
-    from udasa.pipeline import SCHEDULING
-
+    """The baseline's pairs are keyed by its settings up to the pairs (as `run_id_of`)."""
     data = to_dict(cfg)
     data.pop("training")
     data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
@@ -125,8 +125,7 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
 
     run_id = baseline_run_id(cfg)
     soft = soft_labels_of(cfg)
-    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True),
-                            *(["soft-labels"] if soft else []))
+    train_key = train_key_of(cfg.training, soft_labels=soft)
     trainer = CurriculumTrainer(store, run_id, train_key, cfg.training, cfg.generation.model,
                                 "disjoint", cfg.seed,
                                 workspace / "checkpoints" / run_id / train_key,
