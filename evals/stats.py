@@ -1,7 +1,7 @@
 """Statistics for the evaluation tables (docs/method.md §7): confidence intervals, paired tests, agreement.
 
 Small pure functions over plain numbers, each checking its input and calling a library
-(scipy's bootstrap and tests, scikit-learn's kappa, the `krippendorff` package); results are
+(scipy's bootstrap and tests, scikit-learn's kappa); results are
 frozen dataclasses. Nothing here drops data silently: a missing value (None or NaN) is an
 error, because the caller has to exclude failed samples itself and report how many it excluded
 (the `failures` column of the leaderboard). Randomness (the bootstrap) is seeded, so the same
@@ -11,6 +11,7 @@ inputs give the same interval.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -228,51 +229,45 @@ def _is_missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _disagreement(values: list, metric: str) -> float:
+    """Sum over ordered pairs (i != j) of delta^2(v_i, v_j), in closed form.
+
+    nominal: delta = [v_i != v_j], so the sum is m^2 - sum_c m_c^2;
+    interval: delta^2 = (v_i - v_j)^2, so the sum is 2 m sum v^2 - 2 (sum v)^2.
+    """
+    m = len(values)
+    if metric == "nominal":
+        return float(m * m - sum(c * c for c in Counter(values).values()))
+    x = np.asarray(values, dtype=float)
+    return float(2.0 * m * np.sum(x * x) - 2.0 * np.sum(x) ** 2)
+
+
 def krippendorff_alpha(ratings: Mapping[Hashable, Mapping[Hashable, object]],
                        metric: Literal["nominal", "interval"] = "nominal") -> float:
-    """Krippendorff's alpha = 1 - D_o / D_e over items rated by any subset of annotators
-    (the `krippendorff` package; Krippendorff 2011, "Computing Krippendorff's
-    Alpha-Reliability").
+    """Krippendorff's alpha = 1 - D_o / D_e over items rated by any subset of annotators.
 
     `ratings` is {item: {annotator: value}}; None/NaN values are missing. Only "pairable"
-    values count: those of items with at least two values. The distance is [c != k] (nominal,
-    any hashable labels) or (c - k)^2 (interval). NaN when D_e = 0 (every value the same: no
-    variation to be reliable about); ValueError when no item has two values.
+    values count: those of items with at least two values (n of them in all). Following
+    Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability":
+      D_o = (1/n) sum_u [ (1/(m_u - 1)) sum_{i != j in u} delta^2(v_ui, v_uj) ]
+      D_e = (1/(n (n - 1))) sum_{i != j over all n pairable values} delta^2(v_i, v_j)
+    with delta^2 = [c != k] (nominal) or (c - k)^2 (interval). NaN when D_e = 0 (every value
+    the same: no variation to be reliable about); ValueError when no item has two values.
     """
-    import krippendorff
-
     if metric not in ("nominal", "interval"):
         raise ValueError(f"krippendorff_alpha: unknown metric {metric!r} (nominal, interval)")
-    units = {item: {who: v for who, v in row.items() if not _is_missing(v)}
-             for item, row in ratings.items()}
-    units = {item: row for item, row in units.items() if len(row) >= 2}
+    units = [[v for v in row.values() if not _is_missing(v)] for row in ratings.values()]
+    units = [u for u in units if len(u) >= 2]
     if not units:
         raise ValueError("krippendorff_alpha: no item has two or more ratings")
     if metric == "interval":
-        units = {item: {who: float(_finite([v], "ratings")[0]) for who, v in row.items()}
-                 for item, row in units.items()}
-    else:  # labels as category codes: the package's nominal metric needs numbers
-        codes: dict[Hashable, int] = {}
-        units = {item: {who: codes.setdefault(v, len(codes)) for who, v in row.items()}
-                 for item, row in units.items()}
-    if len({v for row in units.values() for v in row.values()}) < 2:
+        units = [[float(_finite([v], "ratings")[0]) for v in u] for u in units]
+    n = sum(len(u) for u in units)
+    d_o = sum(_disagreement(u, metric) / (len(u) - 1) for u in units) / n
+    d_e = _disagreement([v for u in units for v in u], metric) / (n * (n - 1))
+    if d_e == 0.0:
         return math.nan
-    return float(krippendorff.alpha(reliability_data=_reliability_matrix(units),
-                                    level_of_measurement=metric))
-
-
-def _reliability_matrix(units: Mapping[Hashable, Mapping[Hashable, float]]) -> np.ndarray:
-    """{item: {annotator: number}} as the (annotators x items) array the package reads, NaN
-    where an annotator did not rate an item."""
-    coders: dict[Hashable, int] = {}
-    for row in units.values():
-        for who in row:
-            coders.setdefault(who, len(coders))
-    data = np.full((len(coders), len(units)), np.nan)
-    for j, row in enumerate(units.values()):
-        for who, v in row.items():
-            data[coders[who], j] = v
-    return data
+    return 1.0 - d_o / d_e
 
 
 def krippendorff_alpha_nominal(ratings: Mapping[Hashable, Mapping[Hashable, object]]) -> float:
