@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from evals import tasks as _tasks  # noqa: F401  (registers the tasks)
-from evals.judges.base import make_judge
+from evals.judges.base import Judge, make_judge
 from evals.leaderboard import human_means, write_leaderboard
 from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
-from evals.tasks.base import get_task
+from evals.tasks.base import Sample, Task, TaskRun, get_task, run_task
 from udasa.errors import ConfigError
 from udasa.keys import package_versions
 from udasa.records import content_key
@@ -103,52 +103,63 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     for task in tasks:
         samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
-        per_model, task_out = {}, {}
-        for model in models:
-            start = time.perf_counter()
-            mine = samples[:model.limit] if model.limit is not None else samples
-            if hasattr(task, "evaluate"):  # scores the model itself (log-likelihoods), no text
-                limit = cfg.limit if model.limit is None else min(model.limit,
-                                                                  cfg.limit or model.limit)
-                res = task.evaluate(model, store, limit, cfg.seed, cfg.data.get(task.name),
-                                    judge=judge)
-                texts = [""] * len(mine)
-            else:
-                outputs = model.generate(store, [(s.id, s.prompt) for s in mine],
-                                         task.max_new_tokens, desc=f"{task.name} / {model.name}",
-                                         task=task.name)
-                texts = [outputs[s.id] for s in mine]
-                res = task.score(mine, texts, judge, {"model": model.name})
-            per_model[model.name] = res.per_sample
-            label = res.judge or judge.label
-            task_out[model.name] = {
-                "metrics": {k: asdict(v) for k, v in res.metrics.items()},
-                "n": len(mine), "failures": res.failures, "judge": label,
-                "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
-            if res.notes:
-                progress(f"{task.name} / {model.name}: {res.notes}")
-            for k, est in res.metrics.items():
-                board.append({"model": model.name, "task": task.name, "metric": k,
-                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
-                              "n": est.n, "failures": res.failures, "judge": label})
-            for i, (s, text, row) in enumerate(zip(mine, texts, res.per_sample)):
-                samples_out.append({"model": model.name, "task": task.name, "idx": i,
-                                    "prompt": s.prompt, "output": text, "scores": row})
-        results["tasks"][task.name] = {
-            "max_new_tokens": task.max_new_tokens, "decoding": "greedy",
-            "models": task_out, "paired_tests": paired_tests(per_model)}
+        outcome = evaluate_task(task, samples, models, judge, store, cfg.data.get(task.name),
+                                progress)
+        results["tasks"][task.name] = outcome.summary
+        samples_out += outcome.samples
+        board += outcome.board
     results["judge"]["stats"] = judge.stats.as_dict()
     results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     out_dir = cfg.workspace / "evals" / eval_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        for row in samples_out:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n"
+                     for row in samples_out)
     store.add_eval_run(eval_id, results["config"], results, samples_out, board)
     results["paths"] = write_outputs(store, cfg.workspace)
     results["paths"]["results"] = str(out_dir / "results.json")
     return results
+
+
+@dataclass
+class TaskOutcome:
+    """One task on every model: its results.json entry, samples.jsonl rows, leaderboard rows."""
+
+    summary: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    board: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], judge: Judge,
+                  store: Store, source: str | None, progress=print) -> TaskOutcome:
+    """The one path for every task: its solver (built once for `source`, the task's `--data`)
+    and its scorer on each model in turn, then paired tests between the models."""
+    solver = task.solver(source)
+    per_model, task_out, out = {}, {}, TaskOutcome({})
+    for model in models:
+        start = time.perf_counter()
+        mine = samples[:model.limit] if model.limit is not None else samples
+        solution, res = run_task(task, mine, TaskRun(task.name, model, judge, store, source),
+                                 solver)
+        per_model[model.name] = res.per_sample
+        label = res.judge or judge.label
+        task_out[model.name] = {
+            "metrics": {k: asdict(v) for k, v in res.metrics.items()},
+            "n": len(mine), "failures": res.failures, "judge": label,
+            "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
+        if res.notes:
+            progress(f"{task.name} / {model.name}: {res.notes}")
+        for k, est in res.metrics.items():
+            out.board.append({"model": model.name, "task": task.name, "metric": k,
+                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
+                              "n": est.n, "failures": res.failures, "judge": label})
+        for i, (s, text, row) in enumerate(zip(mine, solution.texts, res.per_sample)):
+            out.samples.append({"model": model.name, "task": task.name, "idx": i,
+                                "prompt": s.prompt, "output": text, "scores": row})
+    out.summary = {"max_new_tokens": solver.max_new_tokens, "decoding": "greedy",
+                   "models": task_out, "paired_tests": paired_tests(per_model)}
+    return out
 
 
 def model_order(eval_runs: list[dict]) -> list[str]:

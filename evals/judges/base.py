@@ -202,7 +202,10 @@ class JudgeStats:
 
 
 class Backend(Protocol):
-    """What a judge backend provides; built with ``(config, stats)``."""
+    """What a judge backend provides; built with ``(config, stats)``. Optional: ``label(template)``
+    and ``agreements()`` (see :class:`Judge`), ``run_items`` (judges the items' fields rather
+    than rendered prompts) and ``judges_truthfulness = False`` (its verdicts on truthfulness are
+    not to be trusted)."""
 
     model_name: str  # the judge model as the cache key and the store record it
 
@@ -248,6 +251,13 @@ class Judge:
         measured agreement with human labels)."""
         label = getattr(self.backend, "label", None)
         return label(template) if callable(label) else self.config.label
+
+    @property
+    def judges_truthfulness(self) -> bool:
+        """Whether this judge can tell a true answer from a false one (its `truthful` and
+        `informative` verdicts are to be trusted); False for the small local stand-in, and tasks
+        then judge truthfulness against the dataset's reference answers."""
+        return bool(getattr(self.backend, "judges_truthfulness", True))
 
     def agreements(self) -> list[dict[str, Any]]:
         """Measured agreement with human labels of the judges used so far (learned only)."""

@@ -45,6 +45,9 @@ def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
 class HFBackend:
     """A transformers causal LM (``embedded`` = the SmolLM2 policy), loaded on first use."""
 
+    # a small local model cannot tell true from false: truthfulness uses reference answers
+    judges_truthfulness = False
+
     def __init__(self, config: JudgeConfig, stats: JudgeStats):
         self.config = config
         self.stats = stats
