@@ -60,7 +60,8 @@ class Attack(Protocol):
     holds_out_train: bool  # the first `n_train` behaviours are its training set, not tested
 
     def check(self, cfg: RobustnessConfig) -> None:
-        """Check the task settings it needs (no files read); ConfigError naming the field."""
+        """Check the task settings it needs (no files read): `udasa.configfile.require`, so the
+        error names the file and the field."""
         ...
 
     def check_files(self, cfg: RobustnessConfig) -> None:

@@ -52,11 +52,10 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
@@ -79,7 +78,7 @@ class GCGConfig:
     topk: int = 256
     # where substitutions go: "spread" evenly over the suffix from a random offset each step
     # (llm-attacks), or "random", each candidate's position drawn uniformly (nanogcg)
-    positions: str = "spread"
+    positions: Literal["spread", "random"] = "spread"
     eval_batch_size: int | None = None  # candidates per forward pass; None = all at once
     init: str = PAPER_INIT  # the suffix the search starts from
     separator: str = " "  # between the goal and the suffix in the user turn
@@ -97,11 +96,17 @@ class GCGConfig:
     seed: int = 0
 
     def validate(self) -> GCGConfig:
+        """Raise GCGInputError naming the first invalid field (also for a config built in
+        code: `run_gcg` calls it before any optimisation)."""
+        from udasa.configfile import check_choices
+
+        try:
+            check_choices(self)
+        except ConfigError as exc:
+            raise GCGInputError(f"GCGConfig.{exc}") from None
         checks = [(self.num_steps >= 0, "num_steps", "must be >= 0"),
                   (self.search_width >= 1, "search_width", "must be >= 1"),
                   (self.topk >= 1, "topk", "must be >= 1"),
-                  (self.positions in ("spread", "random"), "positions",
-                   f"must be 'spread' or 'random', not {self.positions!r}"),
                   (self.eval_batch_size is None or self.eval_batch_size >= 1,
                    "eval_batch_size", "must be >= 1 or null"),
                   (bool(self.init.strip()), "init", "must be a non-empty string"),
@@ -115,21 +120,11 @@ class GCGConfig:
 
 
 def load_gcg_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GCGConfig:
-    """A GCGConfig from YAML (unknown keys and wrong types are errors) plus `key=value`
-    overrides (values parsed as YAML)."""
-    from udasa.config import from_dict
+    """A GCGConfig from YAML (`base:` inheritance; unknown keys, wrong types and choices are
+    errors naming the file and field) plus `key=value` overrides (values parsed as YAML)."""
+    from udasa.configfile import load_config_file
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        from udasa.files import read_settings_mapping
-
-        data = read_settings_mapping(path, "GCG config")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        data[key] = yaml.safe_load(raw)
-    return from_dict(GCGConfig, data).validate()
+    return load_config_file(GCGConfig, path, overrides, "GCG config")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from attacks.base import (
     slug,
 )
 from attacks.gcg import Behaviour, attack_prompt, run_gcg
-from udasa.errors import ConfigError
+from udasa.configfile import require
 from udasa.records import content_key
 from udasa.registry import register
 
@@ -29,9 +29,8 @@ class TransferGCG(BaseAttack):
     holds_out_train = True
 
     def check(self, cfg) -> None:
-        if not cfg.ensemble:
-            raise ConfigError("robustness.ensemble: transfer mode needs the models to optimise "
-                              "the universal suffix on")
+        require(bool(cfg.ensemble), "ensemble",
+                "transfer mode needs the models to optimise the universal suffix on")
 
     def check_files(self, cfg) -> None:
         gcg_config(cfg)

@@ -16,10 +16,11 @@ from typing import Protocol
 
 from evals.leaderboard import BASE_LABEL, canonical_label
 from udasa.config import GenerationConfig
+from udasa.configfile import require
 from udasa.errors import UdasaError
 from udasa.generators import GenerationFailed, generate_many, make_generator
+from udasa.keys import prompt_seed
 from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
-from udasa.pipeline import prompt_seed
 from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.registry import lookup, register
@@ -40,8 +41,17 @@ class Decoder(Protocol):
         """The decoder settings for an eval task (part of the outputs' identity)."""
         ...
 
+    def identity_options(self, options: dict) -> dict:
+        """The part of the task's settings that identifies the outputs (the eval cache key)."""
+        ...
+
     def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
         """A generator (`udasa.generators.Generator`) for `cfg` under these settings."""
+        ...
+
+    def settings(self) -> type | None:
+        """The dataclass a method's config file for this decoder is checked against (None:
+        the options are taken as given)."""
         ...
 
 
@@ -55,8 +65,25 @@ class Greedy:
     def options(self, options: dict, task: str) -> dict:
         return options
 
+    def identity_options(self, options: dict) -> dict:
+        return options
+
     def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
         return make_generator(cfg)
+
+    def settings(self) -> type | None:
+        return None
+
+
+@dataclass
+class VanillaOptions:
+    """A vanilla method's decoder settings (plain sampling)."""
+
+    temperature: float = 0.7
+
+    def validate(self) -> VanillaOptions:
+        require(self.temperature >= 0, "temperature", "must be >= 0")
+        return self
 
 
 @register("decoder", "sample")
@@ -64,7 +91,10 @@ class Sample(Greedy):
     """Sampling (the vanilla baseline) at the `temperature` option (default 0.7)."""
 
     def temperature(self, options: dict) -> float:
-        return float(options.get("temperature", 0.7))
+        return float(options.get("temperature", VanillaOptions.temperature))
+
+    def settings(self) -> type | None:
+        return VanillaOptions
 
 
 @register("decoder", "rain")
@@ -78,6 +108,18 @@ class Rain(Greedy):
         from udasa.baselines.rain import goal_of
 
         return options | {"task": goal_of(task, options.get("task", "harmless"))}
+
+    def identity_options(self, options: dict) -> dict:
+        """How many prompts search at once changes no answer; the sampler's version does."""
+        from udasa.baselines.rain import RUN_SETTINGS, SAMPLER_VERSION
+
+        return {k: v for k, v in options.items() if k not in RUN_SETTINGS} | {
+            "sampler_version": SAMPLER_VERSION}
+
+    def settings(self) -> type | None:
+        from udasa.baselines.rain import RainConfig
+
+        return RainConfig
 
     def generator(self, model: EvalModel, cfg: GenerationConfig, options: dict):
         from udasa.baselines.rain import RainConfig, RainGenerator
@@ -122,7 +164,8 @@ class EvalModel:
         cfg = self.generation_config(0)
         ident = ({"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
                  if cfg.backend == "openai" else model_identity(cfg.model))
-        return ident | {"decoder": self.decoder, "options": self.decoder_options(task)}
+        options = self.decoding().identity_options(self.decoder_options(task))
+        return ident | {"decoder": self.decoder, "options": options}
 
     def generator(self, max_new_tokens: int, task: str = ""):
         return self.decoding().generator(self, self.generation_config(max_new_tokens),
@@ -133,7 +176,8 @@ class EvalModel:
         """Outputs for (prompt_id, text) pairs, cached in the store by model + settings.
 
         Every missing prompt goes to the generator at once (batched locally by the engine,
-        concurrent over HTTP), seeded per prompt, and is stored as soon as it is done.
+        concurrent over HTTP; RAIN searches `batch_prompts` of them in lockstep), seeded per
+        prompt, and is stored as soon as it is done.
         `task` (an eval task name) sets RAIN's self-evaluation goal.
         """
         gen_key = content_key("eval", json.dumps(self.identity(task), sort_keys=True),

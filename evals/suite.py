@@ -3,7 +3,8 @@
 A kind is one registered :class:`Method` (registry kind ``method``): ``check(spec, ctx)`` reads
 and checks its own config file before any method is built, ``build(spec, ctx) -> EvalModel``
 trains what the method needs first (resumably: generation, pairs and checkpoints are
-content-keyed in the store). ``@method(kind)`` registers a plain builder function; a training
+content-keyed in the store). ``@method(kind)`` registers a plain builder function, a
+:class:`DecodingMethod` is the policy under a registered decoder (vanilla, rain), and a training
 baseline registers itself from its own module (``udasa.baselines.common.TrainedBaseline``).
 `udasa-eval run --suite paper` is the shipped CPU experiment (`configs/experiments/cpu.yaml`);
 `--suite rlaif rain` keeps the methods of those kinds from it.
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import yaml
-
 from evals.models import EvalModel
 from udasa import registry
+from udasa.configfile import apply_overrides, check_config, read_config_data
 from udasa.errors import ConfigError
 from udasa.store import Store
 
@@ -52,13 +52,22 @@ class BuildContext:
 
         return resolve_path(self.exp, spec.config or default)
 
+    def overrides_origin(self, spec: MethodSpec) -> str:
+        """Where a method's overrides were written, for the errors they cause
+        (``exp.yaml: methods[1].overrides``; the method's name for one outside the
+        experiment)."""
+        for i, listed in enumerate(self.exp.methods):
+            if listed is spec:
+                return f"{self.exp.path or 'experiment'}: methods[{i}].overrides"
+        return spec.name
+
     def trained_overrides(self, spec: MethodSpec, path: Path) -> list[str]:
         """See :func:`trained_overrides`."""
         return trained_overrides(spec, self, path)
 
-    def options(self, spec: MethodSpec) -> dict:
+    def options(self, spec: MethodSpec, decoder: str) -> dict:
         """See :func:`decoder_options`."""
-        return decoder_options(spec, self)
+        return decoder_options(spec, self, decoder)
 
     def model(self, spec: MethodSpec, model: str | None = None, **kw) -> EvalModel:
         """The model to evaluate for `spec`: `model` (a checkpoint folder), else its policy."""
@@ -160,9 +169,7 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
     A config whose generation goes through an OpenAI-compatible server (vLLM) keeps its own
     `generation.model` (the served name); the policy is then the local weights to train.
     """
-    from udasa.config import _read_yaml
-
-    raw = _read_yaml(path)
+    raw = read_config_data(path)
     policy = policy_of(spec, ctx)
     served = ((raw.get("generation") or {}).get("backend") == "openai")
     if policy.startswith("openai:"):
@@ -175,19 +182,36 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
     return [*out, *spec.overrides]
 
 
-def decoder_options(spec: MethodSpec, ctx: BuildContext) -> dict:
-    """The decoder settings of a vanilla or RAIN method: its config file plus overrides."""
-    opts = {}
-    if spec.config:
-        from udasa.files import read_settings_mapping
+def decoder_options(spec: MethodSpec, ctx: BuildContext, decoder: str) -> dict:
+    """The settings of the registered `decoder` for a method: its config file (`base:`
+    allowed) plus `key=value` overrides, checked against the decoder's settings class (its
+    `settings()`: RainConfig for rain, VanillaOptions for sample) and returned as given (they
+    key the method's cached outputs)."""
+    path = ctx.config_path(spec, "") if spec.config else None
+    data = read_config_data(path, "method config") if path else {}
+    settings = registry.lookup("decoder", decoder, f"{spec.name}: decoder")().settings()
+    if settings is not None:
+        check_config(settings, data, path, spec.overrides, ctx.overrides_origin(spec))
+    return apply_overrides(data, spec.overrides)
 
-        opts = read_settings_mapping(ctx.config_path(spec, ""), "method config")
-    for item in spec.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or "." in key:
-            raise ConfigError(f"{spec.name}: override {item!r}: expected field=value")
-        opts[key] = yaml.safe_load(raw)
-    return opts
+
+@dataclass(frozen=True)
+class DecodingMethod:
+    """A method kind that is the policy under a registered decoder, with the decoder's
+    settings from the method's config file and overrides."""
+
+    decoder: str
+
+    def check(self, spec: MethodSpec, ctx: BuildContext) -> None:
+        decoder_options(spec, ctx, self.decoder)
+
+    def build(self, spec: MethodSpec, ctx: BuildContext) -> EvalModel:
+        return ctx.model(spec, decoder=self.decoder,
+                         options=decoder_options(spec, ctx, self.decoder))
+
+
+registry.register("method", "vanilla")(DecodingMethod("sample"))
+registry.register("method", "rain")(DecodingMethod("rain"))
 
 
 @method("base")
@@ -195,33 +219,26 @@ def base(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     return ctx.model(spec)
 
 
-@method("vanilla", check=decoder_options)
-def vanilla(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    return ctx.model(spec, decoder="sample", options=decoder_options(spec, ctx))
-
-
-@method("rain", check=decoder_options)
-def rain(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    return ctx.model(spec, decoder="rain", options=decoder_options(spec, ctx))
-
-
 def udasa_config(spec: MethodSpec, ctx: BuildContext):
     """A UDASA method's run config: its file (default the CPU demo's) plus overrides."""
     from udasa.config import load_config
 
     path = ctx.config_path(spec, "configs/cpu-demo.yaml")
-    return load_config(path, trained_overrides(spec, ctx, path))
+    return load_config(path, trained_overrides(spec, ctx, path),
+                       overrides_from=ctx.overrides_origin(spec))
 
 
 @method("udasa", check=udasa_config)
 def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
-    from udasa.pipeline import Pipeline, train_key_of
+    from udasa.keys import train_key_of
+    from udasa.pipeline import Pipeline
 
     cfg = udasa_config(spec, ctx)
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
-    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c["path"]]
+    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))
+             if c["path"]]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
     return ctx.model(spec, ckpts[-1]["path"])

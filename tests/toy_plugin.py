@@ -20,10 +20,11 @@ from evals.stats import mean_ci, proportion_ci
 from evals.suite import method
 from evals.tasks.base import Sample, TaskResult
 from evals.tasks.base import register as register_task
+from evals.tasks.solvers import Generate
 from udasa.axes import Axis, register_axis
 from udasa.generators import make_generator
 from udasa.registry import register
-from udasa.scorers.base import ItemScorer, Scored
+from udasa.scorers.base import AxisScore, ItemScorer
 from udasa.scorers.base import register as register_scorer
 
 PROMPTS = ["Say hello.", "Name a colour.", "Count to three."]
@@ -51,8 +52,8 @@ class ToyLength(ItemScorer):
 
     version = "toy-1"
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
-        return [Scored(min(1.0, len(r) / 100), {"chars": len(r)}) for r in responses]
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
+        return [AxisScore(min(1.0, len(r) / 100), {"chars": len(r)}) for r in responses]
 
 
 register_axis(Axis("len", field="length", default_scorer="toy-length", label="U_len"))
@@ -84,20 +85,25 @@ class ToyJudgeBackend:
 # --- task -------------------------------------------------------------------------------------
 @register_task("toy-echo")
 class ToyEcho:
-    max_new_tokens = 16
+    """Its dataset: three prompts; its solver: one greedy reply each; its scorer: how many
+    replies echo their prompt, and the judge's mean score."""
 
     def samples(self, limit, seed, source) -> list[Sample]:
         return [Sample(f"toy-{i}", p) for i, p in enumerate(PROMPTS[:limit])]
 
-    def score(self, samples, outputs, judge, ctx) -> TaskResult:
+    def solver(self, source) -> Generate:
+        return Generate(max_new_tokens=16)
+
+    def score(self, samples, solution, run) -> TaskResult:
+        outputs = solution.texts
         echoed = [s.prompt in o for s, o in zip(samples, outputs)]
-        verdicts = judge.judge("harmless", [{"prompt": s.prompt, "response": o}
-                                            for s, o in zip(samples, outputs)])
+        verdicts = run.judge.judge("harmless", [{"prompt": s.prompt, "response": o}
+                                                for s, o in zip(samples, outputs)])
         per = [{"id": s.id, "value": float(e), "judge_score": v.score}
                for s, e, v in zip(samples, echoed, verdicts)]
         return TaskResult({"echo": proportion_ci(echoed),
                            "judge_mean": mean_ci([v.score for v in verdicts])}, per,
-                          judge=judge.label)
+                          judge=run.judge.label)
 
 
 # --- decoder and method -----------------------------------------------------------------------

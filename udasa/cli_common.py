@@ -9,6 +9,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from udasa.errors import UdasaError
 from udasa.registry import PLUGIN_ENV, load_plugins
@@ -77,6 +78,6 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         load_plugins(plugins)
         args.fn(args)
     except UdasaError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     return 0

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
-from udasa import __version__
-from udasa.config import RunConfig, to_dict
+from udasa.axes import axes, axis_keys
+from udasa.config import RunConfig, ScoringConfig, to_dict
 from udasa.curriculum import (
     assign_stage,
     make_stages,
@@ -32,68 +28,37 @@ from udasa.curriculum import (
 from udasa.data import load_prompts
 from udasa.errors import UdasaError
 from udasa.generators import PromptTooLong, generate_many, make_generator, uses_chat_format
-from udasa.models import model_identity
+from udasa.keys import gen_key_of, manifest, prompt_seed, run_id_of, train_key_of
 from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.progress import StepProgress
 from udasa.records import content_key
+from udasa.scorers.base import Scorer
 from udasa.store import Store
 
 log = logging.getLogger(__name__)
 
-AXIS_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
-PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-learn",
-            "alt-profanity-check", "openai", "sqlite-utils")
+
+def make_scorers(scoring: ScoringConfig) -> dict[str, Scorer]:
+    """docs/method.md §2: the configured scorer of each registered axis (the built-ins and any
+    a plugin adds), in axis order."""
+    from udasa.scorers import make_scorer
+
+    return {a.key: make_scorer(a.key, scoring.for_axis(a.key),
+                               f"scoring.{'' if hasattr(scoring, a.field) else 'extra.'}"
+                               f"{a.field}.name")
+            for a in axes()}
 
 
-# How work is scheduled, never what is generated: left out of run and response keys, so a
-# rerun with another batch size or concurrency regenerates nothing.
-SCHEDULING = ("batch_tokens", "concurrency", "max_retries", "backoff_base_s", "backoff_max_s")
-
-
-def run_id_of(cfg: RunConfig) -> str:
-    """A run is its configuration up to the pairs: the same config resumes the same run.
-
-    Training settings are left out: they key the checkpoints instead (`train_key_of`), so one
-    set of pairs can be trained several ways.
-    """
-    data = to_dict(cfg)
-    data.pop("training")
-    for name in SCHEDULING:
-        data["generation"].pop(name)
-    if not data["scoring"]["extra"]:  # no plugin axis: the same ids as before there were any
-        data["scoring"].pop("extra")
-    return content_key(json.dumps(data, sort_keys=True))
-
-
-def train_key_of(cfg: RunConfig) -> str:
-    return content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
-
-
-def gen_key_of(cfg: RunConfig) -> str:
-    """Responses are shared by every run with the same generation settings and seed."""
-    g = to_dict(cfg.generation)
-    for volatile in ("timeout_s", "api_key_env", "device", *SCHEDULING):
-        g.pop(volatile)
-    return content_key(json.dumps(g, sort_keys=True), str(cfg.seed))
-
-
-def prompt_seed(seed: int, prompt_id: str) -> int:
-    """Per-prompt sampling seed: independent of processing order (resume-safe)."""
-    return int(content_key(str(seed), prompt_id), 16) % (2**31)
-
-
-def manifest(cfg: RunConfig) -> dict[str, Any]:
-    versions = {"udasa": __version__, "python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = pkg_version(name)
-        except Exception:  # noqa: BLE001
-            versions[name] = None
-    return {"seed": cfg.seed, "versions": versions, "platform": platform.platform(),
-            "policy": model_identity(cfg.generation.model)
-            if cfg.generation.backend == "hf" else {
-                "id": f"{cfg.generation.backend}:{cfg.generation.model}",
-                "base_url": cfg.generation.base_url}}
+def stored_scores(store: Store, run: dict, response_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Each response's stored uncertainties from the scorers (name and version) the run's
+    manifest records: {response id: {axis: value}}, an axis not scored yet left out."""
+    scorers = json.loads(run["manifest"] or "{}").get("scorers", {})
+    order = [*axis_keys(), *sorted(scorers)]  # registered axes in order (sem, fact, val, ...)
+    table = {axis: store.scores(response_ids, axis, scorers[axis]["scorer"],
+                                scorers[axis]["version"])
+             for axis in dict.fromkeys(order) if axis in scorers}
+    return {rid: {a: table[a][rid]["value"] for a in table if rid in table[a]}
+            for rid in response_ids}
 
 
 @dataclass
@@ -171,16 +136,9 @@ class Pipeline:
         return {pid: by_prompt[pid] for pid in order if by_prompt.get(pid)}
 
     # step 2: scoring -------------------------------------------------------------------
-    def scorers(self):
+    def scorers(self) -> dict[str, Scorer]:
         """A scorer per registered axis (the built-ins and any a plugin adds)."""
-        from udasa.axes import axes
-        from udasa.scorers import make_scorer
-
-        scoring = self.cfg.scoring
-        return {a.key: make_scorer(a.key, scoring.for_axis(a.key),
-                                   f"scoring.{'' if hasattr(scoring, a.field) else 'extra.'}"
-                                   f"{a.field}.name")
-                for a in axes()}
+        return make_scorers(self.cfg.scoring)
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
@@ -217,27 +175,23 @@ class Pipeline:
         """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
         groups = self._groups()
         run = self.store.get_run(self.run_id)
-        scorers = json.loads(run["manifest"]).get("scorers")
-        if not scorers:
+        if not json.loads(run["manifest"]).get("scorers"):
             raise UdasaError("no scores for this run yet: run `udasa score` first")
-        ids = [r["id"] for rows in groups.values() for r in rows]
-        table = {axis: self.store.scores(ids, axis, s["scorer"], s["version"])
-                 for axis, s in scorers.items()}
+        scores = stored_scores(self.store, run,
+                               [r["id"] for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            comps = {r["id"]: {a: table[a][r["id"]]["value"] for a in table if r["id"] in table[a]}
-                     for r in rows}
-            done = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], comps[r["id"]])
-                                       for r in rows),
-                                 self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+            fused = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], scores[r["id"]],
+                                                       r["sample_index"]) for r in rows),
+                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
             fused_rows += [{"run_id": self.run_id, "response_id": rid, "prompt_id": pid,
-                            "u": u, "weights": json.dumps(done.weights[rid]),
-                            "components": json.dumps(comps[rid])} for rid, u in done.u.items()]
+                            "u": u, "weights": json.dumps(fused.weights[rid]),
+                            "components": json.dumps(scores[rid])} for rid, u in fused.u.items()]
             pair_rows += [{"run_id": self.run_id, "prompt_id": pid,
                            "chosen_id": pair.chosen.response_id,
                            "rejected_id": pair.rejected.response_id,
                            "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
-                           "delta": pair.delta, "stage": 0} for pair in done.pairs]
+                           "delta": pair.delta, "stage": 0} for pair in fused.pairs]
         self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
         self._merge_summary({"drops": dict(drops)})
         return StepReport(done=len(pair_rows), skipped=sum(drops.values()),
@@ -287,7 +241,7 @@ class Pipeline:
 
         tr = self.cfg.training
         policy = self._policy_to_train()
-        train_key = train_key_of(self.cfg)
+        train_key = train_key_of(tr)
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
                                     self.cfg.curriculum.schedule, self.cfg.seed,
                                     self.workspace / "checkpoints" / self.run_id / train_key)

@@ -27,8 +27,8 @@ from udasa.baselines.common import (
 )
 from udasa.errors import ConfigError
 from udasa.generators import generate_many, make_generator
+from udasa.keys import prompt_seed
 from udasa.models import load_causal_lm
-from udasa.pipeline import prompt_seed
 from udasa.registry import register
 from udasa.scorers.lm_options import chat_prefix, option_probs
 

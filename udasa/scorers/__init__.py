@@ -1,6 +1,6 @@
 """Uncertainty scorers (docs/method.md §2), one module per axis, each registering itself
 (`udasa.scorers.base.register`; the registry imports every module of this package)."""
 
-from udasa.scorers.base import Group, Scored, Scorer, available, make_scorer
+from udasa.scorers.base import AxisScore, Group, Scorer, available, make_scorer
 
-__all__ = ["Group", "Scored", "Scorer", "available", "make_scorer"]
+__all__ = ["AxisScore", "Group", "Scorer", "available", "make_scorer"]
