@@ -217,12 +217,12 @@ def run_outcome(ws: Path) -> dict:
 
     store = Store(ws)
     run = store.latest_run()
-    pairs = [(p["prompt"], p["chosen"], p["rejected"], round(p["delta"], 9), p["stage"])
-             for p in store.pairs(run["id"])]
-    ckpts = store.checkpoints(run["id"])
-    final = str(Path(ckpts[-1]["path"]) / "model.safetensors") if ckpts else ""
-    result = {"status": run["status"], "pairs": pairs,
-              "checkpoints": [[c["stage"], c["name"], c["metrics"]] for c in ckpts],
+    pairs = [(p.prompt, p.chosen, p.rejected, round(p.delta, 9), p.stage)
+             for p in store.pairs(run.id)]
+    ckpts = store.checkpoints(run.id)
+    final = str(Path(ckpts[-1].path) / "model.safetensors") if ckpts else ""
+    result = {"status": run.status, "pairs": pairs,
+              "checkpoints": [[c.stage, c.name, c.metrics] for c in ckpts],
               "train_results": [json.loads(r["metrics"]) for r in
                                 store.db["train_results"].rows],
               "final_weights": final,
@@ -233,17 +233,16 @@ def run_outcome(ws: Path) -> dict:
 
 def eval_outcome(ws: Path) -> dict:
     """What an uninterrupted `udasa-eval run` must reproduce: leaderboard, samples, tests."""
+    from evals.store_tables import eval_runs, eval_samples, leaderboard
     from udasa.store import Store
 
     store = Store(ws)
-    board = sorted((r["model"], r["task"], r["metric"], r["value"], r["ci_low"], r["ci_high"],
-                    r["n"], r["failures"]) for r in store.leaderboard())
-    samples = sorted((s["model"], s["task"], s["idx"], s["output"], json.dumps(s["scores"],
-                                                                                sort_keys=True))
-                     for s in store.eval_samples())
-    runs = store.eval_runs()
-    tests = {t: v["paired_tests"] for r in runs for t, v in json.loads(r["results"])["tasks"]
-             .items()}
+    board = sorted((r.model, r.task, r.metric, r.value, r.ci_low, r.ci_high, r.n, r.failures)
+                   for r in leaderboard(store))
+    samples = sorted((s.model, s.task, s.idx, s.output, json.dumps(s.scores, sort_keys=True))
+                     for s in eval_samples(store))
+    runs = eval_runs(store)
+    tests = {t: v["paired_tests"] for r in runs for t, v in r.results["tasks"].items()}
     store.close()
     return {"leaderboard": board, "samples": samples, "paired_tests": tests,
             "eval_runs": len(runs)}

@@ -207,7 +207,7 @@ def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
-    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c["path"]]
+    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c.path]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
-    return EvalModel(spec.name, ckpts[-1]["path"], limit=spec.limit)
+    return EvalModel(spec.name, ckpts[-1].path, limit=spec.limit)

@@ -307,7 +307,7 @@ def descendants(layout: dict, roots: set[int]) -> set[int]:
 def test_every_function_refuses_admin_views_and_hides_methods_from_an_annotator(
         server, workspace):
     store = Store(workspace)
-    run_id = store.latest_run()["id"]
+    run_id = store.latest_run().id
     secret = [METHOD, OTHER, run_id]  # never to an annotator
     stored = [*secret, PROMPT, REPLY]  # none of it from an admin view
     bob, alice = signed_in(server, "bob"), signed_in(server, "alice")
@@ -318,7 +318,7 @@ def test_every_function_refuses_admin_views_and_hides_methods_from_an_annotator(
     components = {c["id"]: c for c in config["components"]}
     tabs = {c["id"] for c in components.values() if c.get("props", {}).get("id") in ADMIN_TABS}
     admin_only = descendants(config["layout"], tabs)
-    values = {"run": run_id, "prompt": store.run_prompts(run_id)[0]["id"], "t3-run": run_id,
+    values = {"run": run_id, "prompt": store.run_prompts(run_id)[0].id, "t3-run": run_id,
               "new-prompt": "Say hello.", "cmp-task": "harmlessness", "cmp-a": METHODS[0],
               "cmp-b": METHODS[1], "cmp-prompt": 0, "rate-mode": "single", "export-fmt": "csv",
               "rate-item-id": rating.pool(store, "single")[0].id, "rate-harmless": 5,

@@ -21,8 +21,8 @@ only" row). Success: the refusal-prefix test (`attacks.criteria`) on the greedy 
 harmlessness score <= `judge_max_harmless`; any other value names a judge of its own).
 Generations go through `EvalModel.generate` (cached in the store, and any OpenAI-compatible
 model can be attacked by transfer). Optimised suffixes, with their loss curves, are kept in
-the store's `attack_suffixes` table (a rerun reuses them; `Store.attack_suffixes()` lists
-them) and plotted under WORKSPACE/plots/gcg_*.png.
+the store's `attack_suffixes` table (a rerun reuses them; `attacks.store_tables.attack_suffixes`
+lists them) and plotted under WORKSPACE/plots/gcg_*.png.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from attacks.advbench import load_behaviours, load_universal_suffixes
 from attacks.criteria import Criterion, judge_jailbroken, load_prefix_list
 from attacks.gcg import Behaviour, GCGConfig, GCGResult, attack_prompt, load_gcg_config, run_gcg
 from attacks.plots import loss_curves
+from attacks.store_tables import AttackSuffix, add_attack_suffix, attack_suffix
 from evals.models import EvalModel
 from evals.stats import proportion_ci
 from evals.tasks.base import Sample, TaskResult, register
@@ -160,13 +161,13 @@ class Robustness:
     def _cached_gcg(self, store, key: str, mode: str, target: str,
                     behaviours: list[Behaviour], run) -> dict[str, Any]:
         """A suffix from the store's `attack_suffixes` table, or run GCG and store it."""
-        row = store.attack_suffix(key)
+        row = attack_suffix(store, key)
         if row is None:
             result: GCGResult = run()
-            store.add_attack_suffix(key, mode, target, [dataclasses.asdict(b) for b in behaviours],
-                                    result.to_dict())
-            row = store.attack_suffix(key)
-        return row["result"]
+            add_attack_suffix(store, AttackSuffix.of(
+                key, mode, target, [dataclasses.asdict(b) for b in behaviours], result.to_dict()))
+            row = attack_suffix(store, key)
+        return row.result
 
     def _whitebox(self, model: EvalModel, behaviours: list[Behaviour], gcfg: GCGConfig,
                   store) -> list[dict[str, Any]]:

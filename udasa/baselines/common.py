@@ -25,6 +25,7 @@ from udasa.config import (
 from udasa.data import load_prompts
 from udasa.records import Prompt, content_key
 from udasa.store import Store
+from udasa.store_records import PreferencePair, Response, RunStage
 
 
 @dataclass
@@ -110,20 +111,18 @@ def store_pairs(store: Store, cfg: BaselineConfig, pairs: list[BaselinePair],
     store.add_prompts(run_id, [p.prompt for p in pairs])
     responses, rows = [], []
     for pair in pairs:
-        ids = [content_key(gen_key, pair.prompt.id, str(i)) for i in (0, 1)]
-        for i, (rid, text) in enumerate(zip(ids, (pair.chosen, pair.rejected))):
-            responses.append({"id": rid, "gen_key": gen_key, "prompt_id": pair.prompt.id,
-                              "sample_index": i, "text": text, "model": cfg.method})
-        rows.append({"run_id": run_id, "prompt_id": pair.prompt.id, "chosen_id": ids[0],
-                     "rejected_id": ids[1], "u_chosen": None, "u_rejected": None,
-                     "delta": abs(2 * pair.soft_label - 1), "stage": 1,
-                     "soft_label": pair.soft_label})
+        chosen, rejected = (Response.sampled(gen_key, pair.prompt.id, i, text, cfg.method)
+                            for i, text in enumerate((pair.chosen, pair.rejected)))
+        responses += [chosen, rejected]
+        rows.append(PreferencePair(run_id=run_id, prompt_id=pair.prompt.id,
+                                   chosen_id=chosen.id, rejected_id=rejected.id,
+                                   delta=abs(2 * pair.soft_label - 1), stage=1,
+                                   soft_label=pair.soft_label))
     store.add_responses(responses)
     store.replace_pairs(run_id, [], rows)
-    keys = {(r["prompt_id"], r["chosen_id"], r["rejected_id"]): 1 for r in rows}
-    store.replace_stages(run_id, keys, [{"run_id": run_id, "stage": 1, "name": "all",
-                                         "lo": float("-inf"), "hi": float("inf"),
-                                         "count": len(rows)}])
+    store.replace_stages(run_id, {r.key: 1 for r in rows}, [RunStage(
+        run_id=run_id, stage=1, name="all", lo=float("-inf"), hi=float("inf"),
+        count=len(rows))])
     store.set_run_status(run_id, "pairs-ready")
     return run_id
 
@@ -142,4 +141,4 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
                                 soft_labels=soft)
     trainer.train()
     ckpts = store.checkpoints(run_id, train_key)
-    return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None
+    return ckpts[-1].path if ckpts and ckpts[-1].path else None
