@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from udasa.store import Store, now
+from udasa.store import Store, now, where_equal
 from udasa.store_schema import Record, Schema, Table, bool_field, declare, json_field
 
 
@@ -58,6 +58,5 @@ def add_attack_suffix(store: Store, suffix: AttackSuffix) -> None:
 
 def attack_suffixes(store: Store, mode: str | None = None) -> list[AttackSuffix]:
     """Every stored suffix (of one mode), oldest first."""
-    where, args = ("mode = ?", [mode]) if mode else (None, [])
-    return store.ensure(ATTACKS).select(AttackSuffix, "attack_suffixes", where, args,
+    return store.ensure(ATTACKS).select(AttackSuffix, "attack_suffixes", *where_equal(mode=mode),
                                         order_by="created_at, rowid")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from udasa.store import Store, now
+from udasa.store import Store, now, where_equal
 from udasa.store_schema import Record, Schema, Table, bool_field, declare, json_field
 
 
@@ -130,8 +130,7 @@ def leaderboard(store: Store) -> list[LeaderboardRow]:
 
 
 def eval_samples(store: Store, eval_id: str | None = None) -> list[EvalSample]:
-    where, args = ("eval_id = ?", [eval_id]) if eval_id else (None, [])
-    return store.ensure(EVALS).select(EvalSample, "eval_samples", where, args,
+    return store.ensure(EVALS).select(EvalSample, "eval_samples", *where_equal(eval_id=eval_id),
                                       order_by="task, idx")
 
 
@@ -149,7 +148,6 @@ def add_rating(store: Store, rating: Rating) -> None:
 
 def ratings(store: Store, annotator: str | None = None) -> list[Rating]:
     """Every rating (of one annotator), oldest first."""
-    where, args = ("annotator = ?", [annotator]) if annotator else (None, [])
-    return store.ensure(EVALS).select(Rating, "human_ratings", where, args,
+    return store.ensure(EVALS).select(Rating, "human_ratings", *where_equal(annotator=annotator),
                                       order_by="created_at")
 

@@ -63,9 +63,10 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def stamped(record: Any) -> Any:
-    """`record` with `created_at` set to now where it is empty."""
-    return record if record.created_at else replace(record, created_at=now())
+def where_equal(**columns: Any) -> tuple[str | None, list[Any]]:
+    """A `where` clause and its arguments matching the columns given a value (empty: any)."""
+    given = {c: v for c, v in columns.items() if v}
+    return " and ".join(f"{c} = ?" for c in given) or None, list(given.values())
 
 
 class Store:
@@ -169,7 +170,8 @@ class Store:
     # responses -------------------------------------------------------------------------
     def add_responses(self, responses: list[Response]) -> None:
         """Store replies (one transaction); a reply already stored under its id is kept."""
-        self.insert("responses", [stamped(r) for r in responses])
+        self.insert("responses", [r if r.created_at else replace(r, created_at=now())
+                                  for r in responses])
 
     def responses(self, gen_key: str, prompt_ids: list[str] | None = None) -> list[Response]:
         rows = self.select(Response, "responses", "gen_key = ?", [gen_key],
@@ -295,9 +297,8 @@ class Store:
     def checkpoints(self, run_id: str | None = None,
                     train_key: str | None = None) -> list[Checkpoint]:
         """Stage checkpoints (all, or of one run and training configuration), in stage order."""
-        clauses = [(c, v) for c, v in (("run_id = ?", run_id), ("train_key = ?", train_key)) if v]
-        where = " and ".join(c for c, _ in clauses) or None
-        return self.select(Checkpoint, "checkpoints", where, [v for _, v in clauses],
+        where, args = where_equal(run_id=run_id, train_key=train_key)
+        return self.select(Checkpoint, "checkpoints", where, args,
                            order_by="run_id, train_key, stage")
 
     def set_train_result(self, run_id: str, train_key: str, metrics: dict) -> None:
