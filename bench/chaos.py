@@ -191,9 +191,13 @@ def integrity(db: Path) -> str:
 
 
 def counts(db: Path) -> dict[str, int]:
+    """Rows per counted table; 0 for the tables of a package that never opened this store
+    (a `udasa run` workspace holds no evaluation tables until `udasa-eval` opens it)."""
     with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
-                for t in COUNTED_TABLES}
+        present = {name for (name,) in conn.execute(
+            "select name from sqlite_master where type = 'table'")}
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] if t in present
+                else 0 for t in COUNTED_TABLES}
 
 
 def close(a, b) -> bool:
@@ -214,6 +218,7 @@ def close(a, b) -> bool:
 def run_outcome(ws: Path) -> dict:
     """What an uninterrupted `udasa run` must reproduce: pairs, checkpoint metrics, weights."""
     from udasa.store import Store
+    from udasa.store_records import TrainResult
 
     store = Store(ws)
     run = store.latest_run()
@@ -223,8 +228,7 @@ def run_outcome(ws: Path) -> dict:
     final = str(Path(ckpts[-1].path) / "model.safetensors") if ckpts else ""
     result = {"status": run.status, "pairs": pairs,
               "checkpoints": [[c.stage, c.name, c.metrics] for c in ckpts],
-              "train_results": [json.loads(r["metrics"]) for r in
-                                store.db["train_results"].rows],
+              "train_results": [r.metrics for r in store.select(TrainResult, "train_results")],
               "final_weights": final,
               "partial_dirs": sorted(str(p.name) for p in ws.rglob("*.partial"))}
     store.close()
