@@ -142,10 +142,14 @@ def open_options(page, elem_id: str) -> list[str]:
 
 
 def pick_next(page, elem_id: str) -> None:
+    """Click the option after the selected one (ArrowDown + Enter picked the same option again
+    in about half the runs, and the test then timed out waiting for the next prompt)."""
     page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]").first.wait_for()
-    page.keyboard.press("ArrowDown")
-    page.keyboard.press("Enter")
+    options = page.locator(f"#{elem_id} [role=option]")
+    options.first.wait_for()
+    selected = [options.nth(i).get_attribute("aria-selected") == "true"
+                for i in range(options.count())]
+    options.nth(selected.index(True) + 1 if True in selected else 0).click()
     page.locator(f"#{elem_id} input").blur()
 
 
