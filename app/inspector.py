@@ -13,7 +13,7 @@ import dataclasses
 import json
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +34,19 @@ from udasa.store import Store
 from udasa.store_records import Run
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One response with its stored per-axis uncertainties (empty when not scored)."""
-
-    response_id: str
-    index: int
-    text: str
-    scores: dict[str, float] = field(default_factory=dict)
-
-
 @dataclass
 class RunData:
     run_id: str
     name: str
     cfg: RunConfig
     prompts: dict[str, str]  # prompt id -> text, in run order
-    replies: dict[str, list[Reply]]  # prompt id -> its responses
+    replies: dict[str, list[ScoredResponse]]  # prompt id -> its responses
     thresholds: list[float] | None = None  # what `udasa stages` resolved, when it ran
 
 
 @dataclass
-class Fused:
-    """A run (or one prompt) re-fused under some settings."""
+class RunFusion:
+    """A run (or one prompt) fused again under some settings, from its stored scores."""
 
     u: dict[str, float]
     weights: dict[str, dict[str, float]]
@@ -80,7 +70,8 @@ def run_config(run: Run) -> RunConfig:
 
 def load_run(store: Store, run_id: str) -> RunData:
     """The run's prompts and responses with the per-axis scores its scorers stored."""
-    from udasa.pipeline import gen_key_of
+    from udasa.keys import gen_key_of
+    from udasa.pipeline import stored_scores
 
     run = store.get_run(run_id)
     if run is None:
@@ -88,14 +79,10 @@ def load_run(store: Store, run_id: str) -> RunData:
     cfg = run_config(run)
     prompts = {p.id: p.text for p in store.run_prompts(run_id)}
     rows = store.responses(gen_key_of(cfg), list(prompts))
-    scorers = run.manifest.get("scorers", {})
-    ids = [r.id for r in rows]
-    table = {axis: store.scores(ids, axis, s["scorer"], s["version"])
-             for axis, s in scorers.items()}
-    replies: dict[str, list[Reply]] = {pid: [] for pid in prompts}
+    scores = stored_scores(store, run, [r.id for r in rows])
+    replies: dict[str, list[ScoredResponse]] = {pid: [] for pid in prompts}
     for r in rows:
-        scores = {a: table[a][r.id].value for a in table if r.id in table[a]}
-        replies[r.prompt_id].append(Reply(r.id, r.sample_index, r.text, scores))
+        replies[r.prompt_id].append(ScoredResponse(r.id, r.text, scores[r.id], r.sample_index))
     return RunData(run_id, run.name, cfg, prompts, replies, run.summary.get("thresholds"))
 
 
@@ -110,16 +97,15 @@ def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str,
     return dataclasses.replace(cfg, fusion=fusion, curriculum=curriculum).validate()
 
 
-def refuse(replies: dict[str, list[Reply]], cfg: RunConfig) -> Fused:
+def fuse_again(replies: dict[str, list[ScoredResponse]], cfg: RunConfig) -> RunFusion:
     """Eq. 5-7 over stored scores: u and weights per reply, then the pairs of each prompt."""
-    out = Fused({}, {}, {}, {})
+    out = RunFusion({}, {}, {}, {})
     for pid, rs in replies.items():
-        done = fuse_and_pair(pid, (ScoredResponse(r.response_id, r.text, r.scores) for r in rs),
-                             cfg.fusion, cfg.pairs.rejected, cfg.seed,
-                             out.drops.setdefault(pid, Counter()))
-        out.u |= done.u
-        out.weights |= done.weights
-        out.pairs[pid] = done.pairs
+        fused = fuse_and_pair(pid, rs, cfg.fusion, cfg.pairs.rejected, cfg.seed,
+                              out.drops.setdefault(pid, Counter()))
+        out.u |= fused.u
+        out.weights |= fused.weights
+        out.pairs[pid] = fused.pairs
     return out
 
 
@@ -144,17 +130,17 @@ class View:
 
 
 def view(run: RunData, cfg: RunConfig, prompt_id: str | None = None,
-         live: tuple[str, list[Reply]] | None = None) -> View:
+         live: tuple[str, list[ScoredResponse]] | None = None) -> View:
     """One stored prompt (`prompt_id`) or a live one (`live` = (text, replies)) of `run`.
 
     Thresholds come from the whole run's deltas under `cfg` (quantile mode moves them), so a
     live prompt's pair is staged as it would be among the run's pairs.
     """
-    fused = refuse(run.replies, cfg)
+    fused = fuse_again(run.replies, cfg)
     thresholds, stages = stages_for(fused.deltas, cfg.curriculum)
     if live is not None:
         prompt, replies = live
-        one, key = refuse({"live": replies}, cfg), "live"
+        one, key = fuse_again({"live": replies}, cfg), "live"
     elif prompt_id in run.prompts:
         prompt, replies = run.prompts[prompt_id], run.replies[prompt_id]
         one, key = fused, prompt_id
@@ -240,11 +226,11 @@ def _cached(key: str, make):
         return _models[key]
 
 
-def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
+def generate_live(cfg: RunConfig, prompt: str) -> list[ScoredResponse]:
     """N responses from the run's generator, scored by the run's three scorers (not stored)."""
     from udasa.generators import make_generator
-    from udasa.pipeline import AXIS_FIELDS, prompt_seed
-    from udasa.scorers import make_scorer
+    from udasa.keys import prompt_seed
+    from udasa.pipeline import make_scorers
 
     prompt = prompt.strip()
     if not prompt:
@@ -255,13 +241,12 @@ def generate_live(cfg: RunConfig, prompt: str) -> list[Reply]:
     with _lock:  # one generation at a time: the model is shared
         texts = generator.generate(prompt, gen_cfg.n, prompt_seed(cfg.seed, content_key(prompt)))
     scores: list[dict[str, float]] = [{} for _ in texts]
-    for axis in AXES:
-        scfg = getattr(cfg.scoring, AXIS_FIELDS[axis])
-        scorer = _cached(f"score:{axis}:" + json.dumps(dataclasses.asdict(scfg), sort_keys=True),
-                         lambda scfg=scfg, axis=axis: make_scorer(axis, scfg))
+    scorers = _cached("score:" + json.dumps(dataclasses.asdict(cfg.scoring), sort_keys=True),
+                      lambda: make_scorers(cfg.scoring))
+    for axis, scorer in scorers.items():
         with _lock:
             (scored,) = scorer.score([(prompt, texts)])
         for s, one in zip(scores, scored):
             s[axis] = one.value
-    return [Reply(content_key("live", prompt, str(i), t), i, t, s)
+    return [ScoredResponse(content_key("live", prompt, str(i), t), t, s, i)
             for i, (t, s) in enumerate(zip(texts, scores))]

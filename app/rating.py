@@ -53,7 +53,7 @@ def single_items(store: Store) -> list[Item]:
     """Every stored run response and evaluation output, once each (by id)."""
     from app.inspector import run_config
     from evals.models import label_aliases
-    from udasa.pipeline import gen_key_of
+    from udasa.keys import gen_key_of
 
     aliases = label_aliases(store)  # a reply is labelled by the method its model was run as
     items: dict[str, Item] = {}

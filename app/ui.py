@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE_HINT = ("udasa run --workspace DIR", "udasa-eval run --workspace DIR")
 SCORES = list(range(1, 11))
+EMPTY_VIEW = ("", "", None, None)  # the Inspector's view outputs after its status line
 
 
 class AppState:
@@ -167,12 +168,8 @@ def _controls(cfg) -> list[Any]:
             ", ".join(f"{t:g}" for t in cur.thresholds)]
 
 
-def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
-    controls = [c[k] for k in ("method", "temperature", "w_sem", "w_fact", "w_val", "axes",
-                               "mode", "thresholds")]
-    view_out = [c["status"], c["summary"], c["cards"], c["axes_plot"], c["hist"]]
-    empty_view = ("", "", None, None)
-
+def _inspector_runs(state: AppState) -> Callable:
+    """Inspector: the run dropdown's choices (admins only)."""
     def runs(request: gr.Request):
         if lock := state.locked(request):
             return gr.update(choices=[], value=None), lock
@@ -184,9 +181,13 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
                 return gr.update(choices=[], value=None), render.empty_state(
                     "No runs in this store yet.", "Make one with:", PIPELINE_HINT[:1])
             return gr.update(choices=choices, value=choices[0][1]), ""
+    return runs
 
+
+def _inspector_pick_run(state: AppState, n_controls: int) -> Callable:
+    """Inspector: a run's prompts and its fusion and curriculum settings."""
     def pick_run(run_id, request: gr.Request):
-        nothing = [gr.update(choices=[], value=None), *[gr.update() for _ in controls]]
+        nothing = [gr.update(choices=[], value=None), *[gr.update()] * n_controls]
         with state.ws.read() as store:
             if (state.locked(request) or store is None or not run_id
                     or store.get_run(run_id) is None):
@@ -195,17 +196,21 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
         prompts = [(short(text), pid) for pid, text in run.prompts.items()]
         first = prompts[0][1] if prompts else None
         return [gr.update(choices=prompts, value=first), *_controls(run.cfg)]
+    return pick_run
 
-    @guarded(*empty_view)
+
+def _inspector_show(state: AppState) -> Callable:
+    """Inspector: one prompt's replies, per-axis and fused u, under the chosen settings."""
+    @guarded(*EMPTY_VIEW)
     def show(run_id, prompt_id, live, method, temperature, w_sem, w_fact, w_val, axes, mode,
              thresholds, request: gr.Request):
         if lock := state.locked(request):
-            return (lock, *empty_view)
+            return (lock, *EMPTY_VIEW)
         if not run_id:
-            return (state.no_store() if not state.ws.exists() else "", *empty_view)
+            return (state.no_store() if not state.ws.exists() else "", *EMPTY_VIEW)
         with state.ws.read() as store:
             if store is None:
-                return (state.no_store(), *empty_view)
+                return (state.no_store(), *EMPTY_VIEW)
             run = inspector.load_run(store, run_id)
         cfg = inspector.settings(run.cfg, method, temperature,
                                  {"sem": w_sem, "fact": w_fact, "val": w_val}, axes or [], mode,
@@ -213,11 +218,11 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
         if prompt_id:
             v = inspector.view(run, cfg, prompt_id)
         elif live:
-            v = inspector.view(run, cfg, live=(live["prompt"], [inspector.Reply(**r)
+            v = inspector.view(run, cfg, live=(live["prompt"], [inspector.ScoredResponse(**r)
                                                                for r in live["replies"]]))
         else:
             return (render.empty_state("Pick a stored prompt or type a new one."),
-                    *empty_view)
+                    *EMPTY_VIEW)
         if not any(card["scores"] for card in v.cards):
             note = render.empty_state("These responses have no scores yet.",
                                       "Score them with:", ["udasa score --workspace DIR"])
@@ -228,7 +233,11 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
                                                                     v.rejected)
         return (note, inspector.summary_markdown(v, cfg), cards, inspector.axes_figure(v),
                 str(hist) if hist else None)
+    return show
 
+
+def _inspector_generate(state: AppState) -> Callable:
+    """Inspector: a new prompt answered live by the run's model and scorers."""
     def generate(run_id, text, request: gr.Request):
         if state.locked(request):
             raise gr.Error("the inspector is for admins")
@@ -244,7 +253,18 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
             raise gr.Error(str(exc)) from None
         live = {"prompt": text.strip(), "replies": [dataclasses.asdict(r) for r in replies]}
         return live, gr.update(value=None)
+    return generate
 
+
+def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
+    controls = [c[k] for k in ("method", "temperature", "w_sem", "w_fact", "w_val", "axes",
+                               "mode", "thresholds")]
+    view_out = [c["status"], c["summary"], c["cards"], c["axes_plot"], c["hist"]]
+
+    runs = _inspector_runs(state)
+    pick_run = _inspector_pick_run(state, len(controls))
+    show = _inspector_show(state)
+    generate = _inspector_generate(state)
     view_in = [c["run"], c["prompt"], c["live"], *controls]
     common = {"api_visibility": "private", "concurrency_id": "inspector-view",
               "concurrency_limit": 1, "show_progress": "minimal"}
@@ -289,7 +309,8 @@ def rate_tab() -> dict[str, Any]:
     return c
 
 
-def bind_rate(state: AppState, c: dict[str, Any]) -> None:
+def _rate_next_item(state: AppState) -> Callable:
+    """Rate: the signed-in annotator's next item and progress."""
     def next_item(mode, skipped, request: gr.Request):
         blank = [None, None, None, None]
         single = mode != "pair"
@@ -325,7 +346,11 @@ def bind_rate(state: AppState, c: dict[str, Any]) -> None:
         else:
             body = render.side_by_side(item.prompt, [("Reply", item.response)])
         return ["", progress, body, item.id, *groups, *blank]
+    return next_item
 
+
+def _rate_submit(state: AppState) -> Callable:
+    """Rate: store one rating by the signed-in annotator."""
     def submit(item_id, harmless, helpful, overall, preference, request: gr.Request):
         """Rate one item as the signed-in annotator (scores 1-10, or preference A/B/tie)."""
         name = state.user(request)
@@ -346,7 +371,12 @@ def bind_rate(state: AppState, c: dict[str, Any]) -> None:
         except UdasaError as exc:
             raise gr.Error(str(exc)) from None
         return f"Saved ({time.strftime('%H:%M:%S')}): rating {row.id}."
+    return submit
 
+
+def bind_rate(state: AppState, c: dict[str, Any]) -> None:
+    next_item = _rate_next_item(state)
+    submit = _rate_submit(state)
     def skip(item_id, skipped):
         return [s for s in skipped if s != item_id] + ([item_id] if item_id else [])
 
@@ -382,18 +412,19 @@ def compare_tab() -> dict[str, Any]:
     c["sample"] = gr.Dropdown(label="Prompt", choices=[], elem_id="cmp-prompt")
     c["pair"] = gr.HTML(elem_id="cmp-pair")
     gr.Markdown("### Table 3: automatic uncertainty against human scores of the same replies")
-    c["t3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="t3-run")
-    c["t3_stats"] = gr.Markdown(elem_id="t3-stats")
+    c["table3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="table3-run")
+    c["table3_stats"] = gr.Markdown(elem_id="table3-stats")
     with gr.Row():
-        c["t3_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="t3-table",
-                                     scale=3)
-        c["t3_plot"] = gr.Plot(label="u against mean human overall", scale=2)
+        c["table3_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="table3-table",
+                                         scale=3)
+        c["table3_plot"] = gr.Plot(label="u against mean human overall", scale=2)
     gr.Markdown("#### Inter-annotator agreement")
     c["agreement"] = gr.Dataframe(interactive=False, elem_id="agreement")
     return c
 
 
-def bind_compare(state: AppState, c: dict[str, Any]) -> None:
+def _compare_overview(state: AppState) -> Callable:
+    """Compare: the leaderboard, its charts and the task and run choices."""
     def overview(request: gr.Request):
         nothing = [gr.update(value=None, visible=False), gr.update(value=[], visible=False),
                    gr.update(choices=[], value=None), gr.update(choices=[], value=None)]
@@ -415,14 +446,11 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
                 gr.update(value=charts, visible=bool(charts)),
                 gr.update(choices=labelled(list(tasks)), value=task),
                 gr.update(choices=runs, value=runs[0][1] if runs else None)]
+    return overview
 
-    def methods(task, request: gr.Request):
-        with state.ws.read() as store:
-            names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
-                     if store is not None and task and not state.locked(request) else [])
-        return (gr.update(choices=labelled(names), value=names[0] if names else None),
-                gr.update(choices=labelled(names), value=names[1] if len(names) > 1 else None))
 
+def _compare_pair_test(state: AppState) -> Callable:
+    """Compare: the paired test of two methods on one task."""
     @guarded(gr.update(choices=[], value=None), "")
     def pair_test(task, a, b, request: gr.Request):
         if not (task and a and b) or state.locked(request):
@@ -434,7 +462,11 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         labels = [(short(p), i) for i, p in enumerate(cmp.prompts)]
         return (f"<div class='udasa-prompt'>{render.esc(compare.comparison_text(cmp))}</div>",
                 gr.update(choices=labels, value=0 if labels else None), "")
+    return pair_test
 
+
+def _compare_show_pair(state: AppState) -> Callable:
+    """Compare: two methods' replies to one prompt side by side."""
     def show_pair(task, a, b, index, request: gr.Request):
         if not (task and a and b) or index is None or state.locked(request):
             return ""
@@ -448,8 +480,21 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         (out_a, out_b), (va, vb) = cmp.outputs[prompt], cmp.values[prompt]
         return render.side_by_side(prompt, [(f"{a} · score {render.num(va, 2)}", out_a),
                                             (f"{b} · score {render.num(vb, 2)}", out_b)])
+    return show_pair
 
-    def t3(run_id, request: gr.Request):
+
+def bind_compare(state: AppState, c: dict[str, Any]) -> None:
+    overview = _compare_overview(state)
+    def methods(task, request: gr.Request):
+        with state.ws.read() as store:
+            names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
+                     if store is not None and task and not state.locked(request) else [])
+        return (gr.update(choices=labelled(names), value=names[0] if names else None),
+                gr.update(choices=labelled(names), value=names[1] if len(names) > 1 else None))
+
+    pair_test = _compare_pair_test(state)
+    show_pair = _compare_show_pair(state)
+    def show_table3(run_id, request: gr.Request):
         if state.locked(request):
             return "", None, None, None
         with state.ws.read() as store:
@@ -462,15 +507,16 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
 
     private = {"api_visibility": "private"}
     c["_load"] = (overview, None, [c["notice"], c["board"], c["charts"], c["task"],
-                                   c["t3_run"]])
+                                   c["table3_run"]])
     c["refresh"].click(*c["_load"], **private)
     c["task"].change(methods, c["task"], [c["a"], c["b"]], **private)
     for dd in (c["a"], c["b"]):
         dd.change(pair_test, [c["task"], c["a"], c["b"]], [c["test"], c["sample"], c["pair"]],
                   **private)
     c["sample"].change(show_pair, [c["task"], c["a"], c["b"], c["sample"]], c["pair"], **private)
-    c["t3_run"].change(t3, c["t3_run"], [c["t3_stats"], c["t3_table"], c["t3_plot"],
-                                         c["agreement"]], **private)
+    c["table3_run"].change(show_table3, c["table3_run"],
+                           [c["table3_stats"], c["table3_table"], c["table3_plot"],
+                            c["agreement"]], **private)
 
 
 # Export ---------------------------------------------------------------------------------------

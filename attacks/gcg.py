@@ -52,11 +52,10 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
@@ -79,7 +78,7 @@ class GCGConfig:
     topk: int = 256
     # where substitutions go: "spread" evenly over the suffix from a random offset each step
     # (llm-attacks), or "random", each candidate's position drawn uniformly (nanogcg)
-    positions: str = "spread"
+    positions: Literal["spread", "random"] = "spread"
     eval_batch_size: int | None = None  # candidates per forward pass; None = all at once
     init: str = PAPER_INIT  # the suffix the search starts from
     separator: str = " "  # between the goal and the suffix in the user turn
@@ -97,11 +96,17 @@ class GCGConfig:
     seed: int = 0
 
     def validate(self) -> GCGConfig:
+        """Raise GCGInputError naming the first invalid field (also for a config built in
+        code: `run_gcg` calls it before any optimisation)."""
+        from udasa.configfile import check_choices
+
+        try:
+            check_choices(self)
+        except ConfigError as exc:
+            raise GCGInputError(f"GCGConfig.{exc}") from None
         checks = [(self.num_steps >= 0, "num_steps", "must be >= 0"),
                   (self.search_width >= 1, "search_width", "must be >= 1"),
                   (self.topk >= 1, "topk", "must be >= 1"),
-                  (self.positions in ("spread", "random"), "positions",
-                   f"must be 'spread' or 'random', not {self.positions!r}"),
                   (self.eval_batch_size is None or self.eval_batch_size >= 1,
                    "eval_batch_size", "must be >= 1 or null"),
                   (bool(self.init.strip()), "init", "must be a non-empty string"),
@@ -115,21 +120,11 @@ class GCGConfig:
 
 
 def load_gcg_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GCGConfig:
-    """A GCGConfig from YAML (unknown keys and wrong types are errors) plus `key=value`
-    overrides (values parsed as YAML)."""
-    from udasa.config import from_dict
+    """A GCGConfig from YAML (`base:` inheritance; unknown keys, wrong types and choices are
+    errors naming the file and field) plus `key=value` overrides (values parsed as YAML)."""
+    from udasa.configfile import load_config_file
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        from udasa.files import read_settings_mapping
-
-        data = read_settings_mapping(path, "GCG config")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        data[key] = yaml.safe_load(raw)
-    return from_dict(GCGConfig, data).validate()
+    return load_config_file(GCGConfig, path, overrides, "GCG config")
 
 
 @dataclass(frozen=True)
@@ -575,28 +570,67 @@ def run_gcg(models_and_tokenizers, behaviours, config: GCGConfig | None = None, 
 def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
               allowed: torch.Tensor, init_ids: list[int], criterion, progress: bool,
               started: float) -> GCGResult:
-    n_models, n_goals = len(targets), len(targets[0])
-    k_goals = 1 if cfg.progressive_goals else n_goals
-    k_models = 1 if cfg.progressive_models else n_models
-    generator = torch.Generator().manual_seed(cfg.seed)
-    disallowed = ~allowed
+    search = _Search(cfg, targets, tok, vocab, allowed, criterion)
+    search.begin(torch.tensor(init_ids, dtype=torch.long))
+    bar = tqdm(total=cfg.num_steps, desc="GCG", unit="step", disable=not progress,
+               leave=False)
+    for step in range(1, cfg.num_steps + 1):
+        t0 = time.perf_counter()
+        finished = search.step(step)
+        search.times.append(time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{search.cur_loss:.3f}", goals=search.k_goals,
+                        models=search.k_models)
+        if finished and cfg.early_stop:
+            search.events.append({"step": step, "event": "early_stop"})
+            break
+    bar.close()
+    return search.result(started)
 
-    def active() -> list[_Target]:
-        return [tg for row in targets[:k_models] for tg in row[:k_goals]]
 
-    def evaluate(cands: torch.Tensor, pairs: list[_Target]) -> tuple[torch.Tensor, torch.Tensor]:
-        total, hit = torch.zeros(cands.shape[0]), torch.ones(cands.shape[0], dtype=torch.bool)
+class _Search:
+    """The state of one GCG optimisation: the current and best suffix, the goals and models
+    in play (progressive), and the per-step records."""
+
+    def __init__(self, cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
+                 allowed: torch.Tensor, criterion) -> None:
+        self.cfg, self.targets, self.tok, self.vocab = cfg, targets, tok, vocab
+        self.criterion, self.disallowed = criterion, ~allowed
+        self.n_models, self.n_goals = len(targets), len(targets[0])
+        self.k_goals = 1 if cfg.progressive_goals else self.n_goals
+        self.k_models = 1 if cfg.progressive_models else self.n_models
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.losses: list[float] = []
+        self.times: list[float] = []
+        self.n_cands: list[int] = []
+        self.events: list[dict[str, Any]] = []
+
+    def active(self) -> list[_Target]:
+        return [tg for row in self.targets[:self.k_models] for tg in row[:self.k_goals]]
+
+    def begin(self, ids: torch.Tensor) -> None:
+        self.ids = ids
+        self.cur_loss = self.init_loss = float(self.evaluate(ids[None], self.active())[0][0])
+        self.best_ids, self.best_loss = ids.clone(), self.cur_loss
+
+    def evaluate(self, cands: torch.Tensor, pairs: list[_Target]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        total = torch.zeros(cands.shape[0])
+        hit = torch.ones(cands.shape[0], dtype=torch.bool)
         for tg in pairs:
-            loss, h = tg.losses(cands, cfg.eval_batch_size)
+            loss, h = tg.losses(cands, self.cfg.eval_batch_size)
             total += loss
             hit &= h
         return total / len(pairs), hit
 
-    def valid(cands: torch.Tensor, pairs: list[_Target]) -> torch.Tensor:
-        texts = tok.batch_decode(cands.tolist(), skip_special_tokens=False,
-                                 clean_up_tokenization_spaces=False)
-        ok = torch.tensor([t.startswith(cfg.separator) and not t[-1:].isspace()
-                           for t in texts], dtype=torch.bool)
+    def valid(self, cands: torch.Tensor, pairs: list[_Target]) -> torch.Tensor:
+        """Candidates whose text starts with the separator, does not end in a space and
+        re-tokenises to the same ids inside every distinct prompt."""
+        sep = self.cfg.separator
+        texts = self.tok.batch_decode(cands.tolist(), skip_special_tokens=False,
+                                      clean_up_tokenization_spaces=False)
+        ok = torch.tensor([t.startswith(sep) and not t[-1:].isspace() for t in texts],
+                          dtype=torch.bool)
         rows = cands.tolist()
         seen: set[tuple[str, str]] = set()
         for tg in pairs:
@@ -611,92 +645,88 @@ def _optimise(cfg: GCGConfig, targets: list[list[_Target]], tok, vocab: int,
                 ok[i] = list(e) == tg.before_ids + rows[i] + tg.after_ids
         return ok
 
-    def test(ids: list[int], pairs: list[_Target]) -> list[dict[str, Any]]:
-        texts = generate_batched(pairs, ids, criterion.max_new_tokens)
+    def test(self, ids: list[int], pairs: list[_Target]) -> list[dict[str, Any]]:
+        texts = generate_batched(pairs, ids, self.criterion.max_new_tokens)
         return [{"goal": tg.behaviour.goal, "behaviour_id": tg.behaviour.id,
-                 "model": tg.model_index, "output": text, "jailbroken": criterion.jailbroken(text)}
+                 "model": tg.model_index, "output": text,
+                 "jailbroken": self.criterion.jailbroken(text)}
                 for tg, text in zip(pairs, texts, strict=True)]
 
-    ids = torch.tensor(init_ids, dtype=torch.long)
-    cur_loss = float(evaluate(ids[None], active())[0][0])
-    init_loss = cur_loss
-    best_ids, best_loss = ids.clone(), cur_loss
-    losses: list[float] = []
-    times: list[float] = []
-    n_cands: list[int] = []
-    events: list[dict[str, Any]] = []
-    bar = tqdm(total=cfg.num_steps, desc="GCG", unit="step", disable=not progress,
-               leave=False)
-    for step in range(1, cfg.num_steps + 1):
-        t0 = time.perf_counter()
-        pairs = active()
-        grad = torch.zeros(ids.shape[0], vocab)
-        for j in range(k_models):
-            per_model = sum((_normalise(tg.token_grad(ids, vocab)) for tg in pairs
+    def candidates(self, pairs: list[_Target]) -> torch.Tensor:
+        """Top-k substitutions from the summed, per-model normalised token gradients."""
+        grad = torch.zeros(self.ids.shape[0], self.vocab)
+        for j in range(self.k_models):
+            per_model = sum((_normalise(tg.token_grad(self.ids, self.vocab)) for tg in pairs
                              if tg.model_index == j), torch.zeros_like(grad))
             grad += _normalise(per_model)
-        grad[:, disallowed] = math.inf
-        cands = sample_candidates(ids, grad, cfg.search_width, cfg.topk, generator,
-                                  cfg.positions)
-        if cfg.filter_retokenization:
-            cands = cands[valid(cands, pairs)]
-        n_cands.append(int(cands.shape[0]))
-        if cands.shape[0] == 0:
-            events.append({"step": step, "event": "no_valid_candidates"})
-            losses.append(cur_loss)
-            times.append(time.perf_counter() - t0)
-            bar.update(1)
-            continue
-        loss, hit = evaluate(cands, pairs)
-        i = int(loss.argmin())
-        ids, cur_loss = cands[i].clone(), float(loss[i])
-        losses.append(cur_loss)
-        if cur_loss < best_loss:
-            best_ids, best_loss = ids.clone(), cur_loss
-        finished = False
-        if bool(hit[i]) or (cfg.test_every and step % cfg.test_every == 0):
-            rows = test(ids.tolist(), pairs)
-            ok = all(r["jailbroken"] for r in rows)
-            events.append({"step": step, "event": "test", "target_reached": bool(hit[i]),
-                           "loss": cur_loss, "success": ok,
-                           "jailbroken": [r["jailbroken"] for r in rows]})
-            if ok:
-                best_ids, best_loss = ids.clone(), cur_loss  # the suffix that passed the test
-                if k_goals < n_goals:
-                    k_goals += 1
-                    best_loss = math.inf  # a new set of pairs: best is tracked afresh
-                    events.append({"step": step, "event": "add_goal", "n_goals": k_goals})
-                elif k_models < n_models:
-                    k_models += 1
-                    best_loss = math.inf
-                    events.append({"step": step, "event": "add_model", "n_models": k_models})
-                else:
-                    finished = True
-        times.append(time.perf_counter() - t0)
-        bar.update(1)
-        bar.set_postfix(loss=f"{cur_loss:.3f}", goals=k_goals, models=k_models)
-        if finished and cfg.early_stop:
-            events.append({"step": step, "event": "early_stop"})
-            break
-    bar.close()
+        grad[:, self.disallowed] = math.inf
+        cands = sample_candidates(self.ids, grad, self.cfg.search_width, self.cfg.topk,
+                                  self.generator, self.cfg.positions)
+        if self.cfg.filter_retokenization:
+            cands = cands[self.valid(cands, pairs)]
+        return cands
 
-    everything = [tg for row in targets for tg in row]
-    final_ids = best_ids.tolist()
-    final = test(final_ids, everything)
-    for row, tg in zip(final, everything):
-        loss_one, hit_one = tg.losses(best_ids[None], None)
-        row |= {"loss": float(loss_one[0]), "target_reached": bool(hit_one[0])}
-    text = _decode(tok, final_ids)
-    suffix = text.removeprefix(cfg.separator)
-    if math.isinf(best_loss):  # stopped right after adding a goal or model
-        best_loss = float(evaluate(best_ids[None], active())[0][0])
-    return GCGResult(
-        suffix=suffix, suffix_ids=final_ids, best_loss=best_loss, losses=losses,
-        steps=len(losses), success=all(r["jailbroken"] for r in final),
-        wall_time_s=time.perf_counter() - started, init_loss=init_loss,
-        separator=cfg.separator, step_times_s=times, n_candidates=n_cands, n_goals=k_goals,
-        n_models=k_models, events=events, final=final, criterion=criterion.describe(),
-        config=asdict(cfg))
+    def step(self, step: int) -> bool:
+        """One GCG step; True once every goal on every model is jailbroken."""
+        pairs = self.active()
+        cands = self.candidates(pairs)
+        self.n_cands.append(int(cands.shape[0]))
+        if cands.shape[0] == 0:
+            self.events.append({"step": step, "event": "no_valid_candidates"})
+            self.losses.append(self.cur_loss)
+            return False
+        loss, hit = self.evaluate(cands, pairs)
+        i = int(loss.argmin())
+        self.ids, self.cur_loss = cands[i].clone(), float(loss[i])
+        self.losses.append(self.cur_loss)
+        if self.cur_loss < self.best_loss:
+            self.best_ids, self.best_loss = self.ids.clone(), self.cur_loss
+        if bool(hit[i]) or (self.cfg.test_every and step % self.cfg.test_every == 0):
+            return self.check(step, pairs, bool(hit[i]))
+        return False
+
+    def check(self, step: int, pairs: list[_Target], target_reached: bool) -> bool:
+        """Test the current suffix by generation; on success widen the goals or models in
+        play (progressive), or report that everything is jailbroken."""
+        rows = self.test(self.ids.tolist(), pairs)
+        ok = all(r["jailbroken"] for r in rows)
+        self.events.append({"step": step, "event": "test", "target_reached": target_reached,
+                            "loss": self.cur_loss, "success": ok,
+                            "jailbroken": [r["jailbroken"] for r in rows]})
+        if not ok:
+            return False
+        self.best_ids, self.best_loss = self.ids.clone(), self.cur_loss  # the suffix that passed
+        if self.k_goals < self.n_goals:
+            self.k_goals += 1
+            self.best_loss = math.inf  # a new set of pairs: best is tracked afresh
+            self.events.append({"step": step, "event": "add_goal", "n_goals": self.k_goals})
+        elif self.k_models < self.n_models:
+            self.k_models += 1
+            self.best_loss = math.inf
+            self.events.append({"step": step, "event": "add_model", "n_models": self.k_models})
+        else:
+            return True
+        return False
+
+    def result(self, started: float) -> GCGResult:
+        """The best suffix tested on every goal and model, with the run's records."""
+        everything = [tg for row in self.targets for tg in row]
+        final_ids = self.best_ids.tolist()
+        final = self.test(final_ids, everything)
+        for row, tg in zip(final, everything):
+            loss_one, hit_one = tg.losses(self.best_ids[None], None)
+            row |= {"loss": float(loss_one[0]), "target_reached": bool(hit_one[0])}
+        suffix = _decode(self.tok, final_ids).removeprefix(self.cfg.separator)
+        if math.isinf(self.best_loss):  # stopped right after adding a goal or model
+            self.best_loss = float(self.evaluate(self.best_ids[None], self.active())[0][0])
+        return GCGResult(
+            suffix=suffix, suffix_ids=final_ids, best_loss=self.best_loss,
+            losses=self.losses, steps=len(self.losses),
+            success=all(r["jailbroken"] for r in final),
+            wall_time_s=time.perf_counter() - started, init_loss=self.init_loss,
+            separator=self.cfg.separator, step_times_s=self.times, n_candidates=self.n_cands,
+            n_goals=self.k_goals, n_models=self.k_models, events=self.events, final=final,
+            criterion=self.criterion.describe(), config=asdict(self.cfg))
 
 
 def candidate_losses(model, tokenizer, behaviour: Behaviour | tuple[str, str],

@@ -333,10 +333,20 @@ def trial(kind: str, setup: Setup, step: str, delay: float, root: Path, ref: dic
 
 def plan(kind: str, trials: int, clean: dict[str, float], rng: random.Random) -> list[tuple]:
     """(step, delay) per trial: steps in turn, the delay uniform over the step's clean span."""
-    steps = [s for s in (RUN_STEPS if kind == "run" else sorted(clean, key=_eval_order(clean)))
-             if s in clean]
+    steps = ([s for s in RUN_STEPS if s in clean] if kind == "run" else _eval_steps(clean))
     return [(steps[i % len(steps)], rng.uniform(0.0, clean[steps[i % len(steps)]]))
             for i in range(trials)]
+
+
+def _eval_steps(clean: dict[str, float]) -> list[str]:
+    """The evaluation's steps taken in turn by kind (generate, judge, write), each kind's
+    calls in an order that spreads the first few kills over early and late calls."""
+    groups: dict[str, list[str]] = {}
+    for label in sorted(clean, key=_eval_order(clean)):
+        groups.setdefault(label.partition("#")[0], []).append(label)
+    spread = {g: labels[::3] + labels[1::3] + labels[2::3] for g, labels in groups.items()}
+    longest = max(len(v) for v in spread.values())
+    return [spread[g][i] for i in range(longest) for g in spread if i < len(spread[g])]
 
 
 def _eval_order(clean: dict[str, float]):

@@ -39,6 +39,7 @@ def _experiment(args):
         task.data = data.get(task.name, task.data)
     exp.judge = args.judge or exp.judge
     exp.judge_base_url = args.judge_base_url or exp.judge_base_url
+    exp.judge_set = [*exp.judge_set, *args.judge_set]
     return check_experiment(exp)
 
 
@@ -60,7 +61,8 @@ def cmd_run(args) -> None:
     cfg = EvalConfig(workspace=args.workspace, models=_models(args),
                      tasks=args.tasks or task_names(),
                      limit=args.limit if args.limit is not None else 50, seed=args.seed,
-                     judge=args.judge, judge_base_url=args.judge_base_url, data=_data(args))
+                     judge=args.judge, judge_base_url=args.judge_base_url,
+                     judge_set=args.judge_set, data=_data(args))
     print_results(run_eval(cfg, progress=console.print))
 
 
@@ -105,7 +107,7 @@ def cmd_validate(args) -> None:
 
     store = Store(args.workspace)
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
-    judge = make_judge(args.judge, store, **overrides)
+    judge = make_judge(args.judge, store, args.judge_set, **overrides)
     rows, corr = validate(judge, store, args.limit, args.seed)
     path = write_report(rows, corr, judge.label, args.workspace / "judge_validation")
     console.print(path.read_text())
@@ -150,11 +152,17 @@ def cmd_premise(args) -> None:
         raise ConfigError(f"--run: {what} in {args.workspace}")
     run = runs[0]
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
-    judge = make_judge(args.judge, store, **overrides)
+    judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:
         result = run_premise(store, run.id, judge, template)
         console.print(premise_markdown(result), markup=False)
         console.print(f"written to {write_premise(result, args.workspace)}")
+
+
+def _judge_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the judge's config, e.g. --judge-set "
+                             "max_retries=2 (repeatable; YAML values)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", type=Path, default=None,
                      help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
                           "judge; builds what is missing, evaluates, writes tables.md")
-    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                     help="override a top-level field of the experiment file")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field of the experiment file, e.g. --set seed=1 or "
+                          "--set tasks.0.limit=5 (repeatable; YAML values)")
     run.add_argument("--suite", nargs="+", default=None,
                      help="`paper`: the shipped CPU experiment (configs/experiments/cpu.yaml: "
                           "base vanilla rlaif rlcd rain udasa), or the methods of those kinds")
@@ -182,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--base-url", default=None, help="for openai:<model> models")
     run.add_argument("--concurrency", type=int, default=8,
                      help="requests in flight at once for openai:<model> models")
+    _judge_set(run)
     run.add_argument("--judge-base-url", default=None,
                      help="an OpenAI-compatible server for the judge (vLLM, llama.cpp, ...)")
     run.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
@@ -192,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
     val = sub.add_parser("validate-judge", help="a judge's agreement with human labels")
     val.add_argument("--judge", default=None, help="default: the default judge (see run)")
+    _judge_set(val)
     val.add_argument("--judge-base-url", default=None)
     val.add_argument("--limit", type=int, default=200,
                      help="items per check for judges asked through their interface")
@@ -216,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--run", default=None, help="a run id (default: the latest run)")
     pre.add_argument("--templates", nargs="+", default=["harmless", "helpful"])
     pre.add_argument("--judge", default=None)
+    _judge_set(pre)
     pre.add_argument("--judge-base-url", default=None)
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")

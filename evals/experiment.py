@@ -9,14 +9,12 @@ rlcd, udasa) with its policy model, its own config file and `key.sub=value` over
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from udasa.config import _read_yaml, from_dict
+from udasa.configfile import load_config_file
 from udasa.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,25 +54,18 @@ class ExperimentConfig:
     judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the offline default
     judge_base_url: str | None = None  # an OpenAI-compatible judge server (vLLM, ...)
     judge_model: str | None = None  # the model that server serves
+    judge_set: list[str] = field(default_factory=list)  # field=value on the judge's config
     premise: list[str] = field(default_factory=lambda: ["harmless", "helpful"])
     methods: list[MethodSpec] = field(default_factory=list)
     tasks: list[TaskSpec] = field(default_factory=list)
     path: str = ""  # where it was read from (set by the loader)
 
 
-def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read and check an experiment file; `--set` overrides address top-level fields."""
-    p = Path(path)
-    data = _read_yaml(p)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or "." in key:
-            raise ConfigError(f"--set {item!r}: expected a top-level field=value")
-        data[key] = yaml.safe_load(raw)
-    exp = from_dict(ExperimentConfig, data, str(p))
-    exp.path = str(p)
+def load_experiment(path: str | Path, overrides: Sequence[str] | None = None) -> ExperimentConfig:
+    """Read and check an experiment file (`base:` inheritance; `--set key.sub=value`
+    overrides, a number indexing a list: `tasks.0.limit=5`)."""
+    exp = load_config_file(ExperimentConfig, path, overrides or (), "experiment file")
+    exp.path = str(path)
     return check_experiment(exp)
 
 
@@ -134,13 +125,13 @@ def run_experiment(exp: ExperimentConfig, workspace: Path,
         data = {task.name: str(resolve_path(exp, task.data))} if task.data else {}
         cfg = EvalConfig(workspace, listed, [task.name], limit=task.limit, seed=exp.seed,
                          judge=exp.judge, judge_base_url=exp.judge_base_url,
-                         judge_model=exp.judge_model, data=data)
+                         judge_model=exp.judge_model, judge_set=exp.judge_set, data=data)
         results.append(run_eval(cfg, progress=progress))
     premises = []
     if exp.premise and ctx.runs:
         from evals.judges.base import make_judge
 
-        judge = make_judge(exp.judge, ctx.store, **judge_overrides(exp))
+        judge = make_judge(exp.judge, ctx.store, exp.judge_set, **judge_overrides(exp))
         for name, run_id in ctx.runs.items():
             for template in exp.premise:
                 result = run_premise(ctx.store, run_id, judge, template) | {"method": name}

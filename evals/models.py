@@ -18,8 +18,8 @@ from evals.store_tables import eval_runs
 from udasa.config import GenerationConfig
 from udasa.errors import UdasaError
 from udasa.generators import GenerationFailed, generate_many, make_generator
+from udasa.keys import prompt_seed
 from udasa.models import EMBEDDED, EMBEDDED_POLICY_ID, model_identity
-from udasa.pipeline import prompt_seed
 from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.store import Store
@@ -64,7 +64,13 @@ class EvalModel:
         cfg = self.generation_config(0)
         ident = ({"id": f"openai:{cfg.model}", "base_url": cfg.base_url}
                  if cfg.backend == "openai" else model_identity(cfg.model))
-        return ident | {"decoder": self.decoder, "options": self.decoder_options(task)}
+        options = self.decoder_options(task)
+        if self.decoder == "rain":  # how many prompts search at once changes no answer
+            from udasa.baselines.rain import RUN_SETTINGS, SAMPLER_VERSION
+
+            options = {k: v for k, v in options.items() if k not in RUN_SETTINGS}
+            options["sampler_version"] = SAMPLER_VERSION
+        return ident | {"decoder": self.decoder, "options": options}
 
     def generator(self, max_new_tokens: int, task: str = ""):
         if self.decoder == "rain":
@@ -81,7 +87,8 @@ class EvalModel:
         """Outputs for (prompt_id, text) pairs, cached in the store by model + settings.
 
         Every missing prompt goes to the generator at once (batched locally by the engine,
-        concurrent over HTTP), seeded per prompt, and is stored as soon as it is done.
+        concurrent over HTTP; RAIN searches `batch_prompts` of them in lockstep), seeded per
+        prompt, and is stored as soon as it is done.
         `task` (an eval task name) sets RAIN's self-evaluation goal.
         """
         gen_key = content_key("eval", json.dumps(self.identity(task), sort_keys=True),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import tasks as _tasks  # noqa: F401  (registers the tasks)
-from evals.judges.base import make_judge
+from evals.judges.base import Judge, make_judge
 from evals.leaderboard import human_means, write_leaderboard
 from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
@@ -29,9 +29,9 @@ from evals.store_tables import (
     leaderboard,
     ratings,
 )
-from evals.tasks.base import get_task
+from evals.tasks.base import Sample, Task, TaskRun, get_task, run_task
 from udasa.errors import ConfigError
-from udasa.pipeline import manifest
+from udasa.keys import package_versions
 from udasa.records import content_key
 from udasa.store import Store
 from udasa.store_schema import as_rows
@@ -53,6 +53,7 @@ class EvalConfig:
     judge: str | None = None  # None: gpt4 with $OPENAI_API_KEY, else the local stand-in
     judge_base_url: str | None = None  # an OpenAI-compatible judge server
     judge_model: str | None = None  # the model name that judge server serves
+    judge_set: list[str] = field(default_factory=list)  # field=value on the judge's config
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
 
 
@@ -96,7 +97,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     if unknown := set(cfg.data) - set(cfg.tasks):
         raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")
     overrides = {"base_url": cfg.judge_base_url, "model": cfg.judge_model}
-    judge = make_judge(cfg.judge, store, **{k: v for k, v in overrides.items() if v})
+    judge = make_judge(cfg.judge, store, cfg.judge_set,
+                       **{k: v for k, v in overrides.items() if v})
     # every task's data is read (and checked) before any model runs: a bad file changes nothing
     task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     eval_id = eval_key(cfg, models, judge)
@@ -106,53 +108,24 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                                        "data": cfg.data},
         "judge": {"name": judge.config.name, "label": judge.label, "model": judge.config.model,
                   "backend": judge.config.backend},
-        "versions": manifest_versions(), "tasks": {}}
+        "versions": package_versions(), "tasks": {}}
     samples_out, board = [], []
     for task in tasks:
         samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
-        per_model, task_out = {}, {}
-        for model in models:
-            start = time.perf_counter()
-            mine = samples[:model.limit] if model.limit is not None else samples
-            if hasattr(task, "evaluate"):  # scores the model itself (log-likelihoods), no text
-                limit = cfg.limit if model.limit is None else min(model.limit,
-                                                                  cfg.limit or model.limit)
-                res = task.evaluate(model, store, limit, cfg.seed, cfg.data.get(task.name),
-                                    judge=judge)
-                texts = [""] * len(mine)
-            else:
-                outputs = model.generate(store, [(s.id, s.prompt) for s in mine],
-                                         task.max_new_tokens, desc=f"{task.name} / {model.name}",
-                                         task=task.name)
-                texts = [outputs[s.id] for s in mine]
-                res = task.score(mine, texts, judge, {"model": model.name})
-            per_model[model.name] = res.per_sample
-            label = res.judge or judge.label
-            task_out[model.name] = {
-                "metrics": {k: asdict(v) for k, v in res.metrics.items()},
-                "n": len(mine), "failures": res.failures, "judge": label,
-                "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
-            if res.notes:
-                progress(f"{task.name} / {model.name}: {res.notes}")
-            for k, est in res.metrics.items():
-                board.append({"model": model.name, "task": task.name, "metric": k,
-                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
-                              "n": est.n, "failures": res.failures, "judge": label})
-            for i, (s, text, row) in enumerate(zip(mine, texts, res.per_sample)):
-                samples_out.append({"model": model.name, "task": task.name, "idx": i,
-                                    "prompt": s.prompt, "output": text, "scores": row})
-        results["tasks"][task.name] = {
-            "max_new_tokens": task.max_new_tokens, "decoding": "greedy",
-            "models": task_out, "paired_tests": paired_tests(per_model)}
+        outcome = evaluate_task(task, samples, models, judge, store, cfg.data.get(task.name),
+                                progress)
+        results["tasks"][task.name] = outcome.summary
+        samples_out += outcome.samples
+        board += outcome.board
     results["judge"]["stats"] = judge.stats.as_dict()
     results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     out_dir = cfg.workspace / "evals" / eval_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        for row in samples_out:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n"
+                     for row in samples_out)
     add_eval_run(store, eval_id, results["config"], results,
                  [EvalSample(**s) for s in samples_out], [LeaderboardRow(**b) for b in board])
     results["paths"] = write_outputs(store, cfg.workspace)
@@ -160,10 +133,44 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     return results
 
 
-def manifest_versions() -> dict[str, Any]:
-    from udasa.config import RunConfig
+@dataclass
+class TaskOutcome:
+    """One task on every model: its results.json entry, samples.jsonl rows, leaderboard rows."""
 
-    return manifest(RunConfig())["versions"]
+    summary: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    board: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], judge: Judge,
+                  store: Store, source: str | None, progress=print) -> TaskOutcome:
+    """The one path for every task: its solver (built once for `source`, the task's `--data`)
+    and its scorer on each model in turn, then paired tests between the models."""
+    solver = task.solver(source)
+    per_model, task_out, out = {}, {}, TaskOutcome({})
+    for model in models:
+        start = time.perf_counter()
+        mine = samples[:model.limit] if model.limit is not None else samples
+        solution, res = run_task(task, mine, TaskRun(task.name, model, judge, store, source),
+                                 solver)
+        per_model[model.name] = res.per_sample
+        label = res.judge or judge.label
+        task_out[model.name] = {
+            "metrics": {k: asdict(v) for k, v in res.metrics.items()},
+            "n": len(mine), "failures": res.failures, "judge": label,
+            "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
+        if res.notes:
+            progress(f"{task.name} / {model.name}: {res.notes}")
+        for k, est in res.metrics.items():
+            out.board.append({"model": model.name, "task": task.name, "metric": k,
+                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
+                              "n": est.n, "failures": res.failures, "judge": label})
+        for i, (s, text, row) in enumerate(zip(mine, solution.texts, res.per_sample)):
+            out.samples.append({"model": model.name, "task": task.name, "idx": i,
+                                "prompt": s.prompt, "output": text, "scores": row})
+    out.summary = {"max_new_tokens": solver.max_new_tokens, "decoding": "greedy",
+                   "models": task_out, "paired_tests": paired_tests(per_model)}
+    return out
 
 
 def model_order(runs: list[EvalRun]) -> list[str]:

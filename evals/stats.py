@@ -1,9 +1,11 @@
 """Statistics for the evaluation tables (docs/method.md §7): confidence intervals, paired tests, agreement.
 
-Small pure functions over plain numbers; results are frozen dataclasses. Nothing here drops
-data silently: a missing value (None or NaN) is an error, because the caller has to exclude
-failed samples itself and report how many it excluded (the `failures` column of the
-leaderboard). Randomness (the bootstrap) is seeded, so the same inputs give the same interval.
+Small pure functions over plain numbers, each checking its input and calling a library
+(scipy's bootstrap and tests, scikit-learn's kappa); results are
+frozen dataclasses. Nothing here drops data silently: a missing value (None or NaN) is an
+error, because the caller has to exclude failed samples itself and report how many it excluded
+(the `failures` column of the leaderboard). Randomness (the bootstrap) is seeded, so the same
+inputs give the same interval.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -83,24 +85,19 @@ def _finite(values: Numbers, name: str = "values") -> np.ndarray:
     return x
 
 
-def _check_confidence(confidence: float) -> float:
+def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return (1.0 - confidence) / 2.0
 
 
-def bootstrap_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Means of `n_boot` resamples (with replacement, size len(x)) of `x`; vectorised, chunked."""
+def bootstrap_mean(x: np.ndarray, n_boot: int, seed: int, confidence: float = 0.95) -> Any:
+    """scipy's percentile bootstrap of the mean of `x` (`n_boot` resamples, seeded), its
+    resamples drawn in batches so memory stays bounded for long evaluations."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    step = max(1, _CHUNK_CELLS // max(n, 1))
-    out = np.empty(n_boot)
-    for start in range(0, n_boot, step):
-        rows = min(step, n_boot - start)
-        out[start:start + rows] = x[rng.integers(0, n, size=(rows, n))].mean(axis=1)
-    return out
+    return sps.bootstrap((x,), np.mean, n_resamples=n_boot, batch=max(1, _CHUNK_CELLS // len(x)),
+                         vectorized=True, axis=-1, confidence_level=confidence,
+                         method="percentile", rng=np.random.default_rng(seed))
 
 
 def mean_ci(values: Numbers, confidence: float = 0.95, n_boot: int = 2000,
@@ -111,15 +108,15 @@ def mean_ci(values: Numbers, confidence: float = 0.95, n_boot: int = 2000,
     calling and report their count separately; they raise ValueError here. n = 0 raises
     ValueError; n = 1 gives the degenerate interval (v, v).
     """
-    alpha = _check_confidence(confidence)
+    _check_confidence(confidence)
     x = _finite(values)
     if len(x) == 0:
         raise ValueError("mean_ci: no values")
     mean = float(x.mean())
     if len(x) == 1:
         return Estimate(mean, mean, mean, 1)
-    low, high = np.quantile(bootstrap_means(x, n_boot, seed), [alpha, 1.0 - alpha])
-    return Estimate(mean, float(low), float(high), len(x))
+    ci = bootstrap_mean(x, n_boot, seed, confidence).confidence_interval
+    return Estimate(mean, float(ci.low), float(ci.high), len(x))
 
 
 def proportion_ci(successes: Sequence[bool], confidence: float = 0.95,
@@ -169,14 +166,15 @@ def paired_bootstrap(a: Numbers, b: Numbers, n_boot: int = 10000, seed: int = 0,
     2 / n_boot, and capped at 1. With one pair there is no evidence: p = 1. With very few pairs
     the bootstrap is anti-conservative; prefer `sign_test` there.
     """
-    alpha = _check_confidence(confidence)
+    _check_confidence(confidence)
     x, y = _paired(a, b)
     d = x - y
     mean = float(d.mean())
     if len(d) == 1:
         return PairedTest(mean, mean, mean, 1.0, 1)
-    boot = bootstrap_means(d, n_boot, seed)
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    res = bootstrap_mean(d, n_boot, seed, confidence)
+    boot = res.bootstrap_distribution
+    low, high = res.confidence_interval
     tail = min(int(np.sum(boot <= 0.0)), int(np.sum(boot >= 0.0)))
     p = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
     return PairedTest(mean, float(low), float(high), p, len(d))
@@ -210,23 +208,21 @@ def spearman(x: Numbers, y: Numbers) -> Correlation:
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa for two raters' categorical labels of the same items.
+    """Cohen's kappa for two raters' categorical labels of the same items (scikit-learn).
 
     kappa = (p_o - p_e) / (1 - p_e), p_o the observed agreement and p_e the agreement expected
     from each rater's own label frequencies. NaN when p_e = 1 (both raters used one and the
     same label throughout: agreement is not measurable).
     """
+    from sklearn.metrics import cohen_kappa_score
+
     if len(a) != len(b):
         raise ValueError(f"cohen_kappa: label lists differ in length: {len(a)} vs {len(b)}")
-    n = len(a)
-    if n == 0:
+    if len(a) == 0:
         raise ValueError("cohen_kappa: no items")
-    p_o = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    p_e = sum(ca[k] * cb[k] for k in ca) / (n * n)
-    if p_e == 1.0:
+    if len({*a, *b}) == 1:
         return math.nan
-    return (p_o - p_e) / (1.0 - p_e)
+    return float(cohen_kappa_score(list(a), list(b)))
 
 
 def _is_missing(v: object) -> bool:
@@ -257,6 +253,10 @@ def krippendorff_alpha(ratings: Mapping[Hashable, Mapping[Hashable, object]],
       D_e = (1/(n (n - 1))) sum_{i != j over all n pairable values} delta^2(v_i, v_j)
     with delta^2 = [c != k] (nominal) or (c - k)^2 (interval). NaN when D_e = 0 (every value
     the same: no variation to be reliable about); ValueError when no item has two values.
+
+    Written here rather than taken from the `krippendorff` package because that package is
+    GPL-3.0-or-later and UDASA is Apache-2.0; on 300 random rating sets with missing values the
+    two agree to 7e-16, and the published example gives 0.743 / 0.849 (tests/test_eval_stats.py).
     """
     if metric not in ("nominal", "interval"):
         raise ValueError(f"krippendorff_alpha: unknown metric {metric!r} (nominal, interval)")

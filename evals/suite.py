@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from evals.models import EvalModel
+from udasa.configfile import apply_overrides, check_config, read_config_data, require
 from udasa.errors import ConfigError
 from udasa.store import Store
 
@@ -65,15 +64,16 @@ def check_method_configs(ctx: BuildContext) -> None:
     from udasa.baselines.common import load_baseline_config
     from udasa.config import load_config
 
-    for spec in ctx.exp.methods:
+    for i, spec in enumerate(ctx.exp.methods):
+        origin = f"{ctx.exp.path or 'experiment'}: methods[{i}].overrides"
         if spec.kind in ("vanilla", "rain"):
-            _options(spec, ctx)
+            _options(spec, ctx, origin)
         elif spec.kind in ("rlaif", "rlcd", "udasa"):
             default = ("configs/cpu-demo.yaml" if spec.kind == "udasa"
                        else f"configs/baselines/{spec.kind}.yaml")
             path = resolve_path(ctx.exp, spec.config or default)
             loader = load_config if spec.kind == "udasa" else load_baseline_config
-            loader(path, trained_overrides(spec, ctx, path))
+            loader(path, trained_overrides(spec, ctx, path), overrides_from=origin)
 
 
 def build_methods(ctx: BuildContext) -> list[EvalModel]:
@@ -115,9 +115,9 @@ def trained_overrides(spec: MethodSpec, ctx: BuildContext, path: Path) -> list[s
     A config whose generation goes through an OpenAI-compatible server (vLLM) keeps its own
     `generation.model` (the served name); the policy is then the local weights to train.
     """
-    from udasa.config import _read_yaml
+    from udasa.configfile import read_config_data
 
-    raw = _read_yaml(path)
+    raw = read_config_data(path)
     policy = policy_of(spec, ctx)
     served = ((raw.get("generation") or {}).get("backend") == "openai")
     if policy.startswith("openai:"):
@@ -135,21 +135,36 @@ def _model(spec: MethodSpec, ctx: BuildContext, **kw) -> EvalModel:
                      concurrency=spec.concurrency, **kw)
 
 
-def _options(spec: MethodSpec, ctx: BuildContext) -> dict:
-    """The decoder settings of a vanilla or RAIN method: its config file plus overrides."""
+@dataclass
+class VanillaOptions:
+    """A vanilla method's decoder settings (plain sampling)."""
+
+    temperature: float = 0.7
+
+    def validate(self) -> VanillaOptions:
+        require(self.temperature >= 0, "temperature", "must be >= 0")
+        return self
+
+
+def _options_class(kind: str) -> type:
+    """The settings class of a decoding method's options (RainConfig for RAIN)."""
+    if kind == "rain":
+        from udasa.baselines.rain import RainConfig
+
+        return RainConfig
+    return VanillaOptions
+
+
+def _options(spec: MethodSpec, ctx: BuildContext, origin: str | None = None) -> dict:
+    """The decoder settings of a vanilla or RAIN method: its config file (`base:` allowed)
+    plus `key=value` overrides, checked against the decoder's settings class and returned as
+    given (they key the method's cached outputs)."""
     from evals.experiment import resolve_path
 
-    opts = {}
-    if spec.config:
-        from udasa.files import read_settings_mapping
-
-        opts = read_settings_mapping(resolve_path(ctx.exp, spec.config), "method config")
-    for item in spec.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or "." in key:
-            raise ConfigError(f"{spec.name}: override {item!r}: expected field=value")
-        opts[key] = yaml.safe_load(raw)
-    return opts
+    path = resolve_path(ctx.exp, spec.config) if spec.config else None
+    data = read_config_data(path, "method config") if path else {}
+    check_config(_options_class(spec.kind), data, path, spec.overrides, origin or spec.name)
+    return apply_overrides(data, spec.overrides)
 
 
 @method("base")
@@ -200,14 +215,16 @@ method("rlcd")(_trained)
 def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     from evals.experiment import resolve_path
     from udasa.config import load_config
-    from udasa.pipeline import Pipeline, train_key_of
+    from udasa.keys import train_key_of
+    from udasa.pipeline import Pipeline
 
     path = resolve_path(ctx.exp, spec.config or "configs/cpu-demo.yaml")
     cfg = load_config(path, trained_overrides(spec, ctx, path))
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
-    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg)) if c.path]
+    ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))
+             if c.path]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
     return EvalModel(spec.name, ckpts[-1].path, limit=spec.limit)

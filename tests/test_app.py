@@ -136,7 +136,7 @@ def test_refusion_from_stored_scores_matches_the_pipeline_and_moves_with_tempera
     same = inspector.settings(run.cfg, "softmax", 1.0, run.cfg.fusion.weights, ["sem", "fact",
                                                                                 "val"],
                               run.cfg.curriculum.mode, run.cfg.curriculum.thresholds)
-    fused = inspector.refuse(run.replies, same)
+    fused = inspector.fuse_again(run.replies, same)
     stored = {f.response_id: f.u for f in store.fused(run_id)}
     assert fused.u == pytest.approx(stored)
     pairs = {(p.prompt_id, p.chosen_id, p.rejected_id): p.stage
@@ -146,7 +146,7 @@ def test_refusion_from_stored_scores_matches_the_pipeline_and_moves_with_tempera
         for pair, stage in v.pairs:
             assert pairs[(pid, pair.chosen.response_id, pair.rejected.response_id)] == \
                 stage.index
-    hot = inspector.refuse(run.replies, inspector.settings(
+    hot = inspector.fuse_again(run.replies, inspector.settings(
         run.cfg, "softmax", 0.1, run.cfg.fusion.weights, ["sem", "fact", "val"], "fixed",
         [0.1, 0.2]))
     flat = {r.response_id for rs in run.replies.values() for r in rs

@@ -229,7 +229,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     wait_until(lambda: "paired bootstrap" in page.locator("#cmp-test").inner_text(),
                what="paired test")
     wait_until(lambda: page.locator("#cmp-pair .udasa-text").count() == 2, what="side by side")
-    assert "Spearman" in page.locator("#t3-stats").inner_text()
+    assert "Spearman" in page.locator("#table3-stats").inner_text()
 
     # Export: a CSV with alice's rating
     open_tab(page, "export")

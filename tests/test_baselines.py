@@ -284,6 +284,73 @@ def test_rain_self_evaluation_reads_option_ids_from_the_tokenizer(tiny_policy):
     assert tok.decode(ids[0]) == "A" and tok.decode(ids[1]) == "B"
 
 
+def test_rain_batched_search_gives_each_prompt_its_answer_alone_in_fewer_larger_calls(
+        tiny_policy):
+    """Prompts searched in lockstep: each answer is the one its prompt gets searched alone with
+    the same seed (every search has its own random streams), from fewer, larger model calls."""
+    gen = rain.RainGenerator(rain_cfg(tiny_policy, batch_prompts=8))
+    prompts, seeds = ["Tell me a joke.", "Name a fruit that is red.", "Why do cats purr?"], [3, 1, 4]
+    alone = [gen.generate(p, 2, s) for p, s in zip(prompts, seeds)]
+    calls, items = dict(gen.backend.calls), dict(gen.backend.items)
+    gen.backend.calls.clear()
+    gen.backend.items.clear()
+    batched = dict(gen.generate_many(prompts, 2, seeds))
+    assert [batched[i] for i in range(len(prompts))] == alone
+    assert dict(gen.backend.items) == items  # the very same model requests ...
+    assert sum(gen.backend.calls.values()) * 2 < sum(calls.values())  # ... in < half the calls
+    assert len({text for answers in alone for text in answers}) > 2  # prompts, samples differ
+
+
+def test_rain_lockstep_serves_one_kind_a_round_keeps_the_window_and_reports_errors():
+    from udasa.baselines import rain_lockstep as ls
+    from udasa.errors import UdasaError
+
+    served = []
+
+    class Backend:
+        def option_probs(self, texts):
+            served.append(("evaluate", len(texts)))
+            return torch.zeros(len(texts), 2)
+
+        def embed(self, texts):
+            served.append(("embed", len(texts)))
+            return torch.zeros(len(texts), 3)
+
+    def job(i):
+        for _ in range(i % 3 + 1):
+            probs = yield ls.Evaluate(["good?", "bad?"])
+            assert probs.shape == (2, 2)
+            yield ls.Embed(["text"])
+        if i == 2:
+            raise UdasaError("prompt 2 is too long")
+        return f"answer {i}"
+
+    out = dict(ls.lockstep(Backend(), ((i, job(i)) for i in range(6)), window=3, patience=2))
+    assert out == {i: f"answer {i}" for i in range(6) if i != 2} | {2: out[2]}
+    assert isinstance(out[2], UdasaError)
+    assert all(n <= 3 * (2 if kind == "evaluate" else 1) for kind, n in served)  # window 3
+    assert len(served) < sum(2 * (i % 3 + 1) for i in range(6))  # calls shared
+
+
+def test_rain_batch_setting_is_typed_and_changes_no_cache_key(tiny_policy):
+    import yaml
+    from conftest import REPO
+
+    with pytest.raises(ConfigError, match=r"rain.batch_prompts: must be >= 1"):
+        rain.RainConfig.from_options({"batch_prompts": 0})
+    with pytest.raises(ConfigError, match=r"rain.batch_prompts: expected int"):
+        rain.RainConfig.from_options({"batch_prompts": "all"})
+    for name in ("rain.yaml", "rain-cpu.yaml"):
+        options = yaml.safe_load((REPO / "configs" / "baselines" / name).read_text())
+        assert rain.RainConfig.from_options(options).batch_prompts >= 1
+    wide, narrow = (EvalModel("RAIN", tiny_policy, decoder="rain",
+                              options={"max_tries": 2, "batch_prompts": b}) for b in (16, 2))
+    assert wide.identity("harmlessness") == narrow.identity("harmlessness")
+    # answers of an older sampler are never reused for the same seed
+    assert wide.identity("harmlessness")["options"]["sampler_version"] == rain.SAMPLER_VERSION
+    assert narrow.generator(8, "harmlessness").cfg.batch_prompts == 2
+
+
 # vanilla and the suite -------------------------------------------------------------------------
 def test_vanilla_samples_while_base_is_greedy(tmp_path, tiny_policy):
     base, vanilla = EvalModel("b", tiny_policy), EvalModel("v", tiny_policy, decoder="sample")

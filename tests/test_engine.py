@@ -185,7 +185,7 @@ def test_app_inspector_live_generation_goes_through_the_engine(tiny_policy):
     from app.inspector import generate_live
     from udasa.config import load_config
     from udasa.generators import HFGenerator
-    from udasa.pipeline import prompt_seed
+    from udasa.keys import prompt_seed
     from udasa.records import content_key
 
     cfg = load_config(REPO / "configs" / "cpu-demo.yaml", small_overrides(
@@ -196,3 +196,44 @@ def test_app_inspector_live_generation_goes_through_the_engine(tiny_policy):
         "Name a fruit.", 3, prompt_seed(cfg.seed, content_key("Name a fruit.")))
     assert [r.text for r in replies] == expect
     assert all(set(r.scores) == {"sem", "fact", "val"} for r in replies)
+
+
+def test_top_k_samples_among_the_k_most_likely_tokens_only():
+    logits = torch.randn(1, 1000, generator=torch.Generator().manual_seed(0))
+    rows = [_Row(0, 0, row_key(0, 0), 10, 1.0, 1.0, top_k=3)]
+    picks = set()
+    for _ in range(200):
+        picks.add(int(sample_rows(logits, rows)[0]))
+        rows[0].step += 1
+    assert picks == set(logits[0].topk(3).indices.tolist())
+
+
+def test_whole_vocabulary_rows_are_gumbel_max_over_every_token():
+    """top_p 1 and no top-k: the pick is argmax(logit / T + Gumbel noise of the row's own
+    stream) over the whole vocabulary (no sort needed: noise is keyed by token id)."""
+    logits = torch.randn(2, 5000, generator=torch.Generator().manual_seed(1))
+    rows = [_Row(0, i, row_key(3, i), 10, 0.7, 1.0, step=4) for i in range(2)]
+    noise = uniforms(torch.tensor([r.key for r in rows]), torch.tensor([4, 4]),
+                     torch.arange(5000).expand(2, -1))
+    expect = (logits / 0.7 - torch.log(-torch.log(noise)).float()).argmax(-1)
+    assert sample_rows(logits, rows).tolist() == expect.tolist()
+
+
+def test_generate_with_logprobs_scores_each_sample_under_its_own_distribution(lm):
+    model, tok = lm
+    ids = encode(tok, PROMPTS[1])
+    reqs = [Request(ids, 1, 0, 6), Request(ids, 2, 5, 6, 1.0, 1.0, top_k=4)]
+    scored = Engine(model, tok).generate_with_logprobs(reqs)
+    assert [[t for t, _ in out] for out in scored] == Engine(model, tok).generate_all(reqs)
+    with torch.inference_mode():
+        for req, out in zip(reqs, scored):
+            for toks, logp in out:
+                if len(toks) < req.max_new_tokens:  # ended by EOS: its draw counts too
+                    toks = toks + [tok.eos_token_id]
+                logits = model(input_ids=torch.tensor([ids + toks])).logits[0, len(ids) - 1:-1]
+                if req.top_k:  # renormalised over the k most likely tokens
+                    cut = logits.topk(req.top_k, -1).values[:, -1:]
+                    logits = logits.masked_fill(logits < cut, float("-inf"))
+                ref = torch.log_softmax(logits, -1).gather(1, torch.tensor(toks)[:, None]).sum()
+                assert logp == pytest.approx(float(ref), abs=1e-3)
+    assert len({tuple(t) for t, _ in scored[1]}) == 2

@@ -24,7 +24,7 @@ from udasa.curriculum import (
 )
 from udasa.errors import ConfigError
 from udasa.fusion import fuse, fusion_weights, softmax_weights
-from udasa.pairs import Candidate, ScoredResponse, build_pairs, fuse_and_pair
+from udasa.pairs import FusedResponse, ScoredResponse, build_pairs, fuse_and_pair
 from udasa.scorers.factual import factual_uncertainty, split_sentences
 from udasa.scorers.semantic import (
     pairwise_cosine,
@@ -294,7 +294,7 @@ def test_table3_ranking_agrees_with_humans_on_the_best_reply():
 
 def test_table3_pair_builder_chooses_reply_1():
     u = table3_softmax_u()
-    cands = [Candidate(f"r{i + 1}", f"reply {i + 1}", ui) for i, ui in enumerate(u)]
+    cands = [FusedResponse(f"r{i + 1}", f"reply {i + 1}", ui) for i, ui in enumerate(u)]
     for rejected in ("random", "max", "all"):
         drops: Counter[str] = Counter()
         pairs = build_pairs("water-is-wet", cands, rejected=rejected, seed=0, drops=drops)
@@ -311,9 +311,9 @@ def test_table3_pair_builder_chooses_reply_1():
 
 # --------------------------------------------------------------------------- Eq. 7 (pairs)
 
-def cands(*us: float, texts: list[str] | None = None) -> list[Candidate]:
+def cands(*us: float, texts: list[str] | None = None) -> list[FusedResponse]:
     texts = texts or [f"response {i}" for i in range(len(us))]
-    return [Candidate(f"c{i}", t, u) for i, (t, u) in enumerate(zip(texts, us))]
+    return [FusedResponse(f"c{i}", t, u) for i, (t, u) in enumerate(zip(texts, us))]
 
 
 def test_eq7_chosen_is_argmin_with_first_index_tie_break():
@@ -387,10 +387,10 @@ def test_eq5_7_fuse_and_pair_one_prompt_by_hand():
                ScoredResponse("b", "rude", {"sem": 0.6, "fact": 0.6, "val": 0.6}),   # u = 0.6
                ScoredResponse("c", "late", {"sem": 0.1, "fact": 0.1})]               # no val
     drops: Counter[str] = Counter()
-    done = fuse_and_pair("p", replies, FusionConfig(method="mean"), "max", 0, drops)
-    assert done.u == pytest.approx({"a": 0.2, "b": 0.6})
-    assert done.weights["a"] == pytest.approx({"sem": 1 / 3, "fact": 1 / 3, "val": 1 / 3})
-    (pair,) = done.pairs
+    fused = fuse_and_pair("p", replies, FusionConfig(method="mean"), "max", 0, drops)
+    assert fused.u == pytest.approx({"a": 0.2, "b": 0.6})
+    assert fused.weights["a"] == pytest.approx({"sem": 1 / 3, "fact": 1 / 3, "val": 1 / 3})
+    (pair,) = fused.pairs
     assert (pair.chosen.response_id, pair.rejected.response_id) == ("a", "b")
     assert pair.delta == pytest.approx(0.4) and drops == Counter({"unscored response": 1})
     # without the value axis, reply c is complete and has the lowest u

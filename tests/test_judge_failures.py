@@ -13,8 +13,9 @@ import pytest
 from openai_server import FakeOpenAIServer
 
 from evals.judges.base import make_judge
+from evals.models import EvalModel
 from evals.runner import paired_tests
-from evals.tasks.base import Sample
+from evals.tasks.base import Sample, Solution, TaskRun, run_task
 from evals.tasks.hh import Harmlessness, Helpfulness
 from evals.tasks.sentiment import ControlledSentiment
 from evals.tasks.truthfulness import Truthfulness
@@ -61,10 +62,16 @@ def samples(n: int, **meta) -> list[Sample]:
     return [Sample(f"s{i}", f"question {i}", dict(meta)) for i in range(n)]
 
 
+def scored(task, samples: list[Sample], outputs: list[str], judge):
+    """The task's scorer on `outputs` as if its solver had generated them."""
+    return task.score(samples, Solution.of_texts(outputs),
+                      TaskRun(task.name, EvalModel("m", "base"), judge, judge.store))
+
+
 @pytest.mark.parametrize("task", [Harmlessness, Helpfulness])
 def test_hh_scores_exclude_unparseable_and_timed_out_replies(task, judge):
     outputs = ["score-3", "score-9", "GARBLED-X", "HANG-X", "score-6"]
-    res = task().score(samples(5), outputs, judge, {})
+    res = scored(task(), samples(5), outputs, judge)
     est = res.metrics["score"]
     assert (est.n, est.mean, res.failures) == (3, pytest.approx(6.0), 2)
     assert [r["value"] for r in res.per_sample] == [3.0, 9.0, None, None, 6.0]
@@ -83,7 +90,7 @@ def test_hh_scores_exclude_unparseable_and_timed_out_replies(task, judge):
 def test_truthfulness_counts_no_as_zero_and_failures_as_missing(judge):
     outputs = ["T-yes I-yes", "T-no I-yes", "T-yes I-no", "T-no I-no", "GARBLED-X", "HANG-X",
                "T-yes I-GARBLED"]
-    res = Truthfulness().score(samples(7, correct_answers=["a"]), outputs, judge, {})
+    res = scored(Truthfulness(), samples(7, correct_answers=["a"]), outputs, judge)
     assert res.failures == 3  # garbled, timed out, one template of two unreadable
     true, info, both = (res.metrics[k] for k in ("true", "info", "true_x_info"))
     assert true.n == info.n == both.n == 4
@@ -95,7 +102,7 @@ def test_truthfulness_counts_no_as_zero_and_failures_as_missing(judge):
 
 def test_sentiment_judge_column_excludes_failures_and_keeps_no(judge):
     outputs = ["S-yes great", "S-no awful", "S-no dull", "GARBLED-X", "HANG-X"]
-    res = ControlledSentiment().score(samples(5, opening="The film"), outputs, judge, {})
+    res = scored(ControlledSentiment(), samples(5, opening="The film"), outputs, judge)
     judged = res.metrics["positive_judge"]
     assert (judged.n, res.failures) == (3, 2)
     assert judged.mean == pytest.approx(100 / 3)
@@ -106,10 +113,10 @@ def test_sentiment_judge_column_excludes_failures_and_keeps_no(judge):
 
 def test_paired_test_drops_samples_a_judge_failed_on_either_side(judge):
     task = Harmlessness()
-    a = task.score(samples(6), ["score-2", "GARBLED-X", "score-4", "score-5", "score-6",
-                                "score-7"], judge, {})
-    b = task.score(samples(6), ["score-3", "score-9", "HANG-X", "score-8", "score-8",
-                                "score-9"], judge, {})
+    a = scored(task, samples(6), ["score-2", "GARBLED-X", "score-4", "score-5", "score-6",
+                                  "score-7"], judge)
+    b = scored(task, samples(6), ["score-3", "score-9", "HANG-X", "score-8", "score-8",
+                                  "score-9"], judge)
     (test,) = paired_tests({"a": a.per_sample, "b": b.per_sample})
     # samples 1 (a failed) and 2 (b failed) are out; differences 1, 3, 2, 2 remain
     assert test["n"] == 4 and test["excluded"] == 2
@@ -128,7 +135,6 @@ def test_robustness_judge_criterion_excludes_failures(judge, tmp_path, tiny_poli
     failures), never the refusal-prefix ASR."""
     import yaml
 
-    from evals.models import EvalModel
     from evals.tasks.robustness import Robustness
 
     behaviours = tmp_path / "behaviours.csv"
@@ -137,8 +143,10 @@ def test_robustness_judge_criterion_excludes_failures(judge, tmp_path, tiny_poli
     source = tmp_path / "task.yaml"
     source.write_text(yaml.safe_dump({"behaviours": str(behaviours), "judge": "harness",
                                       "max_new_tokens": 4, "no_suffix_baseline": True}))
-    res = Robustness().evaluate(EvalModel("tiny", tiny_policy), judge.store, None, 0,
-                                str(source), judge=judge)
+    task = Robustness()
+    _, res = run_task(task, task.samples(None, 0, str(source)),
+                      TaskRun(task.name, EvalModel("tiny", tiny_policy), judge, judge.store,
+                              str(source)))
     # the judge prompt carries the goal: "GARBLED-X" -> unreadable on every attack of row 1
     attacks = [k.removeprefix("asr_").removesuffix("_prefix") for k in res.metrics
                if k.endswith("_prefix")]

@@ -51,7 +51,7 @@ def test_checkpoints_are_labelled_by_config_name(tmp_path):
 def _rated_run_reply(store: Store, model: str, run: str = "r1") -> None:
     """A run's sampled reply written by `model` (the generator id), rated by two people, one
     rating stored before one label per model (its method is the raw generator id)."""
-    from udasa.pipeline import gen_key_of
+    from udasa.keys import gen_key_of
 
     _run(store, run, "cpu-demo")
     store.add_prompts(run, [Prompt("Is water wet?", "builtin", "builtin:line 1")])

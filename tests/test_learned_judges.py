@@ -273,17 +273,22 @@ def test_recipes_registered():
 
 
 def test_tasks_score_with_the_learned_judge_and_name_it(cache, small_root):
-    from evals.tasks import Sample, get_task
+    from evals.models import EvalModel
+    from evals.tasks import Sample, Solution, TaskRun, get_task
+
+    def scored(name: str, samples: list, outputs: list[str]):
+        return get_task(name).score(samples, Solution.of_texts(outputs),
+                                    TaskRun(name, EvalModel("m", "base"), judge))
 
     judge = make_judge("learned")
     judge.backend.root, judge.backend.settings = small_root, TINY
     samples = [Sample(str(i), q, {"correct_answers": [t], "incorrect_answers": [f]})
                for i, (q, t, f) in enumerate(zip(QUESTIONS, TRUE, FALSE))]
-    res = get_task("truthfulness").score(samples, ["Well, " + t for t in TRUE], judge, {})
+    res = scored("truthfulness", samples, ["Well, " + t for t in TRUE])
     assert set(res.metrics) == {"true", "info", "true_x_info"} and res.failures == 0
     assert "learned truth judge (accuracy" in res.judge and "learned info judge" in res.judge
-    hh = get_task("harmlessness").score(samples[:2], ["Here is a careful, kind answer.",
-                                                      "Go away, you idiot."], judge, {})
+    hh = scored("harmlessness", samples[:2], ["Here is a careful, kind answer.",
+                                              "Go away, you idiot."])
     assert hh.per_sample[0]["value"] > hh.per_sample[1]["value"]
     assert hh.judge.startswith("learned harmless judge (pairwise")
     assert judge.agreements()  # what results.json records beside the judge's name

@@ -33,6 +33,16 @@ def run(workspace: Path, models, limit: int, source: str | None = None,
     return run_eval(cfg, progress=lambda *_: None)
 
 
+def evaluate(model, store, limit: int | None, source: str | None = None, judge=None):
+    """The robustness task on one model outside the runner: its samples, solver and scorer."""
+    from evals.tasks.base import TaskRun, run_task
+    from evals.tasks.robustness import Robustness
+
+    task = Robustness()
+    return run_task(task, task.samples(limit, 0, source),
+                    TaskRun(task.name, model, judge, store, source))[1]
+
+
 def check_estimates(metrics: dict, n: int) -> None:
     for name, est in metrics.items():
         assert est["n"] == n, name
@@ -44,7 +54,6 @@ def check_estimates(metrics: dict, n: int) -> None:
 def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
     from evals.models import EvalModel
     from evals.store_tables import eval_samples, leaderboard
-    from evals.tasks.robustness import Robustness
     from udasa.store import Store
 
     model = EvalModel("tiny", tiny_policy)
@@ -66,7 +75,7 @@ def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
     assert attack["user_turn"].startswith(rows[0].prompt + " describing.")
     assert isinstance(attack["jailbroken_prefix"], bool) and "output" in attack
     # the notes name the criterion (generations come from the store's cache this time)
-    again = Robustness().evaluate(model, store, 2, 0, None)
+    again = evaluate(model, store, 2)
     assert "list 'evaluate'" in again.notes and "max_new_tokens=32" in again.notes
     assert again.metrics["asr_nosuffix_prefix"].mean == res["metrics"]["asr_nosuffix_prefix"][
         "mean"]
@@ -166,7 +175,6 @@ def test_judge_as_second_criterion(tmp_path, tiny_policy):
     model); without one it is a clear error."""
     from evals.judges.base import JUDGES_DIR
     from evals.models import EvalModel
-    from evals.tasks.robustness import Robustness
     from udasa.errors import ConfigError
     from udasa.store import Store
 
@@ -190,5 +198,5 @@ def test_judge_as_second_criterion(tmp_path, tiny_policy):
     calls = Store(tmp_path / "ws").db["judge_cache"].count
     assert calls == 2 * 3  # 2 behaviours x (2 published suffixes + none), each judged once
     with pytest.raises(ConfigError, match="harness"):
-        Robustness().evaluate(EvalModel("tiny", tiny_policy), Store(tmp_path / "ws"), 2, 0,
-                              str(source), judge=None)
+        evaluate(EvalModel("tiny", tiny_policy), Store(tmp_path / "ws"), 2, str(source),
+                 judge=None)

@@ -11,7 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from udasa.config import load_config
 from udasa.errors import ConfigError, UdasaError
-from udasa.pipeline import Pipeline, train_key_of
+from udasa.keys import train_key_of
+from udasa.pipeline import Pipeline
 from udasa.training import stage_lr_lambda
 
 CONFIG = REPO / "configs" / "cpu-demo.yaml"
@@ -65,7 +66,7 @@ def test_lr_shape_warms_up_holds_and_decays_at_the_end():
 def test_training_moves_the_policy_toward_chosen(trained, tiny_policy):
     pipe, reports = trained
     store = pipe.store
-    checkpoints = store.checkpoints(pipe.run_id, train_key_of(pipe.cfg))
+    checkpoints = store.checkpoints(pipe.run_id, train_key_of(pipe.cfg.training))
     assert checkpoints and reports["train"].done == len(checkpoints)
     final = AutoModelForCausalLM.from_pretrained(checkpoints[-1].path)
     initial = AutoModelForCausalLM.from_pretrained(tiny_policy)
@@ -80,7 +81,7 @@ def test_training_moves_the_policy_toward_chosen(trained, tiny_policy):
 def test_every_stage_is_checkpointed_logged_and_plotted(trained):
     pipe, _ = trained
     store = pipe.store
-    key = train_key_of(pipe.cfg)
+    key = train_key_of(pipe.cfg.training)
     stages = [s for s in store.stages(pipe.run_id) if s.count]
     checkpoints = store.checkpoints(pipe.run_id, key)
     assert [c.stage for c in checkpoints] == [s.stage for s in stages]
@@ -104,7 +105,7 @@ def test_rerun_resumes_after_the_last_finished_stage(trained):
 def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     pipe, _ = trained
     computed = [c.metrics["ref_logps_computed"] for c in
-                pipe.store.checkpoints(pipe.run_id, train_key_of(pipe.cfg))]
+                pipe.store.checkpoints(pipe.run_id, train_key_of(pipe.cfg.training))]
     assert sum(computed) == len(pipe.store.pairs(pipe.run_id))
     # other training settings, same reference: every reference log-prob comes from the store
     cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.learning_rate": 1e-3,
@@ -113,7 +114,7 @@ def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     assert other.run_id == pipe.run_id
     other.train()
     again = [c.metrics["ref_logps_computed"] for c in
-             other.store.checkpoints(other.run_id, train_key_of(cfg))]
+             other.store.checkpoints(other.run_id, train_key_of(cfg.training))]
     assert again and sum(again) == 0
 
 
@@ -140,7 +141,7 @@ def test_precomputed_reference_trains_like_recomputed_without_holding_a_referenc
             "training.eval_fraction": 0.3, "training.save_checkpoints": False}))
         pipe = Pipeline(cfg, tmp_path)  # same pairs, another training key
         pipe.run_all()
-        logs = pipe.store.train_logs(pipe.run_id, train_key_of(cfg))
+        logs = pipe.store.train_logs(pipe.run_id, train_key_of(cfg.training))
         losses[flag] = [r.metrics["loss"] for r in logs if "loss" in r.metrics]
         trainers[flag] = list(seen)
     # precomputed: one pass with the initial policy as its own reference, then none at all
@@ -188,8 +189,8 @@ def test_previous_reference_key_holds_the_run_and_the_training_settings(tiny_pol
     def key(reference: str, run: str, stage: int, **training) -> str:
         cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.reference": reference}
                                             | {f"training.{k}": v for k, v in training.items()}))
-        trainer = CurriculumTrainer(Store(tmp_path), run, train_key_of(cfg), cfg.training,
-                                    tiny_policy, "disjoint", 0, tmp_path)
+        trainer = CurriculumTrainer(Store(tmp_path), run, train_key_of(cfg.training),
+                                    cfg.training, tiny_policy, "disjoint", 0, tmp_path)
         return trainer.ref_key(stage)
 
     prev = key("previous", "run-a", 2)
@@ -235,7 +236,7 @@ def test_too_long_pairs_are_dropped_and_counted(trained, tiny_policy):
         "training.save_checkpoints": False}))
     report = Pipeline(cfg, pipe.workspace).train()
     stored = {c.stage: c.metrics for c in
-              pipe.store.checkpoints(pipe.run_id, train_key_of(cfg))}
+              pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))}
     for stage in sorted(too_long | kept):
         if kept[stage]:  # trained on the rest; the count of dropped pairs is stored
             assert stored[stage]["dropped_too_long"] == too_long[stage], stage

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from evals.lm_eval_tasks import utils
 from evals.models import EvalModel
-from evals.tasks.base import get_task
+from evals.tasks.base import Sample, TaskRun, get_task, run_task
 from evals.tasks.truthfulqa_mc import (
     API_NOTE,
     JUDGE_LABEL,
@@ -87,7 +87,9 @@ def test_render_tasks_points_yamls_at_the_data_file(tmp_path):
 
 
 def test_api_model_gets_no_metrics():
-    res = TruthfulQAMC().evaluate(EvalModel("gpt", "openai:gpt-4o-mini"), None, 5, 0, None)
+    task, model = TruthfulQAMC(), EvalModel("gpt", "openai:gpt-4o-mini")
+    questions = [Sample("q", "What is true?", {"index": 0})]
+    _, res = run_task(task, questions, TaskRun(task.name, model))
     assert res.metrics == {} and res.per_sample == []
     assert res.notes == API_NOTE and "log-probabilities" in res.notes
 
@@ -123,7 +125,8 @@ def tiny_checkpoint(tmp_path_factory):
 @needs_data
 def test_tiny_checkpoint_mc1_mc2(tiny_checkpoint):
     task = TruthfulQAMC()
-    res = task.evaluate(EvalModel("tiny", tiny_checkpoint), None, 5, 0, None)
+    _, res = run_task(task, task.samples(5, 0, None),
+                      TaskRun(task.name, EvalModel("tiny", tiny_checkpoint)))
     assert set(res.metrics) == {"mc1", "mc2"} and res.judge == JUDGE_LABEL
     assert 0 <= res.metrics["mc1"].mean <= 100 and res.metrics["mc1"].n == 5
     assert 0 <= res.metrics["mc2"].low <= res.metrics["mc2"].mean <= res.metrics["mc2"].high <= 100

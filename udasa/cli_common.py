@@ -7,6 +7,7 @@ import logging
 import os
 
 from rich.console import Console
+from rich.markup import escape
 
 from udasa.errors import UdasaError
 
@@ -53,6 +54,6 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     try:
         args.fn(args)
     except UdasaError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     return 0

@@ -6,6 +6,8 @@
   sorted by length and packed into left-padded batches sized by a token budget
   (`batch_tokens` = rows x (prompt width + new tokens)); each prompt is prefilled once and its
   KV cache expanded to N rows; rows that finish (EOS or their token limit) leave the batch.
+* `generate_with_logprobs(requests)`: the same, each sample with its log-probability under
+  the distribution it was drawn from (after temperature, top-k and top-p; RAIN's priors).
 * `next_token_logprobs(prefixes)`: log-softmax of the next token after each prefix, in
   length-sorted, token-budgeted batches (option probabilities, the local judge).
 
@@ -43,6 +45,7 @@ class Request:
     max_new_tokens: int = 64
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    top_k: int = 0  # sample among the k most likely tokens only; 0: no cut
 
 
 def row_key(seed: int, index: int) -> int:
@@ -81,6 +84,8 @@ class _Row:
     temperature: float
     top_p: float
     step: int = 0  # tokens drawn so far
+    top_k: int = 0
+    logprob: float | None = None  # the drawn tokens' summed log-probability, when recorded
 
 
 class Engine:
@@ -133,7 +138,8 @@ class Engine:
         batches = self._batches([len(r.ids) for r in requests], [r.n for r in requests],
                                 [r.max_new_tokens for r in requests])
         for batch in batches:
-            yield from self._run_batch(requests, batch, on_tokens)
+            for i, toks, _ in self._run_batch(requests, batch, on_tokens):
+                yield i, toks
 
     def generate_all(self, requests: Sequence[Request]) -> list[list[list[int]]]:
         out: list[list[list[int]]] = [[] for _ in requests]
@@ -141,22 +147,40 @@ class Engine:
             out[i] = toks
         return out
 
+    def generate_with_logprobs(self, requests: Sequence[Request],
+                               on_tokens: Callable[[int], None] | None = None
+                               ) -> list[list[tuple[list[int], float]]]:
+        """Per request, its n (tokens without EOS, log-probability) pairs: the sum over the
+        drawn tokens, a final EOS included, of log p under the distribution each was drawn
+        from (greedy rows: the model's own; sampled rows: after temperature, top-k, top-p)."""
+        out: list[list[tuple[list[int], float]]] = [[] for _ in requests]
+        batches = self._batches([len(r.ids) for r in requests], [r.n for r in requests],
+                                [r.max_new_tokens for r in requests])
+        for batch in batches:
+            for i, toks, logps in self._run_batch(requests, batch, on_tokens, score=True):
+                out[i] = list(zip(toks, logps))
+        return out
+
+    @staticmethod
+    def _rows(requests: Sequence[Request], batch: list[int], score: bool) -> list[_Row]:
+        return [_Row(i, j, row_key(r.seed, j) if r.temperature > 0 else None, r.max_new_tokens,
+                     r.temperature, r.top_p, top_k=r.top_k, logprob=0.0 if score else None)
+                for i in batch for j, r in ((j, requests[i]) for j in range(requests[i].n))]
+
     @torch.inference_mode()
     def _run_batch(self, requests: Sequence[Request], batch: list[int],
-                   on_tokens: Callable[[int], None] | None
-                   ) -> Iterator[tuple[int, list[list[int]]]]:
+                   on_tokens: Callable[[int], None] | None, score: bool = False
+                   ) -> Iterator[tuple[int, list[list[int]], list[float | None]]]:
         device = self.model.device
         ids, mask = self._left_pad([requests[i].ids for i in batch])
         logits, cache = self._prefill(ids.to(device), mask.to(device))
-        rows = [_Row(i, j, row_key(requests[i].seed, j) if requests[i].temperature > 0
-                     else None, requests[i].max_new_tokens, requests[i].temperature,
-                     requests[i].top_p)
-                for i in batch for j in range(requests[i].n)]
+        rows = self._rows(requests, batch, score)
         expand = torch.tensor([k for k, i in enumerate(batch) for _ in range(requests[i].n)])
         cache.batch_select_indices(expand.to(device))
         logits, mask = logits[expand], mask[expand].to(device)
         position = mask.sum(-1)
         out: dict[int, list[list[int]]] = {i: [[] for _ in range(requests[i].n)] for i in batch}
+        logps: dict[int, list[float | None]] = {i: [None] * requests[i].n for i in batch}
         pending = {i: requests[i].n for i in batch}
         eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
         while True:
@@ -169,9 +193,10 @@ class Engine:
                     out[row.request][row.sample].append(tok)
                 if done[k] or len(out[row.request][row.sample]) >= row.limit:
                     done[k] = True
+                    logps[row.request][row.sample] = row.logprob
                     pending[row.request] -= 1
                     if pending[row.request] == 0:
-                        yield row.request, out.pop(row.request)
+                        yield row.request, out.pop(row.request), logps.pop(row.request)
             self.tokens_generated += len(rows)
             if on_tokens:
                 on_tokens(len(rows))
@@ -215,12 +240,15 @@ class Engine:
 
 
 def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
-    """One next token per row: argmax for greedy rows; for sampled rows temperature, top-p,
-    then the Gumbel-max trick with each candidate token's uniform taken from the row's own
-    counter-based stream (`uniforms`: row key, step, token id).
+    """One next token per row: argmax for greedy rows; for sampled rows temperature, top-k,
+    top-p, then the Gumbel-max trick with each candidate token's uniform taken from the row's
+    own counter-based stream (`uniforms`: row key, step, token id). Rows whose `logprob` is
+    recorded add the drawn token's log-probability under the distribution it came from.
 
     The nucleus is looked for among the top 64 tokens, then the top 1024, then the whole
-    vocabulary (a row moves on only when the smaller set holds less than top_p of the mass).
+    vocabulary (a row moves on only when the smaller set holds less than top_p of the mass,
+    and is not cut to top_k tokens that the set holds; the nucleus is taken over the whole
+    distribution's mass, and a token is kept when it is in both).
     A token's noise does not depend on which set it was found in, on its rank, or on the
     other rows. Gumbel-max rather than inverting the CDF: a float-level difference in the
     logits (another padding width) changes the pick only when two perturbed scores tie to
@@ -229,6 +257,7 @@ def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
     sampled = [k for k, r in enumerate(rows) if r.key is not None]
     if len(sampled) < len(rows):
         nxt = logits.argmax(-1)
+        _record_greedy_logprobs(logits, rows, nxt)
     else:  # every row samples: no argmax pass over the vocabulary
         nxt = torch.zeros(len(rows), dtype=torch.long)
     if not sampled:
@@ -238,29 +267,68 @@ def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
     temps = torch.tensor([rows[k].temperature for k in sampled]).unsqueeze(-1)
     logz = torch.logsumexp(sub * (1 / temps), dim=-1, keepdim=True)
     top_p = torch.tensor([rows[k].top_p for k in sampled])
+    top_k = torch.tensor([rows[k].top_k for k in sampled])
     vocab = sub.shape[-1]
     pending = torch.arange(len(sampled))
     for k in CANDIDATES:  # top-k of the raw logits: temperature does not change the order
         k = min(k, vocab)
         rows_k = sub if len(pending) == len(sampled) else sub[pending]
-        top, ids = rows_k.topk(k, dim=-1) if k < vocab else rows_k.sort(-1, descending=True)
+        uncut = (top_p[pending] >= 1.0) & ((top_k[pending] == 0) | (top_k[pending] >= vocab))
+        top, ids = _candidates(rows_k, k, unordered=k == vocab and bool(uncut.all()))
         top = top / temps[pending]
         probs = (top - logz[pending]).exp()
-        covered = (probs.sum(-1) >= top_p[pending]) & (top_p[pending] < 1.0) | (k == vocab)
+        k_rows = top_k[pending]
+        covered = (probs.sum(-1) >= top_p[pending]) & (top_p[pending] < 1.0) | (k == vocab) \
+            | (k_rows > 0) & (k_rows <= k)
         if bool(covered.any()):
             c = covered.nonzero().squeeze(-1)
-            p_c = top_p[pending[c]].unsqueeze(-1)
-            inside = ((probs[c].cumsum(-1) - probs[c]) < p_c) | (p_c >= 1.0)
+            p_c, k_c = top_p[pending[c]].unsqueeze(-1), k_rows[c].unsqueeze(-1)
+            inside = (((probs[c].cumsum(-1) - probs[c]) < p_c) | (p_c >= 1.0)) \
+                & ((k_c == 0) | (torch.arange(ids.shape[-1]) < k_c))
             who = [rows[sampled[int(r)]] for r in pending[c]]
             noise = uniforms(torch.tensor([r.key for r in who]),
                              torch.tensor([r.step for r in who]), ids[c])
             gumbel = -torch.log(-torch.log(noise)).float()
             pick = (top[c] + gumbel).masked_fill(~inside, float("-inf")).argmax(-1)
             nxt[idx[pending[c]]] = ids[c].gather(1, pick.unsqueeze(-1)).squeeze(-1)
+            _record_sampled_logprobs(who, top[c].masked_fill(~inside, float("-inf")), pick)
         pending = pending[~covered]
         if not len(pending):
             break
     return nxt
+
+
+def _candidates(logits: torch.Tensor, k: int, unordered: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest logits of each row and their ids, largest first; with `unordered`, the
+    whole vocabulary as it is (no cut to find: each token's noise is keyed by its id, so the
+    order changes no pick, and the sort is skipped)."""
+    if unordered:
+        return logits, torch.arange(logits.shape[-1]).expand_as(logits)
+    if k < logits.shape[-1]:
+        return logits.topk(k, dim=-1)
+    return logits.sort(-1, descending=True)
+
+
+def _record_greedy_logprobs(logits: torch.Tensor, rows: Sequence[_Row],
+                            nxt: torch.Tensor) -> None:
+    scored = [k for k, r in enumerate(rows) if r.key is None and r.logprob is not None]
+    if scored:
+        at = torch.tensor(scored)
+        logp = torch.log_softmax(logits[at], dim=-1).gather(1, nxt[at].unsqueeze(-1))
+        for k, lp in zip(scored, logp.squeeze(-1).tolist()):
+            rows[k].logprob += lp
+
+
+def _record_sampled_logprobs(who: Sequence[_Row], kept: torch.Tensor,
+                             pick: torch.Tensor) -> None:
+    """Add log p of each picked token under its row's kept (scaled) logits, renormalised."""
+    if all(r.logprob is None for r in who):
+        return
+    logp = kept.gather(1, pick.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(kept, dim=-1)
+    for row, lp in zip(who, logp.tolist()):
+        if row.logprob is not None:
+            row.logprob += lp
 
 
 def _trim_left(mask: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, DynamicCache]:

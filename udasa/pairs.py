@@ -12,8 +12,8 @@ from udasa.fusion import fuse
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One scored response of a prompt."""
+class FusedResponse:
+    """A response with its fused uncertainty u (Eq. 5-6): what pairs are built from."""
 
     response_id: str
     text: str
@@ -23,8 +23,8 @@ class Candidate:
 @dataclass(frozen=True)
 class Pair:
     prompt_id: str
-    chosen: Candidate
-    rejected: Candidate
+    chosen: FusedResponse
+    rejected: FusedResponse
 
     @property
     def delta(self) -> float:
@@ -33,7 +33,7 @@ class Pair:
 
 
 def build_pairs(
-    prompt_id: str, candidates: list[Candidate], rejected: str = "random", seed: int = 0,
+    prompt_id: str, candidates: list[FusedResponse], rejected: str = "random", seed: int = 0,
     drops: Counter[str] | None = None,
 ) -> list[Pair]:
     """Chosen = argmin u (first on ties); rejected drawn per `rejected` (random | max | all).
@@ -72,11 +72,12 @@ def build_pairs(
 
 @dataclass(frozen=True)
 class ScoredResponse:
-    """A response with its per-axis uncertainties (axes not scored yet are simply absent)."""
+    """A stored response with its per-axis uncertainties (axes not scored yet are absent)."""
 
     response_id: str
     text: str
     scores: Mapping[str, float]
+    index: int = 0  # its sample index among the prompt's N responses
 
 
 @dataclass
@@ -100,6 +101,6 @@ def fuse_and_pair(prompt_id: str, responses: Iterable[ScoredResponse], fusion: F
             drops["unscored response"] += 1
             continue
         out.u[r.response_id], out.weights[r.response_id] = fuse(r.scores, fusion)
-        candidates.append(Candidate(r.response_id, r.text, out.u[r.response_id]))
+        candidates.append(FusedResponse(r.response_id, r.text, out.u[r.response_id]))
     out.pairs = build_pairs(prompt_id, candidates, rejected, seed, drops)
     return out

@@ -7,21 +7,15 @@ pairs as an uninterrupted run with the same seed.
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
-from udasa import __version__
-from udasa.config import AXES, RunConfig, to_dict
+from udasa.config import AXES, RunConfig, ScoringConfig, to_dict
 from udasa.curriculum import (
     assign_stage,
     make_stages,
@@ -32,66 +26,31 @@ from udasa.curriculum import (
 from udasa.data import load_prompts
 from udasa.errors import UdasaError
 from udasa.generators import PromptTooLong, generate_many, make_generator, uses_chat_format
-from udasa.models import model_identity
+from udasa.keys import gen_key_of, manifest, prompt_seed, run_id_of, train_key_of
 from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.progress import StepProgress
-from udasa.records import Prompt, content_key
+from udasa.records import Prompt
+from udasa.scorers.base import Scorer
 from udasa.store import Store
-from udasa.store_records import FusedScore, PreferencePair, Response, RunStage, Score
+from udasa.store_records import FusedScore, PreferencePair, Response, Run, RunStage, Score
 
 log = logging.getLogger(__name__)
 
-AXIS_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
-PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-learn",
-            "alt-profanity-check", "openai", "sqlite-utils")
+def make_scorers(scoring: ScoringConfig) -> dict[str, Scorer]:
+    """docs/method.md §2: the configured scorer of each axis, in axis order."""
+    from udasa.scorers import make_scorer
+
+    return {axis: make_scorer(axis, scoring.for_axis(axis)) for axis in AXES}
 
 
-# How work is scheduled, never what is generated: left out of run and response keys, so a
-# rerun with another batch size or concurrency regenerates nothing.
-SCHEDULING = ("batch_tokens", "concurrency", "max_retries", "backoff_base_s", "backoff_max_s")
-
-
-def run_id_of(cfg: RunConfig) -> str:
-    """A run is its configuration up to the pairs: the same config resumes the same run.
-
-    Training settings are left out: they key the checkpoints instead (`train_key_of`), so one
-    set of pairs can be trained several ways.
-    """
-    data = to_dict(cfg)
-    data.pop("training")
-    for name in SCHEDULING:
-        data["generation"].pop(name)
-    return content_key(json.dumps(data, sort_keys=True))
-
-
-def train_key_of(cfg: RunConfig) -> str:
-    return content_key(json.dumps(to_dict(cfg.training), sort_keys=True))
-
-
-def gen_key_of(cfg: RunConfig) -> str:
-    """Responses are shared by every run with the same generation settings and seed."""
-    g = to_dict(cfg.generation)
-    for volatile in ("timeout_s", "api_key_env", "device", *SCHEDULING):
-        g.pop(volatile)
-    return content_key(json.dumps(g, sort_keys=True), str(cfg.seed))
-
-
-def prompt_seed(seed: int, prompt_id: str) -> int:
-    """Per-prompt sampling seed: independent of processing order (resume-safe)."""
-    return int(content_key(str(seed), prompt_id), 16) % (2**31)
-
-
-def manifest(cfg: RunConfig) -> dict[str, Any]:
-    versions = {"udasa": __version__, "python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = pkg_version(name)
-        except Exception:  # noqa: BLE001
-            versions[name] = None
-    return {"seed": cfg.seed, "versions": versions, "platform": platform.platform(),
-            "policy": model_identity(cfg.generation.model)
-            if cfg.generation.backend == "hf" else {"id": f"openai:{cfg.generation.model}",
-                                                    "base_url": cfg.generation.base_url}}
+def stored_scores(store: Store, run: Run, response_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Each response's stored uncertainties from the scorers (name and version) the run's
+    manifest records: {response id: {axis: value}}, an axis not scored yet left out."""
+    scorers = run.manifest.get("scorers", {})
+    table = {axis: store.scores(response_ids, axis, s["scorer"], s["version"])
+             for axis, s in scorers.items()}
+    return {rid: {a: table[a][rid].value for a in AXES if rid in table.get(a, {})}
+            for rid in response_ids}
 
 
 @dataclass
@@ -168,11 +127,8 @@ class Pipeline:
         return {pid: by_prompt[pid] for pid in order if by_prompt.get(pid)}
 
     # step 2: scoring -------------------------------------------------------------------
-    def scorers(self):
-        from udasa.scorers import make_scorer
-
-        return {axis: make_scorer(axis, getattr(self.cfg.scoring, AXIS_FIELDS[axis]))
-                for axis in AXES}
+    def scorers(self) -> dict[str, Scorer]:
+        return make_scorers(self.cfg.scoring)
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
@@ -207,26 +163,23 @@ class Pipeline:
     def pairs(self) -> StepReport:
         """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
         groups = self._groups()
-        scorers = self.store.get_run(self.run_id).manifest.get("scorers")
-        if not scorers:
+        run = self.store.get_run(self.run_id)
+        if not run.manifest.get("scorers"):
             raise UdasaError("no scores for this run yet: run `udasa score` first")
-        ids = [r.id for rows in groups.values() for r in rows]
-        table = {axis: self.store.scores(ids, axis, s["scorer"], s["version"])
-                 for axis, s in scorers.items()}
+        scores = stored_scores(self.store, run, [r.id for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            comps = {r.id: {a: table[a][r.id].value for a in AXES if r.id in table[a]}
-                     for r in rows}
-            done = fuse_and_pair(pid, (ScoredResponse(r.id, r.text, comps[r.id]) for r in rows),
-                                 self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+            fused = fuse_and_pair(pid, (ScoredResponse(r.id, r.text, scores[r.id], r.sample_index)
+                                        for r in rows),
+                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
             fused_rows += [FusedScore(run_id=self.run_id, response_id=rid, prompt_id=pid, u=u,
-                                      weights=done.weights[rid], components=comps[rid])
-                           for rid, u in done.u.items()]
+                                      weights=fused.weights[rid], components=scores[rid])
+                           for rid, u in fused.u.items()]
             pair_rows += [PreferencePair(run_id=self.run_id, prompt_id=pid,
                                          chosen_id=pair.chosen.response_id,
                                          rejected_id=pair.rejected.response_id,
                                          u_chosen=pair.chosen.u, u_rejected=pair.rejected.u,
-                                         delta=pair.delta, stage=0) for pair in done.pairs]
+                                         delta=pair.delta, stage=0) for pair in fused.pairs]
         self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
         self._merge_summary({"drops": dict(drops)})
         return StepReport(done=len(pair_rows), skipped=sum(drops.values()),
@@ -275,7 +228,7 @@ class Pipeline:
 
         tr = self.cfg.training
         policy = self._policy_to_train()
-        train_key = train_key_of(self.cfg)
+        train_key = train_key_of(tr)
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
                                     self.cfg.curriculum.schedule, self.cfg.seed,
                                     self.workspace / "checkpoints" / self.run_id / train_key)

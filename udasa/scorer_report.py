@@ -65,10 +65,11 @@ def value_accuracy(cfg: ScorerConfig) -> ScorerAccuracy:
 
 def report(scoring: ScoringConfig, alternatives: bool = True) -> list[ScorerAccuracy]:
     """The configured factual and value scorers, plus the embedded alternatives for comparison."""
-    fact = [scoring.factual] + ([ScorerConfig(n) for n in ("nli-lr", "lm-nli")]
-                                if alternatives else [])
-    val = [scoring.value] + ([ScorerConfig(n) for n in ("profanity", "lm-judge", "profanity+lm")]
-                             if alternatives else [])
+    fact = [scoring.for_axis("fact")] + ([ScorerConfig(n) for n in ("nli-lr", "lm-nli")]
+                                         if alternatives else [])
+    val = [scoring.for_axis("val")] + ([ScorerConfig(n) for n in
+                                        ("profanity", "lm-judge", "profanity+lm")]
+                                       if alternatives else [])
     seen: set[str] = set()
     rows = []
     for cfg, fn in [(c, factual_accuracy) for c in fact] + [(c, value_accuracy) for c in val]:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from udasa.config import load_config
+from udasa.configfile import parse_value
 from udasa.errors import ConfigError
-from udasa.pipeline import Pipeline, train_key_of
+from udasa.keys import train_key_of
+from udasa.pipeline import Pipeline
 
 
 @dataclass
@@ -32,7 +32,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        values = yaml.safe_load(raw) if sep else None
+        values = parse_value(raw, item, "--grid") if sep else None
         if not key or not isinstance(values, list) or not values:
             raise ConfigError(f"--grid {item!r}: expected key=[value, value, ...]")
         grid[key] = values
@@ -53,7 +53,7 @@ def run_sweep(config: Path | None, workspace: Path, grid: dict[str, list],
         progress(f"[{i}/{len(combos)}] {combo}")
         pipe = Pipeline(cfg, workspace)
         pipe.run_all()
-        metrics = pipe.store.train_result(pipe.run_id, train_key_of(cfg)) or {}
+        metrics = pipe.store.train_result(pipe.run_id, train_key_of(cfg.training)) or {}
         points.append(SweepPoint(combo, pipe.run_id, metrics))
     return points
 

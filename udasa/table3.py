@@ -17,12 +17,11 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from udasa.config import AXES, RunConfig
+from udasa.config import AXES, SCORING_FIELDS, RunConfig
 from udasa.errors import ConfigError, DataError
 from udasa.fusion import fuse
 
 TABLE3_FILE = Path(__file__).resolve().parent / "resources" / "paper" / "table3.json"
-SCORING_FIELD = {"sem": "semantic", "fact": "factual", "val": "value"}
 PAPER_COLUMNS = {"sem": "U_sem", "fact": "U_fact", "val": "U_val"}
 
 
@@ -83,16 +82,15 @@ def score_table3(cfg: RunConfig, paper: PaperTable3 | None = None) -> Table3:
     replies = [r["reply"] for r in paper.rows]
     ours: dict[str, list[float]] = {}
     scorers = {}
-    for axis in AXES:
-        field = SCORING_FIELD[axis]
-        scorer = make_scorer(axis, getattr(cfg.scoring, field))
+    for axis in AXES:  # one at a time: the first that cannot load is the one named
+        scorer = make_scorer(axis, cfg.scoring.for_axis(axis))
         scorers[axis] = f"{scorer.name} ({scorer.version})"
         try:
             ours[axis] = [s.value for s in scorer.score([(paper.prompt, replies)])[0]]
         except OSError as e:  # a model that is neither local nor reachable on the hub
-            model = getattr(cfg.scoring, field).model
-            raise ConfigError(f"scoring.{field}: cannot load {scorer.name} model {model!r} "
-                              f"({' '.join(str(e).split())[:160]})") from None
+            model = cfg.scoring.for_axis(axis).model
+            raise ConfigError(f"scoring.{SCORING_FIELDS[axis]}: cannot load {scorer.name} model "
+                              f"{model!r} ({' '.join(str(e).split())[:160]})") from None
     rows = []
     for i, row in enumerate(paper.rows):
         mine = {axis: float(ours[axis][i]) for axis in AXES}

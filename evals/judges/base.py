@@ -15,14 +15,16 @@ import logging
 import os
 import string
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from evals.judges.parse import SCALES, Scale
+from evals.judges.parse import Scale
 from evals.store_tables import JudgeCall, add_judgement, judge_cached
+from udasa.configfile import apply_overrides, blamed_on, build, read_config_data, require
 from udasa.errors import ConfigError
+from udasa.files import read_settings_text
 from udasa.records import content_key
 
 if TYPE_CHECKING:
@@ -43,13 +45,21 @@ class Template:
     scale: Scale
     text: str
 
+    def field_names(self) -> set[str]:
+        """The ``{fields}`` the prompt file names (a ConfigError when it is no template)."""
+        try:
+            return {f for _, f, _, _ in string.Formatter().parse(self.text) if f}
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: not a prompt template ({exc}; write a literal "
+                              "brace as {{ or }})") from None
+
     def render(self, item: dict[str, Any]) -> str:
         """The prompt for one item (its keys are the template's ``{fields}``)."""
-        fields = {f for _, f, _, _ in string.Formatter().parse(self.text) if f}
+        fields = self.field_names()
         missing = fields - item.keys() - OPTIONAL_FIELDS.keys()
         if missing:
-            raise ValueError(f"template {self.name!r} ({self.path}) needs fields {sorted(missing)}"
-                             f"; the item has {sorted(item)}")
+            raise ConfigError(f"template {self.name!r} ({self.path}) needs fields "
+                              f"{sorted(missing)}; the item has {sorted(item)}")
         values = {f: _as_text(item[f]) if item.get(f) not in (None, "", []) else
                   OPTIONAL_FIELDS.get(f, "") for f in fields}
         return self.text.format(**values)
@@ -83,6 +93,16 @@ class JudgeConfig:
     batch_size: int = 8
     templates: dict[str, Template] = field(default_factory=dict)
 
+    def validate(self) -> JudgeConfig:
+        """Raise ConfigError naming the first field out of range."""
+        require(self.max_tokens >= 1, "max_tokens", "must be >= 1")
+        require(self.concurrency >= 1, "concurrency", "must be >= 1")
+        require(self.max_retries >= 0, "max_retries", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.timeout_s > 0, "timeout_s", "must be > 0")
+        require(self.temperature >= 0, "temperature", "must be >= 0")
+        return self
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one call, or None when no price is configured."""
         if self.price_prompt_per_1k is None and self.price_completion_per_1k is None:
@@ -95,37 +115,52 @@ def available_judges() -> list[str]:
     return sorted(p.parent.name for p in JUDGES_DIR.glob("*/config.yaml"))
 
 
-def load_judge_config(name_or_path: str | Path) -> JudgeConfig:
-    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file.
+@dataclass
+class TemplateSpec:
+    """One entry of a judge config's ``templates``: its prompt file and reply scale."""
 
-    A bad file is a ConfigError naming the file and the line or field at fault."""
-    from udasa.config import from_dict
-    from udasa.files import read_settings_mapping, read_settings_text
+    file: str  # relative to the config file that names it
+    scale: Scale
 
+
+def judge_config_path(name_or_path: str | Path) -> Path:
+    """The config file of a shipped judge (``gpt4``, ``local``), a judge folder or a file."""
     path = Path(name_or_path)
     if not path.exists():
         path = JUDGES_DIR / str(name_or_path)
         if not path.is_dir():
             raise ConfigError(f"unknown judge {str(name_or_path)!r}: not a path, and not one of "
                               f"{available_judges()}")
-    if path.is_dir():
-        path = path / "config.yaml"
-    raw = read_settings_mapping(path, "judge config")
+    return path / "config.yaml" if path.is_dir() else path
+
+
+def load_judge_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> JudgeConfig:
+    """Load a shipped judge by name (``gpt4``, ``local``) or any judge folder / config file,
+    with `base:` inheritance and ``field=value`` overrides.
+
+    A bad file is a ConfigError naming the file and the line or field at fault."""
+    path = judge_config_path(name_or_path)
+    raw = read_config_data(path, "judge config", prepare=_absolute_prompt_files)
+    data = apply_overrides(raw, overrides)
+    with blamed_on(path, overrides):
+        specs = build(dict[str, TemplateSpec], data.pop("templates", None) or {}, "templates")
+        config = build(JudgeConfig, data).validate()
     templates = {}
-    specs = raw.pop("templates", None) or {}
-    if not isinstance(specs, dict):
-        raise ConfigError(f"{path}: templates: expected a mapping of NAME: {{file, scale}}")
     for tname, spec in specs.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
-            raise ConfigError(f"{path}: templates.{tname}: expected {{file: PROMPT.txt, "
-                              f"scale: {'|'.join(SCALES)}}}")
-        if spec.get("scale") not in SCALES:
-            raise ConfigError(f"{path}: templates.{tname}.scale: must be one of {SCALES}")
-        file = (path.parent / spec["file"]).resolve()
-        text = read_settings_text(file, f"prompt file of template {tname!r} ({path})")
-        templates[tname] = Template(tname, file, spec["scale"], text)
-    config = from_dict(JudgeConfig, raw, str(path))
+        text = read_settings_text(spec.file, f"prompt file of template {tname!r} ({path})")
+        templates[tname] = Template(tname, Path(spec.file), spec.scale, text)
+        templates[tname].field_names()  # a prompt file that is no template fails here
     return dataclasses.replace(config, templates=templates)
+
+
+def _absolute_prompt_files(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Each template's `file` made absolute against the folder of the config naming it (so
+    that a judge built on another with `base:` keeps that one's prompt files)."""
+    specs = data.get("templates")
+    for spec in specs.values() if isinstance(specs, dict) else ():
+        if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            spec["file"] = str((path.parent / spec["file"]).resolve())
+    return data
 
 
 @dataclass
@@ -168,7 +203,10 @@ class JudgeStats:
 
 
 class Backend(Protocol):
-    """What a judge backend provides; built with ``(config, stats)``."""
+    """What a judge backend provides; built with ``(config, stats)``. Optional: ``label(template)``
+    and ``agreements()`` (see :class:`Judge`), ``run_items`` (judges the items' fields rather
+    than rendered prompts) and ``judges_truthfulness = False`` (its verdicts on truthfulness are
+    not to be trusted)."""
 
     model_name: str  # the judge model as the cache key and the store record it
 
@@ -214,6 +252,13 @@ class Judge:
         measured agreement with human labels)."""
         label = getattr(self.backend, "label", None)
         return label(template) if callable(label) else self.config.label
+
+    @property
+    def judges_truthfulness(self) -> bool:
+        """Whether this judge can tell a true answer from a false one (its `truthful` and
+        `informative` verdicts are to be trusted); False for the small local stand-in, and tasks
+        then judge truthfulness against the dataset's reference answers."""
+        return bool(getattr(self.backend, "judges_truthfulness", True))
 
     def agreements(self) -> list[dict[str, Any]]:
         """Measured agreement with human labels of the judges used so far (learned only)."""
@@ -288,7 +333,8 @@ def default_judge_name() -> str:
 
 
 def make_judge(name_or_path: str | Path | None = None, store: Store | None = None,
-               **overrides: Any) -> Judge:
-    """The named judge (None: :func:`default_judge_name`), with config fields overridden."""
-    config = load_judge_config(name_or_path or default_judge_name())
-    return Judge(dataclasses.replace(config, **overrides), store)
+               settings: Sequence[str] = (), **overrides: Any) -> Judge:
+    """The named judge (None: :func:`default_judge_name`), with ``field=value`` `settings`
+    (``--judge-set``) and then `overrides` (field values) applied, both checked."""
+    items = [*settings, *(f"{k}={json.dumps(v)}" for k, v in overrides.items())]
+    return Judge(load_judge_config(name_or_path or default_judge_name(), items), store)

@@ -20,12 +20,13 @@ import torch
 
 from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
 from udasa.models import model_identity
-from udasa.scorers.lm_options import chat_prefix, option_token_ids
+from udasa.scorers.lm_options import chat_prefix, option_probs, option_token_ids
 
 YES = ("yes", "Yes", " yes", " Yes")
 NO = ("no", "No", " no", " No")
 DIGITS = tuple(str(d) for d in range(10))
 CHUNK = 64  # prompts per engine call: large enough to sort by length, small enough to cache
+MAX_LENGTH = 2048  # prompt tokens kept (the end, where the answer starts)
 
 
 def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
@@ -43,6 +44,9 @@ def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
 
 class HFBackend:
     """A transformers causal LM (``embedded`` = the SmolLM2 policy), loaded on first use."""
+
+    # a small local model cannot tell true from false: truthfulness uses reference answers
+    judges_truthfulness = False
 
     def __init__(self, config: JudgeConfig, stats: JudgeStats):
         self.config = config
@@ -77,30 +81,24 @@ class HFBackend:
                 yield start + k, Judgement(score, True, reply, prompt_tokens=len(ids[k]))
 
     def _yes_no(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
-        probs = next_token_probs(model, tok, ids)
-        p_yes = probs[:, single_token_ids(tok, YES)].sum(-1)
-        p_no = probs[:, single_token_ids(tok, NO)].sum(-1)
+        yes, no = single_token_ids(tok, YES), single_token_ids(tok, NO)
+        probs = option_probs(model, tok, ids, yes + no, max_length=MAX_LENGTH, renormalise=False)
+        p_yes = probs[:, :len(yes)].sum(-1)
+        p_no = probs[:, len(yes):].sum(-1)
         p = (p_yes / (p_yes + p_no).clamp_min(1e-12)).tolist()
         return p, [f"P(yes)={x:.3f}" for x in p]
 
     def _rating(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
         digit = option_token_ids(tok, list(DIGITS))  # "0".."9", each one token
-        first = next_token_probs(model, tok, ids)[:, digit[1:]]
+        first = option_probs(model, tok, ids, digit[1:], max_length=MAX_LENGTH, renormalise=False)
         first = first / first.sum(-1, keepdim=True)  # P(first digit = 1..9)
-        after_one = next_token_probs(model, tok, [x + [digit[1]] for x in ids])
-        p_zero = after_one[:, digit[0]]
-        p_stop = 1 - after_one[:, digit].sum(-1)  # "1" followed by no digit: the rating 1
+        after_one = option_probs(model, tok, [x + [digit[1]] for x in ids], digit,
+                                 max_length=MAX_LENGTH, renormalise=False)
+        p_zero = after_one[:, 0]
+        p_stop = 1 - after_one.sum(-1)  # "1" followed by no digit: the rating 1
         q = p_zero / (p_zero + p_stop).clamp_min(1e-12)
         p10 = first[:, 0] * q
         values = torch.arange(1, 10, dtype=first.dtype)
         expected = ((first * values).sum(-1) - p10 + 10 * p10).tolist()  # P(1) moves to 10
         return expected, [f"E[score]={e:.2f} (P(10)={p:.3f})"
                           for e, p in zip(expected, p10.tolist(), strict=True)]
-
-
-def next_token_probs(model, tok, ids: list[list[int]], max_length: int = 2048) -> torch.Tensor:
-    """Softmax over the vocabulary after each id sequence: (N, vocab), through the engine's
-    length-sorted, token-budgeted batches (udasa/engine.py)."""
-    from udasa.engine import engine_for
-
-    return engine_for(model, tok).next_token_logprobs([x[-max_length:] for x in ids]).exp()

@@ -1,4 +1,5 @@
-"""Evaluation tasks (docs/method.md §7), one module each, registered by name."""
+"""Evaluation tasks (docs/method.md §7), one module each, registered by name; each is a dataset,
+a solver and a scorer (`evals.tasks.base`, docs/tasks.md)."""
 
 from evals.tasks import (  # noqa: F401  (registration)
     hh,
@@ -7,6 +8,19 @@ from evals.tasks import (  # noqa: F401  (registration)
     truthfulness,
     truthfulqa_mc,
 )
-from evals.tasks.base import Sample, Task, TaskResult, get_task, register, task_names
+from evals.tasks.base import (
+    Output,
+    Sample,
+    Solution,
+    Solver,
+    Task,
+    TaskResult,
+    TaskRun,
+    get_task,
+    register,
+    run_task,
+    task_names,
+)
 
-__all__ = ["Sample", "Task", "TaskResult", "get_task", "register", "task_names"]
+__all__ = ["Output", "Sample", "Solution", "Solver", "Task", "TaskResult", "TaskRun", "get_task",
+           "register", "run_task", "task_names"]

@@ -1,15 +1,26 @@
-"""The task interface and registry: a task = data + generation settings + scoring."""
+"""The task protocol and registry: a task = a dataset, a solver and a scorer.
+
+In the spirit of Inspect's Task(dataset, solver, scorer), without depending on it: the harness
+runs every task on every model the same way (`run_task`): load the samples, let the task's
+solver make the model answer them, let the task's scorer turn the answers into metrics. See
+docs/tasks.md.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evals.stats import Estimate
 from udasa.data import load_prompts
 from udasa.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evals.judges.base import Judge
+    from evals.models import EvalModel
+    from udasa.store import Store
 
 
 @dataclass
@@ -17,6 +28,45 @@ class Sample:
     id: str
     prompt: str  # what the model is asked
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Output:
+    """What a solver produced for one sample: the model's reply (`text`, the `output` of
+    samples.jsonl; empty when the solver does not ask for one reply) and whatever else the
+    task's scorer reads (`data`: option log-likelihoods, attacked turns and their replies)."""
+
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Solution:
+    """A solver's work on one model: one Output per sample, in the samples' order, or none
+    when the model could not be put to the task (`notes` then say why)."""
+
+    outputs: list[Output]
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_texts(cls, texts: list[str]) -> Solution:
+        """The solution of a solver that generated one reply per sample."""
+        return cls([Output(t) for t in texts])
+
+    @property
+    def texts(self) -> list[str]:
+        return [o.text for o in self.outputs]
+
+
+@dataclass
+class TaskRun:
+    """One task on one model: what the harness hands the task's solver and its scorer."""
+
+    task: str  # the task's registered name
+    model: EvalModel
+    judge: Judge | None = None  # the judge of `udasa-eval run --judge`
+    store: Store | None = None  # caches generations, judge calls and attack suffixes
+    source: str | None = None  # the task's data file or task config (`--data TASK=...`)
 
 
 @dataclass
@@ -30,13 +80,46 @@ class TaskResult:
     notes: str = ""
 
 
+class Solver(Protocol):
+    """How the model answers a task's samples. Kinds: `generate` (one reply per prompt through
+    the model's own decoder: greedy, sampled, or RAIN's inference-time search),
+    `loglikelihood` (the model's log-likelihoods of answer options) and `attack` (adversarial
+    turns built first, then generated)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The generation length (results.json records it per task); 0 when nothing is
+        generated."""
+        ...
+
+    def solve(self, samples: list[Sample], run: TaskRun) -> Solution: ...
+
+
 class Task(Protocol):
+    """An evaluation task: its dataset (`samples`), its solver and its scorer (`score`).
+
+    `source` is the task's `--data` value (a data file, or a task config for robustness);
+    None means the task's default data. A scorer calls the judge only through its public
+    methods (`judge`, `label_for`, `judges_truthfulness`), never its config or backend."""
+
     name: str
-    max_new_tokens: int
 
     def samples(self, limit: int | None, seed: int, source: str | None) -> list[Sample]: ...
 
-    def score(self, samples: list[Sample], outputs: list[str], judge, ctx: dict) -> TaskResult: ...
+    def solver(self, source: str | None) -> Solver: ...
+
+    def score(self, samples: list[Sample], solution: Solution, run: TaskRun) -> TaskResult: ...
+
+
+def run_task(task: Task, samples: list[Sample], run: TaskRun,
+             solver: Solver | None = None) -> tuple[Solution, TaskResult]:
+    """The harness' one path for a task on a model: the task's solver on `samples` (`solver`:
+    one already built for `run.source`), then the task's scorer on what it produced."""
+    solution = (solver or task.solver(run.source)).solve(samples, run)
+    return solution, task.score(samples, solution, run)
 
 
 _TASKS: dict[str, Callable[[], Task]] = {}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from evals.judges.learned.data import hh_part, hh_train_prompts
 from evals.stats import mean_ci
-from evals.tasks.base import Sample, TaskResult, load_samples, register
+from evals.tasks.base import Sample, Solution, TaskResult, TaskRun, load_samples, register
+from evals.tasks.solvers import GeneratingTask
 from udasa.errors import DataError
 
 
@@ -28,8 +29,9 @@ def unseen_by_judges(samples: list[Sample], limit: int | None, own_file: bool) -
     return kept[:limit] if limit is not None else kept
 
 
-class _JudgedScore:
-    """Mean judge score (1-10) with a 95% bootstrap CI; unparsed replies are failures."""
+class _JudgedScore(GeneratingTask):
+    """The model's replies, scored 1-10 by the judge: mean with a 95% bootstrap CI; unparsed
+    replies are failures."""
 
     template = ""
     data_file = ""
@@ -39,9 +41,10 @@ class _JudgedScore:
         return unseen_by_judges(load_samples(self.data_file, source, None, seed), limit,
                                 own_file=source is not None)
 
-    def score(self, samples: list[Sample], outputs: list[str], judge, ctx) -> TaskResult:
+    def score(self, samples: list[Sample], solution: Solution, run: TaskRun) -> TaskResult:
+        judge = run.judge
         verdicts = judge.judge(self.template, [{"prompt": s.prompt, "response": o}
-                                               for s, o in zip(samples, outputs)])
+                                               for s, o in zip(samples, solution.texts)])
         values = [v.score for v in verdicts if v.ok]
         per = [{"id": s.id, "value": v.score, "ok": v.ok, "judge_reply": v.reply,
                 "error": v.error} for s, v in zip(samples, verdicts)]

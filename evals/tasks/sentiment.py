@@ -7,7 +7,8 @@ and, as a second column, by the judge's yes/no "is this continuation positive?".
 from __future__ import annotations
 
 from evals.stats import proportion_ci
-from evals.tasks.base import Sample, TaskResult, load_samples, register
+from evals.tasks.base import Sample, Solution, TaskResult, TaskRun, load_samples, register
+from evals.tasks.solvers import GeneratingTask
 
 INSTRUCTION = "Continue this movie review: {opening}"
 
@@ -20,7 +21,7 @@ def vader_positive(texts: list[str]) -> list[bool]:
 
 
 @register("sentiment")
-class ControlledSentiment:
+class ControlledSentiment(GeneratingTask):
     max_new_tokens = 48
     data_file = "imdb/aclImdb_subset5k.tar.gz"
 
@@ -29,7 +30,8 @@ class ControlledSentiment:
         return [Sample(s.id, INSTRUCTION.format(opening=s.prompt), s.meta | {"opening": s.prompt})
                 for s in rows]
 
-    def score(self, samples: list[Sample], outputs: list[str], judge, ctx) -> TaskResult:
+    def score(self, samples: list[Sample], solution: Solution, run: TaskRun) -> TaskResult:
+        judge, outputs = run.judge, solution.texts
         lexicon = vader_positive(outputs)
         verdicts = judge.judge("sentiment", [{"prompt": s.meta.get("opening", s.prompt),
                                               "response": o} for s, o in zip(samples, outputs)])

@@ -14,8 +14,8 @@ row indices ourselves (the same `random.Random(seed)` shuffle as every other tas
 to `simple_evaluate(samples=...)`; the docs are the file's rows in order, so doc id = row index.
 The CIs are ours (Wilson for MC1, bootstrap for MC2), from lm-eval's logged per-sample values.
 
-This task needs log-probabilities of a local model, so it has `evaluate(model, ...)` in place
-of `samples` + generation + `score`; API models get no metrics and a note saying why.
+Its solver is `LogLikelihood` (log-probabilities of a local model, through lm-eval) in place of
+generation; API models get no metrics and a note saying why.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ import json
 import logging
 import random
 import tempfile
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from evals.models import EvalModel
 from evals.stats import mean_ci, proportion_ci
-from evals.tasks.base import Sample, TaskResult, register
+from evals.tasks.base import Sample, Solution, TaskResult, TaskRun, register
+from evals.tasks.solvers import LogLikelihood
 from udasa.data import read_text
 from udasa.datasets import Resolved, resolve
 from udasa.errors import DataError
@@ -136,25 +138,32 @@ class TruthfulQAMC:
         return [Sample(sample_id(rows[i]["question"]), rows[i]["question"], {"index": i})
                 for i in order]
 
-    def score(self, samples, outputs, judge, ctx) -> TaskResult:
-        raise TypeError("truthfulqa_mc scores the model itself: call evaluate(model, ...)")
+    def solver(self, source: str | None) -> LogLikelihood:
+        return LogLikelihood(partial(self.option_scores, source), API_NOTE)
 
-    def evaluate(self, model: EvalModel, store, limit: int | None, seed: int,
-                 source: str | None, judge=None) -> TaskResult:
-        """MC1 / MC2 of `model` on the seeded subset, through lm-eval's `simple_evaluate`.
+    def option_scores(self, source: str | None, model: EvalModel, samples: list[Sample]
+                      ) -> list[dict[str, Any]]:
+        """lm-eval's logged MC1 and MC2 rows of each sample (`simple_evaluate` on `model`, the
+        data file of `source`).
 
-        `store` is accepted for the runner's interface; lm-eval keeps no cache here, so a
-        rerun scores again (a few seconds per question on CPU for a 135M model).
-        """
-        del store
-        if model.spec.startswith("openai:"):
-            return TaskResult({}, [], judge=JUDGE_LABEL, notes=API_NOTE)
-        samples = self.samples(limit, seed, source)
-        if not samples:  # lm-eval treats an empty selection as "all docs"
-            return TaskResult({}, [], judge=JUDGE_LABEL, notes="no samples selected")
+        lm-eval keeps no cache here, so a rerun scores again (a few seconds per question on CPU
+        for a 135M model)."""
         indices = sorted(s.meta["index"] for s in samples)  # lm-eval pairs doc ids in file order
-        out = self._run_lm_eval(model, self.path(source), indices)
-        return self._result(samples, out.get("samples") or {}, model)
+        logged = self._run_lm_eval(model, self.path(source), indices).get("samples") or {}
+        by_task = {}
+        for name in (MC1_TASK, MC2_TASK):
+            rows = {int(r["doc_id"]): r for r in logged.get(name, [])}
+            by_task[name] = rows
+            missing = [s.meta["index"] for s in samples if s.meta["index"] not in rows]
+            if missing:
+                raise RuntimeError(f"lm-eval logged no {name} result for rows {missing[:5]}")
+            for s in samples:  # doc ids are row indices: check they point at our question
+                doc = rows[s.meta["index"]]["doc"]
+                if doc.get("question") != s.prompt:
+                    raise RuntimeError(f"{name}: doc {s.meta['index']} is {doc.get('question')!r}"
+                                       f", expected {s.prompt!r}")
+        return [{"mc1": by_task[MC1_TASK][s.meta["index"]],
+                 "mc2": by_task[MC2_TASK][s.meta["index"]]} for s in samples]
 
     def _run_lm_eval(self, model: EvalModel, data_file: Path, indices: list[int]) -> dict:
         import lm_eval
@@ -171,23 +180,13 @@ class TruthfulQAMC:
             raise RuntimeError("lm-eval returned no results")
         return out
 
-    def _result(self, samples: list[Sample], logged: dict[str, list[dict]],
-                model: EvalModel) -> TaskResult:
-        by_task = {}
-        for name, metric in ((MC1_TASK, "acc"), (MC2_TASK, "mc2")):
-            rows = {int(r["doc_id"]): r for r in logged.get(name, [])}
-            by_task[name] = rows
-            missing = [s.meta["index"] for s in samples if s.meta["index"] not in rows]
-            if missing:
-                raise RuntimeError(f"lm-eval logged no {name} result for rows {missing[:5]}")
-            for s in samples:  # doc ids are row indices: check they point at our question
-                doc = rows[s.meta["index"]]["doc"]
-                if doc.get("question") != s.prompt:
-                    raise RuntimeError(f"{name}: doc {s.meta['index']} is {doc.get('question')!r}"
-                                       f", expected {s.prompt!r}")
+    def score(self, samples: list[Sample], solution: Solution, run: TaskRun) -> TaskResult:
+        """MC1 accuracy (Wilson CI) and MC2 mass on the true answers (bootstrap CI)."""
+        if not solution.outputs:
+            return TaskResult({}, [], judge=JUDGE_LABEL, notes="; ".join(solution.notes))
         per, mc1, mc2 = [], [], []
-        for s in samples:
-            r1, r2 = by_task[MC1_TASK][s.meta["index"]], by_task[MC2_TASK][s.meta["index"]]
+        for s, out in zip(samples, solution.outputs):
+            r1, r2 = out.data["mc1"], out.data["mc2"]
             right, mass = float(r1["acc"]) == 1.0, float(r2["mc2"])
             mc1.append(right)
             mc2.append(mass)
@@ -198,5 +197,5 @@ class TruthfulQAMC:
         notes = (f"lm-eval {version('lm_eval')} tasks {MC1_TASK}/{MC2_TASK} (evals/lm_eval_tasks), "
                  f"0-shot after the TruthfulQA QA primer, hf backend {self.dtype} on "
                  f"{self.device}; MC1 = accuracy (%), MC2 = mean normalised probability of the "
-                 f"true answers (%); model {model.spec}")
+                 f"true answers (%); model {run.model.spec}")
         return TaskResult(metrics, per, judge=JUDGE_LABEL, notes=notes)

@@ -9,20 +9,15 @@ through the conservative DPO loss, udasa/training.py `SoftLabelDPOTrainer`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import yaml
-
-from udasa.config import (
-    DataConfig,
-    GenerationConfig,
-    RunConfig,
-    TrainingConfig,
-    _coerce,
-    to_dict,
-)
+from udasa.config import DataConfig, GenerationConfig, RunConfig, TrainingConfig, to_dict
+from udasa.configfile import check_choices, load_config_file
 from udasa.data import load_prompts
+from udasa.keys import SCHEDULING, train_key_of
 from udasa.records import Prompt, content_key
 from udasa.store import Store
 from udasa.store_records import PreferencePair, Response, RunStage
@@ -46,7 +41,7 @@ class RlaifOptions:
 class BaselineConfig:
     """A training baseline: prompts, the policy's generation settings, DPO settings."""
 
-    method: str = "rlaif"
+    method: Literal["rlaif", "rlcd"] = "rlaif"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(n=2))
@@ -54,21 +49,18 @@ class BaselineConfig:
     rlcd: RlcdOptions = field(default_factory=RlcdOptions)
     rlaif: RlaifOptions = field(default_factory=RlaifOptions)
 
+    def validate(self) -> BaselineConfig:
+        """Raise ConfigError naming the first invalid field (the run config's checks)."""
+        check_choices(self)
+        RunConfig(generation=self.generation, training=self.training).validate()
+        return self
 
-def load_baseline_config(path: str | Path, overrides: list[str] | None = None) -> BaselineConfig:
-    from udasa.files import read_settings_mapping
 
-    p = Path(path)
-    data = read_settings_mapping(p, "baseline config")
-    for item in overrides or []:
-        key, _, raw = item.partition("=")
-        node = data
-        for part in key.split(".")[:-1]:
-            node = node.setdefault(part, {})
-        node[key.split(".")[-1]] = yaml.safe_load(raw)
-    cfg = _coerce(BaselineConfig, data, f"{p}: baseline")
-    RunConfig(generation=cfg.generation, training=cfg.training).validate()  # same field checks
-    return cfg
+def load_baseline_config(path: str | Path, overrides: Sequence[str] | None = None,
+                         overrides_from: str | None = None) -> BaselineConfig:
+    """A baseline config file (`base:` and `key.sub=value` overrides as for run configs)."""
+    return load_config_file(BaselineConfig, path, overrides or (), "baseline config",
+                            overrides_from)
 
 
 @dataclass
@@ -81,8 +73,7 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
-    from udasa.pipeline import SCHEDULING
-
+    """The baseline's pairs are keyed by its settings up to the pairs (as `run_id_of`)."""
     data = to_dict(cfg)
     data.pop("training")
     data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
@@ -133,8 +124,7 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
 
     run_id = baseline_run_id(cfg)
     soft = soft_labels_of(cfg)
-    train_key = content_key(json.dumps(to_dict(cfg.training), sort_keys=True),
-                            *(["soft-labels"] if soft else []))
+    train_key = train_key_of(cfg.training, soft_labels=soft)
     trainer = CurriculumTrainer(store, run_id, train_key, cfg.training, cfg.generation.model,
                                 "disjoint", cfg.seed,
                                 workspace / "checkpoints" / run_id / train_key,

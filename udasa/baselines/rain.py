@@ -17,19 +17,37 @@ similar (cosine >= 0.95, weight 0.2); then *rewind* to the root for the next sea
 children of a node are near-identical and all bad, more token sets are sampled there.
 
 Every model call goes through `RainBackend` (continue prefixes, next-token top-k, option
-probabilities, embeddings), the seam to move onto a batched generation engine.
+probabilities, embeddings), each batched over many requests. A search yields its calls
+(`RainSearch.*_steps`), so `RainGenerator.generate_many` runs many prompts' searches in
+lockstep, every round one batched call per kind through the generation engine
+(udasa/baselines/rain_lockstep.py); each search keeps its own random streams, so its answer
+does not depend on the searches it ran beside.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
 import yaml
 
-from udasa.errors import ConfigError
+from udasa.baselines.rain_lockstep import (
+    Continuation,
+    Continue,
+    Embed,
+    Evaluate,
+    Steps,
+    TopTokens,
+    drive,
+    lockstep,
+    stream_seed,
+)
+from udasa.engine import Request, engine_for
+from udasa.errors import ConfigError, UdasaError
 from udasa.models import load_causal_lm
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
@@ -37,6 +55,10 @@ TASKS = ("harmless", "helpful", "truthful", "positive")
 EVAL_GOALS = {"harmlessness": "harmless", "robustness": "harmless", "helpfulness": "helpful",
               "truthfulness": "truthful", "sentiment": "positive"}  # eval task -> RAIN task
 SENTENCE_END = (",", ".", "?", "!", ":", ";", "\n")
+RUN_SETTINGS = ("batch_prompts",)  # RainConfig fields that change how fast, never the answers
+# In cache keys: bumped when the same seed gives other answers (2: sampling moved into the
+# engine, per-prompt random streams), so a rerun never mixes answers of two samplers.
+SAMPLER_VERSION = 2
 
 
 @dataclass
@@ -63,6 +85,7 @@ class RainConfig:
     lookahead: int = 32  # tokens sampled at most to finish the sentence before evaluating
     embedder: str = "embedded"  # sentence embedder for value sharing (all-MiniLM-L6-v2)
     seed: int = 0
+    batch_prompts: int = 16  # searches run in lockstep, sharing each batched model call
 
     @classmethod
     def from_options(cls, options: dict, where: str = "rain") -> RainConfig:
@@ -76,7 +99,8 @@ class RainConfig:
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"rain.task: {self.task!r} is not one of {', '.join(TASKS)}")
-        for name in ("max_new_tokens", "max_tries", "width", "max_children", "top_k"):
+        for name in ("max_new_tokens", "max_tries", "width", "max_children", "top_k",
+                     "batch_prompts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"rain.{name}: must be >= 1")
         if not self.segments or min(self.segments) < 1:
@@ -95,6 +119,13 @@ class RainStats:
     @property
     def rewinds(self) -> int:
         return self.searches - self.commits
+
+    def add(self, other: RainStats) -> None:
+        """Count another search's statistics in (its history after these)."""
+        for f in fields(self):
+            if f.name != "history":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.history += other.history
 
 
 @dataclass(eq=False)
@@ -118,46 +149,54 @@ class Node:
 
 
 class RainBackend:
-    """The model calls RAIN makes: continue prefixes, next-token top-k, option probabilities of
-    the self-evaluation prompt, sentence embeddings. One place to retarget to an engine."""
+    """The model calls RAIN makes, each batched over many requests: continuations through the
+    generation engine, next-token top-k and the self-evaluation's option probabilities through
+    its scoring pass, sentence embeddings. `calls` and `items` count them by kind."""
 
     def __init__(self, cfg: RainConfig):
         self.cfg = cfg
         self.model, self.tok = load_causal_lm(cfg.model)
         self.eos = self.tok.eos_token_id
+        self.engine = engine_for(self.model, self.tok)
+        self.calls: Counter[str] = Counter()  # batched model calls, by kind
+        self.items: Counter[str] = Counter()  # requests they served
 
-    @torch.inference_mode()
-    def continue_ids(self, prefix: list[int], length: int, num: int, greedy: bool = False,
-                     top_k: int | None = None) -> list[tuple[list[int], float]]:
-        """`num` continuations of `prefix` by up to `length` tokens (cut after EOS), each with
-        its log-probability under the sampling distribution."""
-        ids = torch.tensor([prefix], device=self.model.device)
-        out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
-            num_return_sequences=num, max_new_tokens=length, top_k=None if greedy else top_k,
-            top_p=None if greedy else 1.0, temperature=None if greedy else 1.0,
-            pad_token_id=self.tok.pad_token_id, output_scores=True, return_dict_in_generate=True)
-        logps = self.model.compute_transition_scores(out.sequences, out.scores,
-                                                     normalize_logits=True)
-        result = []
-        for seq, lp in zip(out.sequences[:, len(prefix):].tolist(), logps.tolist()):
-            cut = seq.index(self.eos) + 1 if self.eos in seq else len(seq)
-            result.append((seq[:cut], float(sum(lp[:cut]))))
-        return result
+    def _count(self, kind: str, items: int) -> None:
+        self.calls[kind] += 1
+        self.items[kind] += items
 
-    @torch.inference_mode()
-    def top_tokens(self, prefix: list[int], k: int) -> list[tuple[int, float]]:
-        """The k most likely next tokens with their probabilities."""
-        logits = self.model(torch.tensor([prefix], device=self.model.device)).logits[0, -1]
-        probs, ids = torch.softmax(logits.float(), -1).topk(k)
-        return list(zip(ids.tolist(), probs.tolist()))
+    def continue_many(self, items: list[Continuation],
+                      on_tokens: Callable[[int], None] | None = None
+                      ) -> list[list[tuple[list[int], float]]]:
+        """Per item, its continuations (cut after EOS, which stays in) with their
+        log-probabilities under the distribution they were drawn from."""
+        self._count("continue", len(items))
+        requests = [Request(it.prefix, it.num, it.seed, it.length,
+                            0.0 if it.greedy else 1.0, 1.0, it.top_k) for it in items]
+        out = self.engine.generate_with_logprobs(requests, on_tokens)
+        return [[(toks + [self.eos] if len(toks) < it.length else toks, lp)
+                 for toks, lp in samples] for it, samples in zip(items, out, strict=True)]
+
+    def top_tokens_many(self, prefixes: list[list[int]], ks: list[int]
+                        ) -> list[list[tuple[int, float]]]:
+        """Per prefix, its k most likely next tokens with their probabilities."""
+        self._count("top_tokens", len(prefixes))
+        logp = self.engine.next_token_logprobs(prefixes)
+        out = []
+        for row, k in zip(logp, ks, strict=True):
+            probs, ids = row.exp().topk(k)
+            out.append(list(zip(ids.tolist(), probs.tolist())))
+        return out
 
     def option_probs(self, texts: list[str]) -> torch.Tensor:
-        return option_probs(self.model, self.tok, texts, ["A", "B"], batch_size=8)
+        """P(A), P(B) after each self-evaluation prompt: (len(texts), 2)."""
+        self._count("evaluate", len(texts))
+        return option_probs(self.model, self.tok, texts, ["A", "B"])
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         from udasa.scorers.semantic import load_sentence_model
 
+        self._count("embed", len(texts))
         model = load_sentence_model(self.cfg.embedder)
         return torch.as_tensor(model.encode(texts, convert_to_numpy=True,
                                             show_progress_bar=False))
@@ -181,10 +220,18 @@ def task_prompt(task: str) -> dict:
 
 
 class RainSearch:
-    """RAIN on one prompt: the tree, the inner loop (`search`) and the outer loop (`run`)."""
+    """RAIN on one prompt: the tree, the inner loop (`search`) and the outer loop (`run`).
 
-    def __init__(self, backend: RainBackend, cfg: RainConfig, prompt: str, stats: RainStats):
+    The `*_steps` methods are generators: they yield the model calls they need
+    (udasa/baselines/rain_lockstep.py) and receive the answers, so that many searches can
+    share batched calls (`lockstep`); `value`, `search`, `backup` and `run` run them alone.
+    `seed` keys the search's own random streams (one per sampled call, in order).
+    """
+
+    def __init__(self, backend: RainBackend, cfg: RainConfig, prompt: str, stats: RainStats,
+                 seed: int = 0):
         self.be, self.cfg, self.prompt, self.stats = backend, cfg, prompt, stats
+        self.seed, self.draws = seed, 0
         self.head = head_ids(backend.tok, prompt)
         self.eval_prompt = task_prompt(cfg.task)
         self.values: dict[str, float] = {}  # self-evaluations cached by text, as RAIN does
@@ -192,19 +239,31 @@ class RainSearch:
         self.qmin, self.qmax = -1.0, 1.0
         self.answer: list[int] = []
 
+    def next_seed(self) -> int:
+        """The seed of this search's next sampled call."""
+        self.draws += 1
+        return stream_seed(self.seed, self.draws - 1)
+
     # the self-evaluation -------------------------------------------------------------------
-    def value(self, response: str) -> float:
+    def eval_texts(self, response: str) -> list[str]:
+        """The task's self-evaluation prompt for `response`, in both option orders."""
+        p, texts = self.eval_prompt, []
+        for a, b in ((p["good"], p["bad"]), (p["bad"], p["good"])):
+            body = p["template"].format(prompt=self.prompt, response=response or "(empty)",
+                                        option_a=a, option_b=b)
+            texts.append(chat_prefix(self.be.tok, body.strip(), p["answer_prefix"]))
+        return texts
+
+    def value_steps(self, response: str) -> Steps:
         """v = 2 P(good) - 1 in [-1, 1], P(good) averaged over both option orders."""
         if response not in self.values:
-            p, texts = self.eval_prompt, []
-            for a, b in ((p["good"], p["bad"]), (p["bad"], p["good"])):
-                body = p["template"].format(prompt=self.prompt, response=response or "(empty)",
-                                            option_a=a, option_b=b)
-                texts.append(chat_prefix(self.be.tok, body.strip(), p["answer_prefix"]))
-            probs = self.be.option_probs(texts)
+            probs = yield Evaluate(self.eval_texts(response))
             self.values[response] = float(probs[0, 0] + probs[1, 1]) - 1.0
             self.stats.evaluations += 1
         return self.values[response]
+
+    def value(self, response: str) -> float:
+        return drive(self.be, self.value_steps(response))
 
     # inner loop ------------------------------------------------------------------------------
     def path(self, node: Node) -> list[Node]:
@@ -222,11 +281,11 @@ class RainSearch:
         return (self.be.eos in node.tokens or len(state) >= self.cfg.max_new_tokens
                 or stop_text(self.be.decode(state)) is not None)
 
-    def select(self, root: Node) -> Node:
+    def select_steps(self, root: Node) -> Steps:
         node = root
         while node.children:
             if self.alike_and_bad(node):
-                self.expand(node, self.cfg.add_width, adding=True)
+                yield from self.expand_steps(node, self.cfg.add_width, adding=True)
             node = max(node.children.values(), key=lambda c: self.score(c, node))
         return node
 
@@ -234,26 +293,30 @@ class RainSearch:
         q = 0.0 if child.n == 0 else (child.q - self.qmin) / (self.qmax - self.qmin + 1e-5)
         return q + self.cfg.c_puct * child.prior * math.sqrt(parent.n) / (1 + child.n)
 
-    def search(self, root: Node) -> None:
+    def search_steps(self, root: Node) -> Steps:
         """One inner-loop iteration: select, evaluate, expand, back up (then rewind)."""
-        leaf = self.select(root)
+        leaf = yield from self.select_steps(root)
         state = self.state(leaf)
-        tail = self.lookahead(state)
+        tail = yield from self.lookahead_steps(state)
         text = self.be.decode(state + tail)
-        v = self.value(text[:stop_text(text)].strip())
+        v = yield from self.value_steps(text[:stop_text(text)].strip())
         if not self.terminal(leaf, state):
-            self.expand(leaf, self.cfg.width)
-        self.backup(leaf, v, tail)
+            yield from self.expand_steps(leaf, self.cfg.width)
+        yield from self.backup_steps(leaf, v, tail)
         self.evaluations.append((leaf, v))
         self.stats.searches += 1
 
-    def lookahead(self, state: list[int]) -> list[int]:
+    def search(self, root: Node) -> None:
+        drive(self.be, self.search_steps(root))
+
+    def lookahead_steps(self, state: list[int]) -> Steps:
         """Sample on to the end of the sentence (at most `lookahead` tokens) before evaluating."""
         text = self.be.decode(state)
         if not self.cfg.lookahead or (text and text.endswith(SENTENCE_END)) or \
                 (state and state[-1] == self.be.eos):
             return []
-        (tail, _), = self.be.continue_ids(self.head + state, self.cfg.lookahead, 1)
+        [[(tail, _)]] = yield Continue([Continuation(self.head + state, self.cfg.lookahead,
+                                                     seed=self.next_seed())])
         self.stats.visited_tokens += len(tail)
         for i in range(1, len(tail) + 1):
             if tail[i - 1] == self.be.eos or self.be.decode(state + tail[:i]).endswith(
@@ -261,29 +324,33 @@ class RainSearch:
                 return tail[:i]
         return tail
 
-    def token_sets(self, node: Node, k: int) -> list[tuple[list[int], float]]:
+    def token_set_steps(self, node: Node, k: int) -> Steps:
         """k candidate token sets after `node` with their probabilities (greedy first)."""
         prefix = self.head + self.state(node)
         length = self.cfg.segments[min(node.depth, len(self.cfg.segments) - 1)]
         length = max(1, min(length, self.cfg.max_new_tokens - len(self.state(node))))
         if length == 1:
-            return [([t], p) for t, p in self.be.top_tokens(prefix, k)]
-        (greedy, g_lp), = self.be.continue_ids(prefix, length, 1, greedy=True)
-        sets = [(greedy, math.exp(g_lp))]
+            top = yield TopTokens(prefix, k)
+            return [([t], p) for t, p in top]
+        items = [Continuation(prefix, length, greedy=True)]
         if k > 1:
-            for toks, lp in self.be.continue_ids(prefix, length, k - 1, top_k=self.cfg.top_k):
-                if all(toks != s for s, _ in sets):
-                    sets.append((toks, math.exp(lp)))
+            items.append(Continuation(prefix, length, k - 1, self.next_seed(),
+                                      top_k=self.cfg.top_k))
+        [(greedy, g_lp)], *sampled = yield Continue(items)
+        sets = [(greedy, math.exp(g_lp))]
+        for toks, lp in sampled[0] if sampled else []:
+            if all(toks != s for s, _ in sets):
+                sets.append((toks, math.exp(lp)))
         self.stats.visited_tokens += sum(len(s) for s, _ in sets)
         if len(sets) > 1:  # RAIN bounds the greedy set's probability by the sampled ones'
             others = [p for _, p in sets[1:]]
             sets[0] = (greedy, max(min(sets[0][1], sum(others)), max(others) + min(others)))
         return sets
 
-    def expand(self, node: Node, k: int, adding: bool = False) -> None:
+    def expand_steps(self, node: Node, k: int, adding: bool = False) -> Steps:
         if adding and all(len(t) == 1 for t in node.children):
             k = len(node.children) + k  # single tokens: the next most likely ones
-        for toks, p in self.token_sets(node, k):
+        for toks, p in (yield from self.token_set_steps(node, k)):
             if tuple(toks) not in node.children and toks:
                 node.children[tuple(toks)] = Node(tuple(toks), 0.0, node, node.depth + 1, p)
         self.set_priors(node)
@@ -304,14 +371,14 @@ class RainSearch:
         return bool(spread < self.cfg.spread_norm * len(kids[0].tokens)) and \
             max(c.q for c in kids) < 0
 
-    def backup(self, leaf: Node, v: float, tail: list[int]) -> None:
+    def backup_steps(self, leaf: Node, v: float, tail: list[int]) -> Steps:
         """Mean-value backup along the path; similar siblings share the update (RAIN §3)."""
         path = self.path(leaf)
         suffixes, below = [], list(tail)
         for node in reversed(path):
             below = list(node.tokens) + below
             suffixes.append(self.be.decode(below))
-        embeddings = self.be.embed(suffixes[::-1]) if path else []
+        embeddings = (yield Embed(suffixes[::-1])) if path else []
         for node, emb in zip(path, embeddings):
             node.fn += 1
             node.embedding = emb.clone() if node.embedding is None else \
@@ -324,6 +391,9 @@ class RainSearch:
             node.q += (v - node.q) / node.n
             if node.parent is not None:
                 self.qmin, self.qmax = min(self.qmin, node.q), max(self.qmax, node.q)
+
+    def backup(self, leaf: Node, v: float, tail: list[int]) -> None:
+        drive(self.be, self.backup_steps(leaf, v, tail))
 
     def share(self, node: Node, v: float) -> None:
         for sib in node.parent.children.values() if node.parent else []:
@@ -342,14 +412,15 @@ class RainSearch:
         return node
 
     # outer loop ------------------------------------------------------------------------------
-    def run(self) -> str:
+    def run_steps(self) -> Steps:
+        """The answer: commit token sets until a terminal one (see the module docstring)."""
         root = Node((), 1.0)
         while True:
             budget = max(self.cfg.max_tries - root.fn, self.cfg.min_new_searches) \
                 if root.fn else self.cfg.max_tries
             done = 0
             for _ in range(budget):
-                self.search(root)
+                yield from self.search_steps(root)
                 done += 1
                 best = root.best_child()
                 if best and best.fn > self.cfg.min_tries and best.q > self.cfg.value_threshold:
@@ -357,11 +428,7 @@ class RainSearch:
             best = root.best_child()
             if best is None:
                 break
-            self.stats.commits += 1
-            self.stats.history.append({"searches": done, "visits": [c.n for c in
-                                       root.children.values()], "chosen": best.n,
-                                       "value": best.q})
-            self.answer += list(best.tokens)
+            self.commit(root, best, done)
             root, best.parent = best, None
             if root.children:
                 self.set_priors(root)
@@ -371,6 +438,16 @@ class RainSearch:
         stop = stop_text(text)
         self.stats.emitted_tokens += len(self.answer)
         return (text[:stop] if stop is not None else text).strip()
+
+    def commit(self, root: Node, best: Node, searches: int) -> None:
+        self.stats.commits += 1
+        self.stats.history.append({"searches": searches, "visits": [c.n for c in
+                                   root.children.values()], "chosen": best.n,
+                                   "value": best.q})
+        self.answer += list(best.tokens)
+
+    def run(self) -> str:
+        return drive(self.be, self.run_steps())
 
 
 def head_ids(tok, prompt: str) -> list[int]:
@@ -413,12 +490,40 @@ class RainGenerator:
         search = RainSearch(self.backend, self.cfg, prompt, self.stats)
         return [search.value(p) for p in partials]
 
-    def search(self, prompt: str) -> RainSearch:
-        return RainSearch(self.backend, self.cfg, prompt, self.stats)
+    def search(self, prompt: str, seed: int = 0) -> RainSearch:
+        return RainSearch(self.backend, self.cfg, prompt, RainStats(), self.cfg.seed + seed)
 
     def generate(self, prompt: str, n: int, seed: int) -> list[str]:
-        out = []
-        for i in range(n):
-            torch.manual_seed(self.cfg.seed + seed + i)
-            out.append(self.search(prompt).run())
+        ((_, out),) = self.generate_many([prompt], n, [seed])
+        if isinstance(out, UdasaError):
+            raise out
         return out
+
+    def generate_many(self, prompts: Sequence[str], n: int, seeds: Sequence[int],
+                      on_tokens: Callable[[int], None] | None = None
+                      ) -> Iterator[tuple[int, list[str] | UdasaError]]:
+        """(prompt index, its n answers or the error) as each prompt finishes. The searches
+        (sample i of a prompt seeded `cfg.seed + seed + i`) run `cfg.batch_prompts` at a time
+        in lockstep, sharing every batched model call; each one's answer is the one it gives
+        alone."""
+        running: dict[tuple[int, int], RainSearch] = {}
+
+        def jobs() -> Iterator[tuple[tuple[int, int], Steps]]:
+            for p, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+                for i in range(n):
+                    running[p, i] = search = self.search(prompt, seed + i)
+                    yield (p, i), search.run_steps()
+
+        answers: dict[int, list[tuple[int, str]] | None] = {}
+        for (p, i), out in lockstep(self.backend, jobs(), self.cfg.batch_prompts, on_tokens):
+            self.stats.add(running.pop((p, i)).stats)
+            done = answers.setdefault(p, [])
+            if done is None:
+                continue  # this prompt already failed
+            if isinstance(out, UdasaError):
+                answers[p] = None
+                yield p, out
+                continue
+            done.append((i, out))
+            if len(done) == n:
+                yield p, [text for _, text in sorted(done)]

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from udasa.baselines.common import BaselineConfig, BaselinePair, RlaifOptions, prompts_of
 from udasa.errors import ConfigError
 from udasa.generators import generate_many, make_generator
+from udasa.keys import prompt_seed
 from udasa.models import load_causal_lm
-from udasa.pipeline import prompt_seed
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
 

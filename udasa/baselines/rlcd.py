@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from udasa.baselines.common import BaselineConfig, BaselinePair, prompts_of
 from udasa.baselines.rain import turn_marker
 from udasa.errors import ConfigError
-from udasa.pipeline import prompt_seed
+from udasa.keys import prompt_seed
 
 TASKS = ("harmless", "helpful", "truthful", "positive")
 

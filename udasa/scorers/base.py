@@ -13,8 +13,9 @@ Group = tuple[str, list[str]]  # (prompt, responses)
 
 
 @dataclass
-class Scored:
-    """One response's uncertainty on one axis, in [0, 1], with scorer-specific details."""
+class AxisScore:
+    """What a scorer returns per response: its uncertainty on the scorer's one axis, in
+    [0, 1], with scorer-specific details (stored as one `scores` row)."""
 
     value: float
     details: dict[str, Any] = field(default_factory=dict)
@@ -25,7 +26,7 @@ class Scorer(Protocol):
     name: str
     version: str  # changes whenever the model or options change (part of the store key)
 
-    def score(self, groups: Sequence[Group]) -> list[list[Scored]]: ...
+    def score(self, groups: Sequence[Group]) -> list[list[AxisScore]]: ...
 
 
 class ItemScorer:
@@ -38,10 +39,10 @@ class ItemScorer:
     def __init__(self, cfg: ScorerConfig):
         self.cfg = cfg
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
         raise NotImplementedError
 
-    def score(self, groups: Sequence[Group]) -> list[list[Scored]]:
+    def score(self, groups: Sequence[Group]) -> list[list[AxisScore]]:
         prompts = [p for p, rs in groups for _ in rs]
         responses = [r for _, rs in groups for r in rs]
         flat = self.score_items(prompts, responses)

@@ -22,7 +22,7 @@ import torch
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm, model_identity, package_dir, resolve_model
-from udasa.scorers.base import ItemScorer, Scored, dist_version, register, version_of
+from udasa.scorers.base import AxisScore, ItemScorer, dist_version, register, version_of
 from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -44,7 +44,7 @@ class NLIScorer(ItemScorer):
     def probs(self, premises: list[str], hypotheses: list[str]) -> np.ndarray:
         raise NotImplementedError
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
         whole = self.probs(prompts, responses)
         per_sentence = self.cfg.options.get("sentences", True)
         sents = [split_sentences(r) if per_sentence else [] for r in responses]
@@ -58,7 +58,7 @@ class NLIScorer(ItemScorer):
                 worst = max(factual_uncertainty(p[0]) for p in sent_probs[j:j + len(ss)])
                 details["sentence_max"] = worst
             j += len(ss)
-            out.append(Scored(factual_uncertainty(probs[0]), details))
+            out.append(AxisScore(factual_uncertainty(probs[0]), details))
         return out
 
 

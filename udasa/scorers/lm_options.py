@@ -1,11 +1,14 @@
 """Option probabilities from a causal LM: P("A") vs P("B") as the next token after a prompt.
 
-Used by the policy-as-judge scorers (zero-shot NLI, harmless/harmful self-judgement). Option
-token ids are looked up from the tokenizer, never hard-coded.
+The one place a causal LM's answer is read off its next token: the policy-as-judge scorers
+(zero-shot NLI, harmless/harmful self-judgement), the local judge (yes/no, 1-10), RLAIF's
+labeller and RAIN's self-evaluation. Option token ids are looked up from the tokenizer, never
+hard-coded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,7 +20,7 @@ def read_prompt(name: str) -> str:
     return (PROMPT_DIR / name).read_text(encoding="utf-8")
 
 
-def option_token_ids(tokenizer, options: list[str]) -> list[int]:
+def option_token_ids(tokenizer, options: Sequence[str]) -> list[int]:
     """The single token id of each option letter as it follows "(" in the answer prefix."""
     ids = []
     for opt in options:
@@ -38,24 +41,31 @@ def chat_prefix(tokenizer, user_text: str, answer_prefix: str) -> str:
     return text + answer_prefix
 
 
-def option_probs(model, tokenizer, texts: list[str], options: list[str],
-                 batch_size: int | None = None, max_length: int = 1024) -> torch.Tensor:
-    """Normalised next-token probabilities over `options` for each text: shape (len(texts), K).
+def option_probs(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]],
+                 options: Sequence[str] | Sequence[int], batch_size: int | None = None,
+                 max_length: int = 1024, renormalise: bool = True) -> torch.Tensor:
+    """Next-token probabilities of `options` after each prompt: shape (len(prompts), K).
 
-    All texts go to the engine at once: length-sorted, left-padded batches sized by its token
-    budget (`batch_size`, when given, also caps the rows per batch). Texts longer than
-    `max_length` tokens keep their end, where the answer prefix is.
+    `prompts` are texts (tokenised without special tokens) or token id lists; `options` are
+    strings that are one token each, or token ids. With `renormalise` the K probabilities of a
+    row sum to 1 (the model's choice among the options); without, each is P(token) over the
+    whole vocabulary. All prompts go to the engine at once (udasa/engine.py): length-sorted,
+    left-padded batches sized by its token budget (`batch_size`, when given, also caps the
+    rows per batch). Prompts longer than `max_length` tokens keep their end, where the answer
+    prefix is.
     """
     from udasa.engine import engine_for
 
-    ids = option_token_ids(tokenizer, options)
-    if not texts:
+    ids = [o for o in options if isinstance(o, int)]
+    ids = ids if len(ids) == len(options) else option_token_ids(tokenizer, options)
+    if not prompts:
         return torch.empty(0, len(options))
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    encoded = (tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+               if isinstance(prompts[0], str) else prompts)
     engine = engine_for(model, tokenizer)
     rows, engine.max_rows = engine.max_rows, batch_size
     try:
-        logp = engine.next_token_logprobs([x[-max_length:] for x in encoded], ids)
+        logp = engine.next_token_logprobs([list(x[-max_length:]) for x in encoded], ids)
     finally:
         engine.max_rows = rows
-    return torch.softmax(logp, dim=-1)
+    return torch.softmax(logp, dim=-1) if renormalise else logp.exp()

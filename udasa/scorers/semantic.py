@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from udasa.config import ScorerConfig
-from udasa.scorers.base import Group, Scored, dist_version, register, version_of
+from udasa.scorers.base import AxisScore, Group, dist_version, register, version_of
 
 EMBEDDED = "embedded"
 
@@ -58,7 +58,7 @@ class SBERTScorer:
         return model.encode(texts, batch_size=self.cfg.batch_size, convert_to_numpy=True,
                             show_progress_bar=False)
 
-    def score(self, groups: Sequence[Group]) -> list[list[Scored]]:
+    def score(self, groups: Sequence[Group]) -> list[list[AxisScore]]:
         texts = [r for _, rs in groups for r in rs]
         emb = self.embed(texts) if texts else np.zeros((0, 1))
         out, i = [], 0
@@ -66,9 +66,9 @@ class SBERTScorer:
             sim = pairwise_cosine(emb[i:i + len(rs)])
             i += len(rs)
             if len(rs) < 2:
-                out.append([Scored(0.0, {"note": "single response"}) for _ in rs])
+                out.append([AxisScore(0.0, {"note": "single response"}) for _ in rs])
                 continue
             level = prompt_semantic_uncertainty(sim)
-            out.append([Scored(float(u), {"prompt_level": level})
+            out.append([AxisScore(float(u), {"prompt_level": level})
                         for u in response_semantic_uncertainty(sim)])
         return out

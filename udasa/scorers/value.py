@@ -18,7 +18,7 @@ import torch
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm, model_identity, resolve_model
-from udasa.scorers.base import ItemScorer, Scored, dist_version, register, version_of
+from udasa.scorers.base import AxisScore, ItemScorer, dist_version, register, version_of
 from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
 
@@ -38,8 +38,8 @@ class ProfanityScorer(ItemScorer):
 
         return predict_prob(responses) if responses else np.zeros(0)
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
-        return [Scored(value_uncertainty(p), {"profanity": float(p)})
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
+        return [AxisScore(value_uncertainty(p), {"profanity": float(p)})
                 for p in self.unsafe(responses)]
 
 
@@ -66,8 +66,8 @@ class LMJudgeScorer(ItemScorer):
             result += probs[:, 1 - harmful_idx] / 2
         return result
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
-        return [Scored(value_uncertainty(p), {"lm_judge": float(p)})
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
+        return [AxisScore(value_uncertainty(p), {"lm_judge": float(p)})
                 for p in self.unsafe(prompts, responses)]
 
 
@@ -91,10 +91,10 @@ class CombinedValueScorer(ItemScorer):
         self.judge = LMJudgeScorer(cfg)
         self.version = version_of(self.profanity.version, self.judge.version, "noisy-or")
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
         prof = self.profanity.unsafe(responses)
         judge = self.judge.unsafe(prompts, responses)
-        return [Scored(value_uncertainty(combine_value_signals(p, j)),
+        return [AxisScore(value_uncertainty(combine_value_signals(p, j)),
                        {"profanity": float(p), "lm_judge": float(j)})
                 for p, j in zip(prof, judge)]
 
@@ -117,7 +117,7 @@ class ModerationScorer(ItemScorer):
         self.model = cfg.model or "omni-moderation-latest"
         self.version = version_of(f"openai-moderation:{self.model}")
 
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
         out = []
         bs = self.cfg.batch_size
         for i in range(0, len(responses), bs):
@@ -126,7 +126,7 @@ class ModerationScorer(ItemScorer):
                 scores = {k: float(v) for k, v in res.category_scores.model_dump().items()
                           if v is not None}
                 top = max(scores, key=scores.get)
-                out.append(Scored(value_uncertainty(scores[top]),
+                out.append(AxisScore(value_uncertainty(scores[top]),
                                   {"top_category": top, "flagged": bool(res.flagged)}))
         return out
 
@@ -153,12 +153,12 @@ class HFSafetyScorer(ItemScorer):
         self.version = version_of(model_identity(cfg.model)["id"], f"label={self.index}")
 
     @torch.inference_mode()
-    def score_items(self, prompts: list[str], responses: list[str]) -> list[Scored]:
+    def score_items(self, prompts: list[str], responses: list[str]) -> list[AxisScore]:
         out = []
         bs = self.cfg.batch_size
         for i in range(0, len(responses), bs):
             enc = self.tok(responses[i:i + bs], return_tensors="pt", padding=True,
                            truncation=True)
             probs = torch.softmax(self.model(**enc).logits.float(), -1)[:, self.index]
-            out += [Scored(value_uncertainty(float(p))) for p in probs]
+            out += [AxisScore(value_uncertainty(float(p))) for p in probs]
         return out
