@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from evals.leaderboard import canonical_label
 from evals.store_tables import Rating, eval_samples
-from udasa.errors import UdasaError
+from udasa.errors import ConfigError, UdasaError
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_records import Run
 
+log = logging.getLogger(__name__)
 SCORE_FIELDS = ("harmless", "helpful", "overall")
 CHOICES = ("A", "B", "tie")
 
@@ -49,17 +52,34 @@ class PairItem:
     second: Item
 
 
-def single_items(store: Store) -> list[Item]:
-    """Every stored run response and evaluation output, once each (by id)."""
+def replies_key(run: Run) -> str | None:
+    """The generation key a run's replies are stored under: a baseline's (its run id) or a
+    UDASA run's (its config); None for a run whose config is neither (left out of the pool)."""
     from app.inspector import run_config
-    from evals.models import label_aliases
+    from udasa.baselines.common import BASELINE_RUN_PREFIX, baseline_gen_key
     from udasa.keys import gen_key_of
+
+    if run.name.startswith(BASELINE_RUN_PREFIX) and "method" in run.config:
+        return baseline_gen_key(run.id)
+    try:
+        return gen_key_of(run_config(run))
+    except ConfigError as exc:
+        log.warning("rating pool: run %s left out (%s)", run.id, exc)
+        return None
+
+
+def single_items(store: Store) -> list[Item]:
+    """Every stored run response (baseline runs' too) and evaluation output, once each."""
+    from evals.models import label_aliases
 
     aliases = label_aliases(store)  # a reply is labelled by the method its model was run as
     items: dict[str, Item] = {}
     for run in store.runs():
+        gen_key = replies_key(run)
+        if gen_key is None:
+            continue
         prompts = {p.id: p.text for p in store.run_prompts(run.id)}
-        for r in store.responses(gen_key_of(run_config(run)), list(prompts)):
+        for r in store.responses(gen_key, list(prompts)):
             if r.text.strip():
                 items.setdefault(r.id, Item(r.id, prompts[r.prompt_id], r.text,
                                             canonical_label(r.model, aliases)))

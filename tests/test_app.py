@@ -196,6 +196,33 @@ def test_pool_holds_run_replies_and_eval_outputs_and_orders_per_annotator(ws):
     assert len(pairs) == len(store.pairs(store.latest_run().id)) + 6  # run pairs + eval
 
 
+def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
+    """A baseline's run (its config a baseline config, not a run config) adds its replies to
+    the pool; a run whose config neither reads is left out instead of failing the tab."""
+    from app.ui import AppState, _rate_next_item, _rate_submit
+    from udasa.baselines.common import BaselineConfig, BaselinePair, store_pairs
+
+    store = Store(ws)
+    run_pairs = len(store.pairs(store.latest_run().id))
+    baseline = store_pairs(store, BaselineConfig(method="rlaif"), [BaselinePair(
+        Prompt("Is tea hot?", "builtin"), "Usually.", "No idea.", 0.75)], {"seed": 0})
+    store.upsert_run("foreign", "other tool", {"not": "a run config"}, {})
+    items = rating.pool(store, "single")
+    assert len(items) == 4 * 3 + 2 * 6 + 2
+    mine = {i.response: i for i in items if i.method == "rlaif"}
+    assert set(mine) == {"Usually.", "No idea."} and mine["Usually."].prompt == "Is tea hot?"
+    pairs = rating.pool(store, "pair")
+    assert len(pairs) == run_pairs + 1 + 6  # the run's, the baseline's, the evaluation's
+    assert sum(p.first.method.startswith(f"baseline:rlaif ({baseline})") for p in pairs) == 1
+    h = auth.hash_password("pw", rounds=4)
+    state = AppState(ws, {"alice": auth.User("alice", h)})
+    alice = SimpleNamespace(username="alice")
+    notice, progress, _, item_id, *_ = _rate_next_item(state)("single", [], alice)
+    assert not notice and item_id and f"0 of {len(items)} rated" in progress
+    assert "Saved" in _rate_submit(state)(item_id, 7, 6, 5, None, alice)
+    assert [r.item_id for r in ratings(store, "alice")] == [item_id]
+
+
 def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
     store = Store(ws)
     item = rating.pool(store, "single")[0]

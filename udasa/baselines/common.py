@@ -22,6 +22,8 @@ from udasa.records import Prompt, content_key
 from udasa.store import Store
 from udasa.store_records import PreferencePair, Response, RunStage
 
+BASELINE_RUN_PREFIX = "baseline:"  # a baseline run's name: this prefix and its method
+
 
 @dataclass
 class RlcdOptions:
@@ -83,6 +85,11 @@ def baseline_run_id(cfg: BaselineConfig) -> str:
     return content_key("baseline", json.dumps(data, sort_keys=True))
 
 
+def baseline_gen_key(run_id: str) -> str:
+    """The generation key a baseline run's replies are stored under (see `store_pairs`)."""
+    return content_key(run_id, "responses")
+
+
 def soft_labels_of(cfg: BaselineConfig) -> bool:
     """Whether DPO trains on each pair's own label (RLAIF unless hard labels are asked for)."""
     return cfg.method == "rlaif" and not cfg.rlaif.hard_labels
@@ -97,8 +104,8 @@ def store_pairs(store: Store, cfg: BaselineConfig, pairs: list[BaselinePair],
                 manifest: dict) -> str:
     """Record the baseline's pairs as a one-stage run (trainable by CurriculumTrainer)."""
     run_id = baseline_run_id(cfg)
-    gen_key = content_key(run_id, "responses")
-    store.upsert_run(run_id, f"baseline:{cfg.method}", to_dict(cfg), manifest)
+    gen_key = baseline_gen_key(run_id)
+    store.upsert_run(run_id, f"{BASELINE_RUN_PREFIX}{cfg.method}", to_dict(cfg), manifest)
     store.add_prompts(run_id, [p.prompt for p in pairs])
     responses, rows = [], []
     for pair in pairs:
