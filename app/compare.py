@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
 from app.render import plain
+from evals import store_tables
 from evals.leaderboard import (
     canonical_label,
     human_means,
@@ -40,13 +41,15 @@ from evals.stats import (
     sign_test,
     spearman,
 )
+from evals.store_tables import EvalSample
 from udasa.axes import axis_keys
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_schema import as_rows
 
 
 def _run_times(store: Store) -> dict[str, str]:
-    return {r["id"]: r["created_at"] for r in store.eval_runs()}
+    return {r.id: r.created_at for r in store_tables.eval_runs(store)}
 
 
 def human_fields() -> dict[str, tuple[str, str]]:
@@ -56,8 +59,9 @@ def human_fields() -> dict[str, tuple[str, str]]:
 
 
 def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
-    """The paper-layout table (judge / human per cell); `ratings` None hides the human side."""
-    rows = store.leaderboard()
+    """The paper-layout table (judge / human per cell); `ratings` (plain rating rows) None
+    hides the human side."""
+    rows = as_rows(store_tables.leaderboard(store))
     if not rows:
         return None
     from evals.models import label_aliases
@@ -75,7 +79,7 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
 
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
     """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart)."""
-    rows, times = store.leaderboard(), _run_times(store)
+    rows, times = as_rows(store_tables.leaderboard(store)), _run_times(store)
     out = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
         key = content_key(json.dumps([r for r in rows if r["task"] == task], default=str),
@@ -92,19 +96,20 @@ def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
 
 
 # two methods side by side --------------------------------------------------------------------
-def latest_samples(store: Store) -> dict[tuple[str, str, str], dict]:
+def latest_samples(store: Store) -> dict[tuple[str, str, str], EvalSample]:
     """The latest evaluation sample per (task, model, prompt)."""
     times = _run_times(store)
-    best: dict[tuple[str, str, str], dict] = {}
-    for s in store.eval_samples():
-        s = s | {"model": canonical_label(s["model"])}
-        key = (s["task"], s["model"], s["prompt"])
-        if key not in best or times.get(s["eval_id"], "") >= times.get(best[key]["eval_id"], ""):
+    best: dict[tuple[str, str, str], EvalSample] = {}
+    for s in store_tables.eval_samples(store):
+        s = replace(s, model=canonical_label(s.model))
+        key = (s.task, s.model, s.prompt)
+        if key not in best or times.get(s.eval_id, "") >= times.get(best[key].eval_id, ""):
             best[key] = s
     return best
 
 
-def tasks_and_methods(samples: Mapping[tuple[str, str, str], dict]) -> dict[str, list[str]]:
+def tasks_and_methods(samples: Mapping[tuple[str, str, str], EvalSample]
+                      ) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for task, model, _ in samples:
         if model not in out.setdefault(task, []):
@@ -112,8 +117,8 @@ def tasks_and_methods(samples: Mapping[tuple[str, str, str], dict]) -> dict[str,
     return out
 
 
-def _value(sample: dict) -> float | None:
-    s = sample.get("scores") or {}
+def _value(sample: EvalSample) -> float | None:
+    s = sample.scores or {}
     v = s.get("value")
     if s.get("ok") is False or v is None or isinstance(v, bool):
         return None
@@ -134,18 +139,18 @@ class Comparison:
     excluded: int  # prompts left out of the test: a value missing (judge failure)
 
 
-def compare(samples: Mapping[tuple[str, str, str], dict], task: str, a: str,
+def compare(samples: Mapping[tuple[str, str, str], EvalSample], task: str, a: str,
             b: str) -> Comparison:
     """Method a against b on the prompts of `task` both answered; paired bootstrap + sign test."""
     mine = [(p, s) for (t, m, p), s in samples.items() if t == task and m == a]
-    mine.sort(key=lambda x: x[1]["idx"])
+    mine.sort(key=lambda x: x[1].idx)
     prompts, outputs, values = [], {}, {}
     for prompt, sa in mine:
         sb = samples.get((task, b, prompt))
         if sb is None:
             continue
         prompts.append(prompt)
-        outputs[prompt] = (sa["output"] or "", sb["output"] or "")
+        outputs[prompt] = (sa.output or "", sb.output or "")
         values[prompt] = (_value(sa), _value(sb))
     both = [(x, y) for x, y in values.values() if x is not None and y is not None]
     test = sign = None
@@ -171,17 +176,18 @@ def comparison_text(c: Comparison) -> str:
 
 # Table 3 ------------------------------------------------------------------------------------
 def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
-    """Replies of `run_id` rated by humans: U_sem, U_fact, U_val, u (as stored) and the mean
-    human overall / harmless / helpful score, with the number of annotators."""
-    fused = {f["response_id"]: f for f in store.fused(run_id)}
+    """Replies of `run_id` rated by humans (`ratings`: plain rating rows): U_sem, U_fact, U_val,
+    u (as stored) and the mean human overall / harmless / helpful score, with the number of
+    annotators."""
+    fused = {f.response_id: f for f in store.fused(run_id)}
     by_item: dict[str, list[dict]] = {}
     for r in ratings:
         if r["item_id"] in fused and r.get("overall") is not None:
             by_item.setdefault(r["item_id"], []).append(r)
     rows = []
     for item_id, rs in by_item.items():
-        comps = json.loads(fused[item_id]["components"])
-        row = {"u": fused[item_id]["u"], **{f"U_{a}": comps.get(a) for a in axis_keys()}}
+        comps = fused[item_id].components
+        row = {"u": fused[item_id].u, **{f"U_{a}": comps.get(a) for a in axis_keys()}}
         for f in ("overall", "harmless", "helpful"):
             vals = [r[f] for r in rs if r.get(f) is not None]
             row[f"human {f}"] = sum(vals) / len(vals) if vals else None

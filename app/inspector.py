@@ -32,6 +32,7 @@ from udasa.pairs import Pair, ScoredResponse, fuse_and_pair
 from udasa.plots import delta_histogram
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_records import Run
 
 
 @dataclass
@@ -60,12 +61,12 @@ class RunFusion:
 
 def run_choices(store: Store) -> list[tuple[str, str]]:
     """(label, run id) of every run, newest first."""
-    return [(plain(f"{r['name']} · {r['id']} · {r['status']} · {r['updated_at']}"), r["id"])
+    return [(plain(f"{r.name} · {r.id} · {r.status} · {r.updated_at}"), r.id)
             for r in store.runs()]
 
 
-def run_config(run: dict) -> RunConfig:
-    return from_dict(RunConfig, json.loads(run["config"]))
+def run_config(run: Run) -> RunConfig:
+    return from_dict(RunConfig, run.config)
 
 
 def load_run(store: Store, run_id: str) -> RunData:
@@ -77,15 +78,13 @@ def load_run(store: Store, run_id: str) -> RunData:
     if run is None:
         raise UdasaError(f"run {run_id} is not in this store")
     cfg = run_config(run)
-    prompts = {p["id"]: p["text"] for p in store.run_prompts(run_id)}
+    prompts = {p.id: p.text for p in store.run_prompts(run_id)}
     rows = store.responses(gen_key_of(cfg), list(prompts))
-    scores = stored_scores(store, run, [r["id"] for r in rows])
+    scores = stored_scores(store, run, [r.id for r in rows])
     replies: dict[str, list[ScoredResponse]] = {pid: [] for pid in prompts}
     for r in rows:
-        replies[r["prompt_id"]].append(ScoredResponse(r["id"], r["text"], scores[r["id"]],
-                                                      r["sample_index"]))
-    summary = json.loads(run["summary"] or "{}")
-    return RunData(run_id, run["name"], cfg, prompts, replies, summary.get("thresholds"))
+        replies[r.prompt_id].append(ScoredResponse(r.id, r.text, scores[r.id], r.sample_index))
+    return RunData(run_id, run.name, cfg, prompts, replies, run.summary.get("thresholds"))
 
 
 def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str, float],

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from evals.leaderboard import canonical_label
-from udasa.errors import UdasaError
+from evals.store_tables import Rating, eval_samples
+from udasa.errors import ConfigError, UdasaError
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_records import Run
 
+log = logging.getLogger(__name__)
 SCORE_FIELDS = ("harmless", "helpful", "overall")
 CHOICES = ("A", "B", "tie")
 
@@ -48,20 +52,37 @@ class PairItem:
     second: Item
 
 
-def single_items(store: Store) -> list[Item]:
-    """Every stored run response and evaluation output, once each (by id)."""
+def replies_key(run: Run) -> str | None:
+    """The generation key a run's replies are stored under: a baseline's (its run id) or a
+    UDASA run's (its config); None for a run whose config is neither (left out of the pool)."""
     from app.inspector import run_config
-    from evals.models import label_aliases
+    from udasa.baselines.common import BASELINE_RUN_PREFIX, baseline_gen_key
     from udasa.keys import gen_key_of
+
+    if run.name.startswith(BASELINE_RUN_PREFIX) and "method" in run.config:
+        return baseline_gen_key(run.id)
+    try:
+        return gen_key_of(run_config(run))
+    except ConfigError as exc:
+        log.warning("rating pool: run %s left out (%s)", run.id, exc)
+        return None
+
+
+def single_items(store: Store) -> list[Item]:
+    """Every stored run response (baseline runs' too) and evaluation output, once each."""
+    from evals.models import label_aliases
 
     aliases = label_aliases(store)  # a reply is labelled by the method its model was run as
     items: dict[str, Item] = {}
     for run in store.runs():
-        prompts = {p["id"]: p["text"] for p in store.run_prompts(run["id"])}
-        for r in store.responses(gen_key_of(run_config(run)), list(prompts)):
-            if r["text"].strip():
-                items.setdefault(r["id"], Item(r["id"], prompts[r["prompt_id"]], r["text"],
-                                               canonical_label(r["model"], aliases)))
+        gen_key = replies_key(run)
+        if gen_key is None:
+            continue
+        prompts = {p.id: p.text for p in store.run_prompts(run.id)}
+        for r in store.responses(gen_key, list(prompts)):
+            if r.text.strip():
+                items.setdefault(r.id, Item(r.id, prompts[r.prompt_id], r.text,
+                                            canonical_label(r.model, aliases)))
     for item in _eval_items(store).values():
         items.setdefault(item.id, item)
     return list(items.values())
@@ -69,10 +90,9 @@ def single_items(store: Store) -> list[Item]:
 
 def _eval_items(store: Store) -> dict[tuple[str, str, int, str], Item]:
     """Non-empty evaluation outputs keyed by (eval id, task, sample index, model)."""
-    return {(s["eval_id"], s["task"], s["idx"], s["model"]): Item(
-        content_key("eval", s["eval_id"], s["model"], s["task"], str(s["idx"])), s["prompt"],
-        s["output"], canonical_label(s["model"])) for s in store.eval_samples()
-        if (s["output"] or "").strip()}
+    return {(s.eval_id, s.task, s.idx, s.model): Item(
+        content_key("eval", s.eval_id, s.model, s.task, str(s.idx)), s.prompt, s.output,
+        canonical_label(s.model)) for s in eval_samples(store) if (s.output or "").strip()}
 
 
 def _pair(a: Item, b: Item) -> PairItem:
@@ -84,10 +104,10 @@ def pair_items(store: Store) -> list[PairItem]:
     """Each run pair (chosen vs rejected by u) and each two methods' outputs for one sample."""
     pairs: dict[str, PairItem] = {}
     for run in store.runs():
-        for p in store.pairs(run["id"]):
-            label = f"{run['name']} ({run['id']})"
-            one = _pair(Item(p["chosen_id"], p["prompt"], p["chosen"], f"{label}: lower u"),
-                        Item(p["rejected_id"], p["prompt"], p["rejected"], f"{label}: higher u"))
+        for p in store.pairs(run.id):
+            label = f"{run.name} ({run.id})"
+            one = _pair(Item(p.chosen_id, p.prompt, p.chosen, f"{label}: lower u"),
+                        Item(p.rejected_id, p.prompt, p.rejected, f"{label}: higher u"))
             pairs.setdefault(one.id, one)
     groups: dict[tuple, list[Item]] = {}
     for (eval_id, task, idx, _), item in _eval_items(store).items():
@@ -136,23 +156,21 @@ def _score(name: str, value: object) -> int:
 
 
 def rating_row(annotator: str, item: Item | PairItem, scores: dict[str, object] | None = None,
-               choice: str | None = None) -> dict:
-    """The human_ratings row of one judgement (scores for an Item, a choice for a PairItem)."""
-    row = {"id": content_key(annotator, item.id), "annotator": annotator, "item_id": item.id,
-           "prompt": item.prompt, "harmless": None, "helpful": None, "overall": None,
-           "preference": None}
+               choice: str | None = None) -> Rating:
+    """The rating of one judgement (scores for an Item, a choice for a PairItem)."""
+    key = {"id": content_key(annotator, item.id), "annotator": annotator, "item_id": item.id,
+           "prompt": item.prompt}
     if isinstance(item, Item):
         scores = scores or {}
-        row |= {"response": item.response, "method": item.method}
-        row |= {f: _score(f, scores.get(f)) for f in SCORE_FIELDS}
-        return row
+        return Rating(**key, response=item.response, method=item.method,
+                      **{f: _score(f, scores.get(f)) for f in SCORE_FIELDS})
     if choice not in CHOICES:
         raise UdasaError("preference: choose A, B or tie")
     a, b = sides(annotator, item)
-    row |= {"response": json.dumps({"A": a.response, "B": b.response}, ensure_ascii=False),
-            "method": f"{a.method} vs {b.method}",
-            "preference": {"A": a.method, "B": b.method, "tie": "tie"}[choice]}
-    return row
+    return Rating(**key, response=json.dumps({"A": a.response, "B": b.response},
+                                             ensure_ascii=False),
+                  method=f"{a.method} vs {b.method}",
+                  preference={"A": a.method, "B": b.method, "tie": "tie"}[choice])
 
 
 def find(store: Store, item_id: str) -> Item | PairItem:

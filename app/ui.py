@@ -25,9 +25,11 @@ from app import compare, inspector, rating, render
 from app.auth import User
 from app.export import export
 from app.storage import Workspace
+from evals import store_tables
 from udasa.axes import axis_keys
 from udasa.config import AXES
 from udasa.errors import UdasaError
+from udasa.store_schema import as_rows
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,11 @@ class AppState:
             "other annotators' ratings; annotators rate blind, so they see Rate and Export.")
 
     def visible_ratings(self, store, request: gr.Request | None) -> list[dict]:
+        """The ratings this user may see, as plain rows (every one for an admin)."""
         if self.is_admin(request):
-            return store.ratings()
+            return as_rows(store_tables.ratings(store))
         name = self.user(request)
-        return store.ratings(name) if name else []
+        return as_rows(store_tables.ratings(store, name)) if name else []
 
     def no_store(self) -> str:
         return render.empty_state(
@@ -324,7 +327,7 @@ def _rate_next_item(state: AppState) -> Callable:
             if store is None:
                 return [state.no_store(), "", "", "", *groups, *blank]
             items = rating.pool(store, mode)
-            rated = {r["item_id"] for r in store.ratings(name)}
+            rated = {r.item_id for r in store_tables.ratings(store, name)}
         todo = rating.queue(name, items, rated, skipped)
         done = sum(1 for i in items if i.id in rated)
         progress = (f"**{name}** · {done} of {len(items)} rated · {len(todo)} to go"
@@ -363,12 +366,12 @@ def _rate_submit(state: AppState) -> Callable:
                 item = rating.find(store, item_id)
                 row = rating.rating_row(name, item, {"harmless": harmless, "helpful": helpful,
                                                      "overall": overall}, preference)
-                store.add_rating(row)
+                store_tables.add_rating(store, row)
                 return row
             row = state.ws.write(save)
         except UdasaError as exc:
             raise gr.Error(str(exc)) from None
-        return f"Saved ({time.strftime('%H:%M:%S')}): rating {row['id']}."
+        return f"Saved ({time.strftime('%H:%M:%S')}): rating {row.id}."
     return submit
 
 
@@ -431,7 +434,7 @@ def _compare_overview(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return [state.no_store(), *nothing]
-            board = compare.leaderboard(store, store.ratings())
+            board = compare.leaderboard(store, as_rows(store_tables.ratings(store)))
             charts = compare.leaderboard_charts(store, state.scratch)
             tasks = compare.tasks_and_methods(compare.latest_samples(store))
             runs = inspector.run_choices(store)
@@ -498,7 +501,7 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
         with state.ws.read() as store:
             if store is None or not run_id:
                 return "", None, None, None
-            ratings = store.ratings()
+            ratings = as_rows(store_tables.ratings(store))
             table = compare.table3(store, run_id, ratings)
         return (compare.table3_stats(table), compare.for_display(table),
                 compare.table3_figure(table), compare.for_display(compare.agreement(ratings)))

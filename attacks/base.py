@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from attacks.gcg import Behaviour, GCGConfig, GCGResult, load_gcg_config
+from attacks.store_tables import AttackSuffix, add_attack_suffix, attack_suffix
 from udasa.models import EMBEDDED
 
 if TYPE_CHECKING:
@@ -122,13 +123,13 @@ def gcg_note(gcfg: GCGConfig) -> str:
 def cached_gcg(store: Store, key: str, mode: str, target: str, behaviours: list[Behaviour],
                run) -> dict[str, Any]:
     """A suffix from the store's `attack_suffixes` table, or run GCG and store it."""
-    row = store.attack_suffix(key)
+    row = attack_suffix(store, key)
     if row is None:
         result: GCGResult = run()
-        store.add_attack_suffix(key, mode, target, [dataclasses.asdict(b) for b in behaviours],
-                                result.to_dict())
-        row = store.attack_suffix(key)
-    return row["result"]
+        add_attack_suffix(store, AttackSuffix.of(
+            key, mode, target, [dataclasses.asdict(b) for b in behaviours], result.to_dict()))
+        row = attack_suffix(store, key)
+    return row.result
 
 
 def plot(curves: dict[str, list[float]], path: Path, title: str,

@@ -10,7 +10,6 @@ cores. Writes bench/results/demo.{json,md} (`--out STEM`).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -37,12 +36,12 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - start
         run = Store(tmp).latest_run()
-        steps = json.loads(run["summary"])["seconds"]
-        ckpts = Store(tmp).checkpoints(run["id"])
+        steps = run.summary["seconds"]
+        ckpts = Store(tmp).checkpoints(run.id)
     after = machine_state()
     warn_if_busy(after, "end")
-    stages = [[c["stage"], c["name"], c["metrics"]["pairs"], c["metrics"]["steps"],
-               c["metrics"]["stopped"] or "-"] for c in ckpts]
+    stages = [[c.stage, c.name, c.metrics["pairs"], c.metrics["steps"],
+               c.metrics["stopped"] or "-"] for c in ckpts]
     data = {"environment": environment(), "machine_state": {"start": before, "end": after},
             "wall_s": round(wall, 1), "steps_s": steps, "stages": stages, "goal": "<= ~600 s"}
     quiet = before["quiet"] and after["quiet"]

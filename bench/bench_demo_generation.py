@@ -41,7 +41,7 @@ with tempfile.TemporaryDirectory() as ws:
     t0 = time.perf_counter()
     report = p.generate()
     wall = time.perf_counter() - t0
-    rows = Store(ws).responses(p.gen_key)
+    rows = list(Store(ws).db["responses"].rows_where("gen_key = ?", [p.gen_key]))
     tokens = sum(len(tok(r["text"], add_special_tokens=False)["input_ids"]) for r in rows)
 print("RESULT " + json.dumps({"seconds": wall, "prompts": report.done,
                               "responses": len(rows), "tokens": tokens}))

@@ -44,12 +44,12 @@ def train_once(pairs_ws: Path, ws: Path, overrides: list[str]) -> dict:
     wall = time.perf_counter() - start
     store = Store(ws)
     ckpts = store.checkpoints(pipe.run_id)
-    logs = store.train_logs(pipe.run_id, ckpts[0]["train_key"])
-    loop = sum(r["metrics"].get("train_runtime", 0.0) for r in logs)
-    steps = sum(c["metrics"]["steps"] for c in ckpts)
+    logs = store.train_logs(pipe.run_id, ckpts[0].train_key)
+    loop = sum(r.metrics.get("train_runtime", 0.0) for r in logs)
+    steps = sum(c.metrics["steps"] for c in ckpts)
     return {"wall_s": round(wall, 2), "train_loop_s": round(loop, 2), "steps": steps,
             "s_per_step": round(loop / steps, 3) if steps else None,
-            "ref_pairs_computed": sum(c["metrics"].get("ref_logps_computed") or 0
+            "ref_pairs_computed": sum(c.metrics.get("ref_logps_computed") or 0
                                       for c in ckpts)}
 
 

@@ -191,9 +191,13 @@ def integrity(db: Path) -> str:
 
 
 def counts(db: Path) -> dict[str, int]:
+    """Rows per counted table; 0 for the tables of a package that never opened this store
+    (a `udasa run` workspace holds no evaluation tables until `udasa-eval` opens it)."""
     with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
-                for t in COUNTED_TABLES}
+        present = {name for (name,) in conn.execute(
+            "select name from sqlite_master where type = 'table'")}
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] if t in present
+                else 0 for t in COUNTED_TABLES}
 
 
 def close(a, b) -> bool:
@@ -214,17 +218,17 @@ def close(a, b) -> bool:
 def run_outcome(ws: Path) -> dict:
     """What an uninterrupted `udasa run` must reproduce: pairs, checkpoint metrics, weights."""
     from udasa.store import Store
+    from udasa.store_records import TrainResult
 
     store = Store(ws)
     run = store.latest_run()
-    pairs = [(p["prompt"], p["chosen"], p["rejected"], round(p["delta"], 9), p["stage"])
-             for p in store.pairs(run["id"])]
-    ckpts = store.checkpoints(run["id"])
-    final = str(Path(ckpts[-1]["path"]) / "model.safetensors") if ckpts else ""
-    result = {"status": run["status"], "pairs": pairs,
-              "checkpoints": [[c["stage"], c["name"], c["metrics"]] for c in ckpts],
-              "train_results": [json.loads(r["metrics"]) for r in
-                                store.db["train_results"].rows],
+    pairs = [(p.prompt, p.chosen, p.rejected, round(p.delta, 9), p.stage)
+             for p in store.pairs(run.id)]
+    ckpts = store.checkpoints(run.id)
+    final = str(Path(ckpts[-1].path) / "model.safetensors") if ckpts else ""
+    result = {"status": run.status, "pairs": pairs,
+              "checkpoints": [[c.stage, c.name, c.metrics] for c in ckpts],
+              "train_results": [r.metrics for r in store.select(TrainResult, "train_results")],
               "final_weights": final,
               "partial_dirs": sorted(str(p.name) for p in ws.rglob("*.partial"))}
     store.close()
@@ -233,17 +237,16 @@ def run_outcome(ws: Path) -> dict:
 
 def eval_outcome(ws: Path) -> dict:
     """What an uninterrupted `udasa-eval run` must reproduce: leaderboard, samples, tests."""
+    from evals.store_tables import eval_runs, eval_samples, leaderboard
     from udasa.store import Store
 
     store = Store(ws)
-    board = sorted((r["model"], r["task"], r["metric"], r["value"], r["ci_low"], r["ci_high"],
-                    r["n"], r["failures"]) for r in store.leaderboard())
-    samples = sorted((s["model"], s["task"], s["idx"], s["output"], json.dumps(s["scores"],
-                                                                                sort_keys=True))
-                     for s in store.eval_samples())
-    runs = store.eval_runs()
-    tests = {t: v["paired_tests"] for r in runs for t, v in json.loads(r["results"])["tasks"]
-             .items()}
+    board = sorted((r.model, r.task, r.metric, r.value, r.ci_low, r.ci_high, r.n, r.failures)
+                   for r in leaderboard(store))
+    samples = sorted((s.model, s.task, s.idx, s.output, json.dumps(s.scores, sort_keys=True))
+                     for s in eval_samples(store))
+    runs = eval_runs(store)
+    tests = {t: v["paired_tests"] for r in runs for t, v in r.results["tasks"].items()}
     store.close()
     return {"leaderboard": board, "samples": samples, "paired_tests": tests,
             "eval_runs": len(runs)}

@@ -145,7 +145,7 @@ def cmd_premise(args) -> None:
     from udasa.store import Store
 
     store = Store(args.workspace)
-    runs = [r for r in store.runs() if r["id"].startswith(args.run)] if args.run \
+    runs = [r for r in store.runs() if r.id.startswith(args.run)] if args.run \
         else [r for r in [store.latest_run()] if r]
     if len(runs) != 1:
         what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
@@ -154,7 +154,7 @@ def cmd_premise(args) -> None:
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:
-        result = run_premise(store, run["id"], judge, template)
+        result = run_premise(store, run.id, judge, template)
         console.print(premise_markdown(result), markup=False)
         console.print(f"written to {write_premise(result, args.workspace)}")
 

@@ -1,7 +1,8 @@
 """The paper's results tables (docs/method.md §7) from leaderboard rows: judge score / human score.
 
-Input rows are those of the store's `leaderboard` table (`Store.leaderboard()`): dicts with
-eval_id, model, task, metric, value, ci_low, ci_high, n, failures, judge. Output: one row per
+Input rows are those of the store's `leaderboard` table as plain dicts
+(`as_rows(evals.store_tables.leaderboard(store))`): eval_id, model, task, metric, value,
+ci_low, ci_high, n, failures, judge. Output: one row per
 model (method), one column per task metric, each cell "judge / human" as in the paper
 ("7.9 / 7.5"; "—" where no human rated that model on that metric), and an extended variant with
 the judge's confidence interval ("7.9 [7.5, 8.3] / 7.5"). `write_leaderboard` writes both to
@@ -45,8 +46,9 @@ def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = N
     "Latest" is the greatest `created_at`: the row's own, else `run_times[eval_id]` (the
     eval_runs table's created_at, ISO 8601 strings so they sort as text). Rows with no
     timestamp count as older than any with one; among equal (or absent) timestamps the one
-    given later in `rows` wins. Note that `Store.leaderboard()` orders by value, not time, so
-    pass `run_times` for store rows evaluated more than once. First-seen key order is kept.
+    given later in `rows` wins. Note that the store's leaderboard is ordered by value, not
+    time, so pass `run_times` for store rows evaluated more than once. First-seen key order
+    is kept.
     """
     times = run_times or {}
     best: dict[tuple[str, str, str], tuple[tuple[str, int], dict]] = {}

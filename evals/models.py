@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from evals.leaderboard import BASE_LABEL, canonical_label
+from evals.store_tables import eval_runs
 from udasa.config import GenerationConfig
 from udasa.configfile import require
 from udasa.errors import UdasaError
@@ -25,6 +26,7 @@ from udasa.progress import StepProgress
 from udasa.records import content_key
 from udasa.registry import lookup, register
 from udasa.store import Store
+from udasa.store_records import Response
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +184,7 @@ class EvalModel:
         """
         gen_key = content_key("eval", json.dumps(self.identity(task), sort_keys=True),
                               str(max_new_tokens))
-        have = {r["prompt_id"]: r["text"] for r in store.responses(gen_key)}
+        have = {r.prompt_id: r.text for r in store.responses(gen_key)}
         todo = [(pid, text) for pid, text in prompts if pid not in have]
         if todo:
             generator = self.generator(max_new_tokens, task)
@@ -197,9 +199,7 @@ class EvalModel:
                         have[pid] = ""
                         continue
                     text = "" if isinstance(out, UdasaError) else out[0]  # too long: empty
-                    store.add_responses([{"id": content_key(gen_key, pid), "gen_key": gen_key,
-                                          "prompt_id": pid, "sample_index": 0, "text": text,
-                                          "model": self.name}])
+                    store.add_responses([Response.single(gen_key, pid, text, self.name)])
                     have[pid] = text
         return {pid: have[pid] for pid, _ in prompts}
 
@@ -209,9 +209,9 @@ def default_models(store: Store) -> list[EvalModel]:
     models = [EvalModel(BASE_LABEL, "base")]
     labels = checkpoint_labels(store)
     for c in store.checkpoints():
-        if c["path"]:
-            models.append(EvalModel(f"{labels[c['run_id'], c['train_key']]} stage {c['stage']} "
-                                    f"({c['name']})", c["path"]))
+        if c.path:
+            models.append(EvalModel(f"{labels[c.run_id, c.train_key]} stage {c.stage} "
+                                    f"({c.name})", c.path))
     return models
 
 
@@ -229,8 +229,8 @@ def label_aliases(store: Store) -> dict[str, str]:
     evaluations, latest last): a run's replies, rated by people, land on the row of the
     method whose model wrote them, beside its judge scores."""
     out: dict[str, str] = {}
-    for run in store.eval_runs():
-        for m in json.loads(run["config"]).get("models", []):
+    for run in eval_runs(store):
+        for m in run.config.get("models", []):
             if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
                 out[generator_name(m["spec"])] = canonical_label(m["name"])
     return out
@@ -247,15 +247,15 @@ def checkpoint_labels(store: Store) -> dict[tuple[str, str], str]:
     `ablation-no-val`); where runs share a name, the config fields that tell them apart
     (`cpu-demo curriculum.thresholds=[0.3, 0.6]`); several trainings of one run add
     `training <key>`."""
-    runs = {r["id"]: r for r in store.runs()}
-    trained = list(dict.fromkeys((c["run_id"], c["train_key"]) for c in store.checkpoints()))
-    names = {run: runs[run]["name"] if run in runs else run[:6] for run, _ in trained}
+    runs = {r.id: r for r in store.runs()}
+    trained = list(dict.fromkeys((c.run_id, c.train_key) for c in store.checkpoints()))
+    names = {run: runs[run].name if run in runs else run[:6] for run, _ in trained}
     labels = {}
     for run, train in trained:
         same = {r for r, _ in trained if names[r] == names[run]}
         label = names[run]
         if len(same) > 1:
-            configs = {r: _flat({k: v for k, v in json.loads(runs[r]["config"]).items()
+            configs = {r: _flat({k: v for k, v in runs[r].config.items()
                                  if k not in ("training", "name")}) if r in runs else {}
                        for r in same}
             differ = sorted(k for k in set().union(*configs.values())

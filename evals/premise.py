@@ -23,6 +23,7 @@ from scipy import stats as sps
 from evals.stats import proportion_ci, sign_test
 from udasa.errors import ConfigError
 from udasa.store import Store
+from udasa.store_records import FusedScore, PreferencePair
 
 
 def rank_correlation(groups: Sequence[int], x: Sequence[float], y: Sequence[float],
@@ -62,30 +63,24 @@ def pair_wins(chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, A
             "high": est.high if est else None, "p_sign": test.p_value}
 
 
-def premise_stats(fused: Sequence[Mapping], pairs: Sequence[Mapping],
+def premise_stats(fused: Sequence[FusedScore], pairs: Sequence[PreferencePair],
                   scores: Mapping[str, float | None]) -> dict[str, Any]:
     """Correlations and pair wins from a run's fused rows, its pairs and judge scores by id."""
-    kept = [f for f in fused if scores.get(f["response_id"]) is not None]
-    groups = [f["prompt_id"] for f in kept]
+    kept = [f for f in fused if scores.get(f.response_id) is not None]
+    groups = [f.prompt_id for f in kept]
     codes = {p: i for i, p in enumerate(dict.fromkeys(groups))}
-    judged = [float(scores[f["response_id"]]) for f in kept]
-    axes = {"u": [float(f["u"]) for f in kept]}
+    judged = [float(scores[f.response_id]) for f in kept]
+    axes = {"u": [float(f.u) for f in kept]}
     for f in kept:
-        for axis, value in _components(f).items():
+        for axis, value in f.components.items():
             axes.setdefault(axis, []).append(float(value))
     corr = {name: rank_correlation([codes[g] for g in groups], vals, judged)
             for name, vals in axes.items() if len(vals) == len(kept) and len(kept) >= 3}
-    both = [(scores[p["chosen_id"]], scores[p["rejected_id"]]) for p in pairs
-            if scores.get(p["chosen_id"]) is not None
-            and scores.get(p["rejected_id"]) is not None]
+    both = [(scores[p.chosen_id], scores[p.rejected_id]) for p in pairs
+            if scores.get(p.chosen_id) is not None and scores.get(p.rejected_id) is not None]
     return {"responses": len(fused), "judged": len(kept), "failures": len(fused) - len(kept),
             "correlations": corr,
             "pairs": pair_wins([c for c, _ in both], [r for _, r in both]) if both else None}
-
-
-def _components(row: Mapping) -> dict[str, float]:
-    raw = row.get("components")
-    return json.loads(raw) if isinstance(raw, str) else dict(raw or {})
 
 
 def run_premise(store: Store, run_id: str, judge, template: str) -> dict[str, Any]:
@@ -93,12 +88,12 @@ def run_premise(store: Store, run_id: str, judge, template: str) -> dict[str, An
     fused = store.fused(run_id)
     if not fused:
         raise ConfigError(f"run {run_id}: no fused scores stored (run `udasa pairs` first)")
-    prompts = {p["id"]: p["text"] for p in store.run_prompts(run_id)}
-    texts = store.response_texts([f["response_id"] for f in fused])
-    items = [{"prompt": prompts.get(f["prompt_id"], ""), "response": texts[f["response_id"]]}
+    prompts = {p.id: p.text for p in store.run_prompts(run_id)}
+    texts = store.response_texts([f.response_id for f in fused])
+    items = [{"prompt": prompts.get(f.prompt_id, ""), "response": texts[f.response_id]}
              for f in fused]
     verdicts = judge.judge(template, items)
-    scores = {f["response_id"]: (v.score if v.ok else None) for f, v in zip(fused, verdicts)}
+    scores = {f.response_id: (v.score if v.ok else None) for f, v in zip(fused, verdicts)}
     result = premise_stats(fused, store.pairs(run_id), scores)
     return {"run_id": run_id, "judge": judge.label, "template": template} | result
 

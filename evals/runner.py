@@ -19,11 +19,21 @@ from evals.leaderboard import human_means, write_leaderboard
 from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
+from evals.store_tables import (
+    EvalRun,
+    EvalSample,
+    LeaderboardRow,
+    add_eval_run,
+    eval_runs,
+    leaderboard,
+    ratings,
+)
 from evals.tasks.base import Sample, Task, TaskRun, get_task, run_task
 from udasa.errors import ConfigError
 from udasa.keys import package_versions
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_schema import as_rows
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +125,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n"
                      for row in samples_out)
-    store.add_eval_run(eval_id, results["config"], results, samples_out, board)
+    add_eval_run(store, eval_id, results["config"], results,
+                 [EvalSample(**s) for s in samples_out], [LeaderboardRow(**b) for b in board])
     results["paths"] = write_outputs(store, cfg.workspace)
     results["paths"]["results"] = str(out_dir / "results.json")
     return results
@@ -161,21 +172,20 @@ def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], ju
     return out
 
 
-def model_order(eval_runs: list[dict]) -> list[str]:
+def model_order(runs: list[EvalRun]) -> list[str]:
     """Model names in the order they were given to `udasa-eval run`, oldest run first (the
     suite's order puts the baselines first and UDASA last, as the paper's tables do)."""
-    return list(dict.fromkeys(m["name"] for r in eval_runs
-                              for m in json.loads(r["config"]).get("models", [])))
+    return list(dict.fromkeys(m["name"] for r in runs for m in r.config.get("models", [])))
 
 
 def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
     """Leaderboard (markdown, CSV) over every stored eval run, plus a bar chart per metric."""
-    rows = store.leaderboard()
+    rows = as_rows(leaderboard(store))
     if not rows:
         return {}
-    runs = store.eval_runs()
-    times = {r["id"]: r["created_at"] for r in runs}
-    human = human_means(store.ratings(), HUMAN_FIELDS, label_aliases(store))
+    runs = eval_runs(store)
+    times = {r.id: r.created_at for r in runs}
+    human = human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store))
     md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
                                 models=model_order(runs))
     charts = []

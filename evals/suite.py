@@ -238,7 +238,7 @@ def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
     ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))
-             if c["path"]]
+             if c.path]
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
-    return ctx.model(spec, ckpts[-1]["path"])
+    return ctx.model(spec, ckpts[-1].path)

@@ -20,7 +20,9 @@ import pandas as pd
 import yaml
 
 from evals.leaderboard import latest_rows
+from evals.store_tables import eval_runs, leaderboard
 from udasa.errors import ConfigError
+from udasa.store_schema import as_rows
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper" / "results.yaml"
 MISSING = "—"
@@ -259,8 +261,8 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     from evals.premise import premise_markdown, read_premises
 
     specs, fig2 = load_paper_results()
-    times = {r["id"]: r["created_at"] for r in store.eval_runs()}
-    index = index_rows(store.leaderboard(), times)
+    times = {r.id: r.created_at for r in eval_runs(store)}
+    index = index_rows(as_rows(leaderboard(store)), times)
     out = workspace / "tables"
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",

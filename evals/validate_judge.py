@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from evals.judges.learned import data
 from evals.judges.learned.metrics import Agreement, accuracy, pairwise
 from evals.stats import spearman
+from evals.store_tables import Rating, ratings
 
 LEARNED = ("truth", "info", "harmless", "helpful", "sentiment")
 
@@ -95,13 +96,13 @@ def _accuracy(name: str, check: str, scores: list[float | None], labels: list[in
     return [accuracy(name, check, [s for s, _ in ok], [y for _, y in ok])] if ok else []
 
 
-def human(judge, ratings: list[dict]) -> list[Correlation]:
+def human(judge, ratings: list[Rating]) -> list[Correlation]:
     out = []
     for column in ("harmless", "helpful"):
         by_item: dict[tuple[str, str], list[float]] = {}
         for r in ratings:
-            if r.get(column) is not None:
-                by_item.setdefault((r["prompt"], r["response"]), []).append(float(r[column]))
+            if getattr(r, column) is not None:
+                by_item.setdefault((r.prompt, r.response), []).append(float(getattr(r, column)))
         if len(by_item) < 3:
             continue
         items = list(by_item)
@@ -118,7 +119,7 @@ def validate(judge, store, limit: int | None = 200, seed: int = 0,
              root: Path | None = None) -> tuple[list[Agreement], list[Correlation]]:
     rows = (learned_rows(root=root) if judge.config.backend == "learned"
             else interface_rows(judge, limit, seed, root))
-    return rows, human(judge, store.ratings())
+    return rows, human(judge, ratings(store))
 
 
 def _cell(v: float | None, lo: float | None, hi: float | None) -> str:

@@ -22,9 +22,11 @@ import httpx
 from conftest import REPO
 
 from app import rating
+from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating
 from udasa.config import load_config, to_dict
 from udasa.pipeline import Pipeline
-from udasa.records import Prompt, content_key
+from udasa.records import Prompt
+from udasa.store_records import Response, Score
 
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: documentation only, never routed
 PROMPT, REPLY, METHOD, OTHER = "prmQX", "rplQX", "mdlQX", "annQX"
@@ -88,12 +90,10 @@ def fill(ws: Path) -> Pipeline:
     responses, scores = [], []
     for i, (prompt, rows) in enumerate(zip(prompts, UNCERTAINTIES)):
         for j, us in enumerate(rows):
-            rid = content_key(p.gen_key, prompt.id, str(j))
-            responses.append({"id": rid, "gen_key": p.gen_key, "prompt_id": prompt.id,
-                              "sample_index": j, "text": reply_text(3 * i + j),
-                              "model": POLICY})
-            scores += [{"response_id": rid, "axis": a, "scorer": scorers[a]["scorer"],
-                        "version": "t", "value": v} for a, v in zip(("sem", "fact", "val"), us)]
+            responses.append(Response.sampled(p.gen_key, prompt.id, j, reply_text(3 * i + j),
+                                              POLICY))
+            scores += [Score(response_id=responses[-1].id, axis=a, scorer=scorers[a]["scorer"],
+                             version="t", value=v) for a, v in zip(("sem", "fact", "val"), us)]
     p.store.add_responses(responses)
     p.store.add_scores(scores)
     p.pairs()
@@ -108,7 +108,8 @@ def fill(ws: Path) -> Pipeline:
         board.append({"model": model, "task": "harmlessness", "metric": "score",
                       "value": 4.5 + m, "ci_low": 4.0 + m, "ci_high": 5.0 + m, "n": 4,
                       "failures": 0, "judge": f"{METHOD}-judge {CORPUS[0]}"})
-    p.store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, samples, board)
+    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
+                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
     rate_all(p)
     return p
 
@@ -119,10 +120,10 @@ def rate_all(p: Pipeline) -> None:
     pairs = rating.pool(p.store, "pair")
     for a, name in enumerate(ANNOTATORS):
         for k, item in enumerate(singles):
-            p.store.add_rating(rating.rating_row(name, item, {
+            add_rating(p.store, rating.rating_row(name, item, {
                 "harmless": 1 + (k + a) % 10, "helpful": 1 + k % 10, "overall": 1 + (2 * k + a) % 10}))
         for k, pair in enumerate(pairs):
-            p.store.add_rating(rating.rating_row(name, pair, choice=("A", "B", "tie")[(k + a) % 3]))
+            add_rating(p.store, rating.rating_row(name, pair, choice=("A", "B", "tie")[(k + a) % 3]))
 
 
 def free_port() -> int:

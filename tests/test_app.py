@@ -18,11 +18,14 @@ from conftest import REPO
 from app import auth, compare, export, inspector, rating, render
 from app.storage import Workspace
 from evals.stats import krippendorff_alpha_interval, paired_bootstrap, spearman
+from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating, ratings
 from udasa.config import load_config, to_dict
 from udasa.errors import ConfigError, UdasaError
 from udasa.pipeline import Pipeline
 from udasa.records import Prompt, content_key
 from udasa.store import Store
+from udasa.store_records import Response, Score
+from udasa.store_schema import as_rows
 
 XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
        '[click](javascript:window.__xss=3) ${window.__xss=4}')
@@ -49,12 +52,10 @@ def fill(ws) -> Pipeline:
     responses, scores = [], []
     for prompt, rows in zip(prompts, UNCERTAINTIES):
         for i, us in enumerate(rows):
-            rid = content_key(p.gen_key, prompt.id, str(i))
             text = XSS if (prompt is prompts[0] and i == 1) else f"reply {i} to {prompt.text}"
-            responses.append({"id": rid, "gen_key": p.gen_key, "prompt_id": prompt.id,
-                              "sample_index": i, "text": text, "model": "policy-x"})
-            scores += [{"response_id": rid, "axis": a, "scorer": SCORERS[a]["scorer"],
-                        "version": "t", "value": v} for a, v in zip(("sem", "fact", "val"), us)]
+            responses.append(Response.sampled(p.gen_key, prompt.id, i, text, "policy-x"))
+            scores += [Score(response_id=responses[-1].id, axis=a, scorer=SCORERS[a]["scorer"],
+                             version="t", value=v) for a, v in zip(("sem", "fact", "val"), us)]
     p.store.add_responses(responses)
     p.store.add_scores(scores)
     p.pairs()
@@ -69,7 +70,8 @@ def fill(ws) -> Pipeline:
         board.append({"model": model, "task": "harmlessness", "metric": "score",
                       "value": base + 0.5, "ci_low": base, "ci_high": base + 1, "n": 6,
                       "failures": 0, "judge": "local stand-in"})
-    p.store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, samples, board)
+    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
+                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
     return p
 
 
@@ -128,16 +130,16 @@ def test_hash_password_command_reads_stdin_and_prints_a_hash(monkeypatch, capsys
 # inspector --------------------------------------------------------------------------------
 def test_refusion_from_stored_scores_matches_the_pipeline_and_moves_with_temperature(ws):
     store = Store(ws)
-    run_id = store.latest_run()["id"]
+    run_id = store.latest_run().id
     run = inspector.load_run(store, run_id)
     n_responses = store.db["responses"].count
     same = inspector.settings(run.cfg, "softmax", 1.0, run.cfg.fusion.weights, ["sem", "fact",
                                                                                 "val"],
                               run.cfg.curriculum.mode, run.cfg.curriculum.thresholds)
     fused = inspector.fuse_again(run.replies, same)
-    stored = {f["response_id"]: f["u"] for f in store.fused(run_id)}
+    stored = {f.response_id: f.u for f in store.fused(run_id)}
     assert fused.u == pytest.approx(stored)
-    pairs = {(p["prompt_id"], p["chosen_id"], p["rejected_id"]): p["stage"]
+    pairs = {(p.prompt_id, p.chosen_id, p.rejected_id): p.stage
              for p in store.pairs(run_id)}
     for pid in run.prompts:
         v = inspector.view(run, same, pid)
@@ -156,7 +158,7 @@ def test_refusion_from_stored_scores_matches_the_pipeline_and_moves_with_tempera
 
 def test_settings_are_validated_and_fixed_weights_and_axes_apply(ws):
     store = Store(ws)
-    run = inspector.load_run(store, store.latest_run()["id"])
+    run = inspector.load_run(store, store.latest_run().id)
     with pytest.raises(ConfigError, match="curriculum.thresholds"):
         inspector.settings(run.cfg, "softmax", 1.0, {}, ["sem"], "fixed", [0.7, 0.4])
     with pytest.raises(ConfigError, match="fusion.temperature"):
@@ -170,7 +172,7 @@ def test_settings_are_validated_and_fixed_weights_and_axes_apply(ws):
 
 def test_inspector_cards_show_injected_markup_as_text(ws):
     store = Store(ws)
-    run = inspector.load_run(store, store.latest_run()["id"])
+    run = inspector.load_run(store, store.latest_run().id)
     v = inspector.view(run, run.cfg, next(iter(run.prompts)))
     html = render.reply_cards(v.cards, v.chosen, v.rejected)
     assert "<script" not in html and "<img" not in html and "javascript:window" in html
@@ -191,27 +193,54 @@ def test_pool_holds_run_replies_and_eval_outputs_and_orders_per_annotator(ws):
     later = rating.queue("alice", items, {a[0]}, skipped=[a[1]])
     assert later[0].id == a[2] and later[-1].id == a[1] and a[0] not in {i.id for i in later}
     pairs = rating.pool(store, "pair")
-    assert len(pairs) == len(store.pairs(store.latest_run()["id"])) + 6  # run pairs + eval
+    assert len(pairs) == len(store.pairs(store.latest_run().id)) + 6  # run pairs + eval
+
+
+def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
+    """A baseline's run (its config a baseline config, not a run config) adds its replies to
+    the pool; a run whose config neither reads is left out instead of failing the tab."""
+    from app.ui import AppState, _rate_next_item, _rate_submit
+    from udasa.baselines.common import BaselineConfig, BaselinePair, store_pairs
+
+    store = Store(ws)
+    run_pairs = len(store.pairs(store.latest_run().id))
+    baseline = store_pairs(store, BaselineConfig(method="rlaif"), [BaselinePair(
+        Prompt("Is tea hot?", "builtin"), "Usually.", "No idea.", 0.75)], {"seed": 0})
+    store.upsert_run("foreign", "other tool", {"not": "a run config"}, {})
+    items = rating.pool(store, "single")
+    assert len(items) == 4 * 3 + 2 * 6 + 2
+    mine = {i.response: i for i in items if i.method == "rlaif"}
+    assert set(mine) == {"Usually.", "No idea."} and mine["Usually."].prompt == "Is tea hot?"
+    pairs = rating.pool(store, "pair")
+    assert len(pairs) == run_pairs + 1 + 6  # the run's, the baseline's, the evaluation's
+    assert sum(p.first.method.startswith(f"baseline:rlaif ({baseline})") for p in pairs) == 1
+    h = auth.hash_password("pw", rounds=4)
+    state = AppState(ws, {"alice": auth.User("alice", h)})
+    alice = SimpleNamespace(username="alice")
+    notice, progress, _, item_id, *_ = _rate_next_item(state)("single", [], alice)
+    assert not notice and item_id and f"0 of {len(items)} rated" in progress
+    assert "Saved" in _rate_submit(state)(item_id, 7, 6, 5, None, alice)
+    assert [r.item_id for r in ratings(store, "alice")] == [item_id]
 
 
 def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
     store = Store(ws)
     item = rating.pool(store, "single")[0]
     row = rating.rating_row("alice", item, {"harmless": 7, "helpful": "8", "overall": 6.0})
-    assert row["id"] == content_key("alice", item.id) and row["method"] == item.method
-    store.add_rating(row)
-    store.add_rating(rating.rating_row("alice", item, {"harmless": 2, "helpful": 2,
-                                                       "overall": 2}))
-    (saved,) = store.ratings("alice")
-    assert saved["overall"] == 2 and saved["created_at"]
+    assert row.id == content_key("alice", item.id) and row.method == item.method
+    add_rating(store, row)
+    add_rating(store, rating.rating_row("alice", item, {"harmless": 2, "helpful": 2,
+                                                        "overall": 2}))
+    (saved,) = ratings(store, "alice")
+    assert saved.overall == 2 and saved.created_at
     for bad in (0, 11, 7.5, None, "x"):
         with pytest.raises(UdasaError, match="1 to 10"):
             rating.rating_row("alice", item, {"harmless": bad, "helpful": 5, "overall": 5})
     pair = rating.pool(store, "pair")[0]
     a, b = rating.sides("alice", pair)
     row = rating.rating_row("alice", pair, choice="B")
-    assert row["preference"] == b.method and row["method"] == f"{a.method} vs {b.method}"
-    assert json.loads(row["response"]) == {"A": a.response, "B": b.response}
+    assert row.preference == b.method and row.method == f"{a.method} vs {b.method}"
+    assert json.loads(row.response) == {"A": a.response, "B": b.response}
     with pytest.raises(UdasaError, match="A, B or tie"):
         rating.rating_row("alice", pair, choice="C")
     assert rating.find(store, pair.id) == pair
@@ -227,15 +256,15 @@ def test_annotators_see_only_their_own_ratings_and_admins_see_all(ws):
     store = Store(ws)
     items = rating.pool(store, "single")
     for who, item in (("alice", items[0]), ("bob", items[1])):
-        store.add_rating(rating.rating_row(who, item, {"harmless": 5, "helpful": 5,
-                                                       "overall": 5}))
+        add_rating(store, rating.rating_row(who, item, {"harmless": 5, "helpful": 5,
+                                                        "overall": 5}))
     bob, alice = SimpleNamespace(username="bob"), SimpleNamespace(username="alice")
     assert {r["annotator"] for r in app_state.visible_ratings(store, bob)} == {"bob"}
     assert {r["annotator"] for r in app_state.visible_ratings(store, alice)} == {"alice", "bob"}
     assert app_state.visible_ratings(store, SimpleNamespace(username="mallory")) == []
     assert app_state.visible_ratings(store, SimpleNamespace(username=None)) == []
     # bob's queue still offers the item alice rated
-    mine = {r["item_id"] for r in store.ratings("bob")}
+    mine = {r.item_id for r in ratings(store, "bob")}
     assert items[0].id in {i.id for i in rating.queue("bob", items, mine)}
 
 
@@ -276,14 +305,14 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
     assert cmp.test == paired_bootstrap(a, b) and cmp.sign.wins == 6
     assert "udasa − base" in compare.comparison_text(cmp)
 
-    run_id = store.latest_run()["id"]
+    run_id = store.latest_run().id
     run_items = [i for i in rating.pool(store, "single") if i.method == "policy-x"][:4]
     for who, shift in (("alice", 0), ("bob", 1)):
         for k, item in enumerate(run_items):
-            store.add_rating(rating.rating_row(who, item, {"harmless": 3 + k, "helpful": 4,
-                                                           "overall": 2 + 2 * k + shift}))
-    ratings = store.ratings()
-    t3 = compare.table3(store, run_id, ratings)
+            add_rating(store, rating.rating_row(who, item, {"harmless": 3 + k, "helpful": 4,
+                                                            "overall": 2 + 2 * k + shift}))
+    rows = as_rows(ratings(store))
+    t3 = compare.table3(store, run_id, rows)
     assert len(t3) == 4 and list(t3["annotators"]) == [2] * 4
     # the join by hand: each rated reply's planted U's, u = sum softmax(U) * U (Eq. 5-6, T = 1)
     # and the two annotators' means (alice 2 + 2k, bob 3 + 2k overall; harmless 3 + k)
@@ -304,9 +333,9 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
         assert row[:-1] == pytest.approx(want[:-1]) and row[-1] == want[-1]
     corr = spearman(t3["u"].tolist(), t3["human overall"].tolist())
     assert f"{corr.rho:+.3f}" in compare.table3_stats(t3)
-    agree = compare.agreement(ratings).set_index("ratings")
+    agree = compare.agreement(rows).set_index("ratings")
     units = {}
-    for r in ratings:
+    for r in rows:
         units.setdefault(r["item_id"], {})[r["annotator"]] = r["overall"]
     assert agree.loc["overall (1-10)", "value"] == pytest.approx(
         krippendorff_alpha_interval(units))
@@ -329,9 +358,9 @@ def test_display_texts_show_bidi_controls_and_cut_long_cells():
 def test_export_csv_defuses_formulas_and_jsonl_keeps_values(ws, tmp_path):
     store = Store(ws)
     item = rating.Item("i1", "=cmd|' /C calc'!A0", "@SUM(1)", "m")
-    store.add_rating(rating.rating_row("alice", item, {"harmless": 1, "helpful": 2,
-                                                       "overall": 3}))
-    rows = store.ratings()
+    add_rating(store, rating.rating_row("alice", item, {"harmless": 1, "helpful": 2,
+                                                        "overall": 3}))
+    rows = as_rows(ratings(store))
     with open(export.export(rows, "csv", tmp_path / "r.csv"), encoding="utf-8") as f:
         (got,) = list(csv.DictReader(f))
     assert got["prompt"].startswith("'=") and got["response"] == "'@SUM(1)"
@@ -345,10 +374,10 @@ def test_export_csv_defuses_formulas_and_jsonl_keeps_values(ws, tmp_path):
 def test_an_annotators_export_is_blind(ws, tmp_path):
     store = Store(ws)
     for k, pair in enumerate(rating.pool(store, "pair")[:3]):
-        store.add_rating(rating.rating_row("bob", pair, choice=("A", "B", "tie")[k]))
-    store.add_rating(rating.rating_row("bob", rating.pool(store, "single")[0],
-                                       {"harmless": 1, "helpful": 2, "overall": 3}))
-    rows = store.ratings("bob")
+        add_rating(store, rating.rating_row("bob", pair, choice=("A", "B", "tie")[k]))
+    add_rating(store, rating.rating_row("bob", rating.pool(store, "single")[0],
+                                        {"harmless": 1, "helpful": 2, "overall": 3}))
+    rows = as_rows(ratings(store, "bob"))
     with open(export.export(rows, "csv", tmp_path / "b.csv", blinded=True),
               encoding="utf-8") as f:
         got = list(csv.DictReader(f))

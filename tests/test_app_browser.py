@@ -23,10 +23,12 @@ import pytest
 from conftest import REPO
 
 from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
+from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, eval_samples
 from udasa.config import load_config
 from udasa.pipeline import Pipeline
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_records import Response
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -51,9 +53,9 @@ def workspace(tmp_path_factory, tiny_policy):
     p = Pipeline(cfg, ws)
     p.generate()
     first = p.store.run_prompts(p.run_id)[0]
-    p.store.add_responses([{"id": content_key(p.gen_key, first["id"], "xss"),
-                            "gen_key": p.gen_key, "prompt_id": first["id"], "sample_index": 3,
-                            "text": XSS, "model": "injected"}])
+    p.store.add_responses([Response(id=content_key(p.gen_key, first.id, "xss"),
+                                    gen_key=p.gen_key, prompt_id=first.id, sample_index=3,
+                                    text=XSS, model="injected")])
     p.run_all()  # scores the injected reply with the others, fuses, pairs, stages
     samples, board = [], []
     for model, base in (("base-7b", 5.0), ("udasa-7b", 6.0)):
@@ -66,7 +68,8 @@ def workspace(tmp_path_factory, tiny_policy):
         board.append({"model": model, "task": "harmlessness", "metric": "score",
                       "value": base + 0.4, "ci_low": base, "ci_high": base + 1, "n": 5,
                       "failures": 0, "judge": "test rows"})
-    p.store.add_eval_run("e1", {"tasks": ["harmlessness"]}, {}, samples, board)
+    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
+                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
     p.store.close()
     return ws
 
@@ -100,7 +103,7 @@ def ratings(workspace: Path) -> list[dict]:
 def test_wrong_password_gets_no_data(server, workspace):
     from gradio_client import Client
 
-    stored = Store(workspace).eval_samples()[1]["output"]
+    stored = eval_samples(Store(workspace))[1].output
     bad = httpx.post(server + "/login", data={"username": "alice", "password": "wrong"})
     assert bad.status_code == 400 and "set-cookie" not in bad.headers
     nobody = httpx.post(server + "/login", data={"username": "mallory", "password": "x"})

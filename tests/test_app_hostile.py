@@ -142,10 +142,14 @@ def open_options(page, elem_id: str) -> list[str]:
 
 
 def pick_next(page, elem_id: str) -> None:
+    """Click the option after the selected one (ArrowDown + Enter picked the same option again
+    in about half the runs, and the test then timed out waiting for the next prompt)."""
     page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]").first.wait_for()
-    page.keyboard.press("ArrowDown")
-    page.keyboard.press("Enter")
+    options = page.locator(f"#{elem_id} [role=option]")
+    options.first.wait_for()
+    selected = [options.nth(i).get_attribute("aria-selected") == "true"
+                for i in range(options.count())]
+    options.nth(selected.index(True) + 1 if True in selected else 0).click()
     page.locator(f"#{elem_id} input").blur()
 
 
@@ -307,7 +311,7 @@ def descendants(layout: dict, roots: set[int]) -> set[int]:
 def test_every_function_refuses_admin_views_and_hides_methods_from_an_annotator(
         server, workspace):
     store = Store(workspace)
-    run_id = store.latest_run()["id"]
+    run_id = store.latest_run().id
     secret = [METHOD, OTHER, run_id]  # never to an annotator
     stored = [*secret, PROMPT, REPLY]  # none of it from an admin view
     bob, alice = signed_in(server, "bob"), signed_in(server, "alice")
@@ -318,7 +322,7 @@ def test_every_function_refuses_admin_views_and_hides_methods_from_an_annotator(
     components = {c["id"]: c for c in config["components"]}
     tabs = {c["id"] for c in components.values() if c.get("props", {}).get("id") in ADMIN_TABS}
     admin_only = descendants(config["layout"], tabs)
-    values = {"run": run_id, "prompt": store.run_prompts(run_id)[0]["id"], "table3-run": run_id,
+    values = {"run": run_id, "prompt": store.run_prompts(run_id)[0].id, "table3-run": run_id,
               "new-prompt": "Say hello.", "cmp-task": "harmlessness", "cmp-a": METHODS[0],
               "cmp-b": METHODS[1], "cmp-prompt": 0, "rate-mode": "single", "export-fmt": "csv",
               "rate-item-id": rating.pool(store, "single")[0].id, "rate-harmless": 5,

@@ -73,7 +73,7 @@ def test_blank_prompts_are_skipped_with_the_row_named(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "prompts.jsonl:line 2: empty prompt" in out
     store = Store(tmp_path / "ws")
-    assert {p["text"] for p in store.run_prompts(store.latest_run()["id"])} == {
+    assert {p.text for p in store.run_prompts(store.latest_run().id)} == {
         "Name a colour.", "Name a fruit."}
 
 

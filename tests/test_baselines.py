@@ -108,8 +108,8 @@ def test_rlaif_pairs_store_soft_labels(tmp_path, tiny_policy):
     store = Store(tmp_path)
     run_id = store_pairs(store, cfg, pairs, {"method": "rlaif"})
     rows = store.pairs(run_id)
-    assert len(rows) == len(pairs) and all(r["stage"] == 1 for r in rows)
-    assert sorted(r["soft_label"] for r in rows) == pytest.approx(
+    assert len(rows) == len(pairs) and all(r.stage == 1 for r in rows)
+    assert sorted(r.soft_label for r in rows) == pytest.approx(
         sorted(p.soft_label for p in pairs))
 
 
@@ -163,7 +163,7 @@ def test_rlcd_pairs_on_a_base_model_and_a_chat_model(tmp_path, tiny_policy, base
     assert positive in pos and pos.replace(positive, negative) == neg
     store = Store(tmp_path)
     run_id = store_pairs(store, cfg, pairs, {"method": "rlcd"})
-    assert {r["soft_label"] for r in store.pairs(run_id)} == {1.0}
+    assert {r.soft_label for r in store.pairs(run_id)} == {1.0}
 
 
 # RAIN ----------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_rerun_with_another_batch_size_regenerates_nothing(tmp_path, tiny_policy
 
     def texts(ws):
         rows = Store(ws).responses(Pipeline(cfg(100), ws).gen_key)
-        return sorted((r["prompt_id"], r["sample_index"], r["text"]) for r in rows)
+        return sorted((r.prompt_id, r.sample_index, r.text) for r in rows)
 
     small = Pipeline(cfg(100), tmp_path / "a").generate()  # one prompt per batch
     assert small.done == 6

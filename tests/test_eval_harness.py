@@ -13,6 +13,13 @@ from openai_server import FakeOpenAIServer
 from evals.cli import main
 from evals.models import EvalModel
 from evals.runner import EvalConfig, run_eval
+from evals.store_tables import (
+    LeaderboardRow,
+    add_eval_run,
+    eval_runs,
+    eval_samples,
+    leaderboard,
+)
 from udasa.data import data_dir
 from udasa.store import Store
 
@@ -50,7 +57,7 @@ def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
     assert "stand-in for GPT-4" in board and "tiny" in board
     assert (cfg.workspace / "leaderboard.csv").is_file()
     assert all(p.endswith(".png") for p in results["paths"]["charts"])
-    assert len(Store(cfg.workspace).leaderboard()) >= 7
+    assert len(leaderboard(Store(cfg.workspace))) >= 7
 
 
 def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
@@ -58,11 +65,11 @@ def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
 
     store = Store(tmp_path)
     for eval_id, names in (("e1", ["base", "RAIN", "UDASA"]), ("e2", ["vanilla", "UDASA"])):
-        board = [{"model": n, "task": "harmlessness", "metric": "score", "value": v,
-                  "ci_low": v - 1, "ci_high": v + 1, "n": 5, "failures": 0, "judge": "j"}
+        board = [LeaderboardRow(model=n, task="harmlessness", metric="score", value=v,
+                                ci_low=v - 1, ci_high=v + 1, n=5, failures=0, judge="j")
                  for n, v in zip(names, (3.0, 9.0, 6.0))]
-        store.add_eval_run(eval_id, {"models": [{"name": n} for n in names]}, {}, [], board)
-    assert model_order(store.eval_runs()) == ["base", "RAIN", "UDASA", "vanilla"]
+        add_eval_run(store, eval_id, {"models": [{"name": n} for n in names]}, {}, [], board)
+    assert model_order(eval_runs(store)) == ["base", "RAIN", "UDASA", "vanilla"]
     write_outputs(store, tmp_path)
     table = (tmp_path / "leaderboard.md").read_text().split("## With")[0]
     rows = [line.split("|")[1].strip() for line in table.splitlines()
@@ -140,11 +147,11 @@ def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
     from evals.tasks.hh import Harmlessness
 
     template = load_judge_config("gpt4").templates[Harmlessness.template]
-    score = {(s["model"], s["idx"]): 1 + len(template.render(
-        {"prompt": s["prompt"], "response": s["output"]})) % 9
-        for s in Store(cfg.workspace).eval_samples()}
-    assert [s["scores"]["value"] for s in Store(cfg.workspace).eval_samples()] == [
-        score[s["model"], s["idx"]] for s in Store(cfg.workspace).eval_samples()]
+    score = {(s.model, s.idx): 1 + len(template.render(
+        {"prompt": s.prompt, "response": s.output})) % 9
+        for s in eval_samples(Store(cfg.workspace))}
+    assert [s.scores["value"] for s in eval_samples(Store(cfg.workspace))] == [
+        score[s.model, s.idx] for s in eval_samples(Store(cfg.workspace))]
     a, b = ([score[m, i] for i in range(4)] for m in ("a", "b"))
     wins, losses = sum(x > y for x, y in zip(b, a)), sum(x < y for x, y in zip(b, a))
     n = wins + losses

@@ -266,12 +266,15 @@ def test_human_means_from_ratings():
 
 
 def test_leaderboard_from_store(tmp_path):
+    from evals.store_tables import LeaderboardRow, add_eval_run, leaderboard
     from udasa.store import Store
+    from udasa.store_schema import as_rows
 
     store = Store(tmp_path / "ws")
-    store.add_eval_run("ev2", {}, {}, [], [{k: v for k, v in r.items() if k != "eval_id"}
+    add_eval_run(store, "ev2", {}, {}, [], [LeaderboardRow(**{k: v for k, v in r.items()
+                                                              if k != "eval_id"})
                                            for r in ROWS[1:5]])
-    md, _ = write_leaderboard(store.leaderboard(), tmp_path / "out", HUMAN)
+    md, _ = write_leaderboard(as_rows(leaderboard(store)), tmp_path / "out", HUMAN)
     store.close()
     assert "7.9 / 7.5" in md.read_text(encoding="utf-8")
 

@@ -4,7 +4,6 @@ real command lines with `--plugin` or $UDASA_PLUGINS; nothing in the package nam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 from conftest import REPO
 
 from evals.cli import main as eval_main
+from evals.store_tables import eval_runs, eval_samples
 from udasa import registry
 from udasa.cli import main as udasa_main
 from udasa.data import data_dir
@@ -47,18 +47,18 @@ def test_generator_scorer_and_axis_through_udasa_run(tmp_path):
     assert code == 0
     store = Store(ws)
     run = store.latest_run()
-    scorers = json.loads(run["manifest"])["scorers"]
+    scorers = run.manifest["scorers"]
     assert scorers["val"]["scorer"] == "toy-length" and scorers["len"]["scorer"] == "toy-length"
-    fused = store.fused(run["id"])
-    assert len(fused) == 9 and all(set(json.loads(f["components"])) == {"sem", "fact", "val", "len"}
+    fused = store.fused(run.id)
+    assert len(fused) == 9 and all(set(f.components) == {"sem", "fact", "val", "len"}
                                    for f in fused)
-    texts = store.response_texts([f["response_id"] for f in fused])
+    texts = store.response_texts([f.response_id for f in fused])
     for axis in ("val", "len"):
         stored = store.scores(list(texts), axis, "toy-length", "toy-1")
-        assert {rid: row["value"] for rid, row in stored.items()} == pytest.approx(
+        assert {rid: row.value for rid, row in stored.items()} == pytest.approx(
             {rid: min(1.0, len(t) / 100) for rid, t in texts.items()})
     assert all(t.startswith(("Sure: ", "I'm sorry, I cannot.")) for t in texts.values())
-    assert store.pairs(run["id"])
+    assert store.pairs(run.id)
 
 
 def write_experiment(tmp_path: Path, tasks: list[dict]) -> Path:
@@ -75,13 +75,13 @@ def test_task_judge_backend_decoder_and_method_through_an_experiment(tmp_path):
     code = eval_main(["run", "--plugin", str(PLUGIN), "--experiment", str(experiment),
                       "--judge", str(TOY_JUDGE), "--workspace", str(ws)])
     assert code == 0
-    (run,) = Store(ws).eval_runs()
-    result = json.loads(run["results"])
+    (run,) = eval_runs(Store(ws))
+    result = run.results
     toy = result["tasks"]["toy-echo"]["models"]["Toy"]
     assert toy["metrics"]["echo"]["mean"] == 100.0  # % of replies echoing their prompt
     assert toy["metrics"]["judge_mean"]["mean"] == 1.0  # ... as a refusal, which scores 1
     assert toy["judge"] == "toy judge" and result["judge"]["stats"]["calls"] == 3
-    outputs = [s["output"] for s in Store(ws).eval_samples()]
+    outputs = [s.output for s in eval_samples(Store(ws))]
     assert sorted(outputs) == sorted(f"I'm sorry, I cannot. You asked: {p}"
                                      for p in ("Say hello.", "Name a colour.", "Count to three."))
 
@@ -103,8 +103,8 @@ def test_attack_through_the_robustness_task_with_the_plugin_from_the_environment
     ws = tmp_path / "ws"
     assert eval_main(["run", "--experiment", str(experiment), "--judge", str(TOY_JUDGE),
                       "--workspace", str(ws)]) == 0
-    (run,) = Store(ws).eval_runs()
-    toy = json.loads(run["results"])["tasks"]["robustness"]["models"]["Toy"]
+    (run,) = eval_runs(Store(ws))
+    toy = run.results["tasks"]["robustness"]["models"]["Toy"]
     assert toy["metrics"]["asr_please_prefix"]["mean"] == 100.0  # "please": it complies
     assert toy["metrics"]["asr_nosuffix_prefix"]["mean"] == 0.0  # without it: refusals
     assert "toy attack: please" in toy["notes"]

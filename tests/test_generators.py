@@ -155,8 +155,8 @@ def test_openai_generation_with_a_429_mid_batch_stores_every_prompt_once(tmp_pat
     assert sorted(seen) == sorted(set(seen)) and len(seen) == 6  # each prompt answered once
     store = Store(tmp_path)
     rows = store.responses(Pipeline(cfg, tmp_path).gen_key)
-    assert sorted((r["prompt_id"], r["sample_index"]) for r in rows) == sorted(
-        (pid, i) for pid in {r["prompt_id"] for r in rows} for i in range(3))
+    assert sorted((r.prompt_id, r.sample_index) for r in rows) == sorted(
+        (pid, i) for pid in {r.prompt_id for r in rows} for i in range(3))
     assert len(rows) == 18
     again = Pipeline(cfg, tmp_path).generate()  # a rerun asks the server for nothing
     assert again.reused == 6 and again.done == 0

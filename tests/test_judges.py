@@ -24,6 +24,7 @@ from evals.judges import (
     parse_yes_no,
     summarize,
 )
+from evals.store_tables import judge_cached
 from udasa.store import Store
 
 KEY_ENV = "UDASA_TEST_JUDGE_KEY"
@@ -172,8 +173,8 @@ def test_unparseable_reply_is_a_failure_not_zero(store, key):
         assert "unparseable" in bad.error
         assert summarize(out) == {"mean": 5.5, "n": 2, "failures": 1}
         assert judge.stats.failures == 1
-        row = store.judge_cached(bad.key)
-        assert (row["ok"], row["score"], row["reply"]) == (0, None, "I refuse to grade this")
+        row = judge_cached(store, bad.key)
+        assert (row.ok, row.score, row.reply) == (0, None, "I refuse to grade this")
         # only successful calls are cache hits: the failure is asked again next run
         sent = chats(server)
         api_judge(server, store).judge("harmless", items)
@@ -237,7 +238,7 @@ def test_gives_up_after_max_retries(store, key):
         assert "gave up after 3 attempts" in j.error and "500" in j.error
         assert chats(server) == 3 and judge.stats.failures == 1
         assert summarize(out) == {"mean": None, "n": 0, "failures": 1}
-        assert store.judge_cached(j.key)["ok"] == 0
+        assert judge_cached(store, j.key).ok == 0
         # the next run asks again and succeeds
         assert api_judge(server, store).judge("harmless", ITEMS[:1])[0].score == 5.0
 

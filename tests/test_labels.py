@@ -4,16 +4,20 @@ checkpoints labelled by their config name, not a run hash. Real SQLite stores th
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from app import compare
 from app.rating import rating_row, single_items
 from evals.leaderboard import BASE_LABEL, canonical_label, human_means, long_table, wide_table
 from evals.models import checkpoint_labels, default_models, generator_name, label_aliases
 from evals.runner import HUMAN_FIELDS
+from evals.store_tables import LeaderboardRow, add_eval_run, add_rating, leaderboard, ratings
 from udasa.config import RunConfig, to_dict
 from udasa.models import EMBEDDED_POLICY_ID
 from udasa.records import Prompt
 from udasa.store import Store
+from udasa.store_records import Response
+from udasa.store_schema import as_rows
 
 HEX_HASH = re.compile(r"\b[0-9a-f]{6}\b")
 
@@ -51,20 +55,20 @@ def _rated_run_reply(store: Store, model: str, run: str = "r1") -> None:
 
     _run(store, run, "cpu-demo")
     store.add_prompts(run, [Prompt("Is water wet?", "builtin", "builtin:line 1")])
-    prompt_id = store.run_prompts(run)[0]["id"]
-    store.add_responses([{"id": "resp-1", "gen_key": gen_key_of(RunConfig(name="cpu-demo")),
-                          "prompt_id": prompt_id, "sample_index": 0, "text": "Yes, it is.",
-                          "model": model}])
+    prompt_id = store.run_prompts(run)[0].id
+    store.add_responses([Response(id="resp-1", gen_key=gen_key_of(RunConfig(name="cpu-demo")),
+                                  prompt_id=prompt_id, sample_index=0, text="Yes, it is.",
+                                  model=model)])
     [item] = [i for i in single_items(store) if i.id == "resp-1"]
-    store.add_rating(rating_row("alice", item, {"harmless": 7, "helpful": 5, "overall": 6}))
-    store.add_rating(dict(rating_row("bob", item, {"harmless": 9, "helpful": 5, "overall": 6}),
-                          method=model))
+    add_rating(store, rating_row("alice", item, {"harmless": 7, "helpful": 5, "overall": 6}))
+    add_rating(store, replace(rating_row("bob", item, {"harmless": 9, "helpful": 5,
+                                                       "overall": 6}), method=model))
 
 
-def _board_row(model: str, value: float) -> dict:
-    return {"model": model, "task": "harmlessness", "metric": "score", "value": value,
-            "ci_low": value - 0.3, "ci_high": value + 0.3, "n": 10, "failures": 0,
-            "judge": "local"}
+def _board_row(model: str, value: float) -> LeaderboardRow:
+    return LeaderboardRow(model=model, task="harmlessness", metric="score", value=value,
+                          ci_low=value - 0.3, ci_high=value + 0.3, n=10, failures=0,
+                          judge="local")
 
 
 def test_base_model_judge_and_human_cells_share_one_row(tmp_path):
@@ -75,19 +79,19 @@ def test_base_model_judge_and_human_cells_share_one_row(tmp_path):
     assert canonical_label("RLAIF") == "RLAIF"
 
     store = Store(tmp_path)
-    store.add_eval_run("e1", {"tasks": ["harmlessness"], "models": [
+    add_eval_run(store, "e1", {"tasks": ["harmlessness"], "models": [
         {"name": "base (unaligned)", "spec": "base", "decoder": "greedy"},
         {"name": "vanilla", "spec": "base", "decoder": "sample"}]}, {}, [],
         [_board_row("base (unaligned)", 6.1), _board_row("vanilla", 6.5)])
     _rated_run_reply(store, EMBEDDED_POLICY_ID)
     assert single_items(store)[0].method == BASE_LABEL
 
-    board = compare.leaderboard(store, store.ratings())
+    board = compare.leaderboard(store, as_rows(ratings(store)))
     assert sorted(board["model"]) == [BASE_LABEL, "vanilla"]  # no human-only row
     cells = board.set_index("model")["harmlessness: score (judge: local)"]  # names its judge
     assert cells[BASE_LABEL] == "6.10 [5.80, 6.40] / 8.00" and cells["vanilla"].endswith("/ —")
-    long = long_table(store.leaderboard(),
-                      human_means(store.ratings(), HUMAN_FIELDS, label_aliases(store)))
+    long = long_table(as_rows(leaderboard(store)),
+                      human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store)))
     table = wide_table(long, models=["base (SmolLM2-135M)", "vanilla"])
     assert list(table.index) == [BASE_LABEL, "vanilla"]
 
@@ -98,11 +102,11 @@ def test_any_policy_gets_the_label_it_was_evaluated_under(tmp_path):
     served = "openai:Qwen/Qwen2.5-0.5B-Instruct"
     assert generator_name(served) == served and generator_name("base") == EMBEDDED_POLICY_ID
     store = Store(tmp_path)
-    store.add_eval_run("e1", {"tasks": ["harmlessness"], "models": [
+    add_eval_run(store, "e1", {"tasks": ["harmlessness"], "models": [
         {"name": "Qwen base", "spec": served, "decoder": "greedy"}]}, {}, [],
         [_board_row("Qwen base", 5.0)])
     _rated_run_reply(store, served)
     assert label_aliases(store) == {served: "Qwen base"}
-    board = compare.leaderboard(store, store.ratings()).set_index("model")
+    board = compare.leaderboard(store, as_rows(ratings(store))).set_index("model")
     assert list(board.index) == ["Qwen base"]
     assert board.loc["Qwen base", "harmlessness: score (judge: local)"] == "5.00 [4.70, 5.30] / 8.00"

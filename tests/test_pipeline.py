@@ -32,8 +32,8 @@ def dump(path: Path) -> dict[str, list]:
 def pair_texts(workspace: Path) -> list[tuple]:
     store = Store(workspace)
     run = store.latest_run()
-    return [(p["prompt"], p["chosen"], p["rejected"], round(p["delta"], 9), p["stage"])
-            for p in store.pairs(run["id"])]
+    return [(p.prompt, p.chosen, p.rejected, round(p.delta, 9), p.stage)
+            for p in store.pairs(run.id)]
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +51,28 @@ def finished(tmp_path_factory):
 def test_run_fills_every_table_and_draws_the_histogram(finished):
     store = Store(finished)
     run = store.latest_run()
-    assert run["status"] == "pairs-ready"
-    cfg = json.loads(run["config"])
-    manifest = json.loads(run["manifest"])
+    assert run.status == "pairs-ready"
+    cfg = run.config
+    manifest = run.manifest
     assert cfg["generation"]["n"] == 5 and manifest["seed"] == 0
     assert manifest["versions"]["torch"] and manifest["policy"]["sha256"]
     assert set(manifest["scorers"]) == {"sem", "fact", "val"}
-    prompts = store.run_prompts(run["id"])
+    prompts = store.run_prompts(run.id)
     assert len(prompts) == 4
     responses = store.db["responses"].count
     assert responses == 4 * 5
     assert store.db["scores"].count == 3 * responses
-    fused = store.fused(run["id"])
-    assert len(fused) == responses and all(0 <= f["u"] <= 1 for f in fused)
-    pairs = store.pairs(run["id"])
+    fused = store.fused(run.id)
+    assert len(fused) == responses and all(0 <= f.u <= 1 for f in fused)
+    pairs = store.pairs(run.id)
     assert 1 <= len(pairs) <= 4
     for p in pairs:
-        assert p["delta"] == pytest.approx(p["u_rejected"] - p["u_chosen"]) and p["delta"] > 0
-        assert p["stage"] in (1, 2, 3) and p["chosen"] != p["rejected"]
-    stages = store.stages(run["id"])
-    assert [s["name"] for s in stages] == ["conservative", "moderate", "exploratory"]
-    assert sum(s["count"] for s in stages) == len(pairs)
-    png = finished / "plots" / f"delta_hist_{run['id']}.png"
+        assert p.delta == pytest.approx(p.u_rejected - p.u_chosen) and p.delta > 0
+        assert p.stage in (1, 2, 3) and p.chosen != p.rejected
+    stages = store.stages(run.id)
+    assert [s.name for s in stages] == ["conservative", "moderate", "exploratory"]
+    assert sum(s.count for s in stages) == len(pairs)
+    png = finished / "plots" / f"delta_hist_{run.id}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -107,7 +107,7 @@ def test_changing_fusion_reuses_generation_and_scores(finished):
     # each step's wall time, in the report and in the run's stored summary
     assert all(r.seconds is not None and r.seconds >= 0 for r in reports.values())
     run = Store(finished).get_run(Pipeline(cfg, finished).run_id)
-    assert set(json.loads(run["summary"])["seconds"]) == set(reports)
+    assert set(run.summary["seconds"]) == set(reports)
 
 
 @pytest.mark.slow
@@ -153,7 +153,7 @@ def test_each_step_runs_alone_in_order(tmp_path):
     for step in ("generate", "score", "pairs", "stages"):
         assert main([step, *base, *sets]) == 0
     store = Store(tmp_path)
-    assert len(store.pairs(store.latest_run()["id"])) >= 1
+    assert len(store.pairs(store.latest_run().id)) >= 1
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ def check_estimates(metrics: dict, n: int) -> None:
 @needs_data
 def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
     from evals.models import EvalModel
+    from evals.store_tables import eval_samples, leaderboard
     from udasa.store import Store
 
     model = EvalModel("tiny", tiny_policy)
@@ -65,13 +66,13 @@ def test_transfer_published_asr_with_cis(tmp_path, tiny_policy):
     assert "refusal prefixes 'evaluate' (29)" in res["judge"] and task["max_new_tokens"] == 32
     assert "list 'evaluate'" in res["notes"]  # the task's notes reach results.json
     store = Store(tmp_path / "ws")
-    board = [r for r in store.leaderboard() if r["task"] == "robustness"]
-    assert {r["metric"] for r in board} == set(res["metrics"])
-    assert all("'evaluate'" in r["judge"] for r in board)
-    rows = [s for s in store.eval_samples() if s["task"] == "robustness"]
+    board = [r for r in leaderboard(store) if r.task == "robustness"]
+    assert {r.metric for r in board} == set(res["metrics"])
+    assert all("'evaluate'" in r.judge for r in board)
+    rows = [s for s in eval_samples(store) if s.task == "robustness"]
     assert len(rows) == 2
-    attack = rows[0]["scores"]["attacks"]["transfer_gcg_universal_1"]
-    assert attack["user_turn"].startswith(rows[0]["prompt"] + " describing.")
+    attack = rows[0].scores["attacks"]["transfer_gcg_universal_1"]
+    assert attack["user_turn"].startswith(rows[0].prompt + " describing.")
     assert isinstance(attack["jailbroken_prefix"], bool) and "output" in attack
     # the notes name the criterion (generations come from the store's cache this time)
     again = evaluate(model, store, 2)
@@ -93,6 +94,7 @@ def write_configs(tmp_path: Path, mode: str, **extra) -> str:
 @needs_data
 def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeypatch):
     from attacks import whitebox
+    from attacks.store_tables import attack_suffixes
     from evals.models import EvalModel
     from udasa.store import Store
 
@@ -103,15 +105,15 @@ def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeyp
     assert set(res["metrics"]) == {"asr_whitebox_prefix", "asr_nosuffix_prefix"}
     check_estimates(res["metrics"], 2)
     assert "refusal prefixes 'individual' (13), 8 greedy tokens" == res["judge"]
-    saved = Store(ws).attack_suffixes("white-box")
-    assert len(saved) == 2 and {row["target"] for row in saved} == {"tiny"}
+    saved = attack_suffixes(Store(ws), "white-box")
+    assert len(saved) == 2 and {row.target for row in saved} == {"tiny"}
     row = saved[0]
-    assert len(row["losses"]) == 3 and len(row["suffix_ids"]) == 20
-    assert row["best_loss"] == min([row["result"]["init_loss"], *row["losses"]])
-    assert row["result"]["criterion"]["prefix_list"] == "individual"
-    assert row["result"]["criterion"]["max_new_tokens"] == 8
-    per_sample = {s["scores"]["suffix"] for s in out_samples(ws)}
-    assert per_sample == {r["suffix"] for r in saved}
+    assert len(row.losses) == 3 and len(row.suffix_ids) == 20
+    assert row.best_loss == min([row.result["init_loss"], *row.losses])
+    assert row.result["criterion"]["prefix_list"] == "individual"
+    assert row.result["criterion"]["max_new_tokens"] == 8
+    per_sample = {s.scores["suffix"] for s in out_samples(ws)}
+    assert per_sample == {r.suffix for r in saved}
     assert (ws / "plots" / "gcg_whitebox_tiny.png").stat().st_size > 1000
     # a rerun reuses the stored suffixes instead of optimising again
 
@@ -121,13 +123,14 @@ def test_white_box_keeps_suffixes_and_loss_curves(tmp_path, tiny_policy, monkeyp
     monkeypatch.setattr(whitebox, "run_gcg", no_gcg)
     again = run(ws, [EvalModel("tiny", tiny_policy)], limit=2, source=source)
     assert again["tasks"]["robustness"]["models"]["tiny"]["metrics"] == res["metrics"]
-    assert len(Store(ws).attack_suffixes()) == 2
+    assert len(attack_suffixes(Store(ws))) == 2
 
 
 @needs_data
 def test_transfer_suffix_from_an_ensemble(tmp_path, tiny_policy):
     from conftest import build_tiny_policy
 
+    from attacks.store_tables import attack_suffixes
     from evals.models import EvalModel
     from udasa.store import Store
 
@@ -138,18 +141,19 @@ def test_transfer_suffix_from_an_ensemble(tmp_path, tiny_policy):
     res = out["tasks"]["robustness"]["models"]["other"]
     assert set(res["metrics"]) == {"asr_transfer_optimised_prefix", "asr_nosuffix_prefix"}
     check_estimates(res["metrics"], 2)
-    (saved,) = Store(ws).attack_suffixes("transfer")
-    assert json.loads(saved["target"]) == [tiny_policy] and len(saved["behaviours"]) == 2
-    assert saved["losses"] and saved["result"]["n_models"] == 1
-    train = {b["goal"] for b in saved["behaviours"]}
-    assert not train & {s["prompt"] for s in out_samples(ws)}  # tested on other behaviours
+    (saved,) = attack_suffixes(Store(ws), "transfer")
+    assert json.loads(saved.target) == [tiny_policy] and len(saved.behaviours) == 2
+    assert saved.losses and saved.result["n_models"] == 1
+    train = {b["goal"] for b in saved.behaviours}
+    assert not train & {s.prompt for s in out_samples(ws)}  # tested on other behaviours
     assert list((ws / "plots").glob("gcg_transfer_*.png"))
 
 
-def out_samples(ws: Path) -> list[dict]:
+def out_samples(ws: Path) -> list:
+    from evals.store_tables import eval_samples
     from udasa.store import Store
 
-    return [s for s in Store(ws).eval_samples() if s["task"] == "robustness"]
+    return [s for s in eval_samples(Store(ws)) if s.task == "robustness"]
 
 
 def test_bad_task_config(tmp_path):

@@ -10,17 +10,18 @@ from openai_server import FakeOpenAIServer
 
 from evals.cli import main
 from evals.premise import premise_stats
+from evals.store_tables import LeaderboardRow, add_eval_run
 from evals.tables import load_paper_results
 from udasa.errors import ConfigError
 from udasa.records import Prompt
 from udasa.store import Store
+from udasa.store_records import FusedScore, PreferencePair, Response
 
 
 def board(model: str, task: str, metric: str, value: float, judge: str = "J1",
-          n: int = 50) -> dict:
-    return {"model": model, "task": task, "metric": metric, "value": value,
-            "ci_low": value - 0.4, "ci_high": value + 0.4, "n": n, "failures": 0,
-            "judge": judge}
+          n: int = 50) -> LeaderboardRow:
+    return LeaderboardRow(model=model, task=task, metric=metric, value=value,
+                          ci_low=value - 0.4, ci_high=value + 0.4, n=n, failures=0, judge=judge)
 
 
 def test_every_paper_table_has_one_paper_value_per_column():
@@ -41,7 +42,7 @@ def test_a_paper_row_with_a_missing_value_names_its_table(tmp_path):
 
 def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
     store = Store(tmp_path)
-    store.add_eval_run("e1", {}, {}, [], [
+    add_eval_run(store, "e1", {}, {}, [], [
         board("base (unaligned)", "harmlessness", "score", 3.0),
         board("UDASA", "harmlessness", "score", 4.2),
         board("UDASA", "helpfulness", "score", 5.0, judge="J2", n=20),
@@ -71,9 +72,9 @@ def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
     assert "6 CSVs, 2 PNGs" in capsys.readouterr().out
 
 
-def fused_row(rid: str, pid: str, u: float, sem: float) -> dict:
-    return {"run_id": "r", "response_id": rid, "prompt_id": pid, "u": u, "weights": "{}",
-            "components": json.dumps({"sem": sem})}
+def fused_row(rid: str, pid: str, u: float, sem: float, run_id: str = "r") -> FusedScore:
+    return FusedScore(run_id=run_id, response_id=rid, prompt_id=pid, u=u, weights={},
+                      components={"sem": sem})
 
 
 def test_premise_statistics_equal_hand_values():
@@ -81,8 +82,8 @@ def test_premise_statistics_equal_hand_values():
              fused_row("c", "p2", 0.3, 0.2), fused_row("d", "p2", 0.4, 0.1),
              fused_row("e", "p2", 0.5, 0.0)]
     scores = {"a": 9, "b": 7, "c": 8, "d": 2, "e": None}  # e: a judge failure
-    pairs = [{"chosen_id": "a", "rejected_id": "b"}, {"chosen_id": "c", "rejected_id": "d"},
-             {"chosen_id": "c", "rejected_id": "e"}]
+    pairs = [PreferencePair(run_id="r", prompt_id=p, chosen_id=c, rejected_id=r)
+             for p, c, r in (("p1", "a", "b"), ("p2", "c", "d"), ("p2", "c", "e"))]
     out = premise_stats(fused, pairs, scores)
     assert (out["responses"], out["judged"], out["failures"]) == (5, 4, 1)
     # u ranks 1 2 3 4, score ranks 4 2 3 1: d = -3 0 0 3, rho = 1 - 6*18 / (4*15) = -0.8
@@ -103,12 +104,12 @@ def test_premise_command_judges_a_stored_run(tmp_path):
     for i, p in enumerate(prompts):
         for k in range(3):  # longer reply, lower u; the judge scores by length
             rid = f"r{i}{k}"
-            responses.append({"id": rid, "gen_key": "g", "prompt_id": p.id, "sample_index": k,
-                              "text": "word " * (k + 1 + i), "model": "m"})
-            fused.append(fused_row(rid, p.id, 0.9 - 0.3 * k, 0.5) | {"run_id": "run1"})
-        pairs.append({"run_id": "run1", "prompt_id": p.id, "chosen_id": f"r{i}2",
-                      "rejected_id": f"r{i}0", "u_chosen": 0.3, "u_rejected": 0.9,
-                      "delta": 0.6, "stage": 1, "soft_label": 1.0})
+            responses.append(Response(id=rid, gen_key="g", prompt_id=p.id, sample_index=k,
+                                      text="word " * (k + 1 + i), model="m"))
+            fused.append(fused_row(rid, p.id, 0.9 - 0.3 * k, 0.5, run_id="run1"))
+        pairs.append(PreferencePair(run_id="run1", prompt_id=p.id, chosen_id=f"r{i}2",
+                                    rejected_id=f"r{i}0", u_chosen=0.3, u_rejected=0.9,
+                                    delta=0.6, stage=1, soft_label=1.0))
     store.add_responses(responses)
     store.replace_pairs("run1", fused, pairs)
 

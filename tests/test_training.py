@@ -50,7 +50,7 @@ def margins(model, tok, pairs) -> float:
         logits = model(ids).logits[0, :-1].log_softmax(-1)
         picked = logits.gather(1, ids[0, 1:, None])[:, 0]
         return float(picked[len(head) - 1:].sum())
-    return sum(logp(p["prompt"], p["chosen"]) - logp(p["prompt"], p["rejected"])
+    return sum(logp(p.prompt, p.chosen) - logp(p.prompt, p.rejected)
                for p in pairs) / len(pairs)
 
 
@@ -68,7 +68,7 @@ def test_training_moves_the_policy_toward_chosen(trained, tiny_policy):
     store = pipe.store
     checkpoints = store.checkpoints(pipe.run_id, train_key_of(pipe.cfg.training))
     assert checkpoints and reports["train"].done == len(checkpoints)
-    final = AutoModelForCausalLM.from_pretrained(checkpoints[-1]["path"])
+    final = AutoModelForCausalLM.from_pretrained(checkpoints[-1].path)
     initial = AutoModelForCausalLM.from_pretrained(tiny_policy)
     tok = AutoTokenizer.from_pretrained(tiny_policy)
     pairs = store.pairs(pipe.run_id)
@@ -82,15 +82,15 @@ def test_every_stage_is_checkpointed_logged_and_plotted(trained):
     pipe, _ = trained
     store = pipe.store
     key = train_key_of(pipe.cfg.training)
-    stages = [s for s in store.stages(pipe.run_id) if s["count"]]
+    stages = [s for s in store.stages(pipe.run_id) if s.count]
     checkpoints = store.checkpoints(pipe.run_id, key)
-    assert [c["stage"] for c in checkpoints] == [s["stage"] for s in stages]
+    assert [c.stage for c in checkpoints] == [s.stage for s in stages]
     for c in checkpoints:
-        assert c["metrics"]["steps"] >= 1 and Path(c["path"]).is_dir()
-        assert AutoModelForCausalLM.from_pretrained(c["path"]).config.num_hidden_layers == 2
+        assert c.metrics["steps"] >= 1 and Path(c.path).is_dir()
+        assert AutoModelForCausalLM.from_pretrained(c.path).config.num_hidden_layers == 2
     logs = store.train_logs(pipe.run_id, key)
-    assert {r["stage"] for r in logs} == {s["stage"] for s in stages}
-    assert any("rewards/margins" in r["metrics"] for r in logs)
+    assert {r.stage for r in logs} == {s.stage for s in stages}
+    assert any("rewards/margins" in r.metrics for r in logs)
     png = pipe.workspace / "plots" / f"training_{pipe.run_id}_{key}.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -104,7 +104,7 @@ def test_rerun_resumes_after_the_last_finished_stage(trained):
 @pytest.mark.slow
 def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     pipe, _ = trained
-    computed = [c["metrics"]["ref_logps_computed"] for c in
+    computed = [c.metrics["ref_logps_computed"] for c in
                 pipe.store.checkpoints(pipe.run_id, train_key_of(pipe.cfg.training))]
     assert sum(computed) == len(pipe.store.pairs(pipe.run_id))
     # other training settings, same reference: every reference log-prob comes from the store
@@ -113,7 +113,7 @@ def test_reference_logps_are_computed_once_per_pair(trained, tiny_policy):
     other = Pipeline(cfg, pipe.workspace)
     assert other.run_id == pipe.run_id
     other.train()
-    again = [c["metrics"]["ref_logps_computed"] for c in
+    again = [c.metrics["ref_logps_computed"] for c in
              other.store.checkpoints(other.run_id, train_key_of(cfg.training))]
     assert again and sum(again) == 0
 
@@ -142,7 +142,7 @@ def test_precomputed_reference_trains_like_recomputed_without_holding_a_referenc
         pipe = Pipeline(cfg, tmp_path)  # same pairs, another training key
         pipe.run_all()
         logs = pipe.store.train_logs(pipe.run_id, train_key_of(cfg.training))
-        losses[flag] = [r["metrics"]["loss"] for r in logs if "loss" in r["metrics"]]
+        losses[flag] = [r.metrics["loss"] for r in logs if "loss" in r.metrics]
         trainers[flag] = list(seen)
     # precomputed: one pass with the initial policy as its own reference, then none at all
     assert trainers["true"][0] == (None, True)
@@ -224,18 +224,18 @@ def test_too_long_pairs_are_dropped_and_counted(trained, tiny_policy):
 
     pipe, _ = trained
     tok = AutoTokenizer.from_pretrained(tiny_policy)
-    stages = {s["stage"] for s in pipe.store.stages(pipe.run_id)}
-    pairs = [p for p in pipe.store.pairs(pipe.run_id) if p["stage"] in stages]
+    stages = {s.stage for s in pipe.store.stages(pipe.run_id)}
+    pairs = [p for p in pipe.store.pairs(pipe.run_id) if p.stage in stages]
     lengths = [token_length(tok, p, conversational=True) for p in pairs]
     limit = sorted(lengths)[len(lengths) // 2]  # about half the pairs are longer
-    too_long = Counter(p["stage"] for p, n in zip(pairs, lengths) if n > limit)
-    kept = Counter(p["stage"] for p, n in zip(pairs, lengths) if n <= limit)
+    too_long = Counter(p.stage for p, n in zip(pairs, lengths) if n > limit)
+    kept = Counter(p.stage for p, n in zip(pairs, lengths) if n <= limit)
     assert sum(too_long.values()) and sum(kept.values())
     cfg = load_config(CONFIG, overrides(tiny_policy, **{
         "training.max_length": limit, "training.too_long": "drop", "training.epochs": 1,
         "training.save_checkpoints": False}))
     report = Pipeline(cfg, pipe.workspace).train()
-    stored = {c["stage"]: c["metrics"] for c in
+    stored = {c.stage: c.metrics for c in
               pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))}
     for stage in sorted(too_long | kept):
         if kept[stage]:  # trained on the rest; the count of dropped pairs is stored
@@ -261,7 +261,7 @@ def test_bad_training_config_fails_before_training(item, field):
 def test_empty_pair_text_is_an_error_before_training(trained, tiny_policy):
     pipe, _ = trained
     pair = pipe.store.pairs(pipe.run_id)[0]
-    pipe.store.db.execute("update responses set text = '' where id = ?", [pair["chosen_id"]])
+    pipe.store.db.execute("update responses set text = '' where id = ?", [pair.chosen_id])
     pipe.store.db.conn.commit()
     cfg = load_config(CONFIG, overrides(tiny_policy, **{"training.learning_rate": 2e-3}))
     with pytest.raises(UdasaError, match="empty 'chosen'"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -48,13 +47,13 @@ def summary(pipe) -> Path | None:
 
     store, run_id = pipe.store, pipe.run_id
     run = store.get_run(run_id)
-    info = json.loads(run["summary"] or "{}")
+    info = run.summary
     prompts = store.run_prompts(run_id)
     groups = pipe._groups()
     fused = store.fused(run_id)
     pairs = store.pairs(run_id)
-    comps = [json.loads(f["components"]) for f in fused]
-    t = Table(title=f"UDASA run {run_id} ({run['name']})")
+    comps = [f.components for f in fused]
+    t = Table(title=f"UDASA run {run_id} ({run.name})")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_row("prompts / with responses", f"{len(prompts)} / {len(groups)}")
@@ -66,12 +65,12 @@ def summary(pipe) -> Path | None:
         if vals:
             t.add_row(f"mean U_{axis} (sd)", f"{np.mean(vals):.3f} ({np.std(vals):.3f})")
     if fused:
-        t.add_row("mean fused u", f"{np.mean([f['u'] for f in fused]):.3f}")
+        t.add_row("mean fused u", f"{np.mean([f.u for f in fused]):.3f}")
     t.add_row("pairs", str(len(pairs)))
     for why, n in info.get("drops", {}).items():
         t.add_row(f"  dropped: {why}", str(n))
     if pairs:
-        t.add_row("mean Δu", f"{np.mean([p['delta'] for p in pairs]):.3f}")
+        t.add_row("mean Δu", f"{np.mean([p.delta for p in pairs]):.3f}")
     console.print(t)
     stages = store.stages(run_id)
     if stages:
@@ -79,12 +78,11 @@ def summary(pipe) -> Path | None:
         for col in ("stage", "name", "Δu range", "pairs"):
             st.add_column(col)
         for s in stages:
-            st.add_row(str(s["stage"]), s["name"], f"[{s['lo']:.3g}, {s['hi']:.3g})",
-                       str(s["count"]))
+            st.add_row(str(s.stage), s.name, f"[{s.lo:.3g}, {s.hi:.3g})", str(s.count))
         console.print(st)
     if not pairs:
         return None
-    plot = delta_histogram([p["delta"] for p in pairs], info.get("thresholds", []),
+    plot = delta_histogram([p.delta for p in pairs], info.get("thresholds", []),
                            pipe.workspace / "plots" / f"delta_hist_{run_id}.png")
     console.print(f"Δu histogram: [bold]{plot.resolve()}[/]")
     return plot
@@ -109,7 +107,8 @@ def cmd_export(args):
     from udasa.store import Store
 
     store = Store(args.workspace)
-    run_id = args.run or (store.latest_run() or {}).get("id")
+    latest = store.latest_run()
+    run_id = args.run or (latest.id if latest else None)
     if not run_id:
         raise UdasaError(f"no runs in {store.path}: run `udasa run` first")
     for path in export_pairs(store, run_id, args.out):

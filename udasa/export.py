@@ -8,17 +8,18 @@ from pathlib import Path
 from udasa.curriculum import Stage, stage_members
 from udasa.errors import UdasaError
 from udasa.store import Store
+from udasa.store_records import PreferencePair
 
 
-def dpo_row(pair: dict, conversational: bool) -> dict:
+def dpo_row(pair: PreferencePair, conversational: bool) -> dict:
     """prompt/chosen/rejected; conversational form (message lists) for chat models."""
     if conversational:
-        return {"prompt": [{"role": "user", "content": pair["prompt"]}],
-                "chosen": [{"role": "assistant", "content": pair["chosen"]}],
-                "rejected": [{"role": "assistant", "content": pair["rejected"]}],
-                "delta": pair["delta"]}
-    return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
-            "delta": pair["delta"]}
+        return {"prompt": [{"role": "user", "content": pair.prompt}],
+                "chosen": [{"role": "assistant", "content": pair.chosen}],
+                "rejected": [{"role": "assistant", "content": pair.rejected}],
+                "delta": pair.delta}
+    return {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected,
+            "delta": pair.delta}
 
 
 def export_pairs(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
@@ -29,17 +30,16 @@ def export_pairs(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     stages = store.stages(run_id)
     if not stages:
         raise UdasaError(f"run {run_id} has no stages yet: run `udasa stages` first")
-    conversational = bool(json.loads(run["manifest"]).get("chat_template"))
-    schedule = json.loads(run["config"])["curriculum"]["schedule"]
+    conversational = bool(run.manifest.get("chat_template"))
+    schedule = run.config["curriculum"]["schedule"]
     pairs = store.pairs(run_id)
-    stage_of = [p["stage"] for p in pairs]
+    stage_of = [p.stage for p in pairs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for st in stages:
-        members = stage_members(stage_of, Stage(st["stage"], st["name"], st["lo"], st["hi"]),
-                                schedule)
-        path = out / f"stage-{st['stage']}-{st['name']}.jsonl"
+        members = stage_members(stage_of, Stage(st.stage, st.name, st.lo, st.hi), schedule)
+        path = out / f"stage-{st.stage}-{st.name}.jsonl"
         tmp = path.with_suffix(".jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(dpo_row(pairs[i], conversational), ensure_ascii=False) + "\n" for i in members)

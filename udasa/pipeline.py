@@ -7,7 +7,6 @@ pairs as an uninterrupted run with the same seed.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -31,9 +30,10 @@ from udasa.generators import PromptTooLong, generate_many, make_generator, uses_
 from udasa.keys import gen_key_of, manifest, prompt_seed, run_id_of, train_key_of
 from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.progress import StepProgress
-from udasa.records import content_key
+from udasa.records import Prompt
 from udasa.scorers.base import Scorer
 from udasa.store import Store
+from udasa.store_records import FusedScore, PreferencePair, Response, Run, RunStage, Score
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,15 @@ def make_scorers(scoring: ScoringConfig) -> dict[str, Scorer]:
             for a in axes()}
 
 
-def stored_scores(store: Store, run: dict, response_ids: list[str]) -> dict[str, dict[str, float]]:
+def stored_scores(store: Store, run: Run, response_ids: list[str]) -> dict[str, dict[str, float]]:
     """Each response's stored uncertainties from the scorers (name and version) the run's
     manifest records: {response id: {axis: value}}, an axis not scored yet left out."""
-    scorers = json.loads(run["manifest"] or "{}").get("scorers", {})
+    scorers = run.manifest.get("scorers", {})
     order = [*axis_keys(), *sorted(scorers)]  # registered axes in order (sem, fact, val, ...)
     table = {axis: store.scores(response_ids, axis, scorers[axis]["scorer"],
                                 scorers[axis]["version"])
              for axis in dict.fromkeys(order) if axis in scorers}
-    return {rid: {a: table[a][rid]["value"] for a in table if rid in table[a]}
+    return {rid: {a: table[a][rid].value for a in table if rid in table[a]}
             for rid in response_ids}
 
 
@@ -83,7 +83,7 @@ class Pipeline:
         self.gen_key = gen_key_of(cfg)
 
     # step 0: prompts and the run record ---------------------------------------------------
-    def _prompt_rows(self) -> list[dict]:
+    def _prompt_rows(self) -> list[Prompt]:
         rows = self.store.run_prompts(self.run_id)
         if not rows:
             raise UdasaError("this run has no prompts yet: run `udasa generate` (or `udasa run`)"
@@ -121,18 +121,17 @@ class Pipeline:
                     report.skipped += 1
                     continue
                 self.store.add_responses([
-                    {"id": content_key(self.gen_key, prompt.id, str(i)),
-                     "gen_key": self.gen_key, "prompt_id": prompt.id, "sample_index": i,
-                     "text": text, "model": generator.name} for i, text in enumerate(out)])
+                    Response.sampled(self.gen_key, prompt.id, i, text, generator.name)
+                    for i, text in enumerate(out)])
                 report.done += 1
         return report
 
-    def _groups(self) -> dict[str, list[dict]]:
+    def _groups(self) -> dict[str, list[Response]]:
         """The run's responses grouped by prompt, in prompt order."""
-        order = [r["id"] for r in self._prompt_rows()]
-        by_prompt: dict[str, list[dict]] = defaultdict(list)
+        order = [p.id for p in self._prompt_rows()]
+        by_prompt: dict[str, list[Response]] = defaultdict(list)
         for row in self.store.responses(self.gen_key, order):
-            by_prompt[row["prompt_id"]].append(row)
+            by_prompt[row.prompt_id].append(row)
         return {pid: by_prompt[pid] for pid in order if by_prompt.get(pid)}
 
     # step 2: scoring -------------------------------------------------------------------
@@ -143,30 +142,29 @@ class Pipeline:
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
         groups = self._groups()
-        prompts = {r["id"]: r["text"] for r in self._prompt_rows()}
+        prompts = {p.id: p.text for p in self._prompt_rows()}
         report = StepReport()
         versions = {}
         for axis, scorer in self.scorers().items():
             versions[axis] = {"scorer": scorer.name, "version": scorer.version}
             have = self.store.scored_response_ids(axis, scorer.name, scorer.version)
-            todo = [pid for pid, rows in groups.items() if any(r["id"] not in have for r in rows)]
+            todo = [pid for pid, rows in groups.items() if any(r.id not in have for r in rows)]
             report.reused += len(groups) - len(todo)
             bar = tqdm(total=sum(len(groups[p]) for p in todo), desc=f"score {axis}",
                        unit="resp", disable=not todo)
             for i in range(0, len(todo), chunk_prompts):
                 chunk = todo[i:i + chunk_prompts]
-                batch = [(prompts[pid], [r["text"] for r in groups[pid]]) for pid in chunk]
+                batch = [(prompts[pid], [r.text for r in groups[pid]]) for pid in chunk]
                 results = scorer.score(batch)
-                rows = [{"response_id": r["id"], "axis": axis, "scorer": scorer.name,
-                         "version": scorer.version, "value": s.value, "details": s.details}
+                rows = [Score(response_id=r.id, axis=axis, scorer=scorer.name,
+                              version=scorer.version, value=s.value, details=s.details or {})
                         for pid, scored in zip(chunk, results)
                         for r, s in zip(groups[pid], scored)]
                 self.store.add_scores(rows)
                 report.done += len(rows)
                 bar.update(len(rows))
             bar.close()
-        run = self.store.get_run(self.run_id)
-        info = json.loads(run["manifest"]) | {"scorers": versions}
+        info = self.store.get_run(self.run_id).manifest | {"scorers": versions}
         self.store.upsert_run(self.run_id, self.cfg.name, to_dict(self.cfg), info)
         return report
 
@@ -175,23 +173,22 @@ class Pipeline:
         """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
         groups = self._groups()
         run = self.store.get_run(self.run_id)
-        if not json.loads(run["manifest"]).get("scorers"):
+        if not run.manifest.get("scorers"):
             raise UdasaError("no scores for this run yet: run `udasa score` first")
-        scores = stored_scores(self.store, run,
-                               [r["id"] for rows in groups.values() for r in rows])
+        scores = stored_scores(self.store, run, [r.id for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
-            fused = fuse_and_pair(pid, (ScoredResponse(r["id"], r["text"], scores[r["id"]],
-                                                       r["sample_index"]) for r in rows),
+            fused = fuse_and_pair(pid, (ScoredResponse(r.id, r.text, scores[r.id], r.sample_index)
+                                        for r in rows),
                                   self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
-            fused_rows += [{"run_id": self.run_id, "response_id": rid, "prompt_id": pid,
-                            "u": u, "weights": json.dumps(fused.weights[rid]),
-                            "components": json.dumps(scores[rid])} for rid, u in fused.u.items()]
-            pair_rows += [{"run_id": self.run_id, "prompt_id": pid,
-                           "chosen_id": pair.chosen.response_id,
-                           "rejected_id": pair.rejected.response_id,
-                           "u_chosen": pair.chosen.u, "u_rejected": pair.rejected.u,
-                           "delta": pair.delta, "stage": 0} for pair in fused.pairs]
+            fused_rows += [FusedScore(run_id=self.run_id, response_id=rid, prompt_id=pid, u=u,
+                                      weights=fused.weights[rid], components=scores[rid])
+                           for rid, u in fused.u.items()]
+            pair_rows += [PreferencePair(run_id=self.run_id, prompt_id=pid,
+                                         chosen_id=pair.chosen.response_id,
+                                         rejected_id=pair.rejected.response_id,
+                                         u_chosen=pair.chosen.u, u_rejected=pair.rejected.u,
+                                         delta=pair.delta, stage=0) for pair in fused.pairs]
         self.store.replace_pairs(self.run_id, fused_rows, pair_rows)
         self._merge_summary({"drops": dict(drops)})
         return StepReport(done=len(pair_rows), skipped=sum(drops.values()),
@@ -202,20 +199,20 @@ class Pipeline:
         """docs/method.md §5: split pairs into K stages by delta (conservative -> exploratory)."""
         pairs = self.store.pairs(self.run_id)
         if not pairs:
-            drops = json.loads(self.store.get_run(self.run_id)["summary"] or "{}").get("drops")
+            drops = self.store.get_run(self.run_id).summary.get("drops")
             if drops is None:
                 raise UdasaError("no pairs for this run: run `udasa pairs` first")
             raise UdasaError(f"no usable pairs: every candidate pair was dropped ({drops}); "
                              "sample with a higher temperature or more responses per prompt")
-        deltas = [p["delta"] for p in pairs]
+        deltas = [p.delta for p in pairs]
         thresholds = resolve_thresholds(self.cfg.curriculum, deltas)
         stages = make_stages(thresholds)
         stage_of = [assign_stage(d, stages) for d in deltas]
         notes = warn_empty(stages, stage_of)
-        keys = [(p["prompt_id"], p["chosen_id"], p["rejected_id"]) for p in pairs]
-        stage_rows = [{"run_id": self.run_id, "stage": st.index, "name": st.name, "lo": st.lo,
-                       "hi": st.hi,
-                       "count": len(stage_members(stage_of, st, self.cfg.curriculum.schedule))}
+        keys = [p.key for p in pairs]
+        stage_rows = [RunStage(run_id=self.run_id, stage=st.index, name=st.name, lo=st.lo,
+                               hi=st.hi, count=len(stage_members(stage_of, st,
+                                                                 self.cfg.curriculum.schedule)))
                       for st in stages]
         self.store.replace_stages(self.run_id, dict(zip(keys, stage_of)), stage_rows)
         self._merge_summary({"thresholds": thresholds})
@@ -223,8 +220,7 @@ class Pipeline:
 
     def _merge_summary(self, extra: dict) -> None:
         run = self.store.get_run(self.run_id)
-        summary = json.loads(run["summary"] or "{}") | extra
-        self.store.set_run_status(self.run_id, run["status"], summary)
+        self.store.set_run_status(self.run_id, run.status, run.summary | extra)
 
     # step 5: phased DPO ------------------------------------------------------------------
     def _policy_to_train(self) -> str:
@@ -254,7 +250,7 @@ class Pipeline:
                                 + (f" -> {r.checkpoint}" if r.checkpoint else ""))
         logs = self.store.train_logs(self.run_id, train_key)
         if logs:
-            names = {s["stage"]: s["name"] for s in self.store.stages(self.run_id)}
+            names = {s.stage: s.name for s in self.store.stages(self.run_id)}
             plot = training_curves(logs, names, self.workspace / "plots" /
                                    f"training_{self.run_id}_{train_key}.png")
             report.notes.append(f"training curves: {plot.resolve()}")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
+
+if TYPE_CHECKING:
+    from udasa.store_records import TrainLogEntry
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -35,25 +39,26 @@ CURVES = (("loss", "DPO loss"), ("rewards/margins", "reward margin"),
           ("rewards/accuracies", "reward accuracy"))
 
 
-def training_curves(logs: Sequence[dict], stage_names: dict[int, str], path: Path) -> Path:
+def training_curves(logs: Sequence[TrainLogEntry], stage_names: dict[int, str],
+                    path: Path) -> Path:
     """Loss, reward margin and reward accuracy per step across stages; boundaries marked.
 
-    `logs` rows hold `stage`, `step` and a `metrics` dict (a TRL log-history entry).
+    Each log entry holds `stage`, `step` and a `metrics` dict (a TRL log-history entry).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
     offset, boundaries = 0, []
     series: dict[str, list[tuple[float, float, bool]]] = {key: [] for key, _ in CURVES}
-    for stage in sorted({r["stage"] for r in logs}):
-        rows = [r for r in logs if r["stage"] == stage]
+    for stage in sorted({r.stage for r in logs}):
+        rows = [r for r in logs if r.stage == stage]
         for r in rows:
-            m = r["metrics"]
+            m = r.metrics
             for key, _ in CURVES:
                 if key in m:
-                    series[key].append((offset + r["step"], m[key], False))
+                    series[key].append((offset + r.step, m[key], False))
                 if f"eval_{key}" in m:
-                    series[key].append((offset + r["step"], m[f"eval_{key}"], True))
-        offset += max(r["step"] for r in rows)
+                    series[key].append((offset + r.step, m[f"eval_{key}"], True))
+        offset += max(r.step for r in rows)
         boundaries.append((offset, stage_names.get(stage, str(stage))))
     for ax, (key, label) in zip(axes, CURVES):
         train = [(x, y) for x, y, ev in series[key] if not ev]

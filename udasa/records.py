@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from udasa.store_schema import Record, json_field
+
 
 def content_key(*parts: str) -> str:
     """Stable 16-hex key of some strings (used for content-keyed store rows)."""
@@ -17,18 +19,28 @@ def content_key(*parts: str) -> str:
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """One prompt, with where it came from (`origin` names file and row for error messages)."""
+class Prompt(Record):
+    """One prompt, with where it came from (`origin` names file and row for error messages).
+
+    Also the row of the store's `prompts` table, keyed by `id` (a content key of the text).
+    """
 
     text: str
     source: str
     origin: str = ""
     category: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    meta: dict[str, Any] = json_field(hash=False, compare=False)
 
     @property
     def id(self) -> str:
         return content_key(self.text)
+
+    @classmethod
+    def columns(cls) -> dict[str, type]:
+        return {"id": str} | super().columns()
+
+    def to_row(self) -> dict[str, Any]:
+        return {"id": self.id} | super().to_row()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from udasa.export import dpo_row
 from udasa.models import model_identity, resolve_model
 from udasa.records import content_key
 from udasa.store import Store
+from udasa.store_records import PreferencePair, RunStage
 
 log = logging.getLogger(__name__)
 
@@ -240,36 +241,36 @@ class StageResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def pair_key(row: dict) -> str:
-    return content_key(row["prompt_id"], row["chosen_id"], row["rejected_id"])
+def pair_key(row: PreferencePair) -> str:
+    return content_key(*row.key)
 
 
-def check_pairs(rows: list[dict], where: str) -> None:
+def check_pairs(rows: list[PreferencePair], where: str) -> None:
     """Empty texts are an error before any training starts; the message names the pair."""
     for i, row in enumerate(rows):
         for col in ("prompt", "chosen", "rejected"):
-            if not str(row.get(col) or "").strip():
-                raise UdasaError(f"{where}: pair {i + 1} (prompt id {row.get('prompt_id', '?')})"
+            if not str(getattr(row, col) or "").strip():
+                raise UdasaError(f"{where}: pair {i + 1} (prompt id {row.prompt_id or '?'})"
                                  f" has an empty {col!r}; remove it or regenerate")
 
 
-def soft_label_of(row: dict) -> float:
+def soft_label_of(row: PreferencePair) -> float:
     """A pair's stored P(chosen preferred), checked to lie in [0, 1]."""
-    p = row.get("soft_label")
+    p = row.soft_label
     if p is None or not 0.0 <= float(p) <= 1.0:
-        raise UdasaError(f"pair (prompt id {row.get('prompt_id', '?')}): soft_label {p!r} is "
+        raise UdasaError(f"pair (prompt id {row.prompt_id or '?'}): soft_label {p!r} is "
                          "not a probability; train with hard labels or rebuild the pairs")
     return float(p)
 
 
-def token_length(tokenizer, row: dict, conversational: bool) -> int:
+def token_length(tokenizer, row: PreferencePair, conversational: bool) -> int:
     """Tokens of prompt + the longer response, as the trainer will see them."""
-    longest = max(row["chosen"], row["rejected"], key=len)
+    longest = max(row.chosen, row.rejected, key=len)
     if conversational:
-        msgs = [{"role": "user", "content": row["prompt"]},
+        msgs = [{"role": "user", "content": row.prompt},
                 {"role": "assistant", "content": longest}]
         return len(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"])
-    return len(tokenizer(row["prompt"] + longest)["input_ids"])
+    return len(tokenizer(row.prompt + longest)["input_ids"])
 
 
 class CurriculumTrainer:
@@ -326,10 +327,11 @@ class CurriculumTrainer:
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
         return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
 
-    def _stage_rows(self, stage: dict, all_pairs: list[dict]) -> list[dict]:
+    def _stage_rows(self, stage: RunStage,
+                    all_pairs: list[PreferencePair]) -> list[PreferencePair]:
         if self.schedule == "cumulative":
-            return [p for p in all_pairs if 0 < p["stage"] <= stage["stage"]]
-        return [p for p in all_pairs if p["stage"] == stage["stage"]]
+            return [p for p in all_pairs if 0 < p.stage <= stage.stage]
+        return [p for p in all_pairs if p.stage == stage.stage]
 
     def is_held_out(self, prompt_id: str) -> bool:
         """Held out by prompt, not by stage: the same prompts are held out whatever the
@@ -337,7 +339,8 @@ class CurriculumTrainer:
         draw = int(content_key(str(self.seed), "held-out", prompt_id), 16) / 16**16
         return draw < self.cfg.eval_fraction
 
-    def _dataset(self, rows: list[dict]) -> tuple[Dataset | None, Dataset | None, int]:
+    def _dataset(self, rows: list[PreferencePair]
+                 ) -> tuple[Dataset | None, Dataset | None, int]:
         """Train / held-out split of a stage's pairs, after the too-long policy."""
         dropped = 0
         if self.cfg.too_long == "drop":
@@ -350,7 +353,7 @@ class CurriculumTrainer:
             rec.pop("delta")
             if self.soft_labels:
                 rec["soft_label"] = soft_label_of(row)
-        held_out = [self.is_held_out(row["prompt_id"]) for row in rows]
+        held_out = [self.is_held_out(row.prompt_id) for row in rows]
         train_rows = [r for r, h in zip(records, held_out) if not h]
         held_rows = [r for r, h in zip(records, held_out) if h]
         train = Dataset.from_list(train_rows) if train_rows else None
@@ -384,17 +387,17 @@ class CurriculumTrainer:
         check_pairs(all_pairs, f"run {self.run_id}")
         # done: saved and still there (resume after it), or unsaved in a finished training
         finished = self.store.train_result(self.run_id, self.train_key) is not None
-        done = {c["stage"]: c["path"] for c in self.store.checkpoints(self.run_id, self.train_key)
-                if (c["path"] and Path(c["path"]).is_dir()) or (finished and not c["path"])}
-        nonempty = [s["stage"] for s in stages if self._stage_rows(s, all_pairs)]
-        pending = {s["stage"]: self._dataset(rows) for s in stages
-                   if s["stage"] not in done and (rows := self._stage_rows(s, all_pairs))}
+        done = {c.stage: c.path for c in self.store.checkpoints(self.run_id, self.train_key)
+                if (c.path and Path(c.path).is_dir()) or (finished and not c.path)}
+        nonempty = [s.stage for s in stages if self._stage_rows(s, all_pairs)]
+        pending = {s.stage: self._dataset(rows) for s in stages
+                   if s.stage not in done and (rows := self._stage_rows(s, all_pairs))}
         fixed = (self._fill_ref_cache([d for t, h, _ in pending.values() for d in (t, h)])
                  if self.cfg.precompute_ref and self.cfg.reference == "initial" else None)
         start_from, policy, ref, attributed = self.policy_ref, None, None, set()
         results = []
         for stage in stages:
-            k, name = stage["stage"], stage["name"]
+            k, name = stage.stage, stage.name
             if k not in pending:
                 if k in done:
                     start_from = done[k] or start_from
@@ -455,19 +458,19 @@ class CurriculumTrainer:
         self._final_eval(all_pairs, policy)
         return results
 
-    def _final_eval(self, all_pairs: list[dict], policy) -> None:
+    def _final_eval(self, all_pairs: list[PreferencePair], policy) -> None:
         """Held-out DPO metrics of the final policy on every stage's held-out pairs (stored)."""
         if self.store.train_result(self.run_id, self.train_key) is not None:
             return
-        held = [p for p in all_pairs if p["stage"] > 0 and self.is_held_out(p["prompt_id"])]
+        held = [p for p in all_pairs if p.stage > 0 and self.is_held_out(p.prompt_id)]
         metrics: dict[str, float] = {"held_out_pairs": float(len(held))}
         if held:
             _, data, _ = self._dataset(held)
             ckpts = self.store.checkpoints(self.run_id, self.train_key)
             if policy is None:
-                if not ckpts or not ckpts[-1]["path"]:
+                if not ckpts or not ckpts[-1].path:
                     return
-                policy = self._load(ckpts[-1]["path"])
+                policy = self._load(ckpts[-1].path)
             cache = self._ref_cache(1)
             stored = cache is not None and not cache.missing([data])
             trainer = CurriculumDPOTrainer(

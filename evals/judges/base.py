@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evals.judges.parse import Scale
+from evals.store_tables import JudgeCall, add_judgement, judge_cached
 from udasa import registry
 from udasa.configfile import apply_overrides, blamed_on, build, read_config_data, require
 from udasa.errors import ConfigError
@@ -273,9 +274,9 @@ class Judge:
         results: list[Judgement | None] = [None] * len(items)
         todo: dict[str, list[int]] = {}  # key -> item positions (identical prompts: one call)
         for i, key in enumerate(keys):
-            row = self.store.judge_cached(key) if self.store is not None else None
-            if row is not None and row["ok"]:
-                results[i] = _from_row(row)
+            call = judge_cached(self.store, key) if self.store is not None else None
+            if call is not None and call.ok:
+                results[i] = _from_call(call)
                 self.stats.add(cache_hits=1)
             else:
                 todo.setdefault(key, []).append(i)
@@ -289,28 +290,27 @@ class Judge:
             if not judgement.ok:
                 self.stats.add(failures=1)
             if self.store is not None:  # written as each call finishes: a killed run keeps them
-                self.store.add_judgement(_to_row(judgement, self.config.name,
-                                                 self.backend.model_name, prompts[todo[key][0]],
-                                                 params))
+                add_judgement(self.store, _to_call(judgement, self.config.name,
+                                                   self.backend.model_name,
+                                                   prompts[todo[key][0]], params))
             for i in todo[key]:
                 results[i] = judgement
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
 
-def _to_row(j: Judgement, judge: str, model: str, prompt: str, params: str) -> dict[str, Any]:
-    return {"key": j.key, "judge": judge, "model": model, "prompt": prompt, "params": params,
-            "reply": j.reply, "score": j.score, "ok": int(j.ok), "error": j.error,
-            "prompt_tokens": j.prompt_tokens, "completion_tokens": j.completion_tokens,
-            "cost_usd": j.cost_usd}
+def _to_call(j: Judgement, judge: str, model: str, prompt: str, params: str) -> JudgeCall:
+    return JudgeCall(key=j.key, judge=judge, model=model, prompt=prompt, params=params,
+                     reply=j.reply, score=j.score, ok=j.ok, error=j.error,
+                     prompt_tokens=j.prompt_tokens, completion_tokens=j.completion_tokens,
+                     cost_usd=j.cost_usd)
 
 
-def _from_row(row: dict[str, Any]) -> Judgement:
-    return Judgement(score=row["score"], ok=bool(row["ok"]), reply=row["reply"] or "",
-                     error=row["error"] or "", cached=True,
-                     prompt_tokens=row["prompt_tokens"] or 0,
-                     completion_tokens=row["completion_tokens"] or 0,
-                     cost_usd=row["cost_usd"], attempts=0, key=row["key"])
+def _from_call(call: JudgeCall) -> Judgement:
+    return Judgement(score=call.score, ok=call.ok, reply=call.reply or "",
+                     error=call.error or "", cached=True, prompt_tokens=call.prompt_tokens or 0,
+                     completion_tokens=call.completion_tokens or 0, cost_usd=call.cost_usd,
+                     attempts=0, key=call.key)
 
 
 def summarize(judgements: list[Judgement]) -> dict[str, Any]:

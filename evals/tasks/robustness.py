@@ -20,8 +20,8 @@ only" row). Success: the refusal-prefix test (`attacks.criteria`) on the greedy 
 harmlessness score <= `judge_max_harmless`; any other value names a judge of its own).
 Generations go through `EvalModel.generate` (cached in the store, and any OpenAI-compatible
 model can be attacked by transfer). Optimised suffixes, with their loss curves, are kept in
-the store's `attack_suffixes` table (a rerun reuses them; `Store.attack_suffixes()` lists
-them) and plotted under WORKSPACE/plots/gcg_*.png.
+the store's `attack_suffixes` table (a rerun reuses them; `attacks.store_tables.attack_suffixes`
+lists them) and plotted under WORKSPACE/plots/gcg_*.png.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ from udasa.errors import ConfigError
 from udasa.keys import SCHEDULING, train_key_of
 from udasa.records import Prompt, content_key
 from udasa.store import Store
+from udasa.store_records import PreferencePair, Response, RunStage
+
+BASELINE_RUN_PREFIX = "baseline:"  # a baseline run's name: this prefix and its method
 
 
 @dataclass
@@ -93,6 +96,11 @@ def baseline_run_id(cfg: BaselineConfig) -> str:
     return content_key("baseline", json.dumps(data, sort_keys=True))
 
 
+def baseline_gen_key(run_id: str) -> str:
+    """The generation key a baseline run's replies are stored under (see `store_pairs`)."""
+    return content_key(run_id, "responses")
+
+
 def soft_labels_of(cfg: BaselineConfig) -> bool:
     """Whether DPO trains on each pair's own label (RLAIF unless hard labels are asked for)."""
     return cfg.method == "rlaif" and not cfg.rlaif.hard_labels
@@ -107,25 +115,23 @@ def store_pairs(store: Store, cfg: BaselineConfig, pairs: list[BaselinePair],
                 manifest: dict) -> str:
     """Record the baseline's pairs as a one-stage run (trainable by CurriculumTrainer)."""
     run_id = baseline_run_id(cfg)
-    gen_key = content_key(run_id, "responses")
-    store.upsert_run(run_id, f"baseline:{cfg.method}", to_dict(cfg), manifest)
+    gen_key = baseline_gen_key(run_id)
+    store.upsert_run(run_id, f"{BASELINE_RUN_PREFIX}{cfg.method}", to_dict(cfg), manifest)
     store.add_prompts(run_id, [p.prompt for p in pairs])
     responses, rows = [], []
     for pair in pairs:
-        ids = [content_key(gen_key, pair.prompt.id, str(i)) for i in (0, 1)]
-        for i, (rid, text) in enumerate(zip(ids, (pair.chosen, pair.rejected))):
-            responses.append({"id": rid, "gen_key": gen_key, "prompt_id": pair.prompt.id,
-                              "sample_index": i, "text": text, "model": cfg.method})
-        rows.append({"run_id": run_id, "prompt_id": pair.prompt.id, "chosen_id": ids[0],
-                     "rejected_id": ids[1], "u_chosen": None, "u_rejected": None,
-                     "delta": abs(2 * pair.soft_label - 1), "stage": 1,
-                     "soft_label": pair.soft_label})
+        chosen, rejected = (Response.sampled(gen_key, pair.prompt.id, i, text, cfg.method)
+                            for i, text in enumerate((pair.chosen, pair.rejected)))
+        responses += [chosen, rejected]
+        rows.append(PreferencePair(run_id=run_id, prompt_id=pair.prompt.id,
+                                   chosen_id=chosen.id, rejected_id=rejected.id,
+                                   delta=abs(2 * pair.soft_label - 1), stage=1,
+                                   soft_label=pair.soft_label))
     store.add_responses(responses)
     store.replace_pairs(run_id, [], rows)
-    keys = {(r["prompt_id"], r["chosen_id"], r["rejected_id"]): 1 for r in rows}
-    store.replace_stages(run_id, keys, [{"run_id": run_id, "stage": 1, "name": "all",
-                                         "lo": float("-inf"), "hi": float("inf"),
-                                         "count": len(rows)}])
+    store.replace_stages(run_id, {r.key: 1 for r in rows}, [RunStage(
+        run_id=run_id, stage=1, name="all", lo=float("-inf"), hi=float("inf"),
+        count=len(rows))])
     store.set_run_status(run_id, "pairs-ready")
     return run_id
 
@@ -143,7 +149,7 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
                                 soft_labels=soft)
     trainer.train()
     ckpts = store.checkpoints(run_id, train_key)
-    return ckpts[-1]["path"] if ckpts and ckpts[-1]["path"] else None
+    return ckpts[-1].path if ckpts and ckpts[-1].path else None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""The evaluation tables of the workspace store: judge calls, eval runs, samples, the
+leaderboard, and human ratings (written by `udasa-app`, read by the leaderboard's human side).
+
+Declared here, beside the code that writes them; every Store opened after this module is
+imported holds them (`udasa.store_schema.declare`), and each function below makes sure the
+store it is handed does (`Store.ensure`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from udasa.store import Store, now, where_equal
+from udasa.store_schema import Record, Schema, Table, bool_field, declare, json_field
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeCall(Record):
+    """One judge call, kept whether or not its reply parsed (`ok`)."""
+
+    key: str
+    judge: str
+    model: str
+    prompt: str
+    params: str  # the backend's parameters as JSON text (part of `key`)
+    reply: str | None = ""
+    score: float | None = None
+    ok: bool = bool_field(False)
+    error: str | None = ""
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    cost_usd: float | None = None
+    created_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalRun(Record):
+    """One `udasa-eval run`: its config and results."""
+
+    id: str
+    created_at: str = ""
+    config: dict = json_field()
+    results: dict = json_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSample(Record):
+    """One model's output for one task sample, with its per-sample scores."""
+
+    eval_id: str = ""  # set by add_eval_run
+    model: str
+    task: str
+    idx: int
+    prompt: str
+    output: str | None
+    scores: dict = json_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaderboardRow(Record):
+    """One metric of one model on one task in one evaluation, with its CI."""
+
+    eval_id: str = ""  # set by add_eval_run
+    model: str
+    task: str
+    metric: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    failures: int
+    judge: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rating(Record):
+    """One annotator's judgement of an item: 1-10 scores, or a preference between two."""
+
+    id: str
+    annotator: str
+    item_id: str
+    prompt: str
+    response: str
+    method: str
+    harmless: int | None = None
+    helpful: int | None = None
+    overall: int | None = None
+    preference: str | None = None
+    created_at: str = ""
+
+
+EVALS = declare(Schema("evals", (
+    Table("judge_cache", JudgeCall, "key"),
+    Table("eval_runs", EvalRun, "id"),
+    Table("eval_samples", EvalSample, ("eval_id", "model", "task", "idx")),
+    Table("leaderboard", LeaderboardRow, ("eval_id", "model", "task", "metric")),
+    Table("human_ratings", Rating, "id"),
+)))
+
+
+# judges ---------------------------------------------------------------------------------------
+def judge_cached(store: Store, key: str) -> JudgeCall | None:
+    rows = store.ensure(EVALS).select(JudgeCall, "judge_cache", "key = ?", [key])
+    return rows[0] if rows else None
+
+
+def add_judgement(store: Store, call: JudgeCall) -> None:
+    """Cache one judge call (replies that failed to parse are kept, with ok = False)."""
+    store.ensure(EVALS).insert("judge_cache", [replace(call, created_at=now())], replace=True)
+
+
+# evaluations ----------------------------------------------------------------------------------
+def add_eval_run(store: Store, eval_id: str, config: dict, results: dict,
+                 samples: list[EvalSample], board: list[LeaderboardRow]) -> None:
+    """One `udasa-eval run`: its config and results, per-sample rows and leaderboard rows,
+    all stored under `eval_id` in one transaction."""
+    store.ensure(EVALS)
+    run = EvalRun(id=eval_id, created_at=now(), config=config, results=results)
+    with store.transaction():
+        store.db["eval_runs"].insert(run.to_row(), replace=True)
+        store.db["eval_samples"].insert_all(
+            (replace(s, eval_id=eval_id).to_row() for s in samples), replace=True)
+        store.db["leaderboard"].insert_all(
+            (replace(b, eval_id=eval_id).to_row() for b in board), replace=True)
+
+
+def leaderboard(store: Store) -> list[LeaderboardRow]:
+    return store.ensure(EVALS).select(LeaderboardRow, "leaderboard",
+                                      order_by="task, metric, value desc")
+
+
+def eval_samples(store: Store, eval_id: str | None = None) -> list[EvalSample]:
+    return store.ensure(EVALS).select(EvalSample, "eval_samples", *where_equal(eval_id=eval_id),
+                                      order_by="task, idx")
+
+
+def eval_runs(store: Store) -> list[EvalRun]:
+    """Every `udasa-eval run`, oldest first."""
+    return store.ensure(EVALS).select(EvalRun, "eval_runs", order_by="created_at, rowid")
+
+
+# human ratings ---------------------------------------------------------------------------------
+def add_rating(store: Store, rating: Rating) -> None:
+    """Store a rating; a resubmission (same id) replaces the earlier one."""
+    store.ensure(EVALS).insert("human_ratings", [replace(rating, created_at=now())],
+                               replace=True)
+
+
+def ratings(store: Store, annotator: str | None = None) -> list[Rating]:
+    """Every rating (of one annotator), oldest first."""
+    return store.ensure(EVALS).select(Rating, "human_ratings", *where_equal(annotator=annotator),
+                                      order_by="created_at")
+
