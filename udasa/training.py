@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset, concatenate_datasets
@@ -273,6 +274,30 @@ def token_length(tokenizer, row: PreferencePair, conversational: bool) -> int:
     return len(tokenizer(row.prompt + longest)["input_ids"])
 
 
+@dataclass
+class _StageLoop:
+    """What training carries from one stage to the next."""
+
+    start_from: str  # the checkpoint the next stage starts from, until a policy is loaded
+    fixed: RefLogpCache | None  # the initial policy's stored log-probs, when they never change
+    last_stage: int  # the last stage with pairs (it keeps its best checkpoint)
+    policy: Any = None
+    ref: Any = None
+    attributed: set[str] = field(default_factory=set)  # pairs whose log-probs were counted
+
+
+def _ref_logps_computed(train: Dataset, held: Dataset | None, cache: RefLogpCache | None,
+                        loop: _StageLoop) -> int | None:
+    """Reference log-probs this stage computed; with stored initial log-probs, each pair is
+    counted at its first stage."""
+    if cache is loop.fixed and loop.fixed is not None:
+        keys = {*train["pair_key"], *(held["pair_key"] if held is not None else [])}
+        computed = len((loop.fixed.new_keys & keys) - loop.attributed)
+        loop.attributed |= keys
+        return computed
+    return cache.computed if cache is not None else None
+
+
 class CurriculumTrainer:
     """Trains one policy through the stages of a run stored in `store`."""
 
@@ -385,6 +410,25 @@ class CurriculumTrainer:
             raise UdasaError("no curriculum stages for this run: run `udasa stages` first")
         all_pairs = self.store.pairs(self.run_id)
         check_pairs(all_pairs, f"run {self.run_id}")
+        done, pending, loop = self._plan(stages, all_pairs)
+        results = []
+        for stage in stages:
+            k, name = stage.stage, stage.name
+            if k in pending:
+                results.append(self._train_stage(stage, pending[k], loop, progress))
+            elif k in done:
+                loop.start_from = done[k] or loop.start_from
+                progress(f"stage {k} ({name}): already trained, continuing after it")
+            else:
+                log.warning("stage %d (%s): no pairs, skipped", k, name)
+                results.append(StageResult(k, name, 0, 0, None, "no pairs: skipped"))
+        self._final_eval(all_pairs, loop.policy)
+        return results
+
+    def _plan(self, stages: list[RunStage], all_pairs: list[PreferencePair]
+              ) -> tuple[dict[int, str], dict[int, tuple], _StageLoop]:
+        """Stages already trained ({stage: checkpoint path}), the datasets of the stages still
+        to train, and the state carried from stage to stage."""
         # done: saved and still there (resume after it), or unsaved in a finished training
         finished = self.store.train_result(self.run_id, self.train_key) is not None
         done = {c.stage: c.path for c in self.store.checkpoints(self.run_id, self.train_key)
@@ -394,69 +438,60 @@ class CurriculumTrainer:
                    if s.stage not in done and (rows := self._stage_rows(s, all_pairs))}
         fixed = (self._fill_ref_cache([d for t, h, _ in pending.values() for d in (t, h)])
                  if self.cfg.precompute_ref and self.cfg.reference == "initial" else None)
-        start_from, policy, ref, attributed = self.policy_ref, None, None, set()
-        results = []
-        for stage in stages:
-            k, name = stage.stage, stage.name
-            if k not in pending:
-                if k in done:
-                    start_from = done[k] or start_from
-                    progress(f"stage {k} ({name}): already trained, continuing after it")
-                    continue
-                log.warning("stage %d (%s): no pairs, skipped", k, name)
-                results.append(StageResult(k, name, 0, 0, None, "no pairs: skipped"))
-                continue
-            train, held, dropped = pending[k]
-            if train is None:
-                log.warning("stage %d (%s): every pair longer than training.max_length, "
-                            "skipped", k, name)
-                results.append(StageResult(k, name, 0, 0, None, "every pair longer than "
-                                           "training.max_length: skipped", dropped))
-                continue
-            if policy is None:
-                policy = self._load(start_from)
-            if self.cfg.reference == "previous":
-                ref = copy.deepcopy(policy)
-                cache = self._ref_cache(k)
-            elif fixed is not None:
-                cache = fixed  # all stored already: no reference model while training
-            else:  # recomputed every step: keep the reference model
-                ref = ref or self._load(self.policy_ref)
-                cache = None
-            steps = min(self.cfg.max_steps, max(1, math.ceil(
-                self.cfg.epochs * len(train) / (self.cfg.batch_size * self.cfg.grad_accum))))
-            stopper = StageStopper(self.cfg.patience, self.cfg.saturation)
-            trainer = CurriculumDPOTrainer(
-                model=policy, ref_model=ref,
-                args=self._args(k, k == nonempty[-1], steps, held is not None),
-                train_dataset=train, eval_dataset=held, processing_class=self.tokenizer,
-                callbacks=[stopper],
-                lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
-                ref_cache=cache)
-            dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
-            progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
-                     + (f", {len(held)} held out" if held is not None else "")
-                     + (f", {dropped} dropped as too long" if dropped else ""))
-            trainer.train()
-            metrics = ({m: float(v) for m, v in trainer.evaluate().items()}
-                       if held is not None else {})
-            self.store.add_train_logs(self.run_id, self.train_key, k, trainer.state.log_history)
-            policy = trainer.accelerator.unwrap_model(trainer.model)
-            path = self._save(policy, k, name) if self.cfg.save_checkpoints else None
-            result = StageResult(k, name, len(trainer.train_dataset), trainer.state.global_step,
-                                 path, stopper.reason, dropped, metrics)
-            if cache is fixed and fixed is not None:  # count each pair at its first stage
-                keys = {*train["pair_key"], *(held["pair_key"] if held is not None else [])}
-                computed = len((fixed.new_keys & keys) - attributed)
-                attributed |= keys
-            else:
-                computed = cache.computed if cache is not None else None
-            self.store.add_checkpoint(self.run_id, self.train_key, k, name, path or "", {
-                "pairs": result.pairs, "steps": result.steps, "stopped": result.stopped,
-                "dropped_too_long": dropped, "ref_logps_computed": computed, **metrics})
-            results.append(result)
-        self._final_eval(all_pairs, policy)
-        return results
+        return done, pending, _StageLoop(self.policy_ref, fixed, nonempty[-1] if nonempty else -1)
+
+    def _reference(self, k: int, loop: _StageLoop) -> RefLogpCache | None:
+        """Set the stage's reference model on `loop` and return its log-prob cache: a copy of
+        the current policy (`previous`, cached per stage), none when the initial policy's
+        log-probs are all stored, else the initial policy recomputed every step."""
+        if self.cfg.reference == "previous":
+            loop.ref = copy.deepcopy(loop.policy)
+            return self._ref_cache(k)
+        if loop.fixed is not None:
+            return loop.fixed
+        loop.ref = loop.ref or self._load(self.policy_ref)
+        return None
+
+    def _train_stage(self, stage: RunStage, data: tuple, loop: _StageLoop,
+                     progress: Callable[[str], None]) -> StageResult:
+        """Train one stage with DPO from the current policy; store its logs and checkpoint."""
+        k, name = stage.stage, stage.name
+        train, held, dropped = data
+        if train is None:
+            log.warning("stage %d (%s): every pair longer than training.max_length, skipped",
+                        k, name)
+            return StageResult(k, name, 0, 0, None, "every pair longer than "
+                               "training.max_length: skipped", dropped)
+        if loop.policy is None:
+            loop.policy = self._load(loop.start_from)
+        cache = self._reference(k, loop)
+        steps = min(self.cfg.max_steps, max(1, math.ceil(
+            self.cfg.epochs * len(train) / (self.cfg.batch_size * self.cfg.grad_accum))))
+        stopper = StageStopper(self.cfg.patience, self.cfg.saturation)
+        trainer = CurriculumDPOTrainer(
+            model=loop.policy, ref_model=loop.ref,
+            args=self._args(k, k == loop.last_stage, steps, held is not None),
+            train_dataset=train, eval_dataset=held, processing_class=self.tokenizer,
+            callbacks=[stopper],
+            lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
+            ref_cache=cache)
+        dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
+        progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
+                 + (f", {len(held)} held out" if held is not None else "")
+                 + (f", {dropped} dropped as too long" if dropped else ""))
+        trainer.train()
+        metrics = ({m: float(v) for m, v in trainer.evaluate().items()}
+                   if held is not None else {})
+        self.store.add_train_logs(self.run_id, self.train_key, k, trainer.state.log_history)
+        loop.policy = trainer.accelerator.unwrap_model(trainer.model)
+        path = self._save(loop.policy, k, name) if self.cfg.save_checkpoints else None
+        result = StageResult(k, name, len(trainer.train_dataset), trainer.state.global_step,
+                             path, stopper.reason, dropped, metrics)
+        self.store.add_checkpoint(self.run_id, self.train_key, k, name, path or "", {
+            "pairs": result.pairs, "steps": result.steps, "stopped": result.stopped,
+            "dropped_too_long": dropped,
+            "ref_logps_computed": _ref_logps_computed(train, held, cache, loop), **metrics})
+        return result
 
     def _final_eval(self, all_pairs: list[PreferencePair], policy) -> None:
         """Held-out DPO metrics of the final policy on every stage's held-out pairs (stored)."""
