@@ -168,6 +168,13 @@ def _judge_set(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_validate, _add_build_judges, _add_tables, _add_premise):
+        add(sub)
+    return parser
+
+
+def _add_run(sub) -> None:
+    """The `udasa-eval run` command line."""
     run = sub.add_parser("run", help="evaluate models on tasks and write leaderboards")
     run.add_argument("--models", nargs="+", default=None,
                      help="base | a checkpoint path | a hub id | openai:<model> "
@@ -200,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(fn=cmd_run)
+
+
+def _add_validate(sub) -> None:
+    """The `udasa-eval validate-judge` command line."""
     val = sub.add_parser("validate-judge", help="a judge's agreement with human labels")
     val.add_argument("--judge", default=None, help="default: the default judge (see run)")
     _judge_set(val)
@@ -210,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
     val.set_defaults(fn=cmd_validate)
+
+
+def _add_build_judges(sub) -> None:
+    """The `udasa-eval build-judges` command line."""
     bld = sub.add_parser("build-judges", help="build (or load) the learned judges and print "
                                               "their agreement with human labels")
     bld.add_argument("judges", nargs="*", help="default: all (harmless helpful info "
@@ -218,10 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     bld.set_defaults(fn=cmd_build_judges)
 
 
+def _add_tables(sub) -> None:
+    """The `udasa-eval tables` command line."""
     tab = sub.add_parser("tables", help="the paper's tables from stored results (tables.md)")
     tab.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     tab.add_argument("-v", "--verbose", action="store_true")
     tab.set_defaults(fn=cmd_tables)
+
+
+def _add_premise(sub) -> None:
+    """The `udasa-eval premise` command line."""
     pre = sub.add_parser("premise", help="judge a run's responses: does lower uncertainty "
                                          "mean a better reply?")
     pre.add_argument("--run", default=None, help="a run id (default: the latest run)")
@@ -232,7 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")
     pre.set_defaults(fn=cmd_premise)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
