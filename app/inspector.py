@@ -27,7 +27,7 @@ from app.render import plain
 from udasa.axes import axis_keys
 from udasa.config import CurriculumConfig, FusionConfig, RunConfig, from_dict
 from udasa.curriculum import Stage, assign_stage, make_stages, resolve_thresholds
-from udasa.errors import UdasaError
+from udasa.errors import ConfigError, UdasaError
 from udasa.pairs import Pair, ScoredResponse, fuse_and_pair
 from udasa.plots import delta_histogram
 from udasa.records import content_key
@@ -60,9 +60,23 @@ class RunFusion:
 
 
 def run_choices(store: Store) -> list[tuple[str, str]]:
-    """(label, run id) of every run, newest first."""
+    """(label, run id) of every UDASA run, newest first. A baseline's run (or any run whose
+    config is not a UDASA run config) has no uncertainty scores to inspect: its replies are in
+    Rate and Compare."""
     return [(plain(f"{r.name} · {r.id} · {r.status} · {r.updated_at}"), r.id)
-            for r in store.runs()]
+            for r in store.runs() if _is_udasa_run(r)]
+
+
+def _is_udasa_run(run: Run) -> bool:
+    from udasa.baselines.common import BASELINE_RUN_PREFIX
+
+    if run.name.startswith(BASELINE_RUN_PREFIX):
+        return False
+    try:
+        run_config(run)
+    except ConfigError:
+        return False
+    return True
 
 
 def run_config(run: Run) -> RunConfig:

@@ -221,6 +221,12 @@ def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
     assert not notice and item_id and f"0 of {len(items)} rated" in progress
     assert "Saved" in _rate_submit(state)(item_id, 7, 6, 5, None, alice)
     assert [r.item_id for r in ratings(store, "alice")] == [item_id]
+    # the Inspector offers only the UDASA runs, and each of them opens
+    choices = inspector.run_choices(store)
+    assert [run_id for _, run_id in choices] == [r.id for r in store.runs()
+                                                 if r.id not in (baseline, "foreign")]
+    for _, run_id in choices:
+        assert inspector.load_run(store, run_id).prompts
 
 
 def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
