@@ -67,7 +67,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_experiment(args) -> None:
-    from evals.experiment import run_experiment
+    from evals.suite import run_experiment
 
     out = run_experiment(_experiment(args), args.workspace, progress=console.print)
     for results in out["evals"]:

@@ -10,7 +10,7 @@ for, tests the method's premise on each UDASA run, and writes the paper's tables
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,41 +99,6 @@ def resolve_path(exp: ExperimentConfig, value: str) -> Path:
             return base / value
     raise ConfigError(f"{exp.path or 'experiment'}: file {value!r} not found beside it, in the "
                       f"working folder or in the repository")
-
-
-def run_experiment(exp: ExperimentConfig, workspace: Path,
-                   progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build every method, evaluate each task, test the premise, write the tables."""
-    from evals.premise import run_premise, write_premise
-    from evals.runner import EvalConfig, run_eval
-    from evals.suite import BuildContext, build_methods
-    from evals.tables import write_tables
-
-    ctx = BuildContext(workspace, exp, progress)
-    models = build_methods(ctx)
-    results = []
-    for task in exp.tasks:
-        listed = [m for spec, m in zip(exp.methods, models)
-                  if (spec.tasks is None or task.name in spec.tasks)
-                  and (task.methods is None or spec.name in task.methods)]
-        if not listed:
-            continue
-        data = {task.name: str(resolve_path(exp, task.data))} if task.data else {}
-        cfg = EvalConfig(workspace, listed, [task.name], limit=task.limit, seed=exp.seed,
-                         judge=exp.judge, judge_base_url=exp.judge_base_url,
-                         judge_model=exp.judge_model, judge_set=exp.judge_set, data=data)
-        results.append(run_eval(cfg, progress=progress))
-    premises = []
-    if exp.premise and ctx.runs:
-        from evals.judges.base import make_judge
-
-        judge = make_judge(exp.judge, ctx.store, exp.judge_set, **judge_overrides(exp))
-        for name, run_id in ctx.runs.items():
-            for template in exp.premise:
-                result = run_premise(ctx.store, run_id, judge, template) | {"method": name}
-                premises.append(str(write_premise(result, workspace)))
-    return {"evals": results, "premise": premises,
-            "tables": write_tables(ctx.store, workspace)}
 
 
 def judge_overrides(exp: ExperimentConfig) -> dict[str, Any]:

@@ -7,7 +7,8 @@ content-keyed in the store). ``@method(kind)`` registers a plain builder functio
 :class:`DecodingMethod` is the policy under a registered decoder (vanilla, rain), and a training
 baseline registers itself from its own module (``udasa.baselines.common.TrainedBaseline``).
 `udasa-eval run --suite paper` is the shipped CPU experiment (`configs/experiments/cpu.yaml`);
-`--suite rlaif rain` keeps the methods of those kinds from it.
+`--suite rlaif rain` keeps the methods of those kinds from it. `run_experiment` builds every
+method of an experiment file and evaluates it on the file's tasks.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
+from evals.experiment import (
+    ExperimentConfig,
+    MethodSpec,
+    judge_overrides,
+    load_experiment,
+    resolve_path,
+)
 from evals.models import EvalModel
 from udasa import registry
 from udasa.configfile import apply_overrides, check_config, read_config_data
 from udasa.errors import ConfigError
 from udasa.store import Store
-
-if TYPE_CHECKING:
-    from evals.experiment import ExperimentConfig, MethodSpec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CPU_EXPERIMENT = CONFIGS / "experiments" / "cpu.yaml"
@@ -48,8 +53,6 @@ class BuildContext:
     def config_path(self, spec: MethodSpec, default: str) -> Path:
         """The method's own config file (`spec.config`, else `default`), found beside the
         experiment, in the working folder or in the repository."""
-        from evals.experiment import resolve_path
-
         return resolve_path(self.exp, spec.config or default)
 
     def overrides_origin(self, spec: MethodSpec) -> str:
@@ -143,8 +146,6 @@ def build_methods(ctx: BuildContext) -> list[EvalModel]:
 
 def suite_experiment(names: list[str]) -> ExperimentConfig:
     """`--suite paper` (every method of the CPU experiment) or the methods of the named kinds."""
-    from evals.experiment import load_experiment
-
     exp = load_experiment(CPU_EXPERIMENT)
     if names == ["paper"]:
         return exp
@@ -242,3 +243,37 @@ def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     if not ckpts:
         raise ConfigError(f"{spec.name}: the UDASA run produced no checkpoint")
     return ctx.model(spec, ckpts[-1].path)
+
+
+def run_experiment(exp: ExperimentConfig, workspace: Path,
+                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build every method, evaluate each task, test the premise, write the tables."""
+    from evals.premise import run_premise, write_premise
+    from evals.runner import EvalConfig, run_eval
+    from evals.tables import write_tables
+
+    ctx = BuildContext(workspace, exp, progress)
+    models = build_methods(ctx)
+    results = []
+    for task in exp.tasks:
+        listed = [m for spec, m in zip(exp.methods, models)
+                  if (spec.tasks is None or task.name in spec.tasks)
+                  and (task.methods is None or spec.name in task.methods)]
+        if not listed:
+            continue
+        data = {task.name: str(resolve_path(exp, task.data))} if task.data else {}
+        cfg = EvalConfig(workspace, listed, [task.name], limit=task.limit, seed=exp.seed,
+                         judge=exp.judge, judge_base_url=exp.judge_base_url,
+                         judge_model=exp.judge_model, judge_set=exp.judge_set, data=data)
+        results.append(run_eval(cfg, progress=progress))
+    premises = []
+    if exp.premise and ctx.runs:
+        from evals.judges.base import make_judge
+
+        judge = make_judge(exp.judge, ctx.store, exp.judge_set, **judge_overrides(exp))
+        for name, run_id in ctx.runs.items():
+            for template in exp.premise:
+                result = run_premise(ctx.store, run_id, judge, template) | {"method": name}
+                premises.append(str(write_premise(result, workspace)))
+    return {"evals": results, "premise": premises,
+            "tables": write_tables(ctx.store, workspace)}
