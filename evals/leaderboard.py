@@ -7,6 +7,10 @@ model (method), one column per task metric, each cell "judge / human" as in the 
 ("7.9 / 7.5"; "—" where no human rated that model on that metric), and an extended variant with
 the judge's confidence interval ("7.9 [7.5, 8.3] / 7.5"). `write_leaderboard` writes both to
 `leaderboard.md` and the long format to `leaderboard.csv`.
+
+Each row has a comparison setting (`setting_label`: the task's data, sample limit and seed, the
+judge); a task evaluated in more than one setting gets one table per setting, so that no column
+mixes them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def canonical_label(name: str, aliases: Mapping[str, str] | None = None) -> str:
 
 
 CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failures", "judge",
-               "human", "eval_id"]
+               "human", "eval_id", "setting"]
 HumanMeans = Mapping[tuple[str, str, str], float]
 
 
@@ -40,8 +44,24 @@ def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def setting_label(config: Mapping | None, task: str, judge: str | None) -> str:
+    """What a row of `task` was evaluated on: the task's data (its `--data` file, else the
+    default), the sample limit and seed (from the eval run's `config`, when known), the judge."""
+    parts = []
+    if config is not None:
+        parts.append(f"data: {(config.get('data') or {}).get(task) or 'default'}")
+        if "limit" in config:
+            limit = config["limit"]
+            parts.append("no limit" if limit is None else f"limit {limit}")
+        if "seed" in config:
+            parts.append(f"seed {config['seed']}")
+    parts.append(f"judge: {judge or 'unknown'}")
+    return ", ".join(parts)
+
+
 def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = None) -> list[dict]:
-    """One row per (model, task, metric): the latest evaluation of it.
+    """One row per (model, task, metric), and per `setting` where rows carry one: the latest
+    evaluation of it.
 
     "Latest" is the greatest `created_at`: the row's own, else `run_times[eval_id]` (the
     eval_runs table's created_at, ISO 8601 strings so they sort as text). Rows with no
@@ -51,9 +71,9 @@ def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = N
     is kept.
     """
     times = run_times or {}
-    best: dict[tuple[str, str, str], tuple[tuple[str, int], dict]] = {}
+    best: dict[tuple, tuple[tuple[str, int], dict]] = {}
     for i, row in enumerate(rows):
-        key = (row["model"], row["task"], row["metric"])
+        key = (row["model"], row["task"], row["metric"], row.get("setting"))
         when = row.get("created_at") or times.get(row.get("eval_id", ""), "") or ""
         rank = (str(when), i)
         if key not in best or rank >= best[key][0]:
@@ -94,18 +114,25 @@ def format_cell(value: float | None, human: float | None = None, ci_low: float |
 
 
 def long_table(rows: Iterable[Mapping], human: HumanMeans | None = None,
-               run_times: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The long format (CSV_COLUMNS): the latest row per (model, task, metric) with its human
-    mean; human means with no judged row appear with an empty judge value."""
+               run_times: Mapping[str, str] | None = None,
+               configs: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+    """The long format (CSV_COLUMNS): the latest row per (model, task, metric, setting) with its
+    human mean; human means with no judged row appear with an empty judge value and setting.
+    `configs` (eval_id -> the eval run's config) fills the settings' data, limit and seed."""
     human = {(canonical_label(m), t, k): v for (m, t, k), v in (human or {}).items()}
-    rows = [dict(r, model=canonical_label(r["model"])) for r in rows]
-    out = []
+    configs = configs or {}
+    rows = [dict(r, model=canonical_label(r["model"]),
+                 setting=setting_label(configs.get(r.get("eval_id", "")), r["task"],
+                                       r.get("judge"))) for r in rows]
+    out, judged = [], set()
     for r in latest_rows(rows, run_times):
         key = (r["model"], r["task"], r["metric"])
-        out.append({c: r.get(c) for c in CSV_COLUMNS} | {"human": human.pop(key, None)})
+        judged.add(key)
+        out.append({c: r.get(c) for c in CSV_COLUMNS} | {"human": human.get(key)})
     for (model, task, metric), v in human.items():
-        out.append({c: None for c in CSV_COLUMNS} | {"model": model, "task": task,
-                                                     "metric": metric, "human": v})
+        if (model, task, metric) not in judged:
+            out.append({c: None for c in CSV_COLUMNS} | {"model": model, "task": task,
+                                                         "metric": metric, "human": v})
     df = pd.DataFrame(out, columns=CSV_COLUMNS)
     for c in ("value", "ci_low", "ci_high", "human"):
         df[c] = pd.to_numeric(df[c]).astype(float)
@@ -152,24 +179,51 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def settings_by_task(long: pd.DataFrame) -> dict[str, list[str]]:
+    """Each task's comparison settings, first seen first (more than one: one table each)."""
+    out: dict[str, list[str]] = {}
+    for task, setting in zip(long["task"], long["setting"]):
+        labels = out.setdefault(task, [])
+        if isinstance(setting, str) and setting not in labels:
+            labels.append(setting)
+    return out
+
+
+def _tables(long: pd.DataFrame, digits: int, models: Sequence[str] | None,
+            heading: str = "##") -> list[str]:
+    """The compact table and the table with confidence intervals of `long`."""
+    return ["", _markdown(wide_table(long, False, digits, models)), "",
+            f"{heading} With confidence intervals", "",
+            "Cells: judge [CI low, CI high] / human.", "",
+            _markdown(wide_table(long, True, digits, models)), ""]
+
+
 def render_markdown(long: pd.DataFrame, digits: int = 1,
                     models: Sequence[str] | None = None, title: str = "Leaderboard") -> str:
     """The markdown page: judge labels per task, the compact table, the table with CIs, and the
-    failure counts (samples the judge could not score, excluded from the means)."""
+    failure counts (samples the judge could not score, excluded from the means). A task
+    evaluated in several settings (`setting_label`) gets a section per setting instead."""
+    split = {t: s for t, s in settings_by_task(long).items() if len(s) > 1}
+    together = long[~long["task"].isin(list(split))]
     lines = [f"# {title}", "",
              f"Cells: judge / human (human `{NONE}` where nobody rated it; empty: not evaluated).",
              ""]
-    for task, labels in judges_by_task(long).items():
+    for task, labels in judges_by_task(together).items():
         note = " (mixed judges: compare with care)" if len(labels) > 1 else ""
         lines.append(f"- {task}: judge: {'; '.join(labels) or 'unknown'}{note}")
-    lines += ["", _markdown(wide_table(long, False, digits, models)), "",
-              "## With confidence intervals", "",
-              "Cells: judge [CI low, CI high] / human.", "",
-              _markdown(wide_table(long, True, digits, models)), ""]
+    if len(together) or not split:
+        lines += _tables(together, digits, models)
+    for task, settings in split.items():
+        for setting in settings:
+            part = long[(long["task"] == task)
+                        & (long["setting"].isna() | (long["setting"] == setting))]
+            shown = [m for m in models or [] if canonical_label(m) in set(part["model"])]
+            lines += [f"## {task} — {setting}", *_tables(part, digits, shown, "###")]
     failed = long[long["failures"].fillna(0) > 0]
     if len(failed):
         lines += ["## Failures (excluded from the values above)", ""]
-        lines += [f"- {r.model}, {column_name(r.task, r.metric)}: {r.failures} failed, "
+        lines += [f"- {r.model}, {column_name(r.task, r.metric)}"
+                  f"{f' ({r.setting})' if r.task in split else ''}: {r.failures} failed, "
                   f"n = {r.n} scored" for r in failed.itertuples(index=False)]
         lines.append("")
     return "\n".join(lines)
@@ -178,15 +232,16 @@ def render_markdown(long: pd.DataFrame, digits: int = 1,
 def write_leaderboard(rows: Iterable[Mapping], out_dir: str | Path,
                       human: HumanMeans | None = None,
                       run_times: Mapping[str, str] | None = None,
-                      models: Sequence[str] | None = None, digits: int = 1) -> tuple[Path, Path]:
+                      models: Sequence[str] | None = None, digits: int = 1,
+                      configs: Mapping[str, Mapping] | None = None) -> tuple[Path, Path]:
     """Write `leaderboard.md` and `leaderboard.csv` (long format) into `out_dir`; return both.
 
-    Duplicate (model, task, metric) rows from several eval runs: the latest is kept (see
-    `latest_rows`).
+    Duplicate (model, task, metric) rows of one setting from several eval runs: the latest is
+    kept (see `latest_rows`); `configs` (eval_id -> run config) tells the settings apart.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    long = long_table(rows, human, run_times)
+    long = long_table(rows, human, run_times, configs)
     md, csv = out / "leaderboard.md", out / "leaderboard.csv"
     md.write_text(render_markdown(long, digits, models), encoding="utf-8")
     long.to_csv(csv, index=False)

@@ -187,7 +187,7 @@ def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
     times = {r.id: r.created_at for r in runs}
     human = human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store))
     md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
-                                models=model_order(runs))
+                                models=model_order(runs), configs={r.id: r.config for r in runs})
     charts = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
         charts.append(str(bar_chart(rows, task, metric, workspace / "plots" /

@@ -279,6 +279,61 @@ def test_leaderboard_from_store(tmp_path):
     assert "7.9 / 7.5" in md.read_text(encoding="utf-8")
 
 
+def test_one_setting_gives_the_same_page_as_before(tmp_path):
+    config = {"tasks": ["harmlessness", "helpfulness"], "limit": 50, "seed": 0, "data": {}}
+    md, csv = write_leaderboard(ROWS, tmp_path / "a", HUMAN, TIMES,
+                                configs={"ev1": config, "ev2": config})
+    before, _ = write_leaderboard(ROWS, tmp_path / "b", HUMAN, TIMES)
+    assert md.read_text(encoding="utf-8") == before.read_text(encoding="utf-8")
+    assert "limit 50" not in md.read_text(encoding="utf-8")
+    setting = f"data: default, limit 50, seed 0, judge: {JUDGE}"
+    assert set(pd.read_csv(csv)["setting"].dropna()) == {setting}
+
+
+def test_settings_that_differ_get_one_labelled_table_each(tmp_path):
+    own = {"tasks": ["harmlessness"], "limit": 20, "seed": 0, "data": {"harmlessness": "my.jsonl"}}
+    default = {"tasks": ["harmlessness", "helpfulness"], "limit": 50, "seed": 0, "data": {}}
+    rows = [*ROWS[1:], _row("UDASA", 3.3, eval_id="ev3"), _row("base", 2.2, eval_id="ev3")]
+    md, csv = write_leaderboard(rows, tmp_path, HUMAN, TIMES | {"ev3": "2025-03-01"},
+                                configs={"ev2": default, "ev3": own})
+    text = md.read_text(encoding="utf-8")
+    top, theirs, mine = text.split("## harmlessness — ")  # first seen first
+    assert "helpfulness: score" in top and "harmlessness" not in top.split("\n\n", 2)[2]
+    assert theirs.startswith(f"data: default, limit 50, seed 0, judge: {JUDGE}\n")
+    assert mine.startswith(f"data: my.jsonl, limit 20, seed 0, judge: {JUDGE}\n")
+    # each section holds its own evaluation's cells, and the human means of its models
+    assert "7.9 / 7.5" in theirs and "6.1 / —" in theirs and "3.3" not in theirs
+    assert "3.3 / 7.5" in mine and "2.2 / —" in mine and "7.9" not in mine
+    assert "RLAIF" not in mine  # a model not evaluated in that setting has no row there
+    assert "UDASA, harmlessness: score (data: default, limit 50, seed 0" in text
+    back = pd.read_csv(csv)
+    harm = back[back.task == "harmlessness"]
+    assert len(harm[harm.model == "UDASA"]) == 2
+    assert set(harm.setting) == {f"data: default, limit 50, seed 0, judge: {JUDGE}",
+                                 f"data: my.jsonl, limit 20, seed 0, judge: {JUDGE}"}
+
+
+def test_write_outputs_splits_runs_with_different_data_files(tmp_path):
+    from evals.runner import write_outputs
+    from evals.store_tables import LeaderboardRow, add_eval_run
+    from udasa.store import Store
+
+    store = Store(tmp_path)
+    for eval_id, data, value in (("e1", {}, 4.0), ("e2", {"harmlessness": "mine.jsonl"}, 8.0)):
+        config = {"tasks": ["harmlessness"], "limit": 5, "seed": 0, "data": data,
+                  "models": [{"name": "m"}]}
+        add_eval_run(store, eval_id, config, {}, [], [LeaderboardRow(
+            model="m", task="harmlessness", metric="score", value=value, ci_low=value - 1,
+            ci_high=value + 1, n=5, failures=0, judge="j")])
+    write_outputs(store, tmp_path)
+    store.close()
+    text = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    default, mine = sorted(text.split("## harmlessness — ")[1:])  # "data: d…" < "data: m…"
+    assert default.startswith("data: default, limit 5, seed 0, judge: j") and "4.0 / —" in default
+    assert mine.startswith("data: mine.jsonl, limit 5, seed 0, judge: j") and "8.0 / —" in mine
+    assert "8.0" not in default and "4.0" not in mine
+
+
 # --------------------------------------------------------------------------------- plots
 
 
