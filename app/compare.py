@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
-from app.render import plain
+from app.render import esc, plain
 from evals import store_tables
 from evals.leaderboard import (
     canonical_label,
@@ -58,16 +58,41 @@ def human_fields() -> dict[str, tuple[str, str]]:
     return HUMAN_FIELDS
 
 
-def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
-    """The paper-layout table (judge / human per cell); `ratings` (plain rating rows) None
-    hides the human side."""
+def _board(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
+    """The long leaderboard (`evals.leaderboard.long_table`) with each row's setting."""
     rows = as_rows(store_tables.leaderboard(store))
     if not rows:
         return None
     from evals.models import label_aliases
 
     human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
-    long = long_table(rows, human, _run_times(store))
+    runs = store_tables.eval_runs(store)
+    return long_table(rows, human, _run_times(store), {r.id: r.config for r in runs})
+
+
+def settings_newest_first(long: pd.DataFrame, run_times: Mapping[str, str]
+                          ) -> dict[str, list[str]]:
+    """Each task's comparison settings, the one of its latest evaluation first."""
+    when: dict[tuple[str, str], str] = {}
+    for task, setting, eval_id in zip(long["task"], long["setting"], long["eval_id"]):
+        if isinstance(setting, str):
+            key = (task, setting)
+            when[key] = max(when.get(key, ""), run_times.get(eval_id, ""))
+    out: dict[str, list[str]] = {}
+    for (task, setting), _ in sorted(when.items(), key=lambda kv: kv[1], reverse=True):
+        out.setdefault(task, []).append(setting)
+    return out
+
+
+def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
+    """The paper-layout table (judge / human per cell); `ratings` (plain rating rows) None
+    hides the human side. A task evaluated in several settings shows its newest one only
+    (`setting_note` says which others exist)."""
+    long = _board(store, ratings)
+    if long is None:
+        return None
+    newest = {t: s[0] for t, s in settings_newest_first(long, _run_times(store)).items()}
+    long = long[long["setting"].isna() | (long["setting"] == long["task"].map(newest))]
     table = wide_table(long, with_ci=True, digits=2)
     judges = judges_by_task(long)  # each header names its judge (a learned one: its agreement)
     table.columns = [f"{c} (judge: {' | '.join(judges[t])})" if judges.get(t := c.split(": ")[0])
@@ -75,6 +100,23 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
     out = plain_cells(table.reset_index())
     out.columns = [plain(c) for c in out.columns]
     return out
+
+
+def setting_note(store: Store) -> str:
+    """HTML: for each task evaluated in several settings, the one shown and the others
+    (leaderboard.md has a table for each); empty when every task has one setting."""
+    long = _board(store, None)
+    if long is None:
+        return ""
+    items = [f"<li><b>{esc(task)}</b>: shown: {esc(shown)}; also evaluated with: "
+             f"{esc(' | '.join(others))}</li>"
+             for task, (shown, *others) in settings_newest_first(long, _run_times(store)).items()
+             if others]
+    if not items:
+        return ""
+    return ("<div class='udasa-empty'>Tasks evaluated in more than one setting (data, limit, "
+            "seed, judge) show their newest setting only; <code>leaderboard.md</code> has a "
+            f"table for each.<ul>{''.join(items)}</ul></div>")
 
 
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:

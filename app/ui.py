@@ -435,10 +435,11 @@ def _compare_overview(state: AppState) -> Callable:
             if store is None:
                 return [state.no_store(), *nothing]
             board = compare.leaderboard(store, as_rows(store_tables.ratings(store)))
+            settings = compare.setting_note(store)
             charts = compare.leaderboard_charts(store, state.scratch)
             tasks = compare.tasks_and_methods(compare.latest_samples(store))
             runs = inspector.run_choices(store)
-        notes = []
+        notes = [settings]
         if board is None:
             notes.append(render.empty_state("No leaderboard yet.", "Evaluate models with:",
                                             PIPELINE_HINT[1:]))

@@ -298,11 +298,30 @@ def test_a_missing_store_is_not_created_by_reading(tmp_path):
 
 
 # compare ----------------------------------------------------------------------------------
+def test_leaderboard_shows_the_newest_setting_and_names_the_others(tmp_path, monkeypatch):
+    from evals import store_tables
+
+    store = Store(tmp_path)
+    for eval_id, limit, value in (("e1", 20, 4.0), ("e2", 5, 8.0)):
+        monkeypatch.setattr(store_tables, "now", lambda e=eval_id: f"2025-01-0{e[1]}T00:00:00")
+        add_eval_run(store, eval_id, {"tasks": ["harmlessness"], "limit": limit, "seed": 0}, {},
+                     [], [LeaderboardRow(model="m", task="harmlessness", metric="score",
+                                         value=value, ci_low=value - 1, ci_high=value + 1, n=limit,
+                                         failures=0, judge="j <b>")])
+    board = compare.leaderboard(store, None)
+    assert board["model"].tolist() == ["m"] and "8.00 [7.00, 9.00] / —" in board.values
+    assert "4.00" not in str(board.values)  # the older setting is not mixed in
+    note = compare.setting_note(store)
+    assert "shown: data: default, limit 5, seed 0, judge: j &lt;b&gt;" in note
+    assert "also evaluated with: data: default, limit 20, seed 0, judge: j &lt;b&gt;" in note
+
+
 def test_leaderboard_paired_test_table3_and_agreement(ws):
     store = Store(ws)
     board = compare.leaderboard(store, None)
     assert sorted(board["model"]) == ["base", "udasa"] and "6.50 [6.00, 7.00] / —" in board.values
     assert compare.leaderboard_charts(store, ws)[0][1] == "harmlessness: score"
+    assert compare.setting_note(store) == ""  # one setting: nothing to say
     samples = compare.latest_samples(store)
     assert compare.tasks_and_methods(samples) == {"harmlessness": ["base", "udasa"]}
     cmp = compare.compare(samples, "harmlessness", "udasa", "base")
