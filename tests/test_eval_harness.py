@@ -130,6 +130,28 @@ def test_openai_judge_with_faults_retries_records_failures_and_hides_the_key(
     assert secret not in caplog.text
 
 
+def test_runs_on_different_data_files_get_a_labelled_table_each(tmp_path, tiny_policy):
+    files = {}
+    for name, word in (("ay.jsonl", "Ay"), ("bee.jsonl", "Bee")):
+        files[name] = tmp_path / name
+        files[name].write_text("\n".join(json.dumps({"prompt": f"{word} {i}?"}) for i in range(2)))
+    def judge(body):  # each data file its own score, so a mixed column would show
+        return "Score: 9" if "Bee" in body["messages"][-1]["content"] else "Score: 3"
+
+    with FakeOpenAIServer(judge) as server:
+        for path in files.values():
+            run_eval(EvalConfig(tmp_path / "ws", [EvalModel("tiny", tiny_policy)],
+                                ["harmlessness"], limit=2, judge="gpt4",
+                                judge_base_url=server.base_url,
+                                data={"harmlessness": str(path)}), progress=lambda *_: None)
+    text = (tmp_path / "ws" / "leaderboard.md").read_text()
+    sections = {part.split(",")[0]: part for part in text.split("## harmlessness — data: ")[1:]}
+    ay, bee = sections[str(files["ay.jsonl"])], sections[str(files["bee.jsonl"])]
+    assert ay.split("\n")[0].endswith(", limit 2, seed 0, judge: GPT-4")
+    assert "| tiny | 3.0 / — |" in ay and "9.0" not in ay
+    assert "| tiny | 9.0 / — |" in bee and "3.0" not in bee
+
+
 @needs_data
 def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
     other = build_tiny_policy(tmp_path / "other", seed=1)
