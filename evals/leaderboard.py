@@ -161,14 +161,23 @@ def wide_table(long: pd.DataFrame, with_ci: bool = False, digits: int = 1,
     return table
 
 
+def _labels_by_task(long: pd.DataFrame, column: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for task, label in zip(long["task"], long[column]):
+        labels = out.setdefault(task, [])
+        if isinstance(label, str) and label and label not in labels:
+            labels.append(label)
+    return out
+
+
 def judges_by_task(long: pd.DataFrame) -> dict[str, list[str]]:
     """Each task's judge label(s), first seen first (more than one means mixed judges)."""
-    out: dict[str, list[str]] = {}
-    for task, judge in zip(long["task"], long["judge"]):
-        labels = out.setdefault(task, [])
-        if isinstance(judge, str) and judge and judge not in labels:
-            labels.append(judge)
-    return out
+    return _labels_by_task(long, "judge")
+
+
+def settings_by_task(long: pd.DataFrame) -> dict[str, list[str]]:
+    """Each task's comparison settings, first seen first (more than one: one table each)."""
+    return _labels_by_task(long, "setting")
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -177,16 +186,6 @@ def _markdown(table: pd.DataFrame) -> str:
     for model, cells in table.iterrows():
         lines.append("| " + " | ".join([str(model), *cells.tolist()]) + " |")
     return "\n".join(lines)
-
-
-def settings_by_task(long: pd.DataFrame) -> dict[str, list[str]]:
-    """Each task's comparison settings, first seen first (more than one: one table each)."""
-    out: dict[str, list[str]] = {}
-    for task, setting in zip(long["task"], long["setting"]):
-        labels = out.setdefault(task, [])
-        if isinstance(setting, str) and setting not in labels:
-            labels.append(setting)
-    return out
 
 
 def _tables(long: pd.DataFrame, digits: int, models: Sequence[str] | None,
