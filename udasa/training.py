@@ -24,6 +24,7 @@ import torch
 from datasets import Dataset, concatenate_datasets
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer
 
 from udasa.config import TrainingConfig
@@ -228,6 +229,15 @@ class StageStopper(TrainerCallback):
         if self.reason:
             control.should_training_stop = True
         return control
+
+
+class StepBar(ProgressCallback):
+    """The Trainer's step bar without the metric dicts that it (or, with tqdm off, its
+    PrinterCallback) prints at every logging step: they go to the store's train_logs, and
+    `udasa run` prints each stage's summary."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
 
 
 @dataclass
@@ -475,6 +485,9 @@ class CurriculumTrainer:
             callbacks=[stopper],
             lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
             ref_cache=cache)
+        for chatty in (PrinterCallback, ProgressCallback):  # whichever the Trainer chose
+            trainer.remove_callback(chatty)
+        trainer.add_callback(StepBar)
         dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
         progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
                  + (f", {len(held)} held out" if held is not None else "")
