@@ -81,6 +81,9 @@ def load_plugins(specs: Iterable[str] = ()) -> None:
     env = [s for s in os.environ.get(PLUGIN_ENV, "").split(",") if s.strip()]
     for spec in [*specs, *env]:
         _import_plugin(spec.strip())
+    if ENTRY_POINT_GROUP in _LOADED:  # installed packages' plugins: scanned once a process
+        return
+    _LOADED.add(ENTRY_POINT_GROUP)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value not in _LOADED:
             _LOADED.add(ep.value)
