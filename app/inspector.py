@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from udasa.plots import delta_histogram
 from udasa.records import content_key
 from udasa.store import Store
 from udasa.store_records import Run
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,17 +73,21 @@ def run_choices(store: Store) -> list[tuple[str, str]]:
 def _is_udasa_run(run: Run) -> bool:
     from udasa.baselines.common import BASELINE_RUN_PREFIX
 
-    if run.name.startswith(BASELINE_RUN_PREFIX):
-        return False
-    try:
-        run_config(run)
-    except ConfigError:
-        return False
-    return True
+    return not run.name.startswith(BASELINE_RUN_PREFIX) and readable_config(run) is not None
 
 
 def run_config(run: Run) -> RunConfig:
     return from_dict(RunConfig, run.config)
+
+
+def readable_config(run: Run) -> RunConfig | None:
+    """The run's config as a UDASA run config; None when it is not one (a baseline's, a
+    foreign tool's), logged at debug level."""
+    try:
+        return run_config(run)
+    except ConfigError as exc:
+        log.debug("run %s: not a UDASA run config (%s)", run.id, exc)
+        return None
 
 
 def load_run(store: Store, run_id: str) -> RunData:

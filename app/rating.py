@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from evals.leaderboard import canonical_label
 from evals.store_tables import Rating, eval_samples
-from udasa.errors import ConfigError, UdasaError
+from udasa.errors import UdasaError
 from udasa.records import content_key
 from udasa.store import Store
 from udasa.store_records import Run
@@ -55,17 +55,17 @@ class PairItem:
 def replies_key(run: Run) -> str | None:
     """The generation key a run's replies are stored under: a baseline's (its run id) or a
     UDASA run's (its config); None for a run whose config is neither (left out of the pool)."""
-    from app.inspector import run_config
+    from app.inspector import readable_config
     from udasa.baselines.common import BASELINE_RUN_PREFIX, baseline_gen_key
     from udasa.keys import gen_key_of
 
     if run.name.startswith(BASELINE_RUN_PREFIX) and "method" in run.config:
         return baseline_gen_key(run.id)
-    try:
-        return gen_key_of(run_config(run))
-    except ConfigError as exc:
-        log.warning("rating pool: run %s left out (%s)", run.id, exc)
+    cfg = readable_config(run)
+    if cfg is None:
+        log.warning("rating pool: run %s left out (its config is not a run config)", run.id)
         return None
+    return gen_key_of(cfg)
 
 
 def single_items(store: Store) -> list[Item]:
