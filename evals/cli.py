@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rich.table import Table
@@ -31,9 +32,9 @@ def _experiment(args):
     exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
                                concurrency=m.concurrency) for m in _models(args)]
     data = _data(args)
-    if args.tasks:
-        given = {t.name: t for t in exp.tasks}
-        exp.tasks = [given.get(name, TaskSpec(name)) for name in args.tasks]
+    if args.tasks:  # every entry of a named task (robustness: transfer and white-box)
+        exp.tasks = [t for name in dict.fromkeys(args.tasks)
+                     for t in ([t for t in exp.tasks if t.name == name] or [TaskSpec(name)])]
     for task in exp.tasks:
         task.limit = args.limit if args.limit is not None else task.limit
         task.data = data.get(task.name, task.data)
@@ -69,12 +70,14 @@ def cmd_run(args) -> None:
 def cmd_experiment(args) -> None:
     from evals.suite import run_experiment
 
+    start = time.perf_counter()
     out = run_experiment(_experiment(args), args.workspace, progress=console.print)
     for results in out["evals"]:
         print_results(results)
     for path in out["premise"]:
         console.print(f"premise: {path}")
     console.print(f"tables: {out['tables']['tables_md']}")
+    console.print(f"experiment finished in {time.perf_counter() - start:.0f} s (wall time)")
 
 
 def print_results(results: dict) -> None:
