@@ -29,6 +29,7 @@ from evals.leaderboard import (
     judges_by_task,
     long_table,
     wide_table,
+    with_settings,
 )
 from evals.plots import bar_chart
 from evals.stats import (
@@ -120,17 +121,26 @@ def setting_note(store: Store) -> str:
 
 
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
-    """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart)."""
-    rows, times = as_rows(store_tables.leaderboard(store)), _run_times(store)
+    """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart), in the
+    task's newest setting as the leaderboard table shows it."""
+    times = _run_times(store)
+    configs = {r.id: r.config for r in store_tables.eval_runs(store)}
+    rows = with_settings(as_rows(store_tables.leaderboard(store)), configs)
+    newest: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        when = times.get(r.get("eval_id", ""), "")
+        if r["task"] not in newest or when >= newest[r["task"]][0]:
+            newest[r["task"]] = (when, r["setting"])
     out = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
+        setting = newest[task][1]
         key = content_key(json.dumps([r for r in rows if r["task"] == task], default=str),
                           json.dumps(times))
         path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
         if not path.exists():
             try:  # model names are data: a `$` in one is text, not mathtext
                 with matplotlib.rc_context({"text.parse_math": False}):
-                    bar_chart(rows, task, metric, path, run_times=times)
+                    bar_chart(rows, task, metric, path, run_times=times, setting=setting)
             except ValueError:  # no numeric row for this metric
                 continue
         out.append((str(path), plain(f"{task}: {metric}")))

@@ -59,6 +59,16 @@ def setting_label(config: Mapping | None, task: str, judge: str | None) -> str:
     return ", ".join(parts)
 
 
+def with_settings(rows: Iterable[Mapping], configs: Mapping[str, Mapping] | None = None
+                  ) -> list[dict]:
+    """Rows with one label per model (`canonical_label`) and their comparison `setting`
+    (`setting_label`; `configs`: eval_id -> the eval run's config)."""
+    configs = configs or {}
+    return [dict(r, model=canonical_label(r["model"]),
+                 setting=setting_label(configs.get(r.get("eval_id", "")), r["task"],
+                                       r.get("judge"))) for r in rows]
+
+
 def latest_rows(rows: Iterable[Mapping], run_times: Mapping[str, str] | None = None) -> list[dict]:
     """One row per (model, task, metric), and per `setting` where rows carry one: the latest
     evaluation of it.
@@ -120,12 +130,8 @@ def long_table(rows: Iterable[Mapping], human: HumanMeans | None = None,
     human mean; human means with no judged row appear with an empty judge value and setting.
     `configs` (eval_id -> the eval run's config) fills the settings' data, limit and seed."""
     human = {(canonical_label(m), t, k): v for (m, t, k), v in (human or {}).items()}
-    configs = configs or {}
-    rows = [dict(r, model=canonical_label(r["model"]),
-                 setting=setting_label(configs.get(r.get("eval_id", "")), r["task"],
-                                       r.get("judge"))) for r in rows]
     out, judged = [], set()
-    for r in latest_rows(rows, run_times):
+    for r in latest_rows(with_settings(rows, configs), run_times):
         key = (r["model"], r["task"], r["metric"])
         judged.add(key)
         out.append({c: r.get(c) for c in CSV_COLUMNS} | {"human": human.get(key)})

@@ -21,15 +21,18 @@ def _f(v: Any) -> float:
 
 def bar_chart(rows: Iterable[Mapping], task: str, metric: str, path: str | Path,
               run_times: Mapping[str, str] | None = None,
-              models: Sequence[str] | None = None) -> Path:
+              models: Sequence[str] | None = None, setting: str | None = None) -> Path:
     """Bar chart of `metric` on `task` across models from leaderboard rows, CI error bars.
 
     The latest row per model is used (`evals.leaderboard.latest_rows`); a missing CI draws no
-    error bar. `models` fixes the bar order (others follow, first seen first). The title names
-    the task, the metric and the judge label(s). Writes a PNG.
+    error bar. `setting` keeps the rows of that comparison setting only (rows carry one after
+    `evals.leaderboard.with_settings`) and titles the chart with it. `models` fixes the bar
+    order (others follow, first seen first). The title names the task, the metric and the
+    judge label(s). Writes a PNG.
     """
     picked = [r for r in latest_rows(rows, run_times)
-              if r["task"] == task and r["metric"] == metric and not math.isnan(_f(r["value"]))]
+              if r["task"] == task and r["metric"] == metric and not math.isnan(_f(r["value"]))
+              and (setting is None or r.get("setting") == setting)]
     if not picked:
         raise ValueError(f"bar_chart: no leaderboard rows for task {task!r}, metric {metric!r}")
     order = {m: i for i, m in enumerate(models or [])}
@@ -50,7 +53,8 @@ def bar_chart(rows: Iterable[Mapping], task: str, metric: str, path: str | Path,
         ax.annotate(f"{v:.1f}", (i, v), xytext=(6, 3), textcoords="offset points", fontsize=8)
     ax.set_xticks(list(x), [str(r["model"]) for r in picked], rotation=20, ha="right")
     ax.set_ylabel(metric)
-    ax.set_title(f"{task}: {metric}\njudge: {'; '.join(judges) or 'unknown'}", fontsize=10)
+    title = f"{task}: {metric}\n" + (setting or f"judge: {'; '.join(judges) or 'unknown'}")
+    ax.set_title(title, fontsize=9 if setting else 10, wrap=True)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

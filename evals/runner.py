@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.judges.base import Judge, make_judge
-from evals.leaderboard import human_means, write_leaderboard
+from evals.leaderboard import human_means, with_settings, write_leaderboard
 from evals.models import EvalModel, default_models, label_aliases
 from evals.plots import bar_chart
 from evals.stats import paired_bootstrap, sign_test
@@ -186,10 +186,30 @@ def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
     runs = eval_runs(store)
     times = {r.id: r.created_at for r in runs}
     human = human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store))
+    configs = {r.id: r.config for r in runs}
     md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
-                                models=model_order(runs), configs={r.id: r.config for r in runs})
+                                models=model_order(runs), configs=configs)
+    charts = [str(p) for p in setting_charts(with_settings(rows, configs), workspace / "plots",
+                                             times)]
+    return {"leaderboard_md": str(md), "leaderboard_csv": str(csv), "charts": charts}
+
+
+def setting_charts(rows: list[dict], out: Path, times: dict[str, str]) -> list[Path]:
+    """One bar chart per task metric and comparison setting (rows from `with_settings`):
+    `eval_<task>_<metric>.png`, numbered `-2`, `-3`... for a task's further settings, oldest
+    first, so the usual one-setting workspace keeps its file names."""
+    by_task: dict[str, list[str]] = {}
+    for r in sorted(rows, key=lambda r: times.get(r.get("eval_id", ""), "")):
+        by_task.setdefault(r["task"], [])
+        if r["setting"] not in by_task[r["task"]]:
+            by_task[r["task"]].append(r["setting"])
     charts = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
-        charts.append(str(bar_chart(rows, task, metric, workspace / "plots" /
-                                    f"eval_{task}_{metric}.png", run_times=times)))
-    return {"leaderboard_md": str(md), "leaderboard_csv": str(csv), "charts": charts}
+        for i, setting in enumerate(by_task[task]):
+            name = f"eval_{task}_{metric}{f'-{i + 1}' if i else ''}.png"
+            try:
+                charts.append(bar_chart(rows, task, metric, out / name, run_times=times,
+                                        setting=setting))
+            except ValueError:  # this metric has no row in this setting
+                continue
+    return charts

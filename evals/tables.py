@@ -2,8 +2,9 @@
 
 The paper's published numbers are data (`evals/paper/results.yaml`, each table naming its
 source). Our cells come from the workspace's leaderboard: for each row's method label and
-each column's task metric, the latest evaluation stored. Every table names the judge of its
-cells and flags a column whose cells differ in judge or sample count (not like with like).
+each column's task metric, the latest evaluation stored in the column's setting (data, sample
+limit, seed, judge; the one holding most of the table's methods), so a column never mixes
+settings. Every table names each column's setting and the others stored.
 Writes `tables.md`, one CSV and one PNG per table, and Figure 2's heatmap under the workspace.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from evals.leaderboard import latest_rows
+from evals.leaderboard import latest_rows, with_settings
 from evals.store_tables import eval_runs, leaderboard
 from udasa.errors import ConfigError
 from udasa.store_schema import as_rows
@@ -85,18 +86,51 @@ def load_paper_results(path: Path = PAPER_RESULTS) -> tuple[list[PaperTable], Fi
                            (float(f["paper_best"][0]), float(f["paper_best"][1])))
 
 
-def index_rows(rows: Sequence[Mapping], run_times: Mapping[str, str] | None = None
-               ) -> dict[tuple[str, str, str], dict]:
-    """The latest leaderboard row per (model label lower-cased, task, metric)."""
-    return {(r["model"].strip().lower(), r["task"], r["metric"]): r
-            for r in latest_rows(rows, run_times)}
+Key = tuple[str, str, str, "str | None"]  # (model label lower-cased, task, metric, setting)
 
 
-def find_cell(index: Mapping[tuple[str, str, str], dict], row: Row, col: Column) -> dict | None:
-    """Our stored result for a row's method on a column: first matching label, first metric."""
+@dataclass
+class ResultIndex:
+    """The latest leaderboard row per (model label, task, metric, setting), and when each
+    was evaluated (so a column can take its newest setting)."""
+
+    rows: dict[Key, dict]
+    times: Mapping[str, str]
+
+    def when(self, row: Mapping) -> str:
+        return str(row.get("created_at") or self.times.get(row.get("eval_id", ""), "") or "")
+
+    def column_setting(self, rows: Sequence[Row], task: str, metrics: Sequence[str]
+                       ) -> tuple[str | None, list[str]]:
+        """The setting a column's cells come from (the one holding most of the table's methods,
+        the newest among equals) and the other settings stored for the same task metrics."""
+        labels = {m.strip().lower() for row in rows for m in row.methods}
+        score: dict[str | None, tuple[int, str]] = {}
+        for (model, t, metric, setting), r in self.rows.items():
+            if t == task and metric in metrics and not _nan(r.get("value")):
+                count, when = score.get(setting, (0, ""))
+                score[setting] = (count + (model in labels), max(when, self.when(r)))
+        if not score:
+            return None, []
+        ranked = sorted(score, key=lambda k: score[k], reverse=True)
+        return ranked[0], [str(k) for k in ranked[1:]]
+
+
+def index_rows(rows: Sequence[Mapping], run_times: Mapping[str, str] | None = None,
+               configs: Mapping[str, Mapping] | None = None) -> ResultIndex:
+    """The latest leaderboard row per (model label lower-cased, task, metric, setting);
+    `configs` (eval_id -> the eval run's config) tells settings apart (`setting_label`)."""
+    kept = latest_rows(with_settings(rows, configs), run_times)
+    return ResultIndex({(r["model"].strip().lower(), r["task"], r["metric"], r["setting"]): r
+                        for r in kept}, run_times or {})
+
+
+def find_cell(index: ResultIndex, row: Row, col: Column, setting: str | None) -> dict | None:
+    """Our stored result for a row's method on a column in `setting`: first matching label,
+    first metric."""
     for metric in col.metrics:
         for method in row.methods:
-            hit = index.get((method.strip().lower(), col.task, metric))
+            hit = index.rows.get((method.strip().lower(), col.task, metric, setting))
             if hit is not None and not _nan(hit.get("value")):
                 return hit
     return None
@@ -124,19 +158,25 @@ class BuiltTable:
     notes: list[str]
 
 
-def build_table(spec: PaperTable, index: Mapping[tuple[str, str, str], dict]) -> BuiltTable:
-    cells = [[find_cell(index, row, col) for col in spec.columns] for row in spec.rows]
+def build_table(spec: PaperTable, index: ResultIndex) -> BuiltTable:
+    """Each column's cells from one setting (`ResultIndex.column_setting`): like with like."""
+    settings = [index.column_setting(spec.rows, col.task, col.metrics) for col in spec.columns]
+    cells = [[find_cell(index, row, col, chosen) for col, (chosen, _) in
+              zip(spec.columns, settings)] for row in spec.rows]
     records = []
     for row, found in zip(spec.rows, cells):
         rec = {"method": row.label}
         rec |= {f"ours: {c.label}": fmt_cell(cell) for c, cell in zip(spec.columns, found)}
         rec |= {f"paper: {p}": v for p, v in zip(spec.paper_columns, row.paper)}
         records.append(rec)
-    return BuiltTable(spec, cells, pd.DataFrame(records), column_notes(spec, cells))
+    return BuiltTable(spec, cells, pd.DataFrame(records),
+                      column_notes(spec, cells, [others for _, others in settings]))
 
 
-def column_notes(spec: PaperTable, cells: list[list[dict | None]]) -> list[str]:
-    """Per column: the judge and metric behind its cells, flagged when they are not alike."""
+def column_notes(spec: PaperTable, cells: list[list[dict | None]],
+                 others: Sequence[Sequence[str]] | None = None) -> list[str]:
+    """Per column: the setting (data, limit, seed, judge) and metric behind its cells, the
+    other settings stored for it, and a flag where its cells still differ in metric or n."""
     notes = []
     for j, col in enumerate(spec.columns):
         found = [row[j] for row in cells if row[j] is not None]
@@ -144,13 +184,15 @@ def column_notes(spec: PaperTable, cells: list[list[dict | None]]) -> list[str]:
             notes.append(f"{col.label}: nothing stored yet ({col.task}: "
                          f"{' or '.join(col.metrics)})")
             continue
-        judges = sorted({str(c.get("judge") or "unknown") for c in found})
+        setting = found[0].get("setting") or f"judge: {found[0].get('judge') or 'unknown'}"
         metrics = sorted({c["metric"] for c in found})
         sizes = sorted({int(c["n"]) for c in found})
-        line = f"{col.label}: {col.task} / {', '.join(metrics)}; judge: {'; '.join(judges)}"
-        if len(judges) > 1 or len(metrics) > 1 or len(sizes) > 1:
-            line += (f" — NOT like with like: cells differ in judge, metric or n "
-                     f"(n = {', '.join(map(str, sizes))})")
+        line = f"{col.label}: {col.task} / {', '.join(metrics)}; {setting}"
+        if len(metrics) > 1 or len(sizes) > 1:
+            line += f" (cells differ in metric or n: n = {', '.join(map(str, sizes))})"
+        if others and others[j]:
+            line += (f"; also stored in {len(others[j])} other setting(s), not mixed in "
+                     f"(leaderboard.md has a table each): {' | '.join(others[j])}")
         notes.append(line)
     return notes
 
@@ -197,18 +239,21 @@ def _or(v: Any, default: float) -> float:
     return default if _nan(v) else float(v)
 
 
-def figure2_grid(spec: Figure2, index: Mapping[tuple[str, str, str], dict]) -> pd.DataFrame:
-    """tau1 x tau2 grid of the metric for methods named like `UDASA tau=0.4/0.7`."""
+def figure2_grid(spec: Figure2, index: ResultIndex) -> pd.DataFrame:
+    """tau1 x tau2 grid of the metric for methods named like `UDASA tau=0.4/0.7`, from the
+    setting holding most of them (newest among equals)."""
     pattern = re.compile(spec.method_pattern, re.IGNORECASE)
-    cells: dict[tuple[float, float], float] = {}
+    found: dict[str | None, dict[tuple[float, float], tuple[float, str]]] = {}
     for metric in reversed(spec.metrics):  # earlier metrics take precedence
-        for (model, task, m), row in index.items():
+        for (model, task, m, setting), row in index.rows.items():
             hit = pattern.match(model)
             if hit and task == spec.task and m == metric and not _nan(row.get("value")):
-                cells[(float(hit["t1"]), float(hit["t2"]))] = float(row["value"])
-    if not cells:
+                found.setdefault(setting, {})[(float(hit["t1"]), float(hit["t2"]))] = (
+                    float(row["value"]), index.when(row))
+    if not found:
         return pd.DataFrame()
-    grid = pd.Series(cells).unstack()
+    best = max(found.values(), key=lambda c: (len(c), max(w for _, w in c.values())))
+    grid = pd.Series({k: v for k, (v, _) in best.items()}).unstack()
     grid.index.name, grid.columns.name = "tau1", "tau2"
     return grid
 
@@ -261,12 +306,14 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     from evals.premise import premise_markdown, read_premises
 
     specs, fig2 = load_paper_results()
-    times = {r.id: r.created_at for r in eval_runs(store)}
-    index = index_rows(as_rows(leaderboard(store)), times)
+    runs = eval_runs(store)
+    index = index_rows(as_rows(leaderboard(store)), {r.id: r.created_at for r in runs},
+                       {r.id: r.config for r in runs})
     out = workspace / "tables"
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",
-             ("Ours: mean [95% CI] n from this workspace's latest evaluation of each method; the "
+             ("Ours: mean [95% CI] n from this workspace's latest evaluation of each method, each column "
+             "from one setting (data, sample limit, seed, judge: named under the table); the "
              "paper's cells are its GPT-4 / human scores on its own models (7B-30B), so compare "
              "the ordering of methods, not the levels."), ""]
     paths: dict[str, Any] = {"csv": [], "png": []}

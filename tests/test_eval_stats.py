@@ -325,8 +325,11 @@ def test_write_outputs_splits_runs_with_different_data_files(tmp_path):
         add_eval_run(store, eval_id, config, {}, [], [LeaderboardRow(
             model="m", task="harmlessness", metric="score", value=value, ci_low=value - 1,
             ci_high=value + 1, n=5, failures=0, judge="j")])
-    write_outputs(store, tmp_path)
+    out = write_outputs(store, tmp_path)
     store.close()
+    # one chart per setting too, the older setting keeping the plain name
+    assert [p.rsplit("/", 1)[1] for p in out["charts"]] == [
+        "eval_harmlessness_score.png", "eval_harmlessness_score-2.png"]
     text = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
     default, mine = sorted(text.split("## harmlessness — ")[1:])  # "data: d…" < "data: m…"
     assert default.startswith("data: default, limit 5, seed 0, judge: j") and "4.0 / —" in default
@@ -343,3 +346,5 @@ def test_bar_chart_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     with pytest.raises(ValueError):
         bar_chart(ROWS, "robustness", "asr", tmp_path / "none.png")
+    with pytest.raises(ValueError):  # a setting keeps its own rows only
+        bar_chart(ROWS, "harmlessness", "score", tmp_path / "none.png", setting="elsewhere")

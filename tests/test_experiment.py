@@ -116,3 +116,16 @@ def test_cli_bad_experiment_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["run", "--experiment", str(path), "--workspace", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "tasks[0].lim: unknown field" in out and "Traceback" not in out
+
+
+def test_tasks_option_keeps_every_entry_of_a_task():
+    """`--tasks robustness` runs both robustness entries of the CPU experiment (transfer and
+    white-box), so the experiment can be split by task into runs."""
+    from evals.cli import _experiment, build_parser
+
+    args = build_parser().parse_args(["run", "--suite", "paper", "--tasks", "robustness",
+                                      "sentiment"])
+    exp = _experiment(args)
+    assert [t.name for t in exp.tasks] == ["robustness", "robustness", "sentiment"]
+    assert [t.limit for t in exp.tasks] == [100, 10, 100]
+    assert "whitebox" in exp.tasks[1].data

@@ -47,6 +47,7 @@ def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
         board("UDASA", "harmlessness", "score", 4.2),
         board("UDASA", "helpfulness", "score", 5.0, judge="J2", n=20),
         board("RLAIF", "helpfulness", "score", 4.0),
+        board("RLCD", "helpfulness", "score", 4.5),
         board("UDASA tau=0.3/0.6", "harmlessness", "score", 4.0),
         board("UDASA tau=0.4/0.7", "harmlessness", "score", 4.6),
         board("UDASA tau=0.4/0.6", "harmlessness", "score", 4.1)])
@@ -55,11 +56,17 @@ def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
     table2 = md.split("## Table 2")[1].split("\n## ")[0]
     rows = {r[0].strip(): [c.strip() for c in r[1:]] for r in
             (line.strip("| ").split("|") for line in table2.splitlines()) if len(r) == 7}
-    assert rows["UDASA"] == ["4.2 [3.8, 4.6] n=50", "5.0 [4.6, 5.4] n=20", "7.9 / 7.9",
+    # a column takes one setting, the one holding most methods (J1: RLAIF and RLCD), and
+    # names the other (UDASA's J2 cell is not mixed in)
+    assert rows["UDASA"] == ["4.2 [3.8, 4.6] n=50", "—", "7.9 / 7.9",
                              "8.0 / 8.4", "7.7 / 7.5", "7.5 / 7.6"]
+    assert rows["RLCD"][:2] == ["—", "4.5 [4.1, 4.9] n=50"]
     assert rows["base (unaligned)"][:3] == ["3.0 [2.6, 3.4] n=50", "—", "6.1 / 6.3"]
-    assert "Helpful: helpfulness / score; judge: J1; J2 — NOT like with like" in md
-    assert "Harmless: helpfulness" not in md and "Harmless: harmlessness / score; judge: J1\n" in md
+    assert ("Helpful: helpfulness / score; data: default, judge: J1; also stored in 1 other "
+            "setting(s), not mixed in (leaderboard.md has a table each): data: default, "
+            "judge: J2\n") in md
+    assert "Harmless: helpfulness" not in md
+    assert "Harmless: harmlessness / score; data: default, judge: J1\n" in md
     assert "Ours is best at tau1 = 0.4, tau2 = 0.7." in md
     csv = pd.read_csv(tmp_path / "tables" / "table2.csv")
     assert csv.set_index("method").loc["RLAIF", "ours: Helpful"] == "4.0 [3.6, 4.4] n=50"
