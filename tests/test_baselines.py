@@ -114,18 +114,27 @@ def test_rlaif_pairs_store_soft_labels(tmp_path, tiny_policy):
 
 
 @pytest.mark.slow
-def test_rlaif_trains_on_its_soft_labels_and_on_hard_ones(tmp_path, tiny_policy):
+def test_rlaif_trains_on_its_soft_labels_and_on_hard_ones(tmp_path, tiny_policy, capfd):
+    from transformers.utils import logging as hf_logging
+
     cfg = tiny_cfg("rlaif", tiny_policy)
     cfg.training.eval_fraction, cfg.training.eval_steps = 0.5, 1  # held-out loss, soft too
     store = Store(tmp_path)
     store_pairs(store, cfg, rlaif.build_pairs(cfg), {"method": "rlaif"})
-    path = train_baseline(store, cfg, tmp_path)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # as the CLIs set it: the Trainer then picks its printer
+    try:
+        path = train_baseline(store, cfg, tmp_path)
+    finally:
+        hf_logging.set_verbosity(level)
     assert path and (tmp_path / "checkpoints").is_dir()
     hard = dataclasses.replace(cfg, rlaif=RlaifOptions(hard_labels=True))
     assert train_baseline(store, hard, tmp_path) != path  # a separate training of the same pairs
     results = [json.loads(r["metrics"]) for r in store.db["train_results"].rows]
     assert len(results) == 2 and all(r["held_out_pairs"] > 0 and "eval_loss" in r
                                      for r in results)
+    out, err = capfd.readouterr()  # the metrics go to the store, not to the terminal
+    assert "eval_loss" not in out + err and "'loss'" not in out + err
 
 
 # RLCD ----------------------------------------------------------------------------------------

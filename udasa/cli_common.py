@@ -36,6 +36,11 @@ def setup_logging(verbose: bool) -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     import sys
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning):  # the libraries' API churn
+        warnings.filterwarnings("ignore", category=category,
+                                module=r"(transformers|trl|datasets|accelerate)(\.|$)")
 
     if "transformers" in sys.modules:  # already imported: tell it directly as well
         from transformers.utils import logging as hf_logging

@@ -240,6 +240,15 @@ class StepBar(ProgressCallback):
         pass
 
 
+def quiet(trainer):
+    """`trainer` with `StepBar` in place of the Trainer's own progress or printer callback
+    (whichever it chose), so no metric dict is printed; returns it."""
+    for chatty in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(chatty)
+    trainer.add_callback(StepBar)
+    return trainer
+
+
 @dataclass
 class StageResult:
     stage: int
@@ -485,9 +494,7 @@ class CurriculumTrainer:
             callbacks=[stopper],
             lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
             ref_cache=cache)
-        for chatty in (PrinterCallback, ProgressCallback):  # whichever the Trainer chose
-            trainer.remove_callback(chatty)
-        trainer.add_callback(StepBar)
+        quiet(trainer)
         dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
         progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
                  + (f", {len(held)} held out" if held is not None else "")
@@ -525,7 +532,7 @@ class CurriculumTrainer:
                 model=policy, ref_model=None if stored else self._load(self.policy_ref),
                 args=self._args(2, False, 1, True), train_dataset=data, eval_dataset=data,
                 processing_class=self.tokenizer, lr_lambda=lambda step: 1.0, ref_cache=cache)
-            metrics |= {k: float(v) for k, v in trainer.evaluate().items()}
+            metrics |= {k: float(v) for k, v in quiet(trainer).evaluate().items()}
         self.store.set_train_result(self.run_id, self.train_key, metrics)
 
     def _save(self, policy, k: int, name: str) -> str:
