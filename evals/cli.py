@@ -171,7 +171,8 @@ def _judge_set(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_validate, _add_build_judges, _add_tables, _add_premise):
+    for add in (_add_run, _add_validate, _add_build_judges, _add_tables, _add_premise,
+                _add_report):
         add(sub)
     return parser
 
@@ -256,6 +257,36 @@ def _add_premise(sub) -> None:
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")
     pre.set_defaults(fn=cmd_premise)
+
+
+def _add_report(sub) -> None:
+    """The `udasa-eval report` command line."""
+    rep = sub.add_parser("report", help="a results report: every task's metrics, the main "
+                                        "method against each other one (paired tests), tables")
+    rep.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    rep.add_argument("--out", type=Path, default=Path("results.md"))
+    rep.add_argument("--log", type=Path, action="append", default=[],
+                     help="the output of a run that made the workspace, its first line "
+                          "`$ COMMAND` (repeatable; gives the runs table its commands and times)")
+    rep.add_argument("--intro", type=Path, default=None,
+                     help="markdown put before the generated part")
+    rep.add_argument("--main", default="UDASA", help="the method compared with each other one")
+    rep.add_argument("-v", "--verbose", action="store_true")
+    rep.set_defaults(fn=cmd_report)
+
+
+def cmd_report(args) -> None:
+    from evals.report import write_report
+    from udasa.errors import ConfigError
+
+    for path in [*args.log, *([args.intro] if args.intro else [])]:
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+    if not (args.workspace / "evals").is_dir():
+        raise ConfigError(f"{args.workspace}: no stored evaluations (run `udasa-eval run`)")
+    intro = args.intro.read_text(encoding="utf-8") if args.intro else ""
+    out = write_report(args.workspace, args.out, args.log, args.main, intro)
+    console.print(f"report: {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

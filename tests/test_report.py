@@ -1,0 +1,71 @@
+"""`udasa-eval report`: paired comparisons, Holm's correction and the runs table, checked
+against hand-computed values on a workspace written by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evals.cli import main
+from evals.report import holm, task_results
+
+
+def write_eval(ws, eval_id: str, task: str, values: dict[str, list[float]], data=None) -> None:
+    folder = ws / "evals" / eval_id
+    folder.mkdir(parents=True)
+    models = {m: {"metrics": {"score": {"mean": sum(v) / len(v), "low": min(v), "high": max(v),
+                                        "n": len(v)}}, "failures": 0, "seconds": 1.0}
+              for m, v in values.items()}
+    results = {"eval_id": eval_id, "config": {"data": data or {}},
+               "judge": {"label": "judge J"}, "tasks": {task: {"models": models}}}
+    (folder / "results.json").write_text(json.dumps(results))
+    rows = [{"model": m, "task": task, "idx": i, "scores": {"id": i, "value": x}}
+            for m, v in values.items() for i, x in enumerate(v)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_holm_matches_hand_values():
+    # sorted 0.01, 0.02, 0.04: 3 x 0.01, 2 x 0.02, max(0.04, running) -> monotone
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+def test_report_compares_the_main_method_with_each_other_one(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    write_eval(ws, "e1", "harmlessness", {"base": [1.0] * 10, "UDASA": [3.0] * 9 + [1.0],
+                                          "RLAIF": [3.0, 1.0] * 5})
+    write_eval(ws, "e2", "robustness", {"UDASA": [0.0, 1.0], "RAIN": [0.0, 1.0]},
+               data={"robustness": "whitebox.yaml"})
+    log = tmp_path / "run.log"
+    log.write_text("$ udasa-eval run --experiment cpu.yaml\nstuff\nexperiment finished in 600 s"
+                   " (wall time)\n")
+    out = tmp_path / "report.md"
+    assert main(["report", "--workspace", str(ws), "--out", str(out), "--log", str(log)]) == 0
+    text = out.read_text()
+    assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) |" in text
+    assert "### robustness (data: whitebox.yaml; judge: judge J)" in text
+    # UDASA - base: +1.8 on 10 samples, 9 wins and 1 tie; UDASA - RLAIF: +0.8, 4 wins 6 ties
+    assert "| harmlessness (default) | base | 10 | +1.800 [" in text
+    assert "| 9/0/1 |" in text and "| 4/0/6 |" in text
+    assert "| robustness (whitebox.yaml) | RAIN | 2 | +0.000 [+0.000, +0.000] | +0.00 |" in text
+    assert "harmlessness (default): UDASA above base by 1.800" in text
+    assert "comparisons of UDASA with another method are significant" in text
+
+
+def test_results_in_the_order_first_evaluated_newest_kept(tmp_path):
+    ws = tmp_path / "ws"
+    write_eval(ws, "old", "helpfulness", {"UDASA": [1.0, 2.0]})
+    write_eval(ws, "new", "helpfulness", {"UDASA": [5.0, 5.0]})
+    import os
+    os.utime(ws / "evals" / "old" / "results.json", (1, 1))
+    (only,) = task_results(ws)
+    assert only.values["UDASA"] == {0: 5.0, 1: 5.0}
+
+
+def test_report_bad_paths_are_one_line_errors(tmp_path, capsys):
+    assert main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
+    assert "no stored evaluations" in "".join(capsys.readouterr())
+    (tmp_path / "evals").mkdir()
+    assert main(["report", "--workspace", str(tmp_path), "--log", str(tmp_path / "x.log")]) == 2
+    assert "x.log: no such file" in "".join(capsys.readouterr())
