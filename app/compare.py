@@ -1,4 +1,5 @@
-"""Compare: leaderboards of `udasa-eval run`, two methods side by side with a paired test, and
+"""Compare: leaderboards of `udasa-eval run`, two methods side by side with a paired test,
+the premise test of each run (`evals.premise`: the judge's score against u and each axis) and
 the paper's Table 3 (automatic u against the mean human score of the same replies).
 
 Everything is computed by the harness's own functions (`evals.leaderboard`, `evals.plots`,
@@ -21,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app.rating import SCORE_FIELDS
-from app.render import esc, plain
+from app.render import empty_state, esc, plain
 from evals import store_tables
 from evals.leaderboard import (
     canonical_label,
@@ -32,6 +33,7 @@ from evals.leaderboard import (
     with_settings,
 )
 from evals.plots import bar_chart
+from evals.premise import heading, p_text, plot_premise, rho_text, wins_text
 from evals.stats import (
     PairedTest,
     SignTest,
@@ -145,6 +147,63 @@ def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
                 continue
         out.append((str(path), plain(f"{task}: {metric}")))
     return out
+
+
+# the premise ---------------------------------------------------------------------------------
+PREMISE_HINT = ("udasa-eval premise --workspace DIR --run RUN",
+                "udasa-eval run --experiment FILE --workspace DIR")
+
+
+def premise_html(result: Mapping) -> str:
+    """One stored premise result as a card: rho [CI], p and n per uncertainty, the win rate."""
+    head = ("<tr><th>uncertainty</th><th>Spearman rho with judge score [95% CI]</th>"
+            "<th>p</th><th>n</th></tr>")
+    rows = "".join(f"<tr><td>{esc(name)}</td><td class='num'>{esc(rho_text(c))}</td>"
+                   f"<td class='num'>{esc(p_text(c['p']))}</td><td class='num'>{int(c['n'])}"
+                   "</td></tr>" for name, c in result["correlations"].items())
+    judged = (f"{int(result['judged'])} of {int(result['responses'])} responses judged "
+              f"({int(result['failures'])} judge failures left out)")
+    return (f"<div class='udasa-card udasa-premise'><div class='udasa-head'>"
+            f"{esc(heading(result))}</div><div>{judged}</div>"
+            f"<table class='udasa-scores'>{head}{rows}</table>"
+            f"<div>{esc(wins_text(result.get('pairs')))}</div></div>")
+
+
+def premise_chart(result: Mapping, out_dir: Path) -> str:
+    """`evals.premise.plot_premise` of a result, cached in `out_dir` by its content."""
+    path = out_dir / f"premise_{content_key(json.dumps(result, sort_keys=True))}.png"
+    if not path.exists():
+        plot_premise(result, path)
+    return str(path)
+
+
+def premise_section(workspace: Path, out_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    """HTML (a card per stored premise result, newest file first; or how to make one) and
+    the (PNG, caption) of each result's figure."""
+    def newest(f: Path) -> tuple[float, str]:
+        try:
+            return f.stat().st_mtime, f.name
+        except OSError:  # removed meanwhile: read as unreadable below
+            return 0.0, f.name
+
+    files = sorted((workspace / "premise").glob("*.json"), key=newest, reverse=True)
+    cards, charts, bad = [], [], []
+    for f in files:
+        try:
+            result = json.loads(f.read_text(encoding="utf-8"))
+            card = premise_html(result)
+            charts.append((premise_chart(result, out_dir), plain(heading(result))))
+            cards.append(card)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            bad.append(f.name)
+    if bad:
+        cards.append(empty_state(f"Not readable: premise/{', premise/'.join(bad)}"))
+    if not files:
+        cards.append(empty_state(
+            "No premise test stored yet.", "Does lower uncertainty mean a better reply? Have "
+            "the judge score a run's responses (an experiment does it for each UDASA run, with "
+            "the judge templates listed under premise: in its file):", PREMISE_HINT))
+    return "".join(cards), charts
 
 
 # two methods side by side --------------------------------------------------------------------

@@ -34,7 +34,10 @@ CSS = """
 .udasa-prompt {white-space: pre-wrap; word-break: break-word; font-size: 15px; padding: 8px;
   border-left: 4px solid #0969da; background: #f6f8fa; margin-bottom: 8px;}
 .udasa-scores {width: 100%; font-size: 12px; margin-top: 6px; border-collapse: collapse;}
-.udasa-scores td {padding: 1px 4px;} .udasa-scores td.num {text-align: right;
+.udasa-scores td, .udasa-scores th {padding: 1px 4px;}
+.udasa-scores th {text-align: left;} .udasa-premise {margin-bottom: 8px;}
+.udasa-premise .udasa-scores {width: auto; margin: 6px 0;}
+.udasa-premise .udasa-scores td, .udasa-premise .udasa-scores th {padding: 1px 12px 1px 4px;} .udasa-scores td.num {text-align: right;
   font-variant-numeric: tabular-nums;}
 .udasa-empty {border: 1px dashed #8c959f; border-radius: 8px; padding: 16px; color: #57606a;
   background: #fafbfc;}

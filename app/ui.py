@@ -412,6 +412,12 @@ def compare_tab() -> dict[str, Any]:
     c["test"] = gr.HTML(elem_id="cmp-test")
     c["sample"] = gr.Dropdown(label="Prompt", choices=[], elem_id="cmp-prompt")
     c["pair"] = gr.HTML(elem_id="cmp-pair")
+    gr.Markdown("### Premise: does lower uncertainty mean a better reply?")
+    c["premise_charts"] = gr.Gallery(label="Judge score against u and each axis (Spearman rho, "
+                                     "95% CI); chosen beats rejected", columns=2, height=560,
+                                     object_fit="contain", preview=True, fit_columns=False,
+                                     elem_id="premise-charts")
+    c["premise"] = gr.HTML(elem_id="premise")
     gr.Markdown("### Table 3: automatic uncertainty against human scores of the same replies")
     c["table3_run"] = gr.Dropdown(label="Run", choices=[], elem_id="table3-run")
     c["table3_stats"] = gr.Markdown(elem_id="table3-stats")
@@ -425,10 +431,11 @@ def compare_tab() -> dict[str, Any]:
 
 
 def _compare_overview(state: AppState) -> Callable:
-    """Compare: the leaderboard, its charts and the task and run choices."""
+    """Compare: the leaderboard, its charts, the task and run choices and the premise tests."""
     def overview(request: gr.Request):
         nothing = [gr.update(value=None, visible=False), gr.update(value=[], visible=False),
-                   gr.update(choices=[], value=None), gr.update(choices=[], value=None)]
+                   gr.update(choices=[], value=None), gr.update(choices=[], value=None), "",
+                   gr.update(value=[], visible=False)]
         if lock := state.locked(request):
             return [lock, *nothing]
         with state.ws.read() as store:
@@ -439,6 +446,7 @@ def _compare_overview(state: AppState) -> Callable:
             charts = compare.leaderboard_charts(store, state.scratch)
             tasks = compare.tasks_and_methods(compare.latest_samples(store))
             runs = inspector.run_choices(store)
+        premise, premise_charts = compare.premise_section(state.ws.path, state.scratch)
         notes = [settings]
         if board is None:
             notes.append(render.empty_state("No leaderboard yet.", "Evaluate models with:",
@@ -447,7 +455,8 @@ def _compare_overview(state: AppState) -> Callable:
         return ["".join(notes), gr.update(value=board, visible=board is not None),
                 gr.update(value=charts, visible=bool(charts)),
                 gr.update(choices=labelled(list(tasks)), value=task),
-                gr.update(choices=runs, value=runs[0][1] if runs else None)]
+                gr.update(choices=runs, value=runs[0][1] if runs else None), premise,
+                gr.update(value=premise_charts, visible=bool(premise_charts))]
     return overview
 
 
@@ -509,7 +518,7 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
 
     private = {"api_visibility": "private"}
     c["_load"] = (overview, None, [c["notice"], c["board"], c["charts"], c["task"],
-                                   c["table3_run"]])
+                                   c["table3_run"], c["premise"], c["premise_charts"]])
     c["refresh"].click(*c["_load"], **private)
     c["task"].change(methods, c["task"], [c["a"], c["b"]], **private)
     for dd in (c["a"], c["b"]):

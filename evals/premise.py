@@ -6,13 +6,15 @@ and each axis (a negative rho supports the premise), with a 95% CI from a bootst
 prompts (responses to one prompt move together), and how often the chosen reply of each
 preference pair beats the rejected one by the judge (Wilson CI, sign test). Judge failures are
 left out and counted. Results go to `WORKSPACE/premise/<run>-<judge>.json`, which
-`udasa-eval tables` and the app's Compare view read.
+`udasa-eval tables` and the app's Compare view read; `plot_premise` draws one as a figure.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,9 +100,14 @@ def run_premise(store: Store, run_id: str, judge, template: str) -> dict[str, An
     return {"run_id": run_id, "judge": judge.label, "template": template} | result
 
 
-def write_premise(result: Mapping[str, Any], workspace: Path) -> Path:
+def premise_stem(result: Mapping[str, Any]) -> str:
+    """`<run12>-<judge>-<template>`: the file name of a result, without its suffix."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{result['judge']}-{result['template']}").strip("-")
-    path = workspace / "premise" / f"{result['run_id'][:12]}-{slug}.json"
+    return f"{str(result['run_id'])[:12]}-{slug}"
+
+
+def write_premise(result: Mapping[str, Any], workspace: Path) -> Path:
+    path = workspace / "premise" / f"{premise_stem(result)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return path
@@ -111,8 +118,43 @@ def read_premises(workspace: Path) -> list[dict[str, Any]]:
             for p in sorted((workspace / "premise").glob("*.json"))]
 
 
-def premise_markdown(result: Mapping[str, Any]) -> str:
-    """One run's premise test as a markdown section."""
+def _nan(v: Any) -> bool:
+    return v is None or math.isnan(float(v))
+
+
+def rho_text(c: Mapping[str, Any]) -> str:
+    """`-0.800 [-0.950, -0.400]`, or why there is no rho or no CI."""
+    if _nan(c["rho"]):
+        return "undefined (one side is constant)"
+    if _nan(c["low"]) or _nan(c["high"]):
+        return f"{float(c['rho']):+.3f} [no CI]"
+    return f"{float(c['rho']):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
+
+
+def p_text(p: Any) -> str:
+    return "—" if _nan(p) else f"{float(p):.3g}"
+
+
+def heading(result: Mapping[str, Any]) -> str:
+    """`run 1a2b3c4d5e6f (UDASA), judge J, template harmless` (a data text: escape it)."""
+    method = f" ({result['method']})" if result.get("method") else ""
+    return (f"run {str(result['run_id'])[:12]}{method}, judge {result['judge']}, "
+            f"template {result['template']}")
+
+
+def wins_text(pw: Mapping[str, Any] | None) -> str:
+    """The chosen-beats-rejected sentence of a result's `pairs`."""
+    if not pw:
+        return "Chosen beats rejected by the judge: no pair with both replies judged."
+    rate = (f"{pw['win_rate']:.1f}% [{pw['low']:.1f}, {pw['high']:.1f}]"
+            if pw["win_rate"] is not None else "undefined (all ties)")
+    return (f"Chosen beats rejected by the judge: {rate} of decided pairs "
+            f"({pw['wins']} wins, {pw['losses']} losses, {pw['ties']} ties; "
+            f"sign test p = {p_text(pw['p_sign'])}).")
+
+
+def premise_markdown(result: Mapping[str, Any], png: str | None = None) -> str:
+    """One run's premise test as a markdown section (`png`: its figure, linked below it)."""
     lines = [(f"### Run {result['run_id'][:12]}: judge {result['judge']}, "
              f"template `{result['template']}`"), "",
              (f"{result['judged']} of {result['responses']} responses judged "
@@ -120,14 +162,96 @@ def premise_markdown(result: Mapping[str, Any]) -> str:
              "| uncertainty | Spearman rho with judge score [95% CI] | p | n |",
              "|---|---|---|---|"]
     for name, c in result["correlations"].items():
-        lines.append(f"| {name} | {c['rho']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | "
-                     f"{c['p']:.3g} | {c['n']} |")
-    pw = result.get("pairs")
-    if pw:
-        rate = (f"{pw['win_rate']:.1f}% [{pw['low']:.1f}, {pw['high']:.1f}]"
-                if pw["win_rate"] is not None else "undefined (all ties)")
-        lines += ["", (f"Chosen beats rejected by the judge: {rate} of decided pairs "
-                      f"({pw['wins']} wins, {pw['losses']} losses, {pw['ties']} ties; "
-                      f"sign test p = {pw['p_sign']:.3g}).")]
+        lines.append(f"| {name} | {rho_text(c)} | {p_text(c['p'])} | {c['n']} |")
+    if result.get("pairs"):
+        lines += ["", wins_text(result["pairs"])]
     lines += ["", "A negative rho supports the premise (lower uncertainty, better reply).", ""]
+    if png:
+        lines += [f"![Premise: {heading(result)}]({png})", ""]
     return "\n".join(lines)
+
+
+def premise_with_figure(result: Mapping[str, Any], out: Path) -> tuple[str, Path]:
+    """Markdown and figure of a result for `tables.md`: the PNG is
+    `<out>/premise-<run12>-<judge>-<template>.png`, linked as `<out name>/<png name>`."""
+    png = plot_premise(result, out / f"premise-{premise_stem(result)}.png")
+    return premise_markdown(result, f"{out.name}/{png.name}"), png
+
+
+def _rho_panel(ax, corr: Mapping[str, Mapping[str, Any]]) -> None:
+    """One row per uncertainty: rho as a point with its 95% CI; NaN rho drawn as nothing."""
+    names, labels = list(corr), []
+    ax.axvline(0, color="#57606a", linewidth=1, linestyle="--")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("Spearman rho with the judge score [95% CI]\n"
+                  "< 0: lower uncertainty, better reply (the premise)", fontsize=8)
+    if not names:
+        ax.set_yticks([])
+        ax.text(0, 0.5, "fewer than 3 judged responses", ha="center", va="center",
+                backgroundcolor="white")
+        return
+    for y, name in enumerate(names):
+        c = corr[name]
+        if _nan(c["rho"]):
+            labels.append(f"{name}\n(constant: no rho)")
+            continue
+        rho, ci = float(c["rho"]), not (_nan(c["low"]) or _nan(c["high"]))
+        err = [[max(rho - float(c["low"]), 0.0)], [max(float(c["high"]) - rho, 0.0)]] \
+            if ci else None
+        color = "#1a7f37" if ci and float(c["high"]) < 0 else \
+            "#cf222e" if ci and float(c["low"]) > 0 else "#4C72B0"
+        ax.errorbar([rho], [y], xerr=err, fmt="o", color=color, ecolor="#333333",
+                    capsize=4, markersize=7)
+        ax.annotate(f"{rho:+.2f}", (rho, y), xytext=(0, 7), textcoords="offset points",
+                    ha="center", fontsize=8)
+        labels.append(f"{name}\nn={c['n']}" + ("" if ci else ", no CI"))
+    ax.set_yticks(range(len(names)), labels, fontsize=8)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+
+
+def _win_panel(ax, pw: Mapping[str, Any] | None) -> None:
+    """The chosen reply's win rate over decided pairs, with its CI, against 50%."""
+    ax.axhline(50, color="#57606a", linewidth=1, linestyle="--")
+    ax.set_ylim(0, 105)
+    ax.set_xticks([])
+    ax.set_ylabel("chosen beats rejected (%)", fontsize=8)
+    if not pw or pw["win_rate"] is None:
+        ax.text(0, 50, "no decided\npair" if pw else "no judged\npair", ha="center",
+                va="center", fontsize=8, backgroundcolor="white")
+        ax.set_xlim(-1, 1)
+        return
+    rate = float(pw["win_rate"])
+    err = [[rate - float(pw["low"])], [float(pw["high"]) - rate]]
+    ax.bar([0], [rate], yerr=err, capsize=4, color="#4C72B0", width=0.6,
+           error_kw={"ecolor": "#333333", "linewidth": 1.2})
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel(f"{rate:.0f}% [{float(pw['low']):.0f}, {float(pw['high']):.0f}]\n"
+                  f"of {pw['wins'] + pw['losses']} decided\n{pw['ties']} ties", fontsize=8)
+
+
+def plot_premise(result: Mapping[str, Any], path: str | Path) -> Path:
+    """The premise test as a PNG: rho per uncertainty with CI, and the pairs' win rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    corr = result["correlations"]
+    with matplotlib.rc_context({"text.parse_math": False}):  # names are data, not mathtext
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(7.2, 1.6 + 0.55 * max(len(corr), 2)), dpi=120,
+            gridspec_kw={"width_ratios": [5, 1]})
+        try:
+            _rho_panel(left, corr)
+            _win_panel(right, result.get("pairs"))
+            fig.suptitle(f"Does lower uncertainty mean a better reply?\n"
+                         f"{textwrap.shorten(heading(result), 110, placeholder=' …')}\n"
+                         f"{result['judged']} of {result['responses']} responses judged",
+                         fontsize=9)
+            fig.tight_layout()
+            fig.savefig(path)
+        finally:
+            plt.close(fig)
+    return path

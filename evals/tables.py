@@ -303,7 +303,7 @@ def figure2_markdown(spec: Figure2, grid: pd.DataFrame, png: str | None) -> str:
 
 def write_tables(store, workspace: Path) -> dict[str, Any]:
     """Write `tables.md`, `tables/<id>.csv` and `.png` for every paper table; return the paths."""
-    from evals.premise import premise_markdown, read_premises
+    from evals.premise import premise_with_figure, read_premises
 
     specs, fig2 = load_paper_results()
     runs = eval_runs(store)
@@ -336,8 +336,12 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     parts.append(figure2_markdown(fig2, grid, f"tables/{fig_png.name}" if fig_png else None))
     premises = read_premises(workspace)
     parts += ["## Premise: does lower uncertainty mean a better reply?", ""]
-    parts += [premise_markdown(p) for p in premises] or [
-        "Nothing stored yet (`udasa-eval premise --workspace DIR --run RUN`).", ""]
+    for result in premises:
+        text, png = premise_with_figure(result, out)
+        parts.append(text)
+        paths["png"].append(str(png))
+    if not premises:
+        parts += ["Nothing stored yet (`udasa-eval premise --workspace DIR --run RUN`).", ""]
     md = workspace / "tables.md"
     md.write_text("\n".join(parts), encoding="utf-8")
     return {"tables_md": str(md)} | paths

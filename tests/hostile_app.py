@@ -22,6 +22,7 @@ import httpx
 from conftest import REPO
 
 from app import rating
+from evals.premise import premise_stats, write_premise
 from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating
 from udasa.config import load_config, to_dict
 from udasa.pipeline import Pipeline
@@ -76,7 +77,8 @@ def reply_text(k: int) -> str:
 
 def fill(ws: Path) -> Pipeline:
     """A scored, paired run of 4 hostile prompts x 3 hostile replies, an evaluation of three
-    hostile-named methods on 4 hostile prompts, and ratings by hostile-named annotators."""
+    hostile-named methods on 4 hostile prompts, ratings by hostile-named annotators and a
+    premise test with a hostile judge, template and method."""
     cfg = load_config(REPO / "configs" / "cpu-demo.yaml",
                       ["training.enabled=false", "generation.n=3", "data.limit=4"])
     cfg = dataclasses.replace(cfg, name=RUN_NAME)
@@ -111,6 +113,11 @@ def fill(ws: Path) -> Pipeline:
     add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
                  [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
     rate_all(p)
+    fused = p.store.fused(p.run_id)  # a premise test whose judge and template are hostile
+    result = premise_stats(fused, p.store.pairs(p.run_id),
+                           {f.response_id: 10 - 9 * f.u for f in fused})
+    write_premise({"run_id": p.run_id, "judge": f"{METHOD}-judge {CORPUS[0]}{RLO}x",
+                   "template": CORPUS[-1], "method": METHODS[1]} | result, ws)
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -366,6 +367,36 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
         krippendorff_alpha_interval(units))
     assert math.isnan(agree.loc["helpful (1-10)", "value"])  # all 4: no variation
     assert compare.table3_figure(t3) is not None
+
+
+def test_compare_shows_each_stored_premise_test_or_how_to_make_one(ws):
+    from app.ui import AppState, _compare_overview
+    from evals.premise import premise_stats, write_premise
+
+    overview = _compare_overview(AppState(ws))
+    *_, note, charts = overview(None)
+    assert "No premise test stored yet." in note and "udasa-eval premise --workspace" in note
+    assert charts["visible"] is False
+    store = Store(ws)
+    run_id = store.latest_run().id
+    fused = store.fused(run_id)
+    scores = {f.response_id: 10 - 8 * f.u for f in fused}  # the judge agrees with u
+    result = premise_stats(fused, store.pairs(run_id), scores)
+    store.close()
+    write_premise({"run_id": run_id, "judge": "J <b>x</b>", "template": "harmless"} | result,
+                  ws)
+    (ws / "premise" / "broken.json").write_text("{not json")
+    *_, note, charts = overview(None)
+    assert f"run {run_id[:12]}, judge J &lt;b&gt;x&lt;/b&gt;, template harmless" in note
+    assert "<td>u</td><td class='num'>-1.000 [-1.000, -1.000]</td>" in note
+    assert f"{len(fused)} of {len(fused)} responses judged" in note
+    assert "Chosen beats rejected by the judge: 100.0%" in note
+    assert "Not readable: premise/broken.json" in note
+    ((png, caption),) = charts["value"]
+    assert caption == f"run {run_id[:12]}, judge J <b>x</b>, template harmless"
+    assert Path(png).read_bytes()[:4] == b"\x89PNG"
+    mtime = Path(png).stat().st_mtime_ns
+    assert overview(None)[-1]["value"][0][0] == png and Path(png).stat().st_mtime_ns == mtime
 
 
 def test_display_texts_show_bidi_controls_and_cut_long_cells():

@@ -23,6 +23,7 @@ import pytest
 from conftest import REPO
 
 from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
+from evals.premise import premise_stats, write_premise
 from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, eval_samples
 from udasa.config import load_config
 from udasa.pipeline import Pipeline
@@ -70,6 +71,11 @@ def workspace(tmp_path_factory, tiny_policy):
                       "failures": 0, "judge": "test rows"})
     add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
                  [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
+    fused = p.store.fused(p.run_id)  # the premise test, with reply length as the judge
+    texts = p.store.response_texts([f.response_id for f in fused])
+    result = premise_stats(fused, p.store.pairs(p.run_id),
+                           {f.response_id: len(texts[f.response_id]) for f in fused})
+    write_premise({"run_id": p.run_id, "judge": "length", "template": "helpful"} | result, ws)
     p.store.close()
     return ws
 
@@ -230,6 +236,9 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
                what="paired test")
     wait_until(lambda: page.locator("#cmp-pair .udasa-text").count() == 2, what="side by side")
     assert "Spearman" in page.locator("#table3-stats").inner_text()
+    page.locator("#premise-charts img").first.wait_for()  # the premise test: figure and table
+    premise = page.locator("#premise").inner_text()
+    assert "judge length, template helpful" in premise and "Chosen beats rejected" in premise
 
     # Export: a CSV with alice's rating
     open_tab(page, "export")

@@ -2,13 +2,14 @@
 
 The workspace (tests/hostile_app.py) plants script tags, event handlers, `javascript:` links,
 markdown images of an outside host, HTML entities, RTL overrides and a 1 MB reply in prompts,
-replies, model and run names and annotator names. Chromium, driven by Playwright, signs in as
-an admin and as an annotator and visits Inspector, Rate, Compare (leaderboard, charts,
-side by side, Table 3, agreement) and Export: nothing planted may run (window.__pwned, a
-dialog, a PWNED console line), no request may leave 127.0.0.1, no planted attribute may
-survive, and no text on screen may carry a bidirectional control. Then every function of the
-app's /config is called through the raw queue API with an annotator's session: every admin
-view refuses and no answer names a method, a run or another annotator.
+replies, model and run names, annotator names and a premise test's judge and template.
+Chromium, driven by Playwright, signs in as an admin and as an annotator and visits Inspector,
+Rate, Compare (leaderboard, charts, side by side, premise, Table 3, agreement) and Export:
+nothing planted may run (window.__pwned, a dialog, a PWNED console line), no request may leave
+127.0.0.1, no planted attribute may survive, and no text on screen may carry a bidirectional
+control. Then every function of the app's /config is called through the raw queue API with an
+annotator's session: every admin view refuses and no answer names a method, a run or another
+annotator.
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def test_hostile_text_stays_inert_on_every_view_for_an_admin(server, workspace, 
     wait_until(lambda: "Spearman" in page.locator("#table3-stats").inner_text(), what="Table 3")
     wait_until(lambda: REPLY in page.locator("#table3-table").inner_text(), what="Table 3 rows")
     assert OTHER in page.locator("#agreement").inner_text()  # annotator names as text
+    page.locator("#premise-charts img").first.wait_for()  # a `$` in the judge is no mathtext
+    assert f"judge {METHOD}-judge <script>" in page.locator("#premise").inner_text()
     w.check("compare")
 
     # Export: every column as stored (the CSV is data, not a page)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
 from openai_server import FakeOpenAIServer
 
 from evals.cli import main
-from evals.premise import premise_stats
+from evals.premise import _rho_panel, plot_premise, premise_markdown, premise_stats
 from evals.store_tables import LeaderboardRow, add_eval_run
 from evals.tables import load_paper_results
 from udasa.errors import ConfigError
@@ -102,7 +103,7 @@ def test_premise_statistics_equal_hand_values():
     assert pw["win_rate"] == 100.0
 
 
-def test_premise_command_judges_a_stored_run(tmp_path):
+def test_premise_command_judges_a_stored_run(tmp_path, capsys):
     store = Store(tmp_path)
     prompts = [Prompt(f"question {i}", "test") for i in range(3)]
     store.upsert_run("run1", "t", {}, {})
@@ -138,10 +139,38 @@ def test_premise_command_judges_a_stored_run(tmp_path):
     assert out["correlations"]["u"]["rho"] < -0.7
     assert out["pairs"]["wins"] == 3 and out["pairs"]["losses"] == 0
     assert main(["tables", "--workspace", str(tmp_path)]) == 0
-    assert "Chosen beats rejected by the judge: 100.0%" in (tmp_path / "tables.md").read_text()
+    md = (tmp_path / "tables.md").read_text()
+    assert "Chosen beats rejected by the judge: 100.0%" in md
+    png = tmp_path / "tables" / f"premise-{path.stem}.png"  # beside its section, linked
+    premise = md.split("## Premise")[1]
+    assert f"](tables/{png.name})" in premise and png.read_bytes()[:4] == b"\x89PNG"
+    assert "6 CSVs, 1 PNGs" in capsys.readouterr().out  # the premise figure is counted
 
 
 def test_premise_on_an_unknown_run_is_a_one_line_error(tmp_path, capsys):
     Store(tmp_path)
     assert main(["premise", "--workspace", str(tmp_path), "--run", "nope"]) == 2
     assert "--run: 0 runs match 'nope'" in capsys.readouterr().out
+
+
+def test_premise_figure_draws_each_uncertainty_and_names_a_constant_one(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fused = [FusedScore(run_id="r", response_id=f"{p}{k}", prompt_id=p, u=0.1 * k + 0.05 * i,
+                        weights={}, components={"sem": 0.3 * k, "val": 0.2})
+             for i, p in enumerate("abc") for k in range(3)]
+    scores = {f"{p}{k}": 8 - 3 * k + i for i, p in enumerate("abc") for k in range(3)}
+    pairs = [PreferencePair(run_id="r", prompt_id=p, chosen_id=f"{p}0", rejected_id=f"{p}2")
+             for p in "abc"]
+    result = {"run_id": "0123456789abcdef", "judge": "J $x$", "template": "harmless"} | \
+        premise_stats(fused, pairs, scores)
+    assert math.isnan(result["correlations"]["val"]["rho"])  # U_val is constant
+    png = plot_premise(result, tmp_path / "fig" / "premise.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    fig, ax = plt.subplots()
+    _rho_panel(ax, result["correlations"])
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == ["u\nn=9", "sem\nn=9", "val\n(constant: no rho)"]
+    assert len(ax.containers) == 2  # an error bar for u and sem, none for val
+    plt.close(fig)
+    assert "| val | undefined (one side is constant) | — | 9 |" in premise_markdown(result)
