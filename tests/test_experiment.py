@@ -62,7 +62,8 @@ def test_experiment_with_two_methods_runs_end_to_end(tmp_path, tiny_policy):
     row = next(line for line in table2.splitlines() if line.startswith("| UDASA "))
     assert re.search(rf"\| {udasa_mean:.1f} \[[0-9.]+, [0-9.]+\] n=3 +\| — ", row)
     assert "7.9 / 7.9" in row
-    assert "Harmless: harmlessness / score; judge: GPT-4" in table2
+    assert re.search(r"Harmless: harmlessness / score; data: default, limit 3, seed 0, "
+                     r"judge: GPT-4", table2)
     (premise,) = (ws / "premise").glob("*.json")
     out = json.loads(premise.read_text())
     assert out["method"] == "UDASA" and out["judged"] == 12 and out["failures"] == 0
