@@ -109,7 +109,8 @@ def run_lines(logs: list[Path]) -> list[str]:
 
 
 def metric_lines(result: TaskResult) -> list[str]:
-    lines = ["| method | metric | mean [95% CI] | n | failures | s |", "|---|---|---|---|---|---|"]
+    lines = ["| method | metric | mean [95% CI] | n | failures | s (this run; 0: cached) |",
+             "|---|---|---|---|---|---|"]
     for method, m in result.summary["models"].items():
         for metric, est in m["metrics"].items():
             lines.append(f"| {method} | {metric} | {est['mean']:.3f} [{est['low']:.3f}, "
@@ -138,8 +139,9 @@ def statement(rows: list[dict[str, Any]], main: str) -> list[str]:
     lines += [f"- {r['task']} ({r['data']}): {main} {'above' if r['diff'] > 0 else 'below'} "
               f"{r['other']} by {abs(r['diff']):.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
               for r in sig] or ["- none."]
-    lines.append("Every other difference in the comparison table is not significant: its "
-                 "confidence interval or its Holm-adjusted p does not rule out no difference.")
+    lines += ["", (f"{'Every other' if sig else 'No'} difference in the comparison table is "
+              "distinguishable from zero at this sample size: its Holm-adjusted p is at least "
+              f"{ALPHA}.")]
     return lines
 
 
