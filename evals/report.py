@@ -76,6 +76,17 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def value_metric(result: TaskResult, method: str) -> str:
+    """The metric the per-sample values of `method` average to (what the paired tests
+    compare), or "value" when none matches."""
+    values = list(result.values.get(method, {}).values())
+    metrics = result.summary["models"].get(method, {}).get("metrics", {})
+    for name, est in metrics.items():
+        if values and abs(float(np.mean(values)) - est["mean"]) < 1e-6 * max(1, abs(est["mean"])):
+            return name
+    return "value"
+
+
 def comparisons(result: TaskResult, main: str) -> list[dict[str, Any]]:
     """`main` minus each other method on the samples both have a value for."""
     mine = result.values.get(main, {})
@@ -89,6 +100,7 @@ def comparisons(result: TaskResult, main: str) -> list[dict[str, Any]]:
         boot, sign = paired_bootstrap(a, b), sign_test(a, b)
         sd = float(diff.std(ddof=1))
         out.append({"task": result.task, "data": result.data, "other": other,
+                    "metric": value_metric(result, main),
                     "n": len(shared), "diff": boot.mean_diff, "low": boot.low,
                     "high": boot.high, "d_z": float(diff.mean()) / sd if sd > 0 else 0.0,
                     "wins": sign.wins, "losses": sign.losses, "ties": sign.ties,
@@ -120,11 +132,11 @@ def metric_lines(result: TaskResult) -> list[str]:
 
 
 def comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [("| task (data) | main - method | n | mean diff [95% CI] | d_z | W/L/T | p boot | "
-             "p sign | p Holm | significant |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| task (data): metric | main - method | n | mean diff [95% CI] | d_z | W/L/T | "
+              "p boot | p sign | p Holm | significant |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['task']} ({r['data']}) | {r['other']} | {r['n']} | {r['diff']:+.3f} "
+            f"| {r['task']} ({r['data']}): {r['metric']} | {r['other']} | {r['n']} | {r['diff']:+.3f} "
             f"[{r['low']:+.3f}, {r['high']:+.3f}] | {r['d_z']:+.2f} | "
             f"{r['wins']}/{r['losses']}/{r['ties']} | {r['p_boot']:.3g} | {r['p_sign']:.3g} | "
             f"{r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} |")

@@ -46,9 +46,9 @@ def test_report_compares_the_main_method_with_each_other_one(tmp_path, capsys):
     assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) |" in text
     assert "### robustness (data: whitebox.yaml; judge: judge J)" in text
     # UDASA - base: +1.8 on 10 samples, 9 wins and 1 tie; UDASA - RLAIF: +0.8, 4 wins 6 ties
-    assert "| harmlessness (default) | base | 10 | +1.800 [" in text
+    assert "| harmlessness (default): score | base | 10 | +1.800 [" in text
     assert "| 9/0/1 |" in text and "| 4/0/6 |" in text
-    assert "| robustness (whitebox.yaml) | RAIN | 2 | +0.000 [+0.000, +0.000] | +0.00 |" in text
+    assert "| robustness (whitebox.yaml): score | RAIN | 2 | +0.000 [+0.000, +0.000] | +0.00 |" in text
     assert "harmlessness (default): UDASA above base by 1.800" in text
     assert "comparisons of UDASA with another method are significant" in text
 
