@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import unittest.mock
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ import torch
 
 from evals.models import EvalModel
 from evals.suite import BuildContext, build_methods, suite_experiment
+from udasa import registry
 from udasa.baselines import rain, rlaif, rlcd
 from udasa.baselines.common import (
     BaselineConfig,
     RlaifOptions,
     RlcdOptions,
+    baseline_run_id,
     load_baseline_config,
     store_pairs,
     train_baseline,
@@ -173,6 +176,50 @@ def test_rlcd_pairs_on_a_base_model_and_a_chat_model(tmp_path, tiny_policy, base
     store = Store(tmp_path)
     run_id = store_pairs(store, cfg, pairs, {"method": "rlcd"})
     assert {r.soft_label for r in store.pairs(run_id)} == {1.0}
+
+
+def test_rlcd_pairs_do_not_depend_on_the_engine_batch(base_policy):
+    """All replies go through the engine at once: a budget of one request per batch, or each
+    prompt's two requests alone, give the same replies, hence the same pairs."""
+    cfg = tiny_cfg("rlcd", base_policy)
+    jobs = rlcd.jobs_of(rlcd.contrasts(cfg))
+    tight = dataclasses.replace(cfg.generation, batch_tokens=1)
+    together = rlcd.local_replies(cfg.generation, jobs)
+    alone = [r for k in range(0, len(jobs), 2) for r in rlcd.local_replies(tight, jobs[k:k + 2])]
+    assert together == rlcd.local_replies(tight, jobs) == alone and any(together)
+    pairs = rlcd.build_pairs(cfg)
+    assert pairs and pairs == rlcd.build_pairs(dataclasses.replace(cfg, generation=tight))
+    for pair in pairs:
+        k = next(i for i, p in enumerate(rlcd.contrasts(cfg)) if p[0] == pair.prompt)
+        assert (pair.chosen, pair.rejected) == (together[2 * k], together[2 * k + 1])
+
+
+def test_rlcd_on_an_endpoint_sends_each_descriptor_as_the_system_message():
+    from openai_server import FakeOpenAIServer
+
+    def reply(body):
+        system, user = (m["content"] for m in body["messages"])
+        return f"{body['seed']} {user} / {system}"
+
+    with FakeOpenAIServer(reply) as server:
+        cfg = dataclasses.replace(tiny_cfg("rlcd", "m"), generation=GenerationConfig(
+            backend="openai", model="m", base_url=server.base_url, concurrency=4))
+        pairs = rlcd.build_pairs(cfg)
+        assert len(server.requests_to("/chat/completions")) == 2 * len(pairs) == 8
+    for (p, seed, positive, negative), pair in zip(rlcd.contrasts(cfg), pairs, strict=True):
+        assert pair.chosen == f"{seed} {p.text} / {rlcd.system_message(positive)}"
+        assert pair.rejected == f"{seed + 1} {p.text} / {rlcd.system_message(negative)}"
+
+
+def test_rlcd_pairs_are_keyed_by_its_sampler_version():
+    """Pairs stored by RLCD's first sampler (model.generate) are not reused as the engine's."""
+    rlcd_cfg = BaselineConfig(method="rlcd")
+    entry = registry.lookup("method", "rlcd")
+    assert entry.pairs_version == rlcd.SAMPLER_VERSION == 2
+    old = dataclasses.replace(entry, pairs_version=0)
+    with unittest.mock.patch.dict(registry._ENTRIES["method"], {"rlcd": old}):
+        assert baseline_run_id(rlcd_cfg) == "90ab1f9308e5f850"  # version 1's key, unversioned
+    assert baseline_run_id(rlcd_cfg) != "90ab1f9308e5f850"
 
 
 # RAIN ----------------------------------------------------------------------------------------

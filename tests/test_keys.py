@@ -27,6 +27,8 @@ def test_baselines_share_the_train_key_formula():
     assert soft_labels_of(rlaif)
     assert train_key_of(rlaif.training, soft_labels=True) == "b68e74f31569544a"
     assert train_key_of(rlaif.training) == train_key_of(RunConfig().training)
+    # RLCD's sampler version 2 (the batched engine) keys its pairs; version 1 had 90ab1f9308e5f850
+    assert baseline_run_id(BaselineConfig(method="rlcd")) == "2a1ec51ff98776b7"
 
 
 def test_scheduling_settings_key_nothing():

@@ -86,8 +86,12 @@ class BaselinePair:
 
 
 def baseline_run_id(cfg: BaselineConfig) -> str:
-    """The baseline's pairs are keyed by its settings up to the pairs (as `run_id_of`)."""
+    """The baseline's pairs are keyed by its settings up to the pairs (as `run_id_of`) and, once
+    raised, by its method's `pairs_version` (stored pairs of an older sampler are not reused)."""
     data = to_dict(cfg)
+    version = getattr(registry.lookup("method", cfg.method, "method"), "pairs_version", 0)
+    if version:  # absent at 0: keys made before versions existed stay as they were
+        data["pairs_version"] = version
     data.pop("training")
     data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
     data.pop("rlcd" if cfg.method == "rlaif" else "rlaif")
@@ -162,6 +166,7 @@ class TrainedBaseline:
     kind: str
     build_pairs: Callable[[BaselineConfig], list[BaselinePair]]
     labeler_field: str | None = None  # where an experiment's `labeler:` goes (rlaif.labeler)
+    pairs_version: int = 0  # raised when the same config makes other pairs (a new sampler)
 
     def config(self, spec: Any, ctx: Any) -> BaselineConfig:
         """Its config file (default configs/baselines/<kind>.yaml) with the policy and the

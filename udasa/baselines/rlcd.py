@@ -5,7 +5,8 @@ task-specific descriptor (resources/baselines/rlcd/<task>.yaml; one pair drawn p
 without a chat template the descriptor sits after "Assistant" as in the paper
 ("Human: ...\\n\\nAssistant (helpful, honest, inoffensive response):"); with one it is the system
 message. Both outputs are sampled; the positive one is preferred (label 1). DPO trains on the
-pairs (one stage).
+pairs (one stage). A local model samples all 2 x prompts replies in one call of the batched
+engine (udasa/engine.py); an endpoint gets them concurrently, one generator per descriptor.
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-import torch
 import yaml
-from tqdm.auto import tqdm
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, TrainedBaseline, prompts_of
 from udasa.baselines.rain import turn_marker
-from udasa.errors import ConfigError
+from udasa.config import GenerationConfig
+from udasa.engine import Request, engine_for
+from udasa.errors import ConfigError, UdasaError
+from udasa.generators import generate_many, make_generator
 from udasa.keys import prompt_seed
+from udasa.models import load_causal_lm
+from udasa.progress import StepProgress
+from udasa.records import Prompt
 from udasa.registry import register
 
 TASKS = ("harmless", "helpful", "truthful", "positive")
+# Keys the pairs (`TrainedBaseline.pairs_version`): 1 sampled with `model.generate` one prompt
+# at a time; 2 with the batched engine's per-row streams (other samples for the same seeds).
+SAMPLER_VERSION = 2
 
 
 def descriptor_pairs(task: str) -> list[tuple[str, str]]:
@@ -59,45 +67,74 @@ def prompt_text(tokenizer, prompt: str, descriptor: str) -> str:
                                                              descriptor=descriptor)
 
 
-@torch.inference_mode()
-def sample(model, tokenizer, text: str, cfg, seed: int) -> str:
-    """One sampled continuation of `text` (cut where a base model starts the next turn)."""
-    ids = tokenizer(text, return_tensors="pt",
-                    add_special_tokens=not tokenizer.chat_template)["input_ids"].to(model.device)
-    torch.manual_seed(seed)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                         temperature=cfg.temperature, top_p=cfg.top_p, top_k=None,
-                         max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    return reply.split(turn_marker())[0].strip()
+def contrasts(cfg: BaselineConfig) -> list[tuple[Prompt, int, str, str]]:
+    """(prompt, its seed, positive descriptor, negative descriptor) for every prompt."""
+    out = []
+    for p in prompts_of(cfg):
+        seed = prompt_seed(cfg.seed, p.id)
+        out.append((p, seed, *draw_pair(cfg.rlcd.task, seed)))
+    return out
+
+
+def jobs_of(todo: list[tuple[Prompt, int, str, str]]) -> list[tuple[str, str, int]]:
+    """(prompt text, descriptor, seed) of each reply: a prompt's positive (its seed), then its
+    negative (seed + 1)."""
+    return [job for p, seed, positive, negative in todo
+            for job in ((p.text, positive, seed), (p.text, negative, seed + 1))]
+
+
+def local_replies(gen: GenerationConfig, jobs: list[tuple[str, str, int]]) -> list[str]:
+    """The reply to each (prompt, descriptor, seed), all sampled by the batched engine in one
+    call (cut where a base model starts the next turn). A reply depends only on its own job,
+    not on the batch it lands in (udasa/engine.py)."""
+    model, tok = load_causal_lm(gen.model, gen.dtype, gen.device)
+    engine = engine_for(model, tok, gen.batch_tokens)
+    requests = [Request(tok(prompt_text(tok, prompt, descriptor),
+                            add_special_tokens=not tok.chat_template)["input_ids"],
+                        1, seed, gen.max_new_tokens, gen.temperature, gen.top_p)
+                for prompt, descriptor, seed in jobs]
+    replies = [""] * len(jobs)
+    with StepProgress(len(jobs), "rlcd", unit="reply") as bar:
+        for i, (tokens,) in engine.generate(requests, bar.tokens):
+            reply = tok.decode(tokens, skip_special_tokens=True)
+            replies[i] = reply.split(turn_marker())[0].strip()
+            bar.update()
+    return replies
+
+
+def endpoint_replies(gen: GenerationConfig, jobs: list[tuple[str, str, int]]) -> list[str]:
+    """The reply to each (prompt, descriptor, seed) from an endpoint, the descriptor as the
+    system message: one generator per descriptor, its prompts sent concurrently."""
+    by_descriptor: dict[str, list[int]] = {}
+    for i, (_, descriptor, _) in enumerate(jobs):
+        by_descriptor.setdefault(descriptor, []).append(i)
+    replies = [""] * len(jobs)
+    with StepProgress(len(jobs), "rlcd", unit="reply") as bar:
+        for descriptor, index in by_descriptor.items():
+            g = make_generator(replace(gen, system_prompt=system_message(descriptor)))
+            for j, out in generate_many(g, [jobs[i][0] for i in index], 1,
+                                        [jobs[i][2] for i in index], bar.tokens):
+                if isinstance(out, UdasaError):
+                    raise out
+                replies[index[j]] = out[0]
+                bar.update()
+    return replies
 
 
 def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     gen = cfg.generation
     if gen.temperature <= 0:
         raise ConfigError("generation.temperature: RLCD samples its outputs; must be > 0")
-    if gen.backend == "openai":
-        from udasa.generators import make_generator
-
-        def answer(prompt: str, descriptor: str, seed: int) -> str:
-            g = make_generator(replace(gen, system_prompt=system_message(descriptor)))
-            return g.generate(prompt, 1, seed)[0]
-    else:
-        from udasa.models import load_causal_lm
-
-        model, tok = load_causal_lm(gen.model, gen.dtype, gen.device)
-
-        def answer(prompt: str, descriptor: str, seed: int) -> str:
-            return sample(model, tok, prompt_text(tok, prompt, descriptor), gen, seed)
+    todo = contrasts(cfg)
+    replies = (endpoint_replies if gen.backend == "openai" else local_replies)(gen, jobs_of(todo))
     pairs = []
-    for p in tqdm(prompts_of(cfg), desc="rlcd", unit="prompt"):
-        seed = prompt_seed(cfg.seed, p.id)
-        positive, negative = draw_pair(cfg.rlcd.task, seed)
-        good, bad = answer(p.text, positive, seed), answer(p.text, negative, seed + 1)
+    for k, (p, _, positive, negative) in enumerate(todo):
+        good, bad = replies[2 * k], replies[2 * k + 1]
         if good and bad and good != bad:
             pairs.append(BaselinePair(p, good, bad, 1.0,
                                       {"positive": positive, "negative": negative}))
     return pairs
 
 
-register("method", "rlcd")(TrainedBaseline("rlcd", build_pairs))
+register("method", "rlcd")(TrainedBaseline("rlcd", build_pairs,
+                                            pairs_version=SAMPLER_VERSION))
