@@ -14,6 +14,7 @@ beside the report) follow.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -48,13 +49,21 @@ def _newest_evals(workspace: Path) -> list[tuple[dict, list[dict]]]:
     return [(r, s) for _, r, s in sorted(runs, key=lambda t: t[0], reverse=True)]
 
 
+def shown_path(source: str | None) -> str:
+    """A task's data source as given: relative to the working folder when inside it."""
+    if not source:
+        return "default"
+    rel = os.path.relpath(source) if os.path.isabs(source) else source
+    return source if rel.startswith("..") else rel
+
+
 def task_results(workspace: Path) -> list[TaskResult]:
     """The newest evaluation of each (task, data setting), in the order first evaluated."""
     seen: dict[tuple[str, str], TaskResult] = {}
     for results, samples in _newest_evals(workspace):
         data = results["config"].get("data") or {}
         for task, summary in results["tasks"].items():
-            key = (task, str(data.get(task) or "default"))
+            key = (task, shown_path(data.get(task)))
             if key in seen:
                 continue
             values: dict[str, dict[int, float]] = {}
@@ -82,8 +91,10 @@ def value_metric(result: TaskResult, method: str) -> str:
     values = list(result.values.get(method, {}).values())
     metrics = result.summary["models"].get(method, {}).get("metrics", {})
     for name, est in metrics.items():
-        if values and abs(float(np.mean(values)) - est["mean"]) < 1e-6 * max(1, abs(est["mean"])):
-            return name
+        for scale in (1.0, 100.0):  # rates are stored per sample as 0/1, reported in %
+            mean = scale * float(np.mean(values)) if values else float("nan")
+            if abs(mean - est["mean"]) < 1e-6 * max(1.0, abs(est["mean"])):
+                return name if scale == 1.0 else f"{name} / 100"
     return "value"
 
 
@@ -167,7 +178,10 @@ def tables_section(workspace: Path, out: Path) -> list[str]:
     for png in (workspace / "tables").glob("*.png"):
         shutil.copy2(png, assets / png.name)
     text = md.read_text(encoding="utf-8").replace("](tables/", f"]({assets.name}/")
-    return [re.sub(r"^(#+) ", r"#\1 ", line) for line in text.splitlines()]
+    lines = text.splitlines()
+    if lines and lines[0].startswith("# "):  # its title: the report's section heading says it
+        lines = lines[1:]
+    return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
 
 
 def write_report(workspace: Path, out: Path, logs: list[Path], main: str = "UDASA",

@@ -69,3 +69,15 @@ def test_report_bad_paths_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "evals").mkdir()
     assert main(["report", "--workspace", str(tmp_path), "--log", str(tmp_path / "x.log")]) == 2
     assert "x.log: no such file" in "".join(capsys.readouterr())
+
+
+def test_the_paired_metric_is_named_rates_in_percent_included():
+    from evals.report import TaskResult, value_metric
+
+    summary = {"models": {"UDASA": {"metrics": {"info": {"mean": 50.0},
+                                                "true": {"mean": 25.0}}}}}
+    result = TaskResult("truthfulness", "default", "j", summary,
+                        {"UDASA": {0: 0.0, 1: 1.0, 2: 0.0, 3: 0.0}})
+    assert value_metric(result, "UDASA") == "true / 100"
+    result.values["UDASA"] = {0: 7.0}
+    assert value_metric(result, "UDASA") == "value"
