@@ -263,7 +263,10 @@ def _add_report(sub) -> None:
     """The `udasa-eval report` command line."""
     rep = sub.add_parser("report", help="a results report: every task's metrics, the main "
                                         "method against each other one (paired tests), tables")
-    rep.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
+    rep.add_argument("--workspace", type=Path, action="append", default=[],
+                     help="a workspace holding evaluations (repeatable: an experiment split "
+                          "into runs on several machines; the newest result of each task and "
+                          "data wins); default: udasa-workspace")
     rep.add_argument("--out", type=Path, default=Path("results.md"))
     rep.add_argument("--log", type=Path, action="append", default=[],
                      help="the output of a run that made the workspace, its first line "
@@ -282,10 +285,12 @@ def cmd_report(args) -> None:
     for path in [*args.log, *([args.intro] if args.intro else [])]:
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
-    if not (args.workspace / "evals").is_dir():
-        raise ConfigError(f"{args.workspace}: no stored evaluations (run `udasa-eval run`)")
+    workspaces = args.workspace or [Path("udasa-workspace")]
+    for ws in workspaces:
+        if not (ws / "evals").is_dir():
+            raise ConfigError(f"{ws}: no stored evaluations (run `udasa-eval run`)")
     intro = args.intro.read_text(encoding="utf-8") if args.intro else ""
-    out = write_report(args.workspace, args.out, args.log, args.main, intro)
+    out = write_report(workspaces, args.out, args.log, args.main, intro)
     console.print(f"report: {out}")
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,9 @@ class TaskResult:
     values: dict[str, dict[int, float]]  # method -> sample index -> per-sample value
 
 
-def _newest_evals(workspace: Path) -> list[tuple[dict, list[dict]]]:
+def _newest_evals(workspaces: Sequence[Path]) -> list[tuple[dict, list[dict]]]:
     runs = []
-    for path in (workspace / "evals").glob("*/results.json"):
+    for path in (p for ws in workspaces for p in (ws / "evals").glob("*/results.json")):
         samples = path.with_name("samples.jsonl")
         rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()
                 if line.strip()] if samples.exists() else []
@@ -57,10 +58,11 @@ def shown_path(source: str | None) -> str:
     return source if rel.startswith("..") else rel
 
 
-def task_results(workspace: Path) -> list[TaskResult]:
-    """The newest evaluation of each (task, data setting), in the order first evaluated."""
+def task_results(*workspaces: Path) -> list[TaskResult]:
+    """The newest evaluation of each (task, data setting) in any of the workspaces (the
+    experiment split into runs on several machines), in the order first evaluated."""
     seen: dict[tuple[str, str], TaskResult] = {}
-    for results, samples in _newest_evals(workspace):
+    for results, samples in _newest_evals(workspaces):
         data = results["config"].get("data") or {}
         for task, summary in results["tasks"].items():
             key = (task, shown_path(data.get(task)))
@@ -168,26 +170,37 @@ def statement(rows: list[dict[str, Any]], main: str) -> list[str]:
     return lines
 
 
-def tables_section(workspace: Path, out: Path) -> list[str]:
-    """`tables.md` of the workspace, its PNGs copied to `<report stem>/` beside the report."""
+def tables_section(workspace: Path, assets: Path, link: str) -> list[str]:
+    """`tables.md` of the workspace, its PNGs copied to `assets` (linked as `link/`)."""
     md = workspace / "tables.md"
     if not md.exists():
-        return ["(no tables.md in the workspace: run `udasa-eval tables`)"]
-    assets = out.with_suffix("")
+        return [f"(no tables.md in {workspace}: run `udasa-eval tables`)"]
     assets.mkdir(parents=True, exist_ok=True)
     for png in (workspace / "tables").glob("*.png"):
         shutil.copy2(png, assets / png.name)
-    text = md.read_text(encoding="utf-8").replace("](tables/", f"]({assets.name}/")
+    text = md.read_text(encoding="utf-8").replace("](tables/", f"]({link}/")
     lines = text.splitlines()
     if lines and lines[0].startswith("# "):  # its title: the report's section heading says it
         lines = lines[1:]
     return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
 
 
-def write_report(workspace: Path, out: Path, logs: list[Path], main: str = "UDASA",
+def all_tables(workspaces: Sequence[Path], out: Path) -> list[str]:
+    """Each workspace's paper tables; PNGs under `<report stem>/` (`ws<i>/` for several)."""
+    folder = out.with_suffix("")
+    if len(workspaces) == 1:
+        return tables_section(workspaces[0], folder, folder.name)
+    parts = []
+    for i, ws in enumerate(workspaces, 1):
+        parts += [f"### Workspace {i}", "",
+                  *tables_section(ws, folder / f"ws{i}", f"{folder.name}/ws{i}"), ""]
+    return parts
+
+
+def write_report(workspaces: Sequence[Path], out: Path, logs: list[Path], main: str = "UDASA",
                  preamble: str = "") -> Path:
-    """Write the markdown report to `out`; returns it."""
-    results = task_results(workspace)
+    """Write the markdown report to `out` from one or more workspaces; returns it."""
+    results = task_results(*workspaces)
     rows = [c for r in results for c in comparisons(r, main)]
     for r, p in zip(rows, holm([r["p_boot"] for r in rows])):
         r["p_holm"] = p
@@ -196,7 +209,7 @@ def write_report(workspace: Path, out: Path, logs: list[Path], main: str = "UDAS
         parts += [f"### {r.task} (data: {r.data}; judge: {r.judge})", "", *metric_lines(r), ""]
     parts += [f"## {main} against each method, paired by sample", "",
               *comparison_lines(rows), "", *statement(rows, main), "",
-              "## The paper's tables", "", *tables_section(workspace, out)]
+              "## The paper's tables", "", *all_tables(workspaces, out)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return out

@@ -81,3 +81,22 @@ def test_the_paired_metric_is_named_rates_in_percent_included():
     assert value_metric(result, "UDASA") == "true / 100"
     result.values["UDASA"] = {0: 7.0}
     assert value_metric(result, "UDASA") == "value"
+
+
+def test_report_reads_several_workspaces(tmp_path):
+    """An experiment split into runs on two machines: each workspace's tasks in one report,
+    each workspace's tables and PNGs apart."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_eval(one, "e1", "harmlessness", {"base": [1.0, 2.0], "UDASA": [2.0, 3.0]})
+    write_eval(two, "e2", "sentiment", {"base": [0.0, 1.0], "UDASA": [1.0, 1.0]})
+    for ws in (one, two):
+        (ws / "tables").mkdir()
+        (ws / "tables" / "table2.png").write_bytes(b"png of " + ws.name.encode())
+        (ws / "tables.md").write_text("# title\n\n## Table 2\n\n![t](tables/table2.png)\n")
+    out = tmp_path / "docs" / "report.md"
+    assert main(["report", "--workspace", str(one), "--workspace", str(two),
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "### harmlessness (data: default" in text and "### sentiment (data: default" in text
+    assert "### Workspace 2" in text and "![t](report/ws2/table2.png)" in text
+    assert (out.parent / "report" / "ws1" / "table2.png").read_bytes() == b"png of one"
