@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from evals.stats import paired_bootstrap, sign_test
+from udasa.errors import ConfigError
 
 ALPHA = 0.05
 
@@ -44,9 +45,13 @@ def _newest_evals(workspaces: Sequence[Path]) -> list[tuple[dict, list[dict]]]:
     runs = []
     for path in (p for ws in workspaces for p in (ws / "evals").glob("*/results.json")):
         samples = path.with_name("samples.jsonl")
-        rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()
-                if line.strip()] if samples.exists() else []
-        runs.append((path.stat().st_mtime, json.loads(path.read_text(encoding="utf-8")), rows))
+        try:
+            rows = [json.loads(line) for line in samples.read_text(encoding="utf-8")
+                    .splitlines() if line.strip()] if samples.exists() else []
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path.parent}: unreadable results ({e})") from None
+        runs.append((path.stat().st_mtime, results, rows))
     return [(r, s) for _, r, s in sorted(runs, key=lambda t: t[0], reverse=True)]
 
 

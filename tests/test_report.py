@@ -100,3 +100,10 @@ def test_report_reads_several_workspaces(tmp_path):
     assert "### harmlessness (data: default" in text and "### sentiment (data: default" in text
     assert "### Workspace 2" in text and "![t](report/ws2/table2.png)" in text
     assert (out.parent / "report" / "ws1" / "table2.png").read_bytes() == b"png of one"
+
+
+def test_an_unreadable_results_file_is_a_one_line_error(tmp_path, capsys):
+    write_eval(tmp_path, "e1", "harmlessness", {"UDASA": [1.0, 2.0]})
+    (tmp_path / "evals" / "e1" / "samples.jsonl").write_text("{not json\n")
+    assert main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
+    assert "e1: unreadable results" in "".join(capsys.readouterr())
