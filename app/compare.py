@@ -30,7 +30,6 @@ from evals.leaderboard import (
     judges_by_task,
     long_table,
     wide_table,
-    with_settings,
 )
 from evals.plots import bar_chart
 from evals.premise import heading, p_text, plot_premise, rho_text, wins_text
@@ -125,17 +124,15 @@ def setting_note(store: Store) -> str:
 def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
     """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart), in the
     task's newest setting as the leaderboard table shows it."""
+    long = _board(store, None)
+    if long is None:
+        return []
     times = _run_times(store)
-    configs = {r.id: r.config for r in store_tables.eval_runs(store)}
-    rows = with_settings(as_rows(store_tables.leaderboard(store)), configs)
-    newest: dict[str, tuple[str, str]] = {}
-    for r in rows:
-        when = times.get(r.get("eval_id", ""), "")
-        if r["task"] not in newest or when >= newest[r["task"]][0]:
-            newest[r["task"]] = (when, r["setting"])
+    newest = {t: s[0] for t, s in settings_newest_first(long, times).items()}
+    rows = long.astype(object).where(long.notna(), None).to_dict("records")
     out = []
     for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
-        setting = newest[task][1]
+        setting = newest[task]
         key = content_key(json.dumps([r for r in rows if r["task"] == task], default=str),
                           json.dumps(times))
         path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
