@@ -51,7 +51,7 @@ from udasa.store_schema import as_rows
 
 
 def _run_times(store: Store) -> dict[str, str]:
-    return {r.id: r.created_at for r in store_tables.eval_runs(store)}
+    return store_tables.eval_run_times_and_configs(store)[0]
 
 
 def human_fields() -> dict[str, tuple[str, str]]:
@@ -68,8 +68,7 @@ def _board(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
     from evals.models import label_aliases
 
     human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
-    runs = store_tables.eval_runs(store)
-    return long_table(rows, human, _run_times(store), {r.id: r.config for r in runs})
+    return long_table(rows, human, *store_tables.eval_run_times_and_configs(store))
 
 
 def settings_newest_first(long: pd.DataFrame, run_times: Mapping[str, str]

@@ -15,11 +15,12 @@ mixes them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from evals.stats import is_missing
 
 NONE = "—"  # shown where there is no human score (and for a missing judge score)
 BASE_LABEL = "base (unaligned)"  # the unaligned base policy, as experiments and tables name it
@@ -39,9 +40,6 @@ CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "fa
                "human", "eval_id", "setting"]
 HumanMeans = Mapping[tuple[str, str, str], float]
 
-
-def _missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def setting_label(config: Mapping | None, task: str, judge: str | None) -> str:
@@ -104,21 +102,21 @@ def human_means(ratings: Iterable[Mapping], fields: Mapping[str, tuple[str, str]
     for r in ratings:
         for column, (task, metric) in fields.items():
             v = r.get(column)
-            if not _missing(v):
+            if not is_missing(v):
                 sums.setdefault((canonical_label(r["method"], aliases), task, metric),
                                 []).append(float(v))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
 def _num(v: object, digits: int) -> str:
-    return NONE if _missing(v) else f"{float(v):.{digits}f}"
+    return NONE if is_missing(v) else f"{float(v):.{digits}f}"
 
 
 def format_cell(value: float | None, human: float | None = None, ci_low: float | None = None,
                 ci_high: float | None = None, with_ci: bool = False, digits: int = 1) -> str:
     """`7.9 / 7.5`; `7.9 / —` without a human score; `7.9 [7.5, 8.3] / 7.5` with `with_ci`."""
     judge = _num(value, digits)
-    if with_ci and not _missing(value) and not (_missing(ci_low) or _missing(ci_high)):
+    if with_ci and not is_missing(value) and not (is_missing(ci_low) or is_missing(ci_high)):
         judge += f" [{_num(ci_low, digits)}, {_num(ci_high, digits)}]"
     return f"{judge} / {_num(human, digits)}"
 

@@ -12,7 +12,6 @@ left out and counted. Results go to `WORKSPACE/premise/<run>-<judge>.json`, whic
 from __future__ import annotations
 
 import json
-import math
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from evals.stats import proportion_ci, sign_test
+from evals.stats import is_missing, proportion_ci, sign_test
 from udasa.errors import ConfigError
 from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair
@@ -118,21 +117,18 @@ def read_premises(workspace: Path) -> list[dict[str, Any]]:
             for p in sorted((workspace / "premise").glob("*.json"))]
 
 
-def _nan(v: Any) -> bool:
-    return v is None or math.isnan(float(v))
-
 
 def rho_text(c: Mapping[str, Any]) -> str:
     """`-0.800 [-0.950, -0.400]`, or why there is no rho or no CI."""
-    if _nan(c["rho"]):
+    if is_missing(c["rho"]):
         return "undefined (one side is constant)"
-    if _nan(c["low"]) or _nan(c["high"]):
+    if is_missing(c["low"]) or is_missing(c["high"]):
         return f"{float(c['rho']):+.3f} [no CI]"
     return f"{float(c['rho']):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
 
 
 def p_text(p: Any) -> str:
-    return "—" if _nan(p) else f"{float(p):.3g}"
+    return "—" if is_missing(p) else f"{float(p):.3g}"
 
 
 def heading(result: Mapping[str, Any]) -> str:
@@ -192,10 +188,10 @@ def _rho_panel(ax, corr: Mapping[str, Mapping[str, Any]]) -> None:
         return
     for y, name in enumerate(names):
         c = corr[name]
-        if _nan(c["rho"]):
+        if is_missing(c["rho"]):
             labels.append(f"{name}\n(constant: no rho)")
             continue
-        rho, ci = float(c["rho"]), not (_nan(c["low"]) or _nan(c["high"]))
+        rho, ci = float(c["rho"]), not (is_missing(c["low"]) or is_missing(c["high"]))
         err = [[max(rho - float(c["low"]), 0.0)], [max(float(c["high"]) - rho, 0.0)]] \
             if ci else None
         color = "#1a7f37" if ci and float(c["high"]) < 0 else \

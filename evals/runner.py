@@ -24,6 +24,7 @@ from evals.store_tables import (
     EvalSample,
     LeaderboardRow,
     add_eval_run,
+    eval_run_times_and_configs,
     eval_runs,
     leaderboard,
     ratings,
@@ -183,12 +184,10 @@ def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
     rows = as_rows(leaderboard(store))
     if not rows:
         return {}
-    runs = eval_runs(store)
-    times = {r.id: r.created_at for r in runs}
+    times, configs = eval_run_times_and_configs(store)
     human = human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store))
-    configs = {r.id: r.config for r in runs}
     md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
-                                models=model_order(runs), configs=configs)
+                                models=model_order(eval_runs(store)), configs=configs)
     charts = [str(p) for p in setting_charts(with_settings(rows, configs), workspace / "plots",
                                              times)]
     return {"leaderboard_md": str(md), "leaderboard_csv": str(csv), "charts": charts}

@@ -225,8 +225,14 @@ def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     return float(cohen_kappa_score(list(a), list(b)))
 
 
-def _is_missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+def is_missing(v: object) -> bool:
+    """None or NaN: a cell or rating with no value (numbers of any kind; strings are values)."""
+    if v is None:
+        return True
+    try:
+        return not isinstance(v, str) and math.isnan(float(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _disagreement(values: list, metric: str) -> float:
@@ -260,7 +266,7 @@ def krippendorff_alpha(ratings: Mapping[Hashable, Mapping[Hashable, object]],
     """
     if metric not in ("nominal", "interval"):
         raise ValueError(f"krippendorff_alpha: unknown metric {metric!r} (nominal, interval)")
-    units = [[v for v in row.values() if not _is_missing(v)] for row in ratings.values()]
+    units = [[v for v in row.values() if not is_missing(v)] for row in ratings.values()]
     units = [u for u in units if len(u) >= 2]
     if not units:
         raise ValueError("krippendorff_alpha: no item has two or more ratings")

@@ -139,6 +139,13 @@ def eval_runs(store: Store) -> list[EvalRun]:
     return store.ensure(EVALS).select(EvalRun, "eval_runs", order_by="created_at, rowid")
 
 
+def eval_run_times_and_configs(store: Store) -> tuple[dict[str, str], dict[str, dict]]:
+    """Each eval run's creation time and config, by run id: what a leaderboard row's setting
+    and recency are read from."""
+    runs = eval_runs(store)
+    return {r.id: r.created_at for r in runs}, {r.id: r.config for r in runs}
+
+
 # human ratings ---------------------------------------------------------------------------------
 def add_rating(store: Store, rating: Rating) -> None:
     """Store a rating; a resubmission (same id) replaces the earlier one."""

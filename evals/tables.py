@@ -10,7 +10,6 @@ Writes `tables.md`, one CSV and one PNG per table, and Figure 2's heatmap under 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import pandas as pd
 import yaml
 
 from evals.leaderboard import latest_rows, with_settings
-from evals.store_tables import eval_runs, leaderboard
+from evals.stats import is_missing
+from evals.store_tables import eval_run_times_and_configs, leaderboard
 from udasa.errors import ConfigError
 from udasa.store_schema import as_rows
 
@@ -107,7 +107,7 @@ class ResultIndex:
         labels = {m.strip().lower() for row in rows for m in row.methods}
         score: dict[str | None, tuple[int, str]] = {}
         for (model, t, metric, setting), r in self.rows.items():
-            if t == task and metric in metrics and not _nan(r.get("value")):
+            if t == task and metric in metrics and not is_missing(r.get("value")):
                 count, when = score.get(setting, (0, ""))
                 score[setting] = (count + (model in labels), max(when, self.when(r)))
         if not score:
@@ -131,20 +131,17 @@ def find_cell(index: ResultIndex, row: Row, col: Column, setting: str | None) ->
     for metric in col.metrics:
         for method in row.methods:
             hit = index.rows.get((method.strip().lower(), col.task, metric, setting))
-            if hit is not None and not _nan(hit.get("value")):
+            if hit is not None and not is_missing(hit.get("value")):
                 return hit
     return None
 
-
-def _nan(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def fmt_cell(cell: dict | None) -> str:
     """`7.9 [7.5, 8.3] n=50` (one decimal), or a dash where nothing is stored."""
     if cell is None:
         return MISSING
-    ci = "" if _nan(cell.get("ci_low")) else f" [{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
+    ci = "" if is_missing(cell.get("ci_low")) else f" [{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
     return f"{cell['value']:.1f}{ci} n={cell['n']}"
 
 
@@ -236,7 +233,7 @@ def plot_table(table: BuiltTable, path: Path) -> Path | None:
 
 
 def _or(v: Any, default: float) -> float:
-    return default if _nan(v) else float(v)
+    return default if is_missing(v) else float(v)
 
 
 def figure2_grid(spec: Figure2, index: ResultIndex) -> pd.DataFrame:
@@ -247,7 +244,7 @@ def figure2_grid(spec: Figure2, index: ResultIndex) -> pd.DataFrame:
     for metric in reversed(spec.metrics):  # earlier metrics take precedence
         for (model, task, m, setting), row in index.rows.items():
             hit = pattern.match(model)
-            if hit and task == spec.task and m == metric and not _nan(row.get("value")):
+            if hit and task == spec.task and m == metric and not is_missing(row.get("value")):
                 found.setdefault(setting, {})[(float(hit["t1"]), float(hit["t2"]))] = (
                     float(row["value"]), index.when(row))
     if not found:
@@ -291,7 +288,7 @@ def figure2_markdown(spec: Figure2, grid: pd.DataFrame, png: str | None) -> str:
     if grid.empty:
         return "\n".join([*lines, "Nothing stored yet (run the threshold sweep).", ""])
     best = grid.stack().idxmax()
-    shown = grid.map(lambda v: MISSING if _nan(v) else f"{v:.2f}")
+    shown = grid.map(lambda v: MISSING if is_missing(v) else f"{v:.2f}")
     shown.columns = [f"tau2={c:g}" for c in shown.columns]
     shown.index = [f"tau1={i:g}" for i in shown.index]
     lines += [shown.to_markdown(disable_numparse=True), "", f"Ours is best at tau1 = {best[0]:g}, tau2 = {best[1]:g}.",
@@ -306,9 +303,7 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     from evals.premise import premise_with_figure, read_premises
 
     specs, fig2 = load_paper_results()
-    runs = eval_runs(store)
-    index = index_rows(as_rows(leaderboard(store)), {r.id: r.created_at for r in runs},
-                       {r.id: r.config for r in runs})
+    index = index_rows(as_rows(leaderboard(store)), *eval_run_times_and_configs(store))
     out = workspace / "tables"
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",
