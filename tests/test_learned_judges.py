@@ -292,3 +292,16 @@ def test_tasks_score_with_the_learned_judge_and_name_it(cache, small_root):
     assert hh.per_sample[0]["value"] > hh.per_sample[1]["value"]
     assert hh.judge.startswith("learned harmless judge (pairwise")
     assert judge.agreements()  # what results.json records beside the judge's name
+
+
+def test_reward_regularisation_is_chosen_by_prompt_split_cross_validation():
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(80, 1)) + 0.8              # chosen minus rejected: one real feature
+    d = np.hstack([signal, rng.normal(size=(80, 300))])  # ... drowned in 300 noise features
+    prompts = [f"prompt {i // 2}" for i in range(80)]    # two pairs per prompt
+    C = reward.choose_C(d, prompts)
+    assert C in reward.C_GRID
+    assert C < reward.C_GRID[-1]   # 80 pairs, 301 features: the weakest L2 overfits the noise
+    assert reward.choose_C(d[:3], ["one prompt"] * 3) == reward.C_GRID[len(reward.C_GRID) // 2]
+    pairs = [data.Pair(p, p, f"good {i}", f"bad {i}") for i, p in enumerate(prompts[:8])]
+    assert reward.fit(pairs, reward.RewardSettings(C=0.5)).settings.C == 0.5

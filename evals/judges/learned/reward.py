@@ -5,7 +5,9 @@ embedded MiniLM's embedding of the reply, its elementwise product with the embed
 Human turn (does the reply address the request?), their cosine, the reply's length, refusal and
 question marks, VADER's compound score and alt-profanity-check's probability. A Bradley-Terry
 model (logistic regression on the feature difference of chosen minus rejected, no intercept)
-gives a linear reward r(reply) = w . f(reply) (docs/method.md §7).
+gives a linear reward r(reply) = w . f(reply) (docs/method.md §7). Its L2 strength is chosen by
+5-fold cross-validation over the training pairs, folds split by prompt (~1.6k pairs for ~1.2k
+features: strong regularisation wins, C ~ 1e-3).
 
 The tables' 1-10 scale comes from a calibration fitted on the judge's training replies: the
 score is 1 + 9 F(r), F the empirical CDF of the rewards of all training replies (chosen and
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,9 +67,12 @@ class RewardSettings:
 
     subset: str = "harmless"   # harmless | helpful
     encoder: str = "embedded"
-    C: float = 0.05            # inverse L2 strength of the logistic regression
+    C: float | None = None     # inverse L2 strength; None: chosen from C_GRID by cross-validation
     limit: int | None = None   # first N training pairs (tests build on a slice)
     seed: int = 0
+
+
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 @dataclass
@@ -94,16 +99,35 @@ def pair_features(pairs: Sequence[Pair], encoder: str) -> tuple[np.ndarray, np.n
             features(ctx, [p.rejected for p in pairs], encoder))
 
 
-def fit(pairs: Sequence[Pair], s: RewardSettings) -> RewardJudge:
-    """Bradley-Terry fit on (chosen, rejected) pairs; both orders, so no side is favoured."""
+def _bradley_terry(d: np.ndarray, C: float) -> np.ndarray:
+    """Weights w with P(chosen > rejected) = sigmoid(w . d); both orders, so no side is favoured."""
     from sklearn.linear_model import LogisticRegression
 
+    x, y = np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))]
+    return LogisticRegression(C=C, fit_intercept=False, max_iter=3000).fit(x, y).coef_[0]
+
+
+def choose_C(d: np.ndarray, prompts: Sequence[str], grid: Sequence[float] = C_GRID) -> float:
+    """The grid's C with the best pairwise accuracy over up to 5 folds split by prompt (the
+    grid's middle value when there are too few prompts to split); ties go to the smaller C."""
+    from sklearn.model_selection import GroupKFold
+
+    folds = min(5, len(set(prompts)))
+    if folds < 2:
+        return grid[len(grid) // 2]
+    splits = list(GroupKFold(folds).split(d, groups=list(prompts)))
+    accuracy = [np.mean([np.mean(d[test] @ _bradley_terry(d[train], C) > 0)
+                         for train, test in splits]) for C in grid]
+    return grid[int(np.argmax(accuracy))]
+
+
+def fit(pairs: Sequence[Pair], s: RewardSettings) -> RewardJudge:
+    """Bradley-Terry fit on (chosen, rejected) pairs, features standardised over both replies."""
     fc, fr = pair_features(pairs, s.encoder)
     both = np.vstack([fc, fr])
     mean, scale = both.mean(0), both.std(0) + 1e-6
     d = (fc - fr) / scale
-    x, y = np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))]
-    lr = LogisticRegression(C=s.C, fit_intercept=False, max_iter=2000).fit(x, y)
-    w = lr.coef_[0]
+    C = s.C if s.C is not None else choose_C(d, [p.prompt for p in pairs])
+    w = _bradley_terry(d, C)
     train = np.sort(((both - mean) / scale) @ w)
-    return RewardJudge(s, w, mean, scale, train)
+    return RewardJudge(replace(s, C=C), w, mean, scale, train)
