@@ -386,7 +386,7 @@ def test_bad_rows_skipped_and_logged(tmp_path, caplog):
             {"prompt": "fine"},
         ],
     )
-    with caplog.at_level(logging.INFO, logger="udasa.data"):
+    with caplog.at_level(logging.DEBUG, logger="udasa.data"):  # -v: duplicates too
         result = load_prompts(str(path))
     assert texts(result) == ["ok", "fine"]
     assert result.prompts[1].origin == f"{path}:line 9"
@@ -426,11 +426,16 @@ def test_hub_id_unreachable(monkeypatch):
 
 def test_many_skips_logged_with_summary(tmp_path, caplog):
     path = write_jsonl(tmp_path / "dups.jsonl", [{"prompt": "same"}] * 30)
-    with caplog.at_level(logging.INFO, logger="udasa.data"):
+    with caplog.at_level(logging.DEBUG, logger="udasa.data"):
         result = load_prompts(str(path))
     assert texts(result) == ["same"] and len(result.skipped) == 29
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 21
-    assert "skipped 29 rows in all" in messages[-1] and str(path) in messages[-1]
-    # duplicates are routine: INFO one by one; the summary is the only WARNING
-    assert [r.levelname for r in caplog.records].count("WARNING") == 1
+    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+    # duplicates are routine: DEBUG one by one (-v), then one INFO line, no WARNING
+    assert [level for level, _ in records] == ["DEBUG"] * 20 + ["INFO"]
+    assert "skipped 29 duplicate rows" in records[-1][1] and str(path) in records[-1][1]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "same"}] * 25 + [{"prompt": ""}])
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="udasa.data"):
+        load_prompts(str(bad))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "skipped 25 rows in all (24 duplicates)" in warnings[0]

@@ -29,8 +29,8 @@ def setup_logging(verbose: bool) -> None:
     with --verbose. Each step shows one bar of its own (udasa/progress.py)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    for name in OURS:
-        logging.getLogger(name).setLevel(logging.INFO)
+    for name in OURS:  # -v adds our DEBUG lines (for example each duplicate row skipped)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     if verbose:
         return
     for key, value in QUIET_ENV.items():

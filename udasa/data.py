@@ -147,6 +147,19 @@ def _load_path(path: Path, *, column: str | None, split: str, prefix_words: int)
 # ---------------------------------------------------------------- validation
 
 
+def _log_summary(skipped: list[Skip], where: str) -> None:
+    """One line for what was skipped: INFO when only duplicates (routine in public datasets),
+    WARNING when a row was bad and more were skipped than were logged one by one."""
+    dups = sum(sk.reason.startswith("duplicate") for sk in skipped)
+    if dups and dups == len(skipped):
+        log.info("%s: skipped %d duplicate rows (listed with -v; all in LoadResult.skipped)",
+                 where, dups)
+    elif len(skipped) > _LOGGED_SKIPS:
+        log.warning("%s: skipped %d rows in all (%d duplicates); the first %d are logged one by "
+                    "one (duplicates with -v) and all are in LoadResult.skipped",
+                    where, len(skipped), dups, _LOGGED_SKIPS)
+
+
 def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str) -> LoadResult:
     """Validate rows into prompts: skip bad rows and duplicates, stop at `limit`."""
     result = LoadResult(prompts=[])
@@ -155,8 +168,8 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
 
     def skip(origin: str, reason: str) -> None:
         result.skipped.append(Skip(origin, reason))
-        if len(result.skipped) <= _LOGGED_SKIPS:  # duplicates are routine: logged at INFO
-            level = logging.INFO if reason.startswith("duplicate") else logging.WARNING
+        if len(result.skipped) <= _LOGGED_SKIPS:  # duplicates are routine: listed only with -v
+            level = logging.DEBUG if reason.startswith("duplicate") else logging.WARNING
             log.log(level, "skipped %s: %s", origin, reason)
 
     for row in rows:
@@ -181,16 +194,7 @@ def _collect(rows: Iterable[_Row], *, source: str, limit: int | None, where: str
             result.prompts.append(
                 Prompt(text, source, row.origin, row.category, dict(row.meta or {}))
             )
-    if len(result.skipped) > _LOGGED_SKIPS:
-        dups = sum(sk.reason.startswith("duplicate") for sk in result.skipped)
-        log.warning(
-            "%s: skipped %d rows in all (%d duplicates); the first %d are logged one by one "
-            "(duplicates at INFO, -v) and all are in LoadResult.skipped",
-            where,
-            len(result.skipped),
-            dups,
-            _LOGGED_SKIPS,
-        )
+    _log_summary(result.skipped, where)
     if seen == 0 and limit != 0:
         raise DataError(f"{where}: has no rows")
     if not result.prompts and limit != 0:
