@@ -154,3 +154,30 @@ def test_runner_calls_evaluate(tiny_checkpoint, tmp_path):
     lines = (tmp_path / "evals" / out["eval_id"] / "samples.jsonl").read_text().splitlines()
     assert [json.loads(x)["scores"]["row"] for x in lines] == [
         s.meta["index"] for s in TruthfulQAMC().samples(3, 0, None)]
+
+
+@needs_data
+def test_rerun_scores_only_what_is_not_stored(tiny_checkpoint, tmp_path, monkeypatch):
+    from evals.runner import EvalConfig, run_eval
+
+    real, asked = TruthfulQAMC._run_lm_eval, []
+
+    def counting(self, model, data_file, indices):
+        asked.append(list(indices))
+        return real(self, model, data_file, indices)
+
+    monkeypatch.setattr(TruthfulQAMC, "_run_lm_eval", counting)
+
+    def run(limit):
+        cfg = EvalConfig(workspace=tmp_path, models=[EvalModel("tiny", tiny_checkpoint)],
+                         tasks=["truthfulqa_mc"], limit=limit, seed=0, judge="local")
+        out = run_eval(cfg, progress=lambda *_: None)
+        lines = (tmp_path / "evals" / out["eval_id"] / "samples.jsonl").read_text().splitlines()
+        return [json.loads(x)["scores"] for x in lines]
+
+    first = run(3)
+    assert run(3) == first and len(asked) == 1  # the rerun asked lm-eval nothing
+    wider = run(4)
+    assert wider[:3] == first  # the stored three are reused as they were ...
+    new_row = TruthfulQAMC().samples(4, 0, None)[3].meta["index"]
+    assert asked[1:] == [[new_row]]  # ... and only the fourth question is scored

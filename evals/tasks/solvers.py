@@ -6,11 +6,14 @@ sampled decoding."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from evals.tasks.base import Output, Sample, Solution, TaskRun
+from udasa.records import content_key
+from udasa.store_records import Response
 
 if TYPE_CHECKING:
     from evals.models import EvalModel
@@ -31,7 +34,7 @@ class Generate:
         return Solution.of_texts([outputs[s.id] for s in samples])
 
 
-# (model, samples) -> one record per sample, in order: what the scorer needs of its options
+# (model, samples) -> one JSON record per sample, in order: what the scorer needs of its options
 OptionScorer = Callable[["EvalModel", list[Sample]], list[dict[str, Any]]]
 
 
@@ -39,10 +42,13 @@ OptionScorer = Callable[["EvalModel", list[Sample]], list[dict[str, Any]]]
 class LogLikelihood:
     """The model's log-likelihoods of each sample's answer options, computed by `score_options`.
     They need a local model: an API model returns no log-probabilities, so it gets no outputs
-    and `api_note` says why."""
+    and `api_note` says why. With a store, each sample's record is kept under the model's
+    identity and `cache_id` (what else decides the scores: data file, scorer version), so a
+    rerun scores only the samples it has not scored."""
 
     score_options: OptionScorer
     api_note: str
+    cache_id: str = ""
     kind: ClassVar[str] = "loglikelihood"
     max_new_tokens: ClassVar[int] = 0  # nothing is generated
 
@@ -51,7 +57,18 @@ class LogLikelihood:
             return Solution([], [self.api_note])
         if not samples:  # (lm-eval would take an empty selection for "every question")
             return Solution([], ["no samples selected"])
-        return Solution([Output(data=r) for r in self.score_options(run.model, samples)])
+        if run.store is None:
+            return Solution([Output(data=r) for r in self.score_options(run.model, samples)])
+        key = content_key(self.kind, json.dumps(run.model.identity(), sort_keys=True),
+                          self.cache_id)
+        have = {r.prompt_id: json.loads(r.text) for r in run.store.responses(key)}
+        todo = [s for s in samples if s.id not in have]
+        if todo:
+            records = self.score_options(run.model, todo)
+            run.store.add_responses([Response.single(key, s.id, json.dumps(r), run.model.name)
+                                     for s, r in zip(todo, records)])
+            have.update((s.id, r) for s, r in zip(todo, records))
+        return Solution([Output(data=have[s.id]) for s in samples])
 
 
 class GeneratingTask:

@@ -96,6 +96,13 @@ def read_mc_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _kept(row: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The part of lm-eval's logged sample the scorer reads."""
+    doc = row["doc"]
+    return {metric: float(row[metric]), "doc_id": int(row["doc_id"]),
+            "doc": {"question": doc.get("question"), "choices": list(doc["choices"])}}
+
+
 def hub_mc_file(found: Resolved) -> Path:
     """The hub's `truthful_qa` multiple_choice rows ({choices, labels}) written once in the
     upstream mc_task.json layout ({answer: label}) that our lm-eval task YAMLs read."""
@@ -108,6 +115,9 @@ def hub_mc_file(found: Resolved) -> Path:
     if not out.is_file():
         out.write_text(text, encoding="utf-8")
     return out
+
+
+ROWS_VERSION = 1  # bump when the kept record (`_kept`) changes: part of the score cache key
 
 
 @register("truthfulqa_mc")
@@ -139,15 +149,18 @@ class TruthfulQAMC:
                 for i in order]
 
     def solver(self, source: str | None) -> LogLikelihood:
-        return LogLikelihood(partial(self.option_scores, source), API_NOTE)
+        path = self.path(source)
+        cache_id = content_key(path.read_text(encoding="utf-8"), version("lm_eval"),
+                               f"rows-v{ROWS_VERSION}")
+        return LogLikelihood(partial(self.option_scores, source), API_NOTE, cache_id)
 
     def option_scores(self, source: str | None, model: EvalModel, samples: list[Sample]
                       ) -> list[dict[str, Any]]:
         """lm-eval's logged MC1 and MC2 rows of each sample (`simple_evaluate` on `model`, the
         data file of `source`).
 
-        lm-eval keeps no cache here, so a rerun scores again (a few seconds per question on CPU
-        for a 135M model)."""
+        Only what the scorer reads is kept (JSON, so the solver can store it): the scores and
+        the doc's question and choices."""
         indices = sorted(s.meta["index"] for s in samples)  # lm-eval pairs doc ids in file order
         logged = self._run_lm_eval(model, self.path(source), indices).get("samples") or {}
         by_task = {}
@@ -162,8 +175,8 @@ class TruthfulQAMC:
                 if doc.get("question") != s.prompt:
                     raise RuntimeError(f"{name}: doc {s.meta['index']} is {doc.get('question')!r}"
                                        f", expected {s.prompt!r}")
-        return [{"mc1": by_task[MC1_TASK][s.meta["index"]],
-                 "mc2": by_task[MC2_TASK][s.meta["index"]]} for s in samples]
+        return [{"mc1": _kept(by_task[MC1_TASK][s.meta["index"]], "acc"),
+                 "mc2": _kept(by_task[MC2_TASK][s.meta["index"]], "mc2")} for s in samples]
 
     def _run_lm_eval(self, model: EvalModel, data_file: Path, indices: list[int]) -> dict:
         import lm_eval
