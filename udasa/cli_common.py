@@ -31,6 +31,8 @@ def setup_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     for name in OURS:  # -v adds our DEBUG lines (for example each duplicate row skipped)
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    # lm-eval's per-run advice (chat template, few-shot) repeats once per model evaluated
+    logging.getLogger("lm_eval").setLevel(logging.NOTSET if verbose else logging.ERROR)
     if verbose:
         return
     for key, value in QUIET_ENV.items():
