@@ -78,8 +78,16 @@ def task_results(*workspaces: Path) -> list[TaskResult]:
                 value = (row.get("scores") or {}).get("value")
                 if row["task"] == task and value is not None:
                     values.setdefault(row["model"], {})[int(row["idx"])] = float(value)
-            seen[key] = TaskResult(task, key[1], results["judge"]["label"], summary, values)
+            seen[key] = TaskResult(task, key[1], task_judge(results, summary), summary, values)
     return list(reversed(seen.values()))
+
+
+def task_judge(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    """Who scored the task: its rows' own judge labels (a learned judge with its measured
+    agreement; "no judge" for log-likelihoods and refusal prefixes), else the run's judge."""
+    labels = dict.fromkeys(m.get("judge") for m in summary.get("models", {}).values())
+    labels.pop(None, None)
+    return "; ".join(labels) if labels else results["judge"]["label"]
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -169,7 +177,7 @@ def statement(rows: list[dict[str, Any]], main: str) -> list[str]:
     lines += [f"- {r['task']} ({r['data']}): {main} {'above' if r['diff'] > 0 else 'below'} "
               f"{r['other']} by {abs(r['diff']):.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
               for r in sig] or ["- none."]
-    lines += ["", (f"{'Every other' if sig else 'No'} difference in the comparison table is "
+    lines += ["", (f"{'No other' if sig else 'No'} difference in the comparison table is "
               "distinguishable from zero at this sample size: its Holm-adjusted p is at least "
               f"{ALPHA}.")]
     return lines

@@ -11,11 +11,14 @@ from evals.cli import main
 from evals.report import holm, task_results
 
 
-def write_eval(ws, eval_id: str, task: str, values: dict[str, list[float]], data=None) -> None:
+def write_eval(ws, eval_id: str, task: str, values: dict[str, list[float]], data=None,
+               judge: str | None = None) -> None:
+    """`judge`: the task rows' own judge label (else only the run's, "judge J")."""
     folder = ws / "evals" / eval_id
     folder.mkdir(parents=True)
     models = {m: {"metrics": {"score": {"mean": sum(v) / len(v), "low": min(v), "high": max(v),
-                                        "n": len(v)}}, "failures": 0, "seconds": 1.0}
+                                        "n": len(v)}}, "failures": 0, "seconds": 1.0,
+                  **({"judge": judge} if judge else {})}
               for m, v in values.items()}
     results = {"eval_id": eval_id, "config": {"data": data or {}},
                "judge": {"label": "judge J"}, "tasks": {task: {"models": models}}}
@@ -36,7 +39,7 @@ def test_report_compares_the_main_method_with_each_other_one(tmp_path, capsys):
     write_eval(ws, "e1", "harmlessness", {"base": [1.0] * 10, "UDASA": [3.0] * 9 + [1.0],
                                           "RLAIF": [3.0, 1.0] * 5})
     write_eval(ws, "e2", "robustness", {"UDASA": [0.0, 1.0], "RAIN": [0.0, 1.0]},
-               data={"robustness": "whitebox.yaml"})
+               data={"robustness": "whitebox.yaml"}, judge="refusal prefixes")
     log = tmp_path / "run.log"
     log.write_text("$ udasa-eval run --experiment cpu.yaml\nstuff\nexperiment finished in 600 s"
                    " (wall time)\n")
@@ -44,13 +47,15 @@ def test_report_compares_the_main_method_with_each_other_one(tmp_path, capsys):
     assert main(["report", "--workspace", str(ws), "--out", str(out), "--log", str(log)]) == 0
     text = out.read_text()
     assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) |" in text
-    assert "### robustness (data: whitebox.yaml; judge: judge J)" in text
+    assert "### robustness (data: whitebox.yaml; judge: refusal prefixes)" in text
+    assert "### harmlessness (data: default; judge: judge J)" in text
     # UDASA - base: +1.8 on 10 samples, 9 wins and 1 tie; UDASA - RLAIF: +0.8, 4 wins 6 ties
     assert "| harmlessness (default): score | base | 10 | +1.800 [" in text
     assert "| 9/0/1 |" in text and "| 4/0/6 |" in text
     assert "| robustness (whitebox.yaml): score | RAIN | 2 | +0.000 [+0.000, +0.000] | +0.00 |" in text
     assert "harmlessness (default): UDASA above base by 1.800" in text
     assert "comparisons of UDASA with another method are significant" in text
+    assert "No other difference in the comparison table is distinguishable from zero" in text
 
 
 def test_results_in_the_order_first_evaluated_newest_kept(tmp_path):
