@@ -15,6 +15,7 @@ mixes them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -42,12 +43,20 @@ HumanMeans = Mapping[tuple[str, str, str], float]
 
 
 
+def shown_path(source: str | None) -> str:
+    """A task's data source as given: relative to the working folder when inside it."""
+    if not source:
+        return "default"
+    rel = os.path.relpath(source) if os.path.isabs(source) else source
+    return source if rel.startswith("..") else rel
+
+
 def setting_label(config: Mapping | None, task: str, judge: str | None) -> str:
     """What a row of `task` was evaluated on: the task's data (its `--data` file, else the
     default), the sample limit and seed (from the eval run's `config`, when known), the judge."""
     parts = []
     if config is not None:
-        parts.append(f"data: {(config.get('data') or {}).get(task) or 'default'}")
+        parts.append(f"data: {shown_path((config.get('data') or {}).get(task))}")
         if "limit" in config:
             limit = config["limit"]
             parts.append("no limit" if limit is None else f"limit {limit}")

@@ -14,7 +14,6 @@ beside the report) follow.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from evals.leaderboard import shown_path
 from evals.stats import paired_bootstrap, sign_test
 from udasa.errors import ConfigError
 
@@ -55,12 +55,6 @@ def _newest_evals(workspaces: Sequence[Path]) -> list[tuple[dict, list[dict]]]:
     return [(r, s) for _, r, s in sorted(runs, key=lambda t: t[0], reverse=True)]
 
 
-def shown_path(source: str | None) -> str:
-    """A task's data source as given: relative to the working folder when inside it."""
-    if not source:
-        return "default"
-    rel = os.path.relpath(source) if os.path.isabs(source) else source
-    return source if rel.startswith("..") else rel
 
 
 def task_results(*workspaces: Path) -> list[TaskResult]:
