@@ -42,7 +42,6 @@ CSV_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "fa
 HumanMeans = Mapping[tuple[str, str, str], float]
 
 
-
 def shown_path(source: str | None) -> str:
     """A task's data source as given: relative to the working folder when inside it."""
     if not source:

@@ -117,7 +117,6 @@ def read_premises(workspace: Path) -> list[dict[str, Any]]:
             for p in sorted((workspace / "premise").glob("*.json"))]
 
 
-
 def rho_text(c: Mapping[str, Any]) -> str:
     """`-0.800 [-0.950, -0.400]`, or why there is no rho or no CI."""
     if is_missing(c["rho"]):

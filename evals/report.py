@@ -55,8 +55,6 @@ def _newest_evals(workspaces: Sequence[Path]) -> list[tuple[dict, list[dict]]]:
     return [(r, s) for _, r, s in sorted(runs, key=lambda t: t[0], reverse=True)]
 
 
-
-
 def task_results(*workspaces: Path) -> list[TaskResult]:
     """The newest evaluation of each (task, data setting) in any of the workspaces (the
     experiment split into runs on several machines), in the order first evaluated."""

@@ -136,7 +136,6 @@ def find_cell(index: ResultIndex, row: Row, col: Column, setting: str | None) ->
     return None
 
 
-
 def fmt_cell(cell: dict | None) -> str:
     """`7.9 [7.5, 8.3] n=50` (one decimal), or a dash where nothing is stored."""
     if cell is None:
