@@ -108,6 +108,7 @@ def value_metric(result: TaskResult, method: str) -> str:
 def comparisons(result: TaskResult, main: str) -> list[dict[str, Any]]:
     """`main` minus each other method on the samples both have a value for."""
     mine = result.values.get(main, {})
+    metric = value_metric(result, main)  # the same for every comparison of `main`
     out = []
     for other, theirs in result.values.items():
         shared = sorted(set(mine) & set(theirs))
@@ -118,7 +119,7 @@ def comparisons(result: TaskResult, main: str) -> list[dict[str, Any]]:
         boot, sign = paired_bootstrap(a, b), sign_test(a, b)
         sd = float(diff.std(ddof=1))
         out.append({"task": result.task, "data": result.data, "other": other,
-                    "metric": value_metric(result, main),
+                    "metric": metric,
                     "n": len(shared), "diff": boot.mean_diff, "low": boot.low,
                     "high": boot.high, "d_z": float(diff.mean()) / sd if sd > 0 else 0.0,
                     "wins": sign.wins, "losses": sign.losses, "ties": sign.ties,
