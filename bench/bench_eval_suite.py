@@ -83,6 +83,8 @@ def main() -> None:
                     default=Path(tempfile.gettempdir()) / f"udasa-{BEFORE}")
     ap.add_argument("--old-cap", type=float, default=4 * 3600,
                     help="stop the old side after this many seconds (ratio becomes a bound)")
+    ap.add_argument("--old-until", type=float, default=None, metavar="EPOCH_S",
+                    help="also stop the old side at this Unix time (a session with a fixed end)")
     ap.add_argument("--out", default="eval_suite")
     args = ap.parse_args()
     state = machine_state()
@@ -92,6 +94,8 @@ def main() -> None:
     if new["returncode"]:
         raise SystemExit(f"new side failed: see {new['log']}")
     tree = old_tree(args.old_tree)
+    if args.old_until:
+        args.old_cap = min(args.old_cap, args.old_until - time.time())
     old = run_side(tree, command(tree, args.limit, True), logs / "eval_suite_old.log",
                    args.old_cap)
     print("old:", old, flush=True)
