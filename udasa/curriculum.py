@@ -78,12 +78,11 @@ def stage_members(stage_of: Sequence[int], stage: Stage, schedule: str) -> list[
 
 
 def warn_empty(stages: Sequence[Stage], stage_of: Sequence[int]) -> list[str]:
-    """Log (never raise) a warning for each stage with no pairs; return the messages."""
-    msgs = []
-    for stage in stages:
-        if stage.index not in stage_of:
-            msg = (f"stage {stage.index} ({stage.name}, {stage.lo:.3g} <= delta < {stage.hi:.3g})"
-                   " has no pairs; it will be skipped (try curriculum.mode=quantile)")
-            log.warning(msg)
-            msgs.append(msg)
-    return msgs
+    """One warning line (never an error) naming every stage with no pairs; return a message
+    per empty stage (the step's notes)."""
+    empty = [f"stage {stage.index} ({stage.name}, {stage.lo:.3g} <= delta < {stage.hi:.3g})"
+             for stage in stages if stage.index not in stage_of]
+    if empty:
+        log.warning("%d of %d curriculum stages have no pairs and will be skipped: %s "
+                    "(try curriculum.mode=quantile)", len(empty), len(stages), "; ".join(empty))
+    return [f"{name} has no pairs; it will be skipped" for name in empty]
