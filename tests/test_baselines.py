@@ -103,9 +103,11 @@ def test_rlaif_labeler_defaults_to_the_policy_and_takes_any_spec(tiny_policy, ba
         rlaif.labeler_of(tiny_cfg("rlaif", tiny_policy, rlaif=RlaifOptions(labeler="openai:x")))
 
 
-def test_rlaif_pairs_store_soft_labels(tmp_path, tiny_policy):
+def test_rlaif_pairs_store_soft_labels(tmp_path, tiny_policy, capfd):
     cfg = tiny_cfg("rlaif", tiny_policy)
     pairs = rlaif.build_pairs(cfg)
+    bars = capfd.readouterr().err  # a bar per step: the replies (with tok/s), the labels
+    assert "rlaif replies" in bars and "tok/s" in bars and "rlaif labels" in bars
     assert pairs and all(0.5 <= p.soft_label <= 1.0 for p in pairs)
     assert all(p.meta["principle"] in rlaif.load_constitution("harmless") for p in pairs)
     store = Store(tmp_path)

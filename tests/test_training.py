@@ -205,7 +205,7 @@ def test_previous_reference_key_holds_the_run_and_the_training_settings(tiny_pol
 
 
 @pytest.mark.slow
-def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
+def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path, capfd, caplog):
     cfg = load_config(CONFIG, overrides(tiny_policy, **{
         "curriculum.mode": "fixed", "curriculum.thresholds": "[0.98, 0.99]",
         "curriculum.schedule": "cumulative", "training.save_checkpoints": False,
@@ -215,6 +215,10 @@ def test_cumulative_schedule_and_empty_stage(tiny_policy, tmp_path):
     notes = " ".join(reports["train"].notes)
     assert "stage 1 (conservative): 0 pairs, 0 steps" in notes
     assert reports["train"].skipped == 2 and reports["train"].done == 1
+    bars = capfd.readouterr().err
+    assert "dpo stage 3 (exploratory)" in bars and ("step/s" in bars or "s/step" in bars)
+    empty = [r.getMessage() for r in caplog.records if "have no pairs" in r.getMessage()]
+    assert len(empty) == 1 and empty[0].startswith("2 of 3 curriculum stages")
 
 
 def test_too_long_pairs_are_dropped_and_counted(trained, tiny_policy):

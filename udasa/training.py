@@ -232,20 +232,33 @@ class StageStopper(TrainerCallback):
 
 
 class StepBar(ProgressCallback):
-    """The Trainer's step bar without the metric dicts that it (or, with tqdm off, its
-    PrinterCallback) prints at every logging step: they go to the store's train_logs, and
-    `udasa run` prints each stage's summary."""
+    """The Trainer's step bar, named, without the metric dicts that it (or, with tqdm off, its
+    PrinterCallback) prints at every logging step (they go to the store's train_logs, and
+    `udasa run` prints each stage's summary) and without a second bar for held-out batches."""
+
+    def __init__(self, desc: str = "dpo"):
+        super().__init__()
+        self.desc = desc
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.desc)
+            self.training_bar.unit = "step"
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
 
 
-def quiet(trainer):
-    """`trainer` with `StepBar` in place of the Trainer's own progress or printer callback
-    (whichever it chose), so no metric dict is printed; returns it."""
+def quiet(trainer, desc: str = "dpo"):
+    """`trainer` with a `StepBar(desc)` in place of the Trainer's own progress or printer
+    callback (whichever it chose), so no metric dict is printed; returns it."""
     for chatty in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(chatty)
-    trainer.add_callback(StepBar)
+    trainer.add_callback(StepBar(desc))
     return trainer
 
 
@@ -494,7 +507,7 @@ class CurriculumTrainer:
             callbacks=[stopper],
             lr_lambda=stage_lr_lambda(steps, self.cfg.warmup_steps, self.cfg.decay_fraction),
             ref_cache=cache)
-        quiet(trainer)
+        quiet(trainer, f"dpo stage {k} ({name})")
         dropped += len(train) - len(trainer.train_dataset)  # TRL drops prompts >= max_length
         progress(f"stage {k} ({name}): {len(trainer.train_dataset)} pairs, {steps} steps"
                  + (f", {len(held)} held out" if held is not None else "")

@@ -29,6 +29,7 @@ from udasa.errors import ConfigError
 from udasa.generators import generate_many, make_generator
 from udasa.keys import prompt_seed
 from udasa.models import load_causal_lm
+from udasa.progress import StepProgress
 from udasa.registry import register
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
@@ -113,8 +114,13 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     pairs = []
     prompts = prompts_of(cfg)
     seeds = [prompt_seed(cfg.seed, p.id) for p in prompts]
-    outs = dict(generate_many(generator, [p.text for p in prompts], 2, seeds))  # batched
-    for i, p in enumerate(tqdm(prompts, desc="rlaif", unit="prompt")):
+    outs = {}
+    with StepProgress(len(prompts), "rlaif replies") as bar:  # batched, one tok/s bar
+        for i, out in generate_many(generator, [p.text for p in prompts], 2, seeds,
+                                    bar.tokens):
+            outs[i] = out
+            bar.update()
+    for i, p in enumerate(tqdm(prompts, desc="rlaif labels", unit="prompt")):
         if isinstance(outs[i], Exception):
             continue
         a, b = outs[i]
