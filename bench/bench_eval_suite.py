@@ -19,6 +19,7 @@ Goal: >= 4x. Results: bench/results/eval_suite.{json,md}; logs beside them in $T
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -32,7 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import environment, machine_state, md_table, write_results
+from _common import RESULTS, environment, machine_state, md_table, write_results
 from bench_demo_generation import BEFORE, ROOT, old_tree
 
 EXPERIMENT = "configs/experiments/cpu.yaml"
@@ -53,9 +54,22 @@ def command(tree: Path, limit: int, old: bool) -> list[str]:
 
 
 def stage_times(log: Path) -> dict[str, int]:
-    """Seconds per built method, from the `<name> ready in N s` lines both versions print."""
+    """Seconds per built method kind, from the `suite: KIND ready in N s` (old) and
+    `NAME (KIND) ready in N s` (new) lines."""
     text = log.read_text(errors="replace")
-    return {m[0]: int(m[1]) for m in re.findall(r"(?m)^(?:suite: )?(.+?) ready in (\d+) s", text)}
+    found = re.findall(r"(?m)^(?:suite: )?(.+?) ready in (\d+) s", text)
+    return {re.sub(r"^.*\((\w+)\)$", r"\1", name): int(sec) for name, sec in found}
+
+
+_BAR = re.compile(r"(?m)([a-z_]+) / (.+?): 100%\|[^|]*\| *\d+/\d+ \[(?:(\d+):)?(\d+):(\d+)<")
+
+
+def task_times(log: Path) -> dict[str, int]:
+    """Seconds per `task / method`, from each finished evaluation bar (both versions draw
+    `TASK / METHOD: 100%|...| n/n [mm:ss<...]`); the last bar of a pair wins."""
+    text = log.read_text(errors="replace").replace("\r", "\n")
+    return {f"{t} / {m}": int(h or 0) * 3600 + int(mi) * 60 + int(se)
+            for t, m, h, mi, se in _BAR.findall(text)}
 
 
 def run_side(tree: Path, cmd: list[str], log: Path, cap: float | None) -> dict:
@@ -73,7 +87,8 @@ def run_side(tree: Path, cmd: list[str], log: Path, cap: float | None) -> dict:
             code, finished = proc.wait(), False
         wall = time.perf_counter() - t0
     return {"seconds": wall, "finished": finished, "returncode": code, "log": str(log),
-            "command": " ".join(cmd), "methods_ready_s": stage_times(log)}
+            "command": " ".join(cmd), "methods_ready_s": stage_times(log),
+            "task_s": task_times(log)}
 
 
 def main() -> None:
@@ -86,7 +101,11 @@ def main() -> None:
     ap.add_argument("--old-until", type=float, default=None, metavar="EPOCH_S",
                     help="also stop the old side at this Unix time (a session with a fixed end)")
     ap.add_argument("--out", default="eval_suite")
+    ap.add_argument("--rerender", action="store_true",
+                    help="rewrite the report from the stored JSON and the two logs it names")
     args = ap.parse_args()
+    if args.rerender:
+        return rerender(args)
     state = machine_state()
     logs = Path(tempfile.gettempdir())
     new = run_side(ROOT, command(ROOT, args.limit, False), logs / "eval_suite_new.log", None)
@@ -104,24 +123,50 @@ def main() -> None:
     write_results(args.out, *report(args, state, new, old))
 
 
-def report(args, state: dict, new: dict, old: dict) -> tuple[dict, str]:
+def rerender(args) -> None:
+    """The report again from bench/results/<out>.json, times re-read from its logs."""
+    data = json.loads((RESULTS / f"{args.out}.json").read_text())
+    for side in ("new", "old"):
+        log = Path(data[side]["log"])
+        data[side] |= {"methods_ready_s": stage_times(log), "task_s": task_times(log)}
+    args.limit, args.old_cap = data["setup"]["limit"], data["setup"]["old_cap_s"]
+    write_results(args.out, *report(args, data["machine_state"]["start"], data["new"],
+                                    data["old"], data["environment"]))
+
+
+def report(args, state: dict, new: dict, old: dict, env: dict | None = None
+           ) -> tuple[dict, str]:
+    env = env or environment()
     ratio = old["seconds"] / new["seconds"]
     bound = "" if old["finished"] else ">= "
-    data = {"benchmark": "eval_suite", "environment": environment(),
+    data = {"benchmark": "eval_suite", "environment": env,
             "machine_state": {"start": state, "end": machine_state()},
             "setup": {"limit": args.limit, "before": BEFORE, "old_cap_s": args.old_cap},
             "new": new, "old": old, "ratio": ratio, "ratio_is_lower_bound": not old["finished"],
             "goal": {"min_ratio": 4, "met": ratio >= 4}}
-    rows = [["new (this tree)", new["seconds"], "yes", new["methods_ready_s"]],
+    rows = [["new (this tree)", new["seconds"], "yes"],
             [f"old ({BEFORE})", old["seconds"], "yes" if old["finished"] else
-             f"no: stopped at the {args.old_cap:.0f} s cap", old["methods_ready_s"]]]
+             f"no: stopped after {old['seconds']:.0f} s"]]
     md = (f"# udasa-eval run --suite paper --limit {args.limit}: {BEFORE} vs the engine\n\n"
-          f"{environment()['date']}; loadavg {state['loadavg']} at start, quiet: "
+          f"{env['date']}; loadavg {state['loadavg']} at start, quiet: "
           f"{state['quiet']}. Same five tasks on both sides (see the script's docstring).\n\n"
           f"- new: `{new['command']}`\n- old: `{old['command']}`\n\n"
-          + md_table(["side", "wall s", "finished", "methods built (s)"], rows)
-          + f"\nRatio {bound}{ratio:.2f}x (goal >= 4x: {'met' if ratio >= 4 else 'not met'}).\n")
+          + md_table(["side", "wall s", "finished"], [r[:3] for r in rows])
+          + f"\nRatio {bound}{ratio:.2f}x (goal >= 4x: {'met' if ratio >= 4 else 'not met'}).\n"
+          + side_by_side("method built (training and its pairs)", new["methods_ready_s"],
+                         old["methods_ready_s"])
+          + side_by_side("task / method evaluated (generation; judging not included)",
+                         new["task_s"], old["task_s"]))
     return data, md
+
+
+def side_by_side(what: str, new: dict[str, int], old: dict[str, int]) -> str:
+    """A table of seconds per item on both sides, with old / new where both finished it."""
+    rows = [[k, new.get(k, "-"), old.get(k, "not reached"),
+             f"{old[k] / new[k]:.1f}x" if new.get(k) and k in old else "-"]
+            for k in dict.fromkeys([*new, *old])]
+    return f"\n## Seconds per {what}\n\n" + md_table([what, "new s", "old s", "old / new"],
+                                                        rows)
 
 
 if __name__ == "__main__":
