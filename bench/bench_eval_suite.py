@@ -120,27 +120,35 @@ def main() -> None:
     print("old:", old, flush=True)
     if old["finished"] and old["returncode"]:
         raise SystemExit(f"old side failed: see {old['log']}")
-    write_results(args.out, *report(args, state, new, old))
+    write_results(args.out, *report(args, {"start": state, "end": machine_state()}, new, old))
 
 
 def rerender(args) -> None:
     """The report again from bench/results/<out>.json, times re-read from its logs."""
-    data = json.loads((RESULTS / f"{args.out}.json").read_text())
+    stored = RESULTS / f"{args.out}.json"
+    if not stored.is_file():
+        raise SystemExit(f"--rerender: {stored} not found (run the benchmark first)")
+    data = json.loads(stored.read_text())
     for side in ("new", "old"):
         log = Path(data[side]["log"])
+        if not log.is_file():
+            raise SystemExit(f"--rerender: {stored}: the {side} side's log {log} is gone "
+                             "(logs live in $TMPDIR on the machine that ran it)")
         data[side] |= {"methods_ready_s": stage_times(log), "task_s": task_times(log)}
     args.limit, args.old_cap = data["setup"]["limit"], data["setup"]["old_cap_s"]
-    write_results(args.out, *report(args, data["machine_state"]["start"], data["new"],
-                                    data["old"], data["environment"]))
+    write_results(args.out, *report(args, data["machine_state"], data["new"], data["old"],
+                                    data["environment"]))
 
 
-def report(args, state: dict, new: dict, old: dict, env: dict | None = None
+def report(args, states: dict, new: dict, old: dict, env: dict | None = None
            ) -> tuple[dict, str]:
-    env = env or environment()
+    """`states`: the machine at the run's start and end; `env`: the run's environment (both
+    as stored, on a rerender)."""
+    env, state = env or environment(), states["start"]
     ratio = old["seconds"] / new["seconds"]
     bound = "" if old["finished"] else ">= "
     data = {"benchmark": "eval_suite", "environment": env,
-            "machine_state": {"start": state, "end": machine_state()},
+            "machine_state": states,
             "setup": {"limit": args.limit, "before": BEFORE, "old_cap_s": args.old_cap},
             "new": new, "old": old, "ratio": ratio, "ratio_is_lower_bound": not old["finished"],
             "goal": {"min_ratio": 4, "met": ratio >= 4}}
