@@ -13,7 +13,10 @@ learned judges, built once per machine and cached, as they are for every user).
 
 The new side runs first; the old side then runs for at most `--old-cap` seconds. An old side
 stopped at the cap gives a lower bound on the ratio (`>=`), which is enough to show the goal.
-Goal: >= 4x. Results: bench/results/eval_suite.{json,md}; logs beside them in $TMPDIR.
+`--without rain` leaves RAIN out on both sides: RAIN is not the same algorithm in the two
+trees (d2c0634 had a sample-and-rewind loop; now it is the paper's tree search), and the old
+suite with RAIN runs for about three hours here, longer than one session.
+Goal: >= 4x. Results: bench/results/<out>.{json,md}; logs <out>_{new,old}.log in $TMPDIR.
 """
 
 from __future__ import annotations
@@ -46,11 +49,23 @@ def same_tasks_as_old(tree: Path) -> str:
     return "tasks=" + yaml.safe_dump(kept, default_flow_style=True, width=10**6).strip()
 
 
-def command(tree: Path, limit: int, old: bool) -> list[str]:
+PAPER_KINDS = ["base", "vanilla", "rlaif", "rlcd", "rain", "udasa"]  # the old `--suite paper`
+
+
+def methods_without(tree: Path, without: list[str]) -> str:
+    """`--set methods=[...]`: the suite's methods less those of the kinds `without`."""
+    methods = yaml.safe_load((tree / EXPERIMENT).read_text())["methods"]
+    kept = [m for m in methods if m["kind"] not in without]
+    return "methods=" + yaml.safe_dump(kept, default_flow_style=True, width=10**6).strip()
+
+
+def command(tree: Path, limit: int, old: bool, without: list[str]) -> list[str]:
     head = [sys.executable, "-m", "evals.cli", "run", "--limit", str(limit)]
     if old:
-        return head + ["--suite", "paper"]
-    return head + ["--experiment", EXPERIMENT, "--set", same_tasks_as_old(tree)]
+        return head + ["--suite", *([k for k in PAPER_KINDS if k not in without]
+                                    if without else ["paper"])]
+    cmd = head + ["--experiment", EXPERIMENT, "--set", same_tasks_as_old(tree)]
+    return cmd + (["--set", methods_without(tree, without)] if without else [])
 
 
 def stage_times(log: Path) -> dict[str, int]:
@@ -100,23 +115,28 @@ def main() -> None:
                     help="stop the old side after this many seconds (ratio becomes a bound)")
     ap.add_argument("--old-until", type=float, default=None, metavar="EPOCH_S",
                     help="also stop the old side at this Unix time (a session with a fixed end)")
-    ap.add_argument("--out", default="eval_suite")
+    ap.add_argument("--without", nargs="+", default=[], choices=PAPER_KINDS, metavar="KIND",
+                    help="leave out the methods of these kinds on both sides (e.g. rain)")
+    ap.add_argument("--out", default=None,
+                    help="results name (default eval_suite, or eval_suite-without-KIND...)")
     ap.add_argument("--rerender", action="store_true",
                     help="rewrite the report from the stored JSON and the two logs it names")
     args = ap.parse_args()
+    args.out = args.out or "-".join(["eval_suite", *(f"without-{k}" for k in args.without)])
     if args.rerender:
         return rerender(args)
     state = machine_state()
     logs = Path(tempfile.gettempdir())
-    new = run_side(ROOT, command(ROOT, args.limit, False), logs / "eval_suite_new.log", None)
+    new = run_side(ROOT, command(ROOT, args.limit, False, args.without),
+                   logs / f"{args.out}_new.log", None)
     print("new:", new, flush=True)
     if new["returncode"]:
         raise SystemExit(f"new side failed: see {new['log']}")
     tree = old_tree(args.old_tree)
     if args.old_until:
         args.old_cap = min(args.old_cap, args.old_until - time.time())
-    old = run_side(tree, command(tree, args.limit, True), logs / "eval_suite_old.log",
-                   args.old_cap)
+    old = run_side(tree, command(tree, args.limit, True, args.without),
+                   logs / f"{args.out}_old.log", args.old_cap)
     print("old:", old, flush=True)
     if old["finished"] and old["returncode"]:
         raise SystemExit(f"old side failed: see {old['log']}")
@@ -136,6 +156,7 @@ def rerender(args) -> None:
                              "(logs live in $TMPDIR on the machine that ran it)")
         data[side] |= {"methods_ready_s": stage_times(log), "task_s": task_times(log)}
     args.limit, args.old_cap = data["setup"]["limit"], data["setup"]["old_cap_s"]
+    args.without = data["setup"].get("without", [])
     write_results(args.out, *report(args, data["machine_state"], data["new"], data["old"],
                                     data["environment"]))
 
@@ -149,13 +170,16 @@ def report(args, states: dict, new: dict, old: dict, env: dict | None = None
     bound = "" if old["finished"] else ">= "
     data = {"benchmark": "eval_suite", "environment": env,
             "machine_state": states,
-            "setup": {"limit": args.limit, "before": BEFORE, "old_cap_s": args.old_cap},
+            "setup": {"limit": args.limit, "before": BEFORE, "old_cap_s": args.old_cap,
+                      "without": args.without},
             "new": new, "old": old, "ratio": ratio, "ratio_is_lower_bound": not old["finished"],
             "goal": {"min_ratio": 4, "met": ratio >= 4}}
     rows = [["new (this tree)", new["seconds"], "yes"],
             [f"old ({BEFORE})", old["seconds"], "yes" if old["finished"] else
              f"no: stopped after {old['seconds']:.0f} s"]]
-    md = (f"# udasa-eval run --suite paper --limit {args.limit}: {BEFORE} vs the engine\n\n"
+    less = f" without {', '.join(args.without)}" if args.without else ""
+    md = (f"# udasa-eval run --suite paper{less} --limit {args.limit}: {BEFORE} vs the engine"
+          "\n\n"
           f"{env['date']}; loadavg {state['loadavg']} at start, quiet: "
           f"{state['quiet']}. Same five tasks on both sides (see the script's docstring).\n\n"
           f"- new: `{new['command']}`\n- old: `{old['command']}`\n\n"
