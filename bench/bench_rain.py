@@ -11,7 +11,9 @@ model; reported: RAIN's time as a multiple of greedy's, searches, commits, self-
 tokens sampled by the search per token emitted. Then all the prompts' searches run at once in
 lockstep (`RainGenerator.generate_many`, `batch_prompts` at a time): reported beside the one at
 a time pass are the wall time, the backend's batched model calls by kind and the requests per
-call, and whether every answer is the one its prompt got alone (it must be).
+call, and whether every answer is the one its prompt got alone (it must be). Last, the lockstep
+pass again with the engine's `share_prefills` off (every request prefilled on its own, both
+option orders of a self-evaluation in full): the time the shared prefills save, side by side.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def main() -> None:
     rain.backend.items.clear()
     batch_s, answers = batched(rain, prompts)
     batch_calls = (dict(rain.backend.calls), dict(rain.backend.items))
+    rain.backend.engine.share_prefills = False
+    unshared_s, unshared = batched(rain, prompts)
+    rain.backend.engine.share_prefills = True
     after = machine_state()
     alone_s = sum(p["rain_s"] for p in per)
     same = all(answers[i] == p["answer"] for i, p in enumerate(per))
@@ -120,12 +125,17 @@ def main() -> None:
           f"time) vs one at a time\n\nOne at a time {alone_s:.1f} s, batched {batch_s:.1f} s: "
           f"{alone_s / batch_s:.2f}x. Every answer the same as alone: {same}.\n\n"
           + calls_table(alone_calls, batch_calls)
+          + f"\n## Shared prefills\n\nThe lockstep pass with the engine's share_prefills off: "
+          f"{unshared_s:.1f} s, against {batch_s:.1f} s on: {unshared_s / batch_s:.2f}x. "
+          f"Same answers: {unshared == answers}.\n"
           + f"\nMachine quiet before: {before['quiet']}, after: {after['quiet']} (load "
           f"{after['loadavg']}; the machine is shared, so absolute seconds are noisy; the "
           "ratios are measured side by side).\n")
     write_results(args.out, {"config": options, "args": vars(args), "per_prompt": per,
                              "rain_over_greedy": total, "alone_s": alone_s,
                              "batched_s": batch_s, "batched_answers_same": same,
+                             "unshared_prefills_s": unshared_s,
+                             "unshared_answers_same": unshared == answers,
                              "calls_alone": alone_calls, "calls_batched": batch_calls,
                              "environment": environment(), "machine_before": before,
                              "machine_after": after}, md)

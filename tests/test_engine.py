@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from udasa.engine import Engine, Request, _Row, row_key, sample_rows, uniforms
+from udasa.engine import Engine, Request, _Row, row_key, sample_rows, stem_groups, uniforms
 from udasa.models import load_causal_lm
 
 PROMPTS = ["Hi.", "Name a fruit that is red.", "What is the capital of France? Answer briefly.",
@@ -84,6 +84,20 @@ def test_n_samples_share_one_prefill_and_batches_fit_the_token_budget(lm):
     assert widths == sorted(widths, reverse=True)  # length-sorted, longest first
 
 
+def test_requests_with_the_same_prompt_share_one_prefill(lm):
+    model, tok = lm
+    x, y = encode(tok, PROMPTS[2]), encode(tok, PROMPTS[5])
+    reqs = [Request(x, 1, 0, 6), Request(x, 3, 4, 6, 1.0, 1.0, 15), Request(y, 2, 1, 6, 1.0)]
+    shapes = Shapes(model)
+    try:
+        out = Engine(model, tok).generate_all(reqs)
+    finally:
+        shapes.close()
+    assert shapes.calls[0] == (2, max(len(x), len(y)))  # two prompts prefilled, six rows after
+    assert shapes.calls[1][0] == 6
+    assert out == [Engine(model, tok).generate_all([r])[0] for r in reqs]  # as alone
+
+
 def test_finished_rows_leave_the_batch(lm):
     model, tok = lm
     ids = [encode(tok, p) for p in PROMPTS[:3]]
@@ -112,6 +126,27 @@ def test_next_token_logprobs_match_unpadded_forwards(lm):
             torch.testing.assert_close(row, ref, atol=1e-4, rtol=1e-4)
     cols = Engine(model, tok).next_token_logprobs(ids, [5, 7])
     torch.testing.assert_close(cols, got[:, [5, 7]], atol=1e-4, rtol=1e-4)
+
+
+def test_prefixes_that_start_alike_share_one_prefill_of_their_stem(lm):
+    model, tok = lm
+    stems = [encode(tok, p * 4) for p in PROMPTS[3:5]]
+    tails = [[11, 12, 13], [13, 12, 11, 10], [12]]
+    ids = [s + t for s in stems for t in tails] + [encode(tok, PROMPTS[0])]
+    groups = stem_groups(ids)
+    assert sorted(sorted(m) for _, m in groups) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert {stem for stem, m in groups if len(m) > 1} == {len(s) for s in stems}
+    shapes = Shapes(model)
+    got = Engine(model, tok).next_token_logprobs(ids)
+    shapes.close()
+    # the lone prefix, then both stems once (2 rows), then the six tails (4 tokens wide)
+    assert shapes.calls == [(1, len(ids[6])), (2, max(map(len, stems))), (6, 4)]
+    with torch.inference_mode():
+        for x, row in zip(ids, got):
+            ref = torch.log_softmax(model(input_ids=torch.tensor([x])).logits[0, -1], -1)
+            torch.testing.assert_close(row, ref, atol=1e-4, rtol=1e-4)
+    plain = Engine(model, tok, share_prefills=False).next_token_logprobs(ids)
+    torch.testing.assert_close(got, plain, atol=1e-4, rtol=1e-4)
 
 
 def _rows(n: int, top_p: float, seed: int = 0) -> list[_Row]:

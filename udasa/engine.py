@@ -4,12 +4,15 @@
 
 * `generate(requests)`: many prompts (or prefixes to continue), N samples each. Requests are
   sorted by length and packed into left-padded batches sized by a token budget
-  (`batch_tokens` = rows x (prompt width + new tokens)); each prompt is prefilled once and its
-  KV cache expanded to N rows; rows that finish (EOS or their token limit) leave the batch.
+  (`batch_tokens` = rows x (prompt width + new tokens)); each prompt is prefilled once (once
+  per batch even when several requests carry it) and its KV cache expanded to their rows;
+  rows that finish (EOS or their token limit) leave the batch.
 * `generate_with_logprobs(requests)`: the same, each sample with its log-probability under
   the distribution it was drawn from (after temperature, top-k and top-p; RAIN's priors).
 * `next_token_logprobs(prefixes)`: log-softmax of the next token after each prefix, in
-  length-sorted, token-budgeted batches (option probabilities, the local judge).
+  length-sorted, token-budgeted batches (option probabilities, the local judge). Prefixes
+  that start alike (both option orders of one judged text) share one prefill of their common
+  start (`stem_groups`); only their differing tails run per prefix.
 
 Sampling is done here from the logits, with one random stream per row keyed by (request
 seed, sample index) and counted by (step, token id): a row's draws do not depend on the batch
@@ -33,6 +36,7 @@ from transformers.cache_utils import DynamicLayer
 
 DEFAULT_BATCH_TOKENS = 16384
 CANDIDATES = (64, 1024, 1 << 62)  # where top-p looks for the nucleus, in turn
+STEM_MIN = 32  # tokens prefixes must share before scoring runs their common start once
 
 
 @dataclass
@@ -92,8 +96,9 @@ class Engine:
     """Batched generation and next-token scoring over one model (see the module docstring)."""
 
     def __init__(self, model, tokenizer, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                 max_rows: int | None = None):
+                 max_rows: int | None = None, share_prefills: bool = True):
         self.model, self.tokenizer = model, tokenizer
+        self.share_prefills = share_prefills  # same prompts, and alike prefixes' stems, once
         self.batch_tokens = max(1, int(batch_tokens))
         self.max_rows = max_rows
         pad = tokenizer.pad_token_id
@@ -172,10 +177,12 @@ class Engine:
                    on_tokens: Callable[[int], None] | None, score: bool = False
                    ) -> Iterator[tuple[int, list[list[int]], list[float | None]]]:
         device = self.model.device
-        ids, mask = self._left_pad([requests[i].ids for i in batch])
+        prompts, slot = self._distinct([requests[i].ids for i in batch])
+        ids, mask = self._left_pad(prompts)
         logits, cache = self._prefill(ids.to(device), mask.to(device))
         rows = self._rows(requests, batch, score)
-        expand = torch.tensor([k for k, i in enumerate(batch) for _ in range(requests[i].n)])
+        expand = torch.tensor([slot[k] for k, i in enumerate(batch)
+                               for _ in range(requests[i].n)])
         cache.batch_select_indices(expand.to(device))
         logits, mask = logits[expand], mask[expand].to(device)
         position = mask.sum(-1)
@@ -214,6 +221,15 @@ class Engine:
                                 use_cache=True).logits[:, -1].float().cpu()
             position = position + 1
 
+    def _distinct(self, prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+        """The prompts to prefill (each distinct one once, with `share_prefills`) and, per
+        input prompt, its row among them."""
+        if not self.share_prefills:
+            return prompts, list(range(len(prompts)))
+        rows: dict[tuple[int, ...], int] = {}
+        slot = [rows.setdefault(tuple(p), len(rows)) for p in prompts]
+        return [list(p) for p in rows], slot
+
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor):
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -230,13 +246,78 @@ class Engine:
         width = self.model.config.vocab_size if token_ids is None else len(token_ids)
         result = torch.empty(len(prefixes), width)
         cols = None if token_ids is None else torch.tensor(list(token_ids))
-        for batch in self._batches([len(p) for p in prefixes], [1] * len(prefixes),
-                                   [0] * len(prefixes)):
-            ids, mask = self._left_pad([list(prefixes[i]) for i in batch])
+        groups = stem_groups(prefixes) if self.share_prefills else [(0, [i]) for i in
+                                                                  range(len(prefixes))]
+        alone = [g[0] for _, g in groups if len(g) == 1]
+        for batch in self._batches([len(prefixes[i]) for i in alone], [1] * len(alone),
+                                   [0] * len(alone)):
+            rows = [alone[k] for k in batch]
+            ids, mask = self._left_pad([list(prefixes[i]) for i in rows])
             logits, _ = self._prefill(ids.to(self.model.device), mask.to(self.model.device))
-            logp = torch.log_softmax(logits, dim=-1)
-            result[batch] = logp if cols is None else logp[:, cols]
+            result[rows] = _columns(torch.log_softmax(logits, dim=-1), cols)
+        shared = [g for g in groups if len(g[1]) > 1]
+        tails = [max(len(prefixes[i]) - stem for i in members) for stem, members in shared]
+        for batch in self._batches([stem for stem, _ in shared],
+                                   [len(members) for _, members in shared], tails):
+            rows, logits = self._stem_batch(prefixes, [shared[k] for k in batch])
+            result[rows] = _columns(torch.log_softmax(logits, dim=-1), cols)
         return result
+
+    def _stem_batch(self, prefixes: Sequence[Sequence[int]], groups: list[tuple[int, list[int]]]
+                    ) -> tuple[list[int], torch.Tensor]:
+        """Next-token logits after each member of `groups` (stem length, prefix indices): every
+        stem prefilled once, its KV cache expanded to its members, then their tails run in one
+        pass (left-padded after the stems; positions continue each row's stem)."""
+        device = self.model.device
+        ids, mask = self._left_pad([list(prefixes[m[0]][:stem]) for stem, m in groups])
+        _, cache = self._prefill(ids.to(device), mask.to(device))
+        expand = torch.tensor([k for k, (_, m) in enumerate(groups) for _ in m])
+        cache.batch_select_indices(expand.to(device))
+        rows = [i for _, m in groups for i in m]
+        tail_ids, tail_mask = self._left_pad([list(prefixes[i][stem:]) for stem, m in groups
+                                              for i in m])
+        positions = mask[expand].sum(-1, keepdim=True) + (tail_mask.cumsum(-1) - 1).clamp_min(0)
+        logits = self.model(input_ids=tail_ids.to(device),
+                            attention_mask=torch.cat([mask[expand], tail_mask], 1).to(device),
+                            position_ids=positions.to(device), cache=cache, use_cache=True,
+                            logits_to_keep=1).logits[:, -1].float().cpu()
+        return rows, logits
+
+
+def _columns(logp: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
+    return logp if cols is None else logp[:, cols]
+
+
+def stem_groups(prefixes: Sequence[Sequence[int]], min_stem: int = STEM_MIN,
+                share: float = 0.5) -> list[tuple[int, list[int]]]:
+    """Prefixes that start alike, grouped so the start (the stem) is run once for them all:
+    (stem length, prefix indices). Neighbours in sorted order join a group while their common
+    start is at least `min_stem` tokens and `share` of the shortest member, and leaves each
+    member a tail of one token or more; a prefix with no such neighbour is a group alone
+    (stem length 0). Both option orders of one judged text make a group, for example."""
+    order = sorted(range(len(prefixes)), key=lambda i: list(prefixes[i]))
+    groups: list[tuple[int, list[int]]] = []
+    for i in order:
+        if groups:
+            stem, members = groups[-1]
+            first = prefixes[members[0]]
+            limit = len(first) if len(members) == 1 else stem
+            common = _common_start(first, prefixes[i], limit)
+            shortest = min(len(prefixes[m]) for m in [*members, i])
+            common = min(common, shortest - 1)
+            if common >= min_stem and common >= share * shortest:
+                groups[-1] = (common, [*members, i])
+                continue
+        groups.append((0, [i]))
+    return groups
+
+
+def _common_start(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
 
 
 def sample_rows(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
