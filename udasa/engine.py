@@ -248,6 +248,9 @@ class Engine:
         cols = None if token_ids is None else torch.tensor(list(token_ids))
         groups = stem_groups(prefixes) if self.share_prefills else [(0, [i]) for i in
                                                                   range(len(prefixes))]
+        if self.max_rows:  # a group runs its tails in one pass: no more rows than allowed
+            groups = [(stem, m[k:k + self.max_rows]) for stem, m in groups
+                      for k in range(0, len(m), self.max_rows)]
         alone = [g[0] for _, g in groups if len(g) == 1]
         for batch in self._batches([len(prefixes[i]) for i in alone], [1] * len(alone),
                                    [0] * len(alone)):
