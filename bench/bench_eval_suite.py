@@ -42,10 +42,12 @@ from bench_demo_generation import BEFORE, ROOT, old_tree
 EXPERIMENT = "configs/experiments/cpu.yaml"
 
 
-def same_tasks_as_old(tree: Path) -> str:
-    """`--set tasks=[...]`: the suite's tasks less white-box GCG (absent from the old code)."""
+def same_tasks_as_old(tree: Path, only: list[str]) -> str:
+    """`--set tasks=[...]`: the suite's tasks less white-box GCG (absent from the old code),
+    only those named `only` when given."""
     tasks = yaml.safe_load((tree / EXPERIMENT).read_text())["tasks"]
-    kept = [t for t in tasks if "whitebox" not in str(t.get("data", ""))]
+    kept = [t for t in tasks if "whitebox" not in str(t.get("data", ""))
+            and (not only or t["name"] in only)]
     return "tasks=" + yaml.safe_dump(kept, default_flow_style=True, width=10**6).strip()
 
 
@@ -59,12 +61,15 @@ def methods_without(tree: Path, without: list[str]) -> str:
     return "methods=" + yaml.safe_dump(kept, default_flow_style=True, width=10**6).strip()
 
 
-def command(tree: Path, limit: int, old: bool, without: list[str]) -> list[str]:
+def command(tree: Path, limit: int, old: bool, without: list[str], only: list[str]
+            ) -> list[str]:
     head = [sys.executable, "-m", "evals.cli", "run", "--limit", str(limit)]
+    if old and only:
+        head += ["--tasks", *only]
     if old:
         return head + ["--suite", *([k for k in PAPER_KINDS if k not in without]
                                     if without else ["paper"])]
-    cmd = head + ["--experiment", EXPERIMENT, "--set", same_tasks_as_old(tree)]
+    cmd = head + ["--experiment", EXPERIMENT, "--set", same_tasks_as_old(tree, only)]
     return cmd + (["--set", methods_without(tree, without)] if without else [])
 
 
@@ -117,17 +122,20 @@ def main() -> None:
                     help="also stop the old side at this Unix time (a session with a fixed end)")
     ap.add_argument("--without", nargs="+", default=[], choices=PAPER_KINDS, metavar="KIND",
                     help="leave out the methods of these kinds on both sides (e.g. rain)")
+    ap.add_argument("--tasks", nargs="+", default=[], metavar="TASK",
+                    help="only these tasks on both sides (default: all five)")
     ap.add_argument("--out", default=None,
                     help="results name (default eval_suite, or eval_suite-without-KIND...)")
     ap.add_argument("--rerender", action="store_true",
                     help="rewrite the report from the stored JSON and the two logs it names")
     args = ap.parse_args()
-    args.out = args.out or "-".join(["eval_suite", *(f"without-{k}" for k in args.without)])
+    args.out = args.out or "-".join(["eval_suite", *(f"without-{k}" for k in args.without),
+                                     *args.tasks])
     if args.rerender:
         return rerender(args)
     state = machine_state()
     logs = Path(tempfile.gettempdir())
-    new = run_side(ROOT, command(ROOT, args.limit, False, args.without),
+    new = run_side(ROOT, command(ROOT, args.limit, False, args.without, args.tasks),
                    logs / f"{args.out}_new.log", None)
     print("new:", new, flush=True)
     if new["returncode"]:
@@ -135,7 +143,7 @@ def main() -> None:
     tree = old_tree(args.old_tree)
     if args.old_until:
         args.old_cap = min(args.old_cap, args.old_until - time.time())
-    old = run_side(tree, command(tree, args.limit, True, args.without),
+    old = run_side(tree, command(tree, args.limit, True, args.without, args.tasks),
                    logs / f"{args.out}_old.log", args.old_cap)
     print("old:", old, flush=True)
     if old["finished"] and old["returncode"]:
@@ -157,6 +165,7 @@ def rerender(args) -> None:
         data[side] |= {"methods_ready_s": stage_times(log), "task_s": task_times(log)}
     args.limit, args.old_cap = data["setup"]["limit"], data["setup"]["old_cap_s"]
     args.without = data["setup"].get("without", [])
+    args.tasks = data["setup"].get("tasks", [])
     write_results(args.out, *report(args, data["machine_state"], data["new"], data["old"],
                                     data["environment"]))
 
@@ -171,17 +180,18 @@ def report(args, states: dict, new: dict, old: dict, env: dict | None = None
     data = {"benchmark": "eval_suite", "environment": env,
             "machine_state": states,
             "setup": {"limit": args.limit, "before": BEFORE, "old_cap_s": args.old_cap,
-                      "without": args.without},
+                      "without": args.without, "tasks": args.tasks},
             "new": new, "old": old, "ratio": ratio, "ratio_is_lower_bound": not old["finished"],
             "goal": {"min_ratio": 4, "met": ratio >= 4}}
     rows = [["new (this tree)", new["seconds"], "yes"],
             [f"old ({BEFORE})", old["seconds"], "yes" if old["finished"] else
              f"no: stopped after {old['seconds']:.0f} s"]]
-    less = f" without {', '.join(args.without)}" if args.without else ""
+    less = (f" without {', '.join(args.without)}" if args.without else "") + \
+        (f" --tasks {' '.join(args.tasks)}" if args.tasks else "")
     md = (f"# udasa-eval run --suite paper{less} --limit {args.limit}: {BEFORE} vs the engine"
           "\n\n"
           f"{env['date']}; loadavg {state['loadavg']} at start, quiet: "
-          f"{state['quiet']}. Same five tasks on both sides (see the script's docstring).\n\n"
+          f"{state['quiet']}. The same tasks on both sides (see the script's docstring).\n\n"
           f"- new: `{new['command']}`\n- old: `{old['command']}`\n\n"
           + md_table(["side", "wall s", "finished"], [r[:3] for r in rows])
           + f"\nRatio {bound}{ratio:.2f}x (goal >= 4x: {'met' if ratio >= 4 else 'not met'}).\n"
