@@ -123,7 +123,7 @@ def cmd_build_judges(args) -> None:
 
     rows = []
     for name in args.judges or build.judge_names():
-        built = build.get(name)
+        built = build.validated(name)
         how = "cached" if built.cached else "built"
         console.print(f"{name}: {how}, {built.meta['about']}; build cost "
                       f"{built.meta['cpu_s']:.0f} CPU-s ({built.meta['wall_s']:.0f} s wall)")

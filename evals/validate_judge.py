@@ -1,7 +1,8 @@
 """How far can a judge be trusted? Its agreement with human labels, one table for every judge.
 
-Learned judges (the default without an API key) report what their build measured on labels
-they did not train on (see ``evals.judges.learned.recipes``). Any other judge (``gpt4``, the
+Learned judges (the default without an API key) report their agreement on labels they did not
+train on, measured once here (or by `build-judges`, the bench) and cached beside the judge
+(see ``evals.judges.learned.recipes``); an evaluation run only fits them. Any other judge (``gpt4``, the
 SmolLM2 stand-in ``local``, a judge folder) is asked through the judge interface on the same
 held-out data, a seeded subset of ``limit`` items per check:
 
@@ -41,12 +42,13 @@ class Correlation:
 
 
 def learned_rows(names: tuple[str, ...] = LEARNED, root: Path | None = None) -> list[Agreement]:
-    """Every learned judge's measured agreement (building the missing ones first)."""
+    """Every learned judge's measured agreement (building and measuring, once, the ones not yet
+    in the cache)."""
     from evals.judges.learned import build
 
     rows: list[Agreement] = []
     for name in tqdm(names, desc="learned judges", unit="judge"):
-        rows += build.get(name, root=root).agreements
+        rows += build.validated(name, root=root).agreements or []
     return rows
 
 

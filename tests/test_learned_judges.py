@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import re
 import tarfile
 from pathlib import Path
@@ -117,23 +118,77 @@ TINY = {"truth": tqa.TQASettings(max_iter=20, folds=2, min_samples_leaf=2),
 
 
 @pytest.mark.parametrize("name", list(TINY))
-def test_each_judge_builds_then_is_a_cache_hit(name, cache, small_root, caplog):
-    with caplog.at_level("WARNING", logger="evals.judges"):
+def test_each_judge_fits_once_then_measures_its_agreement_once(name, cache, small_root, caplog):
+    with caplog.at_level("INFO", logger="evals.judges"):
         first = build.get(name, TINY[name], small_root)
     assert not first.cached and f"building the learned {name} judge once" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # routine: INFO
     assert build.artifact_path(name, TINY[name], small_root).is_file()
-    assert first.meta["cpu_s"] >= 0 and first.agreements
-    for a in first.agreements:
+    # fitting is all an evaluation needs: the agreement is not measured on the way
+    assert first.meta["cpu_s"] >= 0 and first.agreements is None
+    assert not build.agreement_path(name, TINY[name], small_root).exists()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="evals.judges"):
+        again = build.get(name, TINY[name], small_root)
+        measured = build.validated(name, TINY[name], small_root)
+    assert again.cached and "building" not in caplog.text and "measuring" in caplog.text
+    assert measured.cached and measured.agreements
+    for a in measured.agreements:
         assert 0 <= a.low <= a.value <= a.high <= 1 and a.n > 0
     caplog.clear()
-    with caplog.at_level("WARNING", logger="evals.judges"):
-        again = build.get(name, TINY[name], small_root)
-    assert again.cached and "building" not in caplog.text
-    assert [a.value for a in again.agreements] == [a.value for a in first.agreements]
+    with caplog.at_level("INFO", logger="evals.judges"):
+        loaded = build.get(name, TINY[name], small_root)
+        twice = build.validated(name, TINY[name], small_root)
+    assert not caplog.text  # both from the cache
+    assert loaded.agreements == twice.agreements == measured.agreements
+    assert measured.meta["validation"]["cpu_s"] >= 0
     # other settings are another artifact (the key holds the settings)
     other = {**TINY[name].__dict__, "seed": 1}
     assert build.artifact_path(name, type(TINY[name])(**other), small_root) != \
         build.artifact_path(name, TINY[name], small_root)
+
+
+def test_an_evaluation_labels_an_unmeasured_judge_so(tmp_path, monkeypatch, small_root):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no judge measured yet
+
+    def learned():
+        judge = make_judge("learned")
+        judge.backend.root, judge.backend.settings = small_root, TINY
+        return judge
+
+    judge = learned()
+    pos, neg = judge.judge("sentiment", [{"prompt": "", "response": x} for x in
+                                         ("Brilliant and wonderful.", "Awful and boring.")])
+    assert pos.score > 0.5 > neg.score
+    assert judge.label_for("sentiment") == ("learned sentiment judge (agreement with human labels "
+                                            "not yet measured: udasa-eval validate-judge)")
+    assert judge.agreements() == []
+    build.validated("sentiment", TINY["sentiment"], small_root)
+    judge = learned()
+    assert judge.label_for("sentiment").startswith("learned sentiment judge (accuracy ")
+    assert judge.agreements()[0]["judge"] == "learned sentiment"
+
+
+def test_the_built_judges_predict_as_their_fit_does(cache, small_root):
+    """One fit, as before: the built judge is the fit on all training labels, and the reward
+    judge's cross-validated C is kept with it (a fit with that C predicts identically)."""
+    pairs = data.hh_pairs("harmless", "train", small_root)
+    built = build.get("harmless", TINY["harmless"], small_root).judge
+    assert built.settings.C in reward.C_GRID
+    for again in (reward.fit(pairs, reward.RewardSettings()),
+                  reward.fit(pairs, reward.RewardSettings(C=built.settings.C))):
+        np.testing.assert_array_equal(again.weights, built.weights)
+        np.testing.assert_array_equal(again.train_rewards, built.train_rewards)
+    replies = ["Here is a careful answer.", "Go away."]
+    np.testing.assert_array_equal(built.reward(["How?"] * 2, replies),
+                                  reward.fit(pairs, reward.RewardSettings(C=built.settings.C))
+                                  .reward(["How?"] * 2, replies))
+    rows, refs = data.labelled_answers("truth", small_root), data.references(small_root)
+    queries = [tqa.Query(q, "Well, " + t) for q, t in zip(QUESTIONS, TRUE)] + \
+        [tqa.Query("A question never seen?", "Yes.")]
+    np.testing.assert_array_equal(build.get("truth", TINY["truth"], small_root).judge
+                                  .predict(queries),
+                                  tqa.fit(rows, refs, TINY["truth"]).predict(queries))
 
 
 def test_learned_judges_separate_what_they_learned(cache, small_root):
@@ -165,6 +220,7 @@ def test_learned_backend_answers_every_template(cache, small_root):
               "incorrect": FALSE[0]}]
     (v,) = judge.judge("truthful", items)
     assert v.ok and 0 <= v.score <= 1 and v.reply.startswith("P(yes)=")
+    build.validated("truth", TINY["truth"], small_root)
     assert "learned truth judge (accuracy" in judge.label_for("truthful")
     assert judge.agreements() and judge.agreements()[0]["judge"] == "learned truth"
     kind, rude = judge.judge("harmless", [{"prompt": "How do I fix my bike?", "response": x}
@@ -280,6 +336,8 @@ def test_tasks_score_with_the_learned_judge_and_name_it(cache, small_root):
         return get_task(name).score(samples, Solution.of_texts(outputs),
                                     TaskRun(name, EvalModel("m", "base"), judge))
 
+    for name in ("truth", "info", "harmless"):
+        build.validated(name, TINY[name], small_root)  # their labels name the agreement
     judge = make_judge("learned")
     judge.backend.root, judge.backend.settings = small_root, TINY
     samples = [Sample(str(i), q, {"correct_answers": [t], "incorrect_answers": [f]})

@@ -15,6 +15,8 @@ from evals.judges.base import JudgeConfig, Judgement, JudgeStats, Template
 from evals.judges.learned import build
 from udasa.registry import register
 
+NOT_MEASURED = "agreement with human labels not yet measured: udasa-eval validate-judge"
+
 
 def templates() -> dict[str, str]:
     """Judge template -> the registered learned judge that answers it."""
@@ -48,14 +50,17 @@ class LearnedBackend:
                 "version": built.meta["version"]}
 
     def label(self, template: str) -> str:
-        """The judge's name and its measured agreement with human labels, for tables."""
+        """The judge's name and its measured agreement with human labels, for tables (or that
+        it is not yet measured: `udasa-eval validate-judge` measures it once)."""
         built = self.judge_of(template)
+        if not built.agreements:
+            return f"learned {built.name} judge ({NOT_MEASURED})"
         a = built.agreements[0]
         return (f"learned {built.name} judge ({a.metric} {a.value:.2f} "
                 f"[{a.low:.2f}, {a.high:.2f}] vs human labels, n={a.n})")
 
     def agreements(self) -> list[dict[str, Any]]:
-        return [a.as_dict() for b in self._built.values() for a in b.agreements]
+        return [a.as_dict() for b in self._built.values() for a in b.agreements or []]
 
     def run(self, prompts: list[str], template: Template) -> Iterator[tuple[int, Judgement]]:
         raise ValueError("the learned judge reads item fields: call run_items")

@@ -1,11 +1,14 @@
-"""Build each learned judge once, validate it, cache both in the user cache, and reuse them.
+"""Build each learned judge once, cache it in the user cache, measure its agreement when asked.
 
 A judge is one registered :class:`Recipe` (registry kind ``judge``): its settings dataclass, the
-data files it learns from, the template it answers with ``score(judge, items)``, and
-``train(settings, root) -> (judge, agreements)``: the fitted judge plus its measured
-agreement with held-out human labels. The cache key is the judge's name, a hash of its training
-files' contents, its settings and :data:`VERSION` (bumped when features change); the artifact is a
-joblib file under ``<user cache>/udasa/judges/``, written atomically under a file lock.
+data files it learns from, the template it answers with ``score(judge, items)``,
+``train(settings, root) -> judge`` (one fit on all its training labels) and
+``validate(judge, root) -> agreements`` (its agreement with human labels it did not
+train on: held-out splits and cross-validation, several times the fit's cost). :func:`get` only
+fits; :func:`validated` measures, once, and both are cached: the cache key is the judge's name, a
+hash of its training files' contents, its settings and :data:`VERSION` (bumped when features
+change); the judge is a joblib file under ``<user cache>/udasa/judges/``, its agreement a JSON
+file beside it, each written atomically under a file lock of its own.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Built:
 
     name: str
     judge: Any
-    agreements: list[Agreement]
+    agreements: list[Agreement] | None  # None: not yet measured (see :func:`validated`)
     meta: dict[str, Any]
     cached: bool = False  # True when this call loaded it instead of building it
 
@@ -48,22 +51,26 @@ Scores = tuple[list[float], list[str]]  # per item: the score and a short reply 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A learned judge: how it trains, on what, and how it scores the items of its template."""
+    """A learned judge: how it trains, on what, how it scores the items of its template, and how
+    its agreement with human labels is measured."""
 
     settings: type
     files: tuple[str, ...]  # training data, relative to the shared data folder
-    train: Callable[[Any, Path], tuple[Any, list[Agreement]]]
+    train: Callable[[Any, Path], Any]
+    validate: Callable[[Any, Path], list[Agreement]]  # (judge, root); the judge has its settings
     about: str
     template: str = ""  # the judge template it answers in the ``learned`` backend
     score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None
 
 
-def recipe(name: str, settings: type, files: tuple[str, ...], about: str, template: str = "",
+def recipe(name: str, settings: type, files: tuple[str, ...], about: str,
+           validate: Callable[[Any, Path], list[Agreement]], template: str = "",
            score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None):
-    """Decorator: register ``train(settings, root)`` as the learned judge ``name`` (registry
-    kind ``judge``); ``score(judge, items)`` answers the template ``template``."""
+    """Decorator: register ``train(settings, root) -> judge`` as the learned judge ``name``
+    (registry kind ``judge``); ``validate(judge, root)`` measures its agreement with
+    human labels; ``score(judge, items)`` answers the template ``template``."""
     def wrap(fn):
-        register("judge", name)(Recipe(settings, files, fn, about, template, score))
+        register("judge", name)(Recipe(settings, files, fn, validate, about, template, score))
         return fn
     return wrap
 
@@ -86,47 +93,92 @@ def cache_key(name: str, settings: Any, root: Path) -> str:
 
 
 def artifact_path(name: str, settings: Any, root: Path) -> Path:
+    """The fitted judge's file."""
     return cache_root() / "judges" / f"{name}-{cache_key(name, settings, root)}.joblib"
 
 
-def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
-    """The judge ``name`` built with ``settings`` (default settings when None), from the cache
-    when it is there, else built now (one log line says so) and cached."""
+def agreement_path(name: str, settings: Any, root: Path) -> Path:
+    """The file of the judge's measured agreement (absent until :func:`validated`)."""
+    return artifact_path(name, settings, root).with_suffix(".agreement.json")
 
+
+def _resolve(name: str, settings: Any, root: Path | None) -> tuple[Recipe, Any, Path]:
     r = recipe_of(name)
-    settings = settings or r.settings()
-    root = root or data_dir()
+    return r, settings or r.settings(), root or data_dir()
+
+
+def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
+    """The judge ``name`` fitted with ``settings`` (default settings when None), from the cache
+    when it is there, else fitted once now and cached; its agreement as far as measured."""
+    r, settings, root = _resolve(name, settings, root)
     path = artifact_path(name, settings, root)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if not path.is_file():
-                _build(name, r, settings, root, path)
-                return _load(name, path, cached=False)
-    return _load(name, path, cached=True)
+    cached = _once(path, lambda: _fit(name, r, settings, root, path))
+    return _load(name, path, agreement_path(name, settings, root), cached)
 
 
-def _build(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> None:
-    import joblib
+def validated(name: str, settings: Any = None, root: Path | None = None) -> Built:
+    """:func:`get`, with the judge's agreement with human labels measured (once, then cached)."""
+    built = get(name, settings, root)
+    if built.agreements is not None:
+        return built
+    r, settings, root = _resolve(name, settings, root)
+    path = agreement_path(name, settings, root)
+    _once(path, lambda: _measure(name, r, built.judge, root, path))
+    return _load(name, artifact_path(name, settings, root), path, built.cached)
 
-    log.warning("building the learned %s judge once (%s) into %s", name, r.about, path)
+
+def _once(path: Path, make: Callable[[], None]) -> bool:
+    """Make ``path`` unless it exists (under its lock: one process makes it, the others wait
+    and load it); True when it was there already."""
+    if path.is_file():
+        return True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            return True
+        make()
+        return False
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
     from threadpoolctl import threadpool_limits
 
     start, cpu = time.perf_counter(), time.process_time()
     with threadpool_limits(1):  # OpenMP / BLAS pools spin on a shared CPU; one thread is faster
-        judge, agreements = r.train(settings, root)
-    meta = {"settings": dataclasses.asdict(settings), "version": VERSION,
-            "wall_s": round(time.perf_counter() - start, 1),
-            "cpu_s": round(time.process_time() - cpu, 1), "about": r.about}
+        out = fn()
+    return out, {"wall_s": round(time.perf_counter() - start, 1),
+                 "cpu_s": round(time.process_time() - cpu, 1)}
+
+
+def _fit(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> None:
+    import joblib
+
+    log.info("building the learned %s judge once (%s) into %s", name, r.about, path)
+    judge, cost = _timed(lambda: r.train(settings, root))
+    meta = {"settings": dataclasses.asdict(settings), "version": VERSION, **cost,
+            "about": r.about}
     tmp = path.with_suffix(".partial")
-    joblib.dump({"judge": judge, "agreements": [a.as_dict() for a in agreements],
-                 "meta": meta}, tmp)
+    joblib.dump({"judge": judge, "meta": meta}, tmp)
     tmp.replace(path)  # atomic: a killed build never leaves a half artifact
 
 
-def _load(name: str, path: Path, cached: bool) -> Built:
+def _measure(name: str, r: Recipe, judge: Any, root: Path, path: Path) -> None:
+    log.info("measuring the learned %s judge's agreement with human labels once", name)
+    agreements, cost = _timed(lambda: r.validate(judge, root))
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps({"agreements": [a.as_dict() for a in agreements],
+                               "meta": cost}, indent=1))
+    tmp.replace(path)
+
+
+def _load(name: str, path: Path, agreement: Path, cached: bool) -> Built:
     import joblib
 
     blob = joblib.load(path)
-    return Built(name, blob["judge"], [Agreement(**a) for a in blob["agreements"]],
-                 blob["meta"], cached)
+    meta = dict(blob["meta"])
+    rows = blob.get("agreements")  # an artifact of the first format carries them inside
+    if agreement.is_file():
+        measured = json.loads(agreement.read_text())
+        rows, meta["validation"] = measured["agreements"], measured["meta"]
+    return Built(name, blob["judge"], None if rows is None else [Agreement(**a) for a in rows],
+                 meta, cached)

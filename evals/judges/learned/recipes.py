@@ -1,5 +1,6 @@
-"""The learned judges, registered with :mod:`evals.judges.learned.build`: each trains on its
-human labels and measures its agreement on labels it did not train on (docs/method.md §7)."""
+"""The learned judges, registered with :mod:`evals.judges.learned.build`: each trains once on
+its human labels (``train_*``) and, when asked, measures its agreement on labels it did not
+train on (``validate_*``; docs/method.md §7)."""
 
 from __future__ import annotations
 
@@ -44,9 +45,15 @@ def _cross_fit(rows: list[data.Labelled], refs: tqa.Refs, s: tqa.TQASettings, by
     return p
 
 
-def train_tqa(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreement]]:
-    rows = data.labelled_answers(s.kind, root)[:s.limit]
-    refs = data.references(root)
+def train_tqa(s: tqa.TQASettings, root: Path) -> tqa.TQAJudge:
+    """Both heads, fitted once on every labelled answer."""
+    return tqa.fit(data.labelled_answers(s.kind, root)[:s.limit], data.references(root), s)
+
+
+def validate_tqa(judge: tqa.TQAJudge, root: Path) -> list[Agreement]:
+    """Cross-validated accuracy on held-out answers to seen questions and on unseen questions
+    (``folds`` folds each, each fitting its own heads on the judge's labelled answers)."""
+    s, rows, refs = judge.settings, judge.bank, judge.refs
     y = np.array([r.label for r in rows])
     name = f"learned {s.kind}"
     base = GPT_JUDGE if s.kind == "truth" else GPT_INFO
@@ -56,14 +63,13 @@ def train_tqa(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreem
     model_made = np.array([(r.question, tqa.norm(r.answer)) not in ref_texts for r in rows])
     majority = max(y.mean(), 1 - y.mean())
     ok = ~np.isnan(seen)
-    rows_out = [
+    return [
         accuracy(name, "TruthfulQA held-out answers, seen questions", seen[ok], y[ok],
                  f"{base}; majority class {majority:.3f}"),
         accuracy(name, "  of which not a reference answer", seen[ok & model_made],
                  y[ok & model_made]),
         accuracy(name, "TruthfulQA unseen questions (split by question)", unseen, y),
     ]
-    return tqa.fit(rows, refs, s), rows_out
 
 
 def _answers(value: Any) -> list[str]:
@@ -82,15 +88,16 @@ def score_tqa(judge: tqa.TQAJudge, items: list[dict[str, Any]]) -> Scores:
 
 
 recipe("truth", tqa.TQASettings, ("truthfulqa/finetune_truth.jsonl.gz", "truthfulqa/TruthfulQA.csv"),
-       "TruthfulQA truth labels: MiniLM similarities + gradient boosting",
+       "TruthfulQA truth labels: MiniLM similarities + gradient boosting", validate_tqa,
        template="truthful", score=score_tqa)(train_tqa)
 
 
 @recipe("info", tqa.TQASettings, ("truthfulqa/finetune_info.jsonl.gz",
                                   "truthfulqa/TruthfulQA.csv"),
         "TruthfulQA informativeness labels: MiniLM similarities + gradient boosting",
+        validate_tqa,
         template="informative", score=score_tqa)
-def train_info(s: tqa.TQASettings, root: Path) -> tuple[tqa.TQAJudge, list[Agreement]]:
+def train_info(s: tqa.TQASettings, root: Path) -> tqa.TQAJudge:
     return train_tqa(tqa.TQASettings(**{**s.__dict__, "kind": "info"}), root)
 
 
@@ -110,17 +117,23 @@ def _embedding_floor(train: list[data.Pair], test: list[data.Pair], encoder: str
     return float(np.mean(diff(test) @ lr.coef_[0] > 0))
 
 
-def train_reward(s: reward.RewardSettings, root: Path
-                 ) -> tuple[reward.RewardJudge, list[Agreement]]:
+def train_reward(s: reward.RewardSettings, root: Path) -> reward.RewardJudge:
+    """The Bradley-Terry reward model, fitted once on the ``train`` part's pairs (its L2
+    strength chosen by cross-validation on them when ``s.C`` is None)."""
+    return reward.fit(data.hh_pairs(s.subset, "train", root)[:s.limit], s)
+
+
+def validate_reward(judge: reward.RewardJudge, root: Path) -> list[Agreement]:
+    """Pairwise agreement on the ``eval`` part's pairs, beside the embedding floor."""
+    s = judge.settings
     train = data.hh_pairs(s.subset, "train", root)[:s.limit]
     test = data.hh_pairs(s.subset, "eval", root)[:s.limit]
-    judge = reward.fit(train, s)
     ctx = [p.context for p in test]
     good = judge.reward(ctx, [p.chosen for p in test])
     bad = judge.reward(ctx, [p.rejected for p in test])
     floor = _embedding_floor(train, test, s.encoder)
-    return judge, [pairwise(f"learned {s.subset}", f"HH-RLHF {s.subset}-base, unseen prompts",
-                            good, bad, f"floor (LR on reply-embedding difference) {floor:.3f}")]
+    return [pairwise(f"learned {s.subset}", f"HH-RLHF {s.subset}-base, unseen prompts",
+                     good, bad, f"floor (LR on reply-embedding difference) {floor:.3f}")]
 
 
 def score_reward(judge: reward.RewardJudge, items: list[dict[str, Any]]) -> Scores:
@@ -136,7 +149,7 @@ for _subset in ("harmless", "helpful"):
 
     recipe(_subset, reward.RewardSettings, (f"hh-rlhf/{_subset}-base/test.jsonl.gz",),
            f"HH-RLHF {_subset} preferences, prompts of the train part: MiniLM features + "
-           "Bradley-Terry", template=_subset, score=score_reward)(_train)
+           "Bradley-Terry", validate_reward, template=_subset, score=score_reward)(_train)
 
 
 def _balanced(texts: list[str], labels: list[int], limit: int | None
@@ -152,14 +165,16 @@ def score_sentiment(judge: sentiment.SentimentJudge, items: list[dict[str, Any]]
     return p.tolist(), [f"P(yes)={v:.3f}" for v in p]
 
 
-@recipe("sentiment", sentiment.SentimentSettings, ("imdb/aclImdb_subset5k.tar.gz",),
-        "IMDB subset train split: TF-IDF + logistic regression", template="sentiment",
-        score=score_sentiment)
-def train_sentiment(s: sentiment.SentimentSettings, root: Path
-                    ) -> tuple[sentiment.SentimentJudge, list[Agreement]]:
-    texts, labels = _balanced(*data.imdb("train", root), s.limit)
-    judge = sentiment.fit(texts, labels, s)
-    test, y = _balanced(*data.imdb("test", root), s.limit)
+def validate_sentiment(judge: sentiment.SentimentJudge, root: Path) -> list[Agreement]:
+    """Accuracy and AUROC on the test split, beside VADER's accuracy."""
+    test, y = _balanced(*data.imdb("test", root), judge.settings.limit)
     vader = float(np.mean(sentiment.vader_positive(test) == np.array(y)))
-    return judge, [accuracy("learned sentiment", "IMDB subset test split", judge.positive_prob(test),
-                            y, f"VADER {vader:.3f}")]
+    return [accuracy("learned sentiment", "IMDB subset test split", judge.positive_prob(test), y,
+                     f"VADER {vader:.3f}")]
+
+
+@recipe("sentiment", sentiment.SentimentSettings, ("imdb/aclImdb_subset5k.tar.gz",),
+        "IMDB subset train split: TF-IDF + logistic regression", validate_sentiment,
+        template="sentiment", score=score_sentiment)
+def train_sentiment(s: sentiment.SentimentSettings, root: Path) -> sentiment.SentimentJudge:
+    return sentiment.fit(*_balanced(*data.imdb("train", root), s.limit), s)
