@@ -49,8 +49,8 @@ def report(out: dict, rows: list, state: dict) -> None:
         f"other engineers (load average {' '.join(state['loadavg'])} at the start), so wall "
         "times are upper bounds; CPU-seconds are this process's own."), "",
         *table_lines(rows, []), "",
-        "Cost, once each, then a cache hit (CPU-s / wall s; `-`: an artifact of the first "
-        "format, whose fit cost includes its validation):", "",
+        ("Cost, once each, then a cache hit (CPU-s / wall s; `-`: an artifact of the first "
+         "format, whose fit cost includes its validation):"), "",
         "| judge | fit (an evaluation run) | validation (validate-judge) | what it learns |",
         "|---|---|---|---|", *cost, ""])
     write_results("judges", out, md)

@@ -1,9 +1,9 @@
 """How far can a judge be trusted? Its agreement with human labels, one table for every judge.
 
 Learned judges (the default without an API key) report their agreement on labels they did not
-train on, measured once here (or by `build-judges`, the bench) and cached beside the judge
-(see ``evals.judges.learned.recipes``); an evaluation run only fits them. Any other judge (``gpt4``, the
-SmolLM2 stand-in ``local``, a judge folder) is asked through the judge interface on the same
+train on (see ``evals.judges.learned.recipes``), measured once here, by `build-judges` or by the
+bench, and cached beside the judge; an evaluation run only fits them. Any other judge (``gpt4``,
+the SmolLM2 stand-in ``local``, a judge folder) is asked through the judge interface on the same
 held-out data, a seeded subset of ``limit`` items per check:
 
 - HH-RLHF test pairs whose prompt is in the evaluation part (the learned judges never trained on
@@ -29,8 +29,6 @@ from evals.judges.learned.metrics import Agreement, accuracy, pairwise
 from evals.stats import spearman
 from evals.store_tables import Rating, ratings
 
-LEARNED = ("truth", "info", "harmless", "helpful", "sentiment")
-
 
 @dataclass
 class Correlation:
@@ -41,13 +39,13 @@ class Correlation:
     p_value: float
 
 
-def learned_rows(names: tuple[str, ...] = LEARNED, root: Path | None = None) -> list[Agreement]:
-    """Every learned judge's measured agreement (building and measuring, once, the ones not yet
-    in the cache)."""
+def learned_rows(names: list[str] | None = None, root: Path | None = None) -> list[Agreement]:
+    """The measured agreement of the learned judges ``names`` (default: every registered one,
+    plugins' included), building and measuring, once, those not yet in the cache."""
     from evals.judges.learned import build
 
     rows: list[Agreement] = []
-    for name in tqdm(names, desc="learned judges", unit="judge"):
+    for name in tqdm(names or build.judge_names(), desc="learned judges", unit="judge"):
         rows += build.validated(name, root=root).agreements or []
     return rows
 

@@ -128,6 +128,11 @@ def features(queries: Sequence[Query], refs: Refs, bank: Sequence[Labelled] | No
     groups: dict[str, list[int]] = defaultdict(list)
     for i, q in enumerate(queries):
         groups[q.question].append(i)
+    needed: list[str] = []  # every question's references and labelled answers, embedded in
+    for question in groups:  # one call (one write of the cache): the look-ups below then hit it
+        correct, wrong = refs.get(question, ([], []))
+        needed += correct + wrong + [r.answer for r in by_q.get(question, [])]
+    embed(needed, encoder, desc="embed references")
     nr, nb = len(REF_FEATURES), len(BANK_FEATURES)
     for question, idx in groups.items():
         correct, wrong = refs.get(question, ([], []))
