@@ -55,9 +55,11 @@ def _save(encoder: str, table: dict[str, np.ndarray]) -> None:
         tmp.replace(path)
 
 
-def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 64,
+def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 16,
           desc: str = "embed") -> np.ndarray:
-    """(len(texts), dim) unit vectors; new texts are encoded (progress bar) and cached."""
+    """(len(texts), dim) unit vectors; new texts are encoded (progress bar) and cached. Small
+    batches: on one CPU thread, batches of 16 HH replies took about 20% fewer CPU-seconds than
+    batches of 64 (less padding, activations that stay in cache)."""
     with _LOCK:
         table = _load(encoder)
         keys = [text_key(t) for t in texts]
