@@ -142,6 +142,7 @@ class EvalModel:
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
     limit: int | None = None  # at most this many samples per task (not part of the identity)
     concurrency: int = 8  # openai: requests in flight (not part of the identity)
+    paper_rows: tuple[str, ...] = ()  # the paper's table rows it fills (not part of the identity)
 
     def decoding(self) -> Decoder:
         """The registered decoder this model names."""
