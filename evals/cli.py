@@ -13,8 +13,8 @@ from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
-    from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
+    from evals.results import BASE_LABEL
 
     return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url,
                       concurrency=args.concurrency)

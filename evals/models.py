@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from evals.leaderboard import BASE_LABEL, canonical_label
+from evals.results import BASE_LABEL, method_label
 from evals.store_tables import eval_runs
 from udasa.config import GenerationConfig
 from udasa.configfile import require
@@ -233,7 +233,7 @@ def label_aliases(store: Store) -> dict[str, str]:
     for run in eval_runs(store):
         for m in run.config.get("models", []):
             if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
-                out[generator_name(m["spec"])] = canonical_label(m["name"])
+                out[generator_name(m["spec"])] = method_label(m["name"])
     return out
 
 

