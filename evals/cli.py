@@ -91,9 +91,9 @@ def print_results(results: dict) -> None:
                               f"{est['mean']:.2f} [{est['low']:.2f}, {est['high']:.2f}]",
                               str(est["n"]), str(m["failures"]))
         for test in t["paired_tests"]:
-            console.print(f"{task}: {test['model']} - {test['baseline']} = "
-                          f"{test['mean_diff']:+.3f} [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]"
-                          f", p = {test['p_bootstrap']:.3g} (bootstrap), "
+            console.print(f"{task} {test['metric']}: {test['model']} - {test['baseline']} = "
+                          f"{test['mean_diff']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}]"
+                          f", p = {test['p_boot']:.3g} (bootstrap), "
                           f"{test['p_sign']:.3g} (sign test), n = {test['n']}"
                           + (f", excluded for judge failures: {test['excluded']}"
                              if test.get("excluded") else ""))

@@ -62,7 +62,7 @@ class EvalConfig:
 def judge_id(judge: Judge) -> str:
     """The judge's identity in a setting: its name, and the model it asks where it names one."""
     c = judge.config
-    return ":".join(p for p in (c.name, c.model, c.base_url or "") if p)
+    return ":".join(p for p in (c.name, c.model) if p)
 
 
 def paired_tests(per_model: dict[str, dict[str, dict]], metrics: list[str]) -> list[dict]:
