@@ -174,3 +174,50 @@ def test_premise_figure_draws_each_uncertainty_and_names_a_constant_one(tmp_path
     plt.close(fig)
     assert ("| val | undefined (one side is constant) | — | 0 (3) | undefined (one side is "
             "constant) | — | 9 |") in premise_markdown(result)
+
+
+METRICS = {"harmlessness": ["score"], "helpfulness": ["score"],
+           "truthfulness": ["true_x_info", "true", "info"],
+           "sentiment": ["positive_judge", "positive_vader"], "truthfulqa_mc": ["mc1", "mc2"]}
+ASR = {"white-box": "asr_whitebox_prefix", "transfer-published": "asr_transfer_prefix",
+       "transfer": "asr_transfer_optimised_prefix"}
+
+
+def synthetic_results(exp, ws) -> None:
+    """Each method of an experiment file on each task it is listed for, as `udasa-eval run
+    --experiment` would record it (values made up, the identities and paper rows real)."""
+    from evals.experiment import resolve_path
+    from evals.tasks.robustness import load_robustness_config
+
+    for i, task in enumerate(exp.tasks):
+        specs = [m for m in exp.methods if (m.tasks is None or task.name in m.tasks)
+                 and (task.methods is None or m.name in task.methods)]
+        metrics = METRICS.get(task.name) or [
+            ASR[load_robustness_config(str(resolve_path(exp, task.data))).mode]]
+        add(ws, f"e{i}", task.name, {m.name: {k: [50.0, 60.0] for k in metrics} for m in specs},
+            experiment=exp.name, data=task.data or "default", limit=task.limit,
+            paper_rows={m.name: m.paper_rows for m in specs})
+
+
+# the paper's cells each shipped file has a method for: table -> rows x columns filled
+FILLED = {
+    "paper": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3 * 2},
+    "gpu-small": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3},  # no white-box
+    "cpu": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3 * 2},
+    "cpu-ablations": {"table1": 4 * 4, "table7": 4 * 4}}
+
+
+@pytest.mark.parametrize("name", sorted(FILLED))
+def test_each_shipped_experiment_fills_every_paper_cell_it_has_a_method_for(name, tmp_path):
+    from evals.experiment import load_experiment
+    from evals.results import load_results
+    from evals.tables import build_table, figure2_grid
+
+    exp = load_experiment(f"configs/experiments/{name}.yaml")
+    synthetic_results(exp, tmp_path)
+    results = load_results(tmp_path)
+    tables, fig2 = load_paper_results()
+    got = {spec.id: sum(c is not None for row in build_table(spec, results).cells for c in row)
+           for spec in tables}
+    assert got == {spec.id: FILLED[name].get(spec.id, 0) for spec in tables}
+    assert figure2_grid(fig2, results).size == (4 if name == "cpu-ablations" else 0)
