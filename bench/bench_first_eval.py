@@ -61,7 +61,8 @@ def seconds(clock: str) -> float:
 def start_side(name: str, tree: Path, args, tmp: Path) -> tuple[subprocess.Popen, Path]:
     ws = tmp / f"ws-{name}"
     shutil.copytree(args.workspace, ws)
-    env = {**os.environ, "PYTHONPATH": str(tree),
+    threads = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    env = {**os.environ, **threads, "PYTHONPATH": str(tree),
            "XDG_CACHE_HOME": str(fresh_cache(args.demo_cache, tmp / f"cache-{name}"))}
     log = tmp / f"{name}.log"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "evals.cli", "run", "--limit",
@@ -93,6 +94,9 @@ def main() -> None:
                         help="the user cache `make demo` used (its udasa/ is copied, less judges)")
     parser.add_argument("--limit", type=int, default=3)
     parser.add_argument("--together", action="store_true", help="run both sides at once")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for both sides (default: torch's choice); 1 on a "
+                             "busy shared machine, where a 2-thread pool spin-waits")
     parser.add_argument("--after", default=None,
                         help="a commit for the after side (default: this tree as it is)")
     parser.add_argument("--out", default="first-eval")
@@ -111,7 +115,8 @@ def main() -> None:
     out = {"command": " ".join([".venv/bin/python bench/bench_first_eval.py", *sys.argv[1:]]),
            "environment": environment(), "machine_start": state,
            "machine_end": {"loadavg": Path("/proc/loadavg").read_text().split()[:3]},
-           "before": BEFORE, "after": args.after or "this tree", "limit": args.limit, "together": args.together, "sides": sides,
+           "before": BEFORE, "after": args.after or "this tree", "limit": args.limit,
+           "threads": args.threads, "together": args.together, "sides": sides,
            "date": time.strftime("%Y-%m-%d %H:%M")}
     write_results(args.out, out, markdown(out))
 
@@ -130,6 +135,7 @@ def markdown(out: dict) -> str:
          f"other engineers (load average {' '.join(out['machine_start']['loadavg'])} at the "
          f"start, {' '.join(out['machine_end']['loadavg'])} at the end"
          + (", both sides at once" if out["together"] else "")
+         + (f", OMP_NUM_THREADS={out['threads']} on both" if out["threads"] else "")
          + "): wall times are inflated; CPU-seconds (user + system) are each run's own."), "",
         md_table(["side", "wall s", "CPU s", "peak RSS GB", "judges built", "judge WARNING lines",
                   "exit"], rows), ratio, ""])
