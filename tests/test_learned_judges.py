@@ -148,6 +148,26 @@ def test_each_judge_fits_once_then_measures_its_agreement_once(name, cache, smal
         build.artifact_path(name, TINY[name], small_root)
 
 
+def test_a_judge_cached_by_the_first_format_keeps_its_agreement(tmp_path, monkeypatch,
+                                                               small_root):
+    """Artifacts written before the split (judge and agreement in one file, same key) load as
+    they are: no rebuild, their agreement shown."""
+    import joblib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    s = TINY["sentiment"]
+    judge = recipes.train_sentiment(s, small_root)
+    row = metrics.Agreement("learned sentiment", "IMDB subset test split", "accuracy", 0.75,
+                            0.5, 0.9, 12)
+    path = build.artifact_path("sentiment", s, small_root)
+    path.parent.mkdir(parents=True)
+    joblib.dump({"judge": judge, "agreements": [row.as_dict()], "meta": {"cpu_s": 1.0}}, path)
+    built = build.get("sentiment", s, small_root)
+    assert built.cached and built.agreements == [row]
+    assert build.validated("sentiment", s, small_root).agreements == [row]
+    assert not build.agreement_path("sentiment", s, small_root).exists()
+
+
 def test_an_evaluation_labels_an_unmeasured_judge_so(tmp_path, monkeypatch, small_root):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no judge measured yet
 

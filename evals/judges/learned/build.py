@@ -124,7 +124,8 @@ def validated(name: str, settings: Any = None, root: Path | None = None) -> Buil
     r, settings, root = _resolve(name, settings, root)
     path = agreement_path(name, settings, root)
     _once(path, lambda: _measure(name, r, built.judge, root, path))
-    return _load(name, artifact_path(name, settings, root), path, built.cached)
+    rows, cost = _read_agreement(path)
+    return dataclasses.replace(built, agreements=rows, meta={**built.meta, "validation": cost})
 
 
 def _once(path: Path, make: Callable[[], None]) -> bool:
@@ -171,14 +172,18 @@ def _measure(name: str, r: Recipe, judge: Any, root: Path, path: Path) -> None:
     tmp.replace(path)
 
 
+def _read_agreement(path: Path) -> tuple[list[Agreement], dict[str, float]]:
+    blob = json.loads(path.read_text())
+    return [Agreement(**a) for a in blob["agreements"]], blob["meta"]
+
+
 def _load(name: str, path: Path, agreement: Path, cached: bool) -> Built:
     import joblib
 
     blob = joblib.load(path)
     meta = dict(blob["meta"])
-    rows = blob.get("agreements")  # an artifact of the first format carries them inside
+    # an artifact of the first format carries its agreement inside
+    rows = [Agreement(**a) for a in blob["agreements"]] if "agreements" in blob else None
     if agreement.is_file():
-        measured = json.loads(agreement.read_text())
-        rows, meta["validation"] = measured["agreements"], measured["meta"]
-    return Built(name, blob["judge"], None if rows is None else [Agreement(**a) for a in rows],
-                 meta, cached)
+        rows, meta["validation"] = _read_agreement(agreement)
+    return Built(name, blob["judge"], rows, meta, cached)
