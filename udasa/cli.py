@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from udasa import dist
 from udasa.axes import axis_keys
 from udasa.cli_common import console, run_cli
 from udasa.config import RunConfig, load_config
@@ -90,16 +91,23 @@ def summary(pipe) -> Path | None:
 
 def cmd_run(args):
     pipe = _pipeline(args)
-    for step, rep in pipe.run_all().items():
-        _report(step, rep)
-    summary(pipe)
+    reports = pipe.run_all()
+    if dist.is_main():  # with several processes (docs/scaling.md) the main one reports
+        for step, rep in reports.items():
+            _report(step, rep)
+        summary(pipe)
 
 
 def cmd_step(args):
+    """One step; with several processes only `train` runs on all of them, the others on the
+    main process while the rest wait."""
     pipe = _pipeline(args)
-    _report(args.command, getattr(pipe, args.command)())
-    if args.command == "stages":
-        summary(pipe)
+    step = getattr(pipe, args.command)
+    rep = step() if args.command == "train" else dist.from_main(step)
+    if dist.is_main():
+        _report(args.command, rep)
+        if args.command == "stages":
+            summary(pipe)
 
 
 def cmd_export(args):
