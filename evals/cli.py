@@ -71,7 +71,12 @@ def cmd_experiment(args) -> None:
     from evals.suite import run_experiment
 
     start = time.perf_counter()
-    out = run_experiment(_experiment(args), args.workspace, progress=console.print)
+    from udasa import dist
+
+    out = run_experiment(_experiment(args), args.workspace,
+                         progress=console.print if dist.is_main() else lambda _: None)
+    if out["tables"] is None:  # another process of a multi-process build: nothing to show
+        return
     for results in out["evals"]:
         print_results(results)
     for path in out["premise"]:

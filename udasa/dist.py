@@ -106,3 +106,22 @@ def from_main(fn: Callable[[], T]) -> T:
 def on_main(fn: Callable[[], object]) -> None:
     """`fn()` (a write) on the main process only; every process leaves together."""
     from_main(lambda: (fn(), None)[1])
+
+
+def finish() -> bool:
+    """End the part run by several processes: all wait for each other, the group is closed,
+    and the main process goes on alone as a single process (accelerate and the Trainer see
+    one). Returns whether this process goes on (the main one)."""
+    global _control
+    if not active():
+        return True
+    import torch.distributed as td
+    from accelerate.state import AcceleratorState
+
+    main = is_main()
+    barrier()
+    td.destroy_process_group()
+    _control = None
+    os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return main
