@@ -224,8 +224,8 @@ def markdown(data: dict) -> str:
     if data.get("kills"):
         md += ("## A rank killed (SIGKILL) in the middle of stage 2, then two processes "
                "resume\n\n"
-               + md_table(["killed rank", "delay s", "landed in", "resumed", "identical to "
-                           "one process", "weight drift", "rows equal"],
+               + md_table(["killed rank", "delay s", "landed in", "resumed", "identical",
+                           "weight drift", "rows equal"],
                           [[k["rank"], k["delay_s"], k["landed_in"], k["resumed"],
                             k.get("identical"), k.get("weight_drift"),
                             not k.get("row_diffs")] for k in data["kills"]]) + "\n")

@@ -34,7 +34,7 @@ from udasa import dist
 from udasa.config import TrainingConfig
 from udasa.errors import UdasaError
 from udasa.export import dpo_row
-from udasa.models import model_identity, resolve_model
+from udasa.models import model_identity, model_load, resolve_model
 from udasa.rank_split import RankSplitMixin, Recorder
 from udasa.records import content_key
 from udasa.store import Store
@@ -357,7 +357,8 @@ class CurriculumTrainer:
         self.store, self.run_id, self.train_key = store, run_id, train_key
         self.cfg, self.policy_ref = cfg, policy_ref
         self.schedule, self.seed, self.out_dir = schedule, seed, out_dir
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy_ref))
+        with model_load(policy_ref, "training policy"):
+            self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy_ref))
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.conversational = bool(self.tokenizer.chat_template)  # pairs as chat messages
@@ -399,7 +400,8 @@ class CurriculumTrainer:
 
     def _load(self, path: str):
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
-        return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
+        with model_load(path, "training policy"):
+            return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
 
     def _stage_rows(self, stage: RunStage,
                     all_pairs: list[PreferencePair]) -> list[PreferencePair]:
