@@ -54,6 +54,10 @@ def _data(args) -> dict[str, str]:
 
 
 def cmd_run(args) -> None:
+    if args.plan and not (args.experiment or args.suite):
+        from udasa.errors import ConfigError
+
+        raise ConfigError("--plan needs --experiment FILE (or --suite)")
     if args.experiment or args.suite:
         return cmd_experiment(args)
     from evals.runner import EvalConfig, run_eval
@@ -67,7 +71,16 @@ def cmd_run(args) -> None:
     print_results(run_eval(cfg, progress=console.print))
 
 
+def cmd_plan(args) -> None:
+    from evals.plan import make_plan, render
+
+    console.print(render(make_plan(_experiment(args), args.workspace), args.gpu_tflops),
+                  markup=False, highlight=False)
+
+
 def cmd_experiment(args) -> None:
+    if args.plan:
+        return cmd_plan(args)
     from evals.suite import run_experiment
 
     start = time.perf_counter()
@@ -191,6 +204,13 @@ def _add_run(sub) -> None:
     run.add_argument("--experiment", type=Path, default=None,
                      help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
                           "judge; builds what is missing, evaluates, writes tables.md")
+    run.add_argument("--plan", action="store_true",
+                     help="with --experiment: resolve every config, model, data set, judge "
+                          "and server URL (no weights loaded, no server called) and print "
+                          "what is stored, what would be built and evaluated, and its compute")
+    run.add_argument("--gpu-tflops", type=float, default=400.0,
+                     help="sustained throughput for --plan's GPU hours (default 400: 40%% of "
+                          "an H100's bf16 dense peak)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field of the experiment file, e.g. --set seed=1 or "
                           "--set tasks.0.limit=5 (repeatable; YAML values)")
