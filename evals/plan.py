@@ -52,6 +52,14 @@ class Plan:
     found: list[tuple[str, Found]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _data: dict = field(default_factory=dict, repr=False)
+
+    def data(self, cfg, field: str) -> Found:
+        """A method's prompts (`DataConfig`), read once per plan."""
+        key = (cfg.source, cfg.limit, cfg.split, cfg.column)
+        if key not in self._data:
+            self._data[key] = find_data(cfg.source, field, cfg.limit, cfg.split, cfg.column)
+        return self._data[key]
 
     def find(self, used_by: str, item: Found) -> Found:
         if not any(u == used_by and f.name == item.name for u, f in self.found):
@@ -122,8 +130,7 @@ def plan_udasa(plan: Plan, spec: MethodSpec, ctx: BuildContext, stored: Stored) 
 
     cfg = udasa_config(spec, ctx)
     gen, tr = cfg.generation, cfg.training
-    data = plan.find(spec.name, find_data(cfg.data.source, f"{spec.name}: data.source",
-                                          cfg.data.limit, cfg.data.split, cfg.data.column))
+    data = plan.find(spec.name, plan.data(cfg.data, f"{spec.name}: data.source"))
     if gen.backend == "openai":
         plan.find(spec.name, find_server(gen.base_url, f"{spec.name}: generation.base_url"))
         policy = plan.find(spec.name, find_model(tr.model or gen.model,
@@ -171,8 +178,7 @@ def plan_baseline(plan: Plan, spec: MethodSpec, ctx: BuildContext, stored: Store
     kind = registry.lookup("method", spec.kind)
     cfg = kind.config(spec, ctx)
     gen = cfg.generation
-    data = plan.find(spec.name, find_data(cfg.data.source, f"{spec.name}: data.source",
-                                          cfg.data.limit, cfg.data.split, cfg.data.column))
+    data = plan.find(spec.name, plan.data(cfg.data, f"{spec.name}: data.source"))
     if gen.backend == "openai":
         plan.find(spec.name, find_server(gen.base_url, f"{spec.name}: generation.base_url"))
     policy = plan.find(spec.name, find_model(gen.model, f"{spec.name}: generation.model"))
