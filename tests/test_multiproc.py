@@ -67,15 +67,18 @@ def test_udasa_run_on_two_processes_with_the_cpu_accelerate_config(one, tmp_path
 
 
 @pytest.fixture(scope="module")
-def stage_2_seconds(one, tmp_path_factory):
-    return bm.step_span(one["setup"], one["base"], tmp_path_factory.mktemp("span"), "dpo-2")
+def killed_one(one, tmp_path_factory):
+    """Half-way into stage 2 on two processes, and one process killed there and resumed."""
+    delay = bm.step_span(one["setup"], one["base"], tmp_path_factory.mktemp("span"),
+                         "dpo-2") / 2
+    return delay, bm.one_process_resumed(one["setup"], one["base"],
+                                         tmp_path_factory.mktemp("kill-one"), "dpo-2", delay)
 
 
 @pytest.mark.parametrize("rank", [1, 0])
-def test_a_rank_killed_mid_stage_resumes_to_the_same_end(one, stage_2_seconds, tmp_path,
-                                                         rank):
-    trial = bm.kill_trial(one["setup"], one["base"], tmp_path, rank, "dpo-2",
-                          stage_2_seconds / 2, one["want"])
+def test_a_rank_killed_mid_stage_resumes_as_one_process_does(one, killed_one, tmp_path, rank):
+    delay, want = killed_one
+    trial = bm.kill_trial(one["setup"], one["base"], tmp_path, rank, "dpo-2", delay, want)
     assert trial["killed"] and trial["landed_in"] == "dpo-2", trial
     assert trial["integrity_after_kill"] == "ok"
     assert trial["resumed"], trial.get("log_tail")
