@@ -108,7 +108,13 @@ class RankSplitMixin:
 
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()
-        return one_process_batches(loader) if dist.active() else loader
+        if not dist.active():
+            return loader
+        if self.accelerator.num_processes != dist.world_size():
+            raise UdasaError(f"{dist.world_size()} processes were launched but the trainer "
+                             f"sees {self.accelerator.num_processes} (on CPUs set "
+                             "training.device: cpu)")
+        return one_process_batches(loader)
 
     def get_eval_dataloader(self, eval_dataset=None):
         loader = super().get_eval_dataloader(eval_dataset)

@@ -450,7 +450,8 @@ class CurriculumTrainer:
             precompute_ref_log_probs=c.precompute_ref,
             eval_strategy="steps" if has_eval else "no", eval_steps=c.eval_steps,
             logging_steps=1, save_strategy="no", report_to=[], seed=self.seed,
-            use_cpu=c.device == "cpu", bf16=c.bf16, activation_checkpointing=False,
+            use_cpu=c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()),
+            bf16=c.bf16, activation_checkpointing=False,
             dataloader_num_workers=0, lr_scheduler_type="constant",
         )
 
