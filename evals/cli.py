@@ -54,12 +54,16 @@ def _data(args) -> dict[str, str]:
 
 
 def cmd_run(args) -> None:
-    if args.plan and not (args.experiment or args.suite):
-        from udasa.errors import ConfigError
+    from udasa import dist
+    from udasa.errors import ConfigError
 
+    if args.plan and not (args.experiment or args.suite):
         raise ConfigError("--plan needs --experiment FILE (or --suite)")
     if args.experiment or args.suite:
         return cmd_experiment(args)
+    if dist.active():
+        raise ConfigError("several processes only train (`--experiment`); evaluate with one "
+                          "process (without torchrun / accelerate launch)")
     from evals.runner import EvalConfig, run_eval
     from evals.tasks import task_names
 
