@@ -163,7 +163,6 @@ class RankSplitMixin:
             loss = loss + sft * world * nll / max(chosen_tokens(inputs["completion_mask"]), 1)
         return (loss, result[1]) if return_outputs else loss
 
-
     def _uncount_null_tokens(self, inputs: dict, share: Share, world: int) -> None:
         """TRL's running `num_tokens` without the null pairs' tokens (every rank holds the
         whole batch, so each knows how many there were in all)."""
