@@ -32,6 +32,7 @@ Attention FLOPs are left out of every count (under 8% at these lengths).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -305,7 +306,7 @@ def judge_embedding(texts: list[str], table_rows: int) -> dict:
 
 def _row(label: str, rate: str, flops: float, wall: float, cpu: float, peak: float) -> list:
     """step, rate, core share (CPU / wall), GFLOP per CPU-second, share of the CPU peak."""
-    return [label, rate, cpu / wall if wall == wall and wall else "-", flops / cpu / 1e9,
+    return [label, rate, cpu / wall if wall and not math.isnan(wall) else "-", flops / cpu / 1e9,
             flops / cpu / 1e9 / peak]
 
 

@@ -20,6 +20,7 @@ from udasa.pairs import FusedResponse, build_pairs, random_pair
 from udasa.pipeline import Pipeline
 
 MEDIUM = REPO / "configs" / "experiments" / "cpu-medium.yaml"
+AXES = REPO / "configs" / "experiments" / "cpu-medium-axes.yaml"
 # a few built-in prompts, short replies, no training: the controls up to their stages
 TINY = ["data.source=builtin", "data.limit=6", "generation.n=3",
         "generation.max_new_tokens=8", "training.enabled=false"]
@@ -59,7 +60,12 @@ def test_selection_random_keeps_rejected_random():
 
 
 def medium_context(workspace: Path, policy: str | None = None, extra=()) -> BuildContext:
+    """cpu-medium.yaml's methods and cpu-medium-axes.yaml's (UDASA once), with `extra`
+    overrides on each."""
     exp = load_experiment(MEDIUM)
+    axes = load_experiment(AXES)
+    assert {m.name: m for m in axes.methods}["UDASA"] == {m.name: m for m in exp.methods}["UDASA"]
+    exp.methods += [m for m in axes.methods if m.name != "UDASA"]
     if policy:
         exp.policy = policy
     for spec in exp.methods:
@@ -94,7 +100,10 @@ def test_cpu_medium_loads_and_every_method_builds_from_configuration(tmp_path):
 
 
 def test_cpu_medium_sizes_meet_the_issue():
+    axes = load_experiment(AXES)
     exp = load_experiment(MEDIUM)
+    assert [(t.name, t.limit, t.data) for t in axes.tasks] == \
+        [(t.name, t.limit, t.data) for t in exp.tasks]  # the same evaluation
     limits = {t.name: t.limit for t in exp.tasks}
     assert limits["truthfulness"] >= 767 and limits["sentiment"] >= 500
     assert limits["harmlessness"] >= 300 and limits["helpfulness"] >= 300
