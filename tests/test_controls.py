@@ -159,3 +159,18 @@ def test_controls_share_udasa_replies_and_differ_only_in_what_they_control(tmp_p
                      pipes["UDASA random pairs"].store.pairs(pipes["UDASA random pairs"].run_id)]
     assert run_id_of(cfg) == pipes["UDASA random pairs"].run_id
     assert gen_key_of(cfg) == pipes["UDASA"].gen_key
+
+
+def test_methods_option_keeps_the_named_methods_for_a_split_run():
+    """`udasa-eval run --experiment cpu-medium.yaml --methods RLAIF --tasks robustness` builds
+    one method in a run of its own (the estimate's split, bench/results/medium-estimate.md)."""
+    from evals.cli import _experiment, build_parser
+
+    args = build_parser().parse_args(["run", "--experiment", str(MEDIUM), "--methods", "RLAIF",
+                                      "UDASA", "--tasks", "truthfulqa_mc"])
+    exp = _experiment(args)
+    assert [m.name for m in exp.methods] == ["RLAIF", "UDASA"]
+    assert [(t.name, t.methods) for t in exp.tasks] == [("truthfulqa_mc", ["RLAIF", "UDASA"])]
+    args = build_parser().parse_args(["run", "--experiment", str(MEDIUM), "--methods", "ghost"])
+    with pytest.raises(ConfigError, match=r"--methods: no method named \['ghost'\]"):
+        _experiment(args)
