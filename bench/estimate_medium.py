@@ -117,10 +117,19 @@ def plan(t: dict[str, float]) -> list[tuple[str, str, list[tuple[str, float]]]]:
          [("RLCD: 2,000 replies", gen2), ("RLCD: reference log-probs", ref),
           ("RLCD: DPO", dpo), ("robustness answers", robust)]),
         ("5", run("", "truthfulness sentiment"), evals("truthfulness") + evals("sentiment")),
-        ("6", run("", "harmlessness helpfulness"),
-         evals("harmlessness") + evals("helpfulness")),
-        ("7", run("", "robustness truthfulqa_mc"),
-         evals("robustness") + [("truthfulqa_mc: 6 sets of weights x 200 questions", mc)])]
+        ("6", run("", "harmlessness"), evals("harmlessness")),
+        ("7", run("", "helpfulness"), evals("helpfulness")),
+        ("8", run("", "robustness truthfulqa_mc"),
+         evals("robustness") + [("truthfulqa_mc: 6 sets of weights x 200 questions", mc)]),
+        *[(f"{9 + i} (axes, optional)",
+           (f"udasa-eval run --experiment configs/experiments/cpu-medium-axes.yaml {ws} "
+           f"--methods UDASA 'UDASA {axis} alone'"),
+           [(f"{axis} alone: reference log-probs (some pairs are UDASA's)", ref),
+            (f"{axis} alone: DPO", dpo),
+            (f"{axis} alone: answers on every task",
+             sum(sec for task in TASKS for name, sec in evals(task) if "answers" in name) / 7),
+            (f"{axis} alone: truthfulqa_mc", mc / 6)])
+          for i, axis in enumerate(("sem", "fact", "val"))]]
 
 
 def markdown(r: dict, peak: float) -> str:
@@ -140,11 +149,13 @@ def markdown(r: dict, peak: float) -> str:
         run_s = sum(s for _, s in steps)
         total += run_s
         lines.append(f"| {run} | **run {run} in all** | **{run_s / 60:.0f}** |")
-    lines += ["", f"Total: {total / 3600:.1f} h.", "", "Commands:", ""]
+    core = sum(sum(x for _, x in steps) for run, _, steps in runs if "optional" not in run)
+    lines += ["", (f"Total: {core / 3600:.1f} h for cpu-medium.yaml (runs 1-8), "
+              f"{total / 3600:.1f} h with the axes alone."), "", "Commands:", ""]
     lines += [f"{run}. `{cmd}`" for run, cmd, _ in runs]
-    lines += ["", ("Then `udasa-eval run --experiment configs/experiments/cpu-medium.yaml "
+    lines += ["", ("After run 8, `udasa-eval run --experiment configs/experiments/cpu-medium.yaml "
               "--workspace ws-medium` once more: everything is stored, so it only writes the "
-              "tables and the judge premise of each UDASA-kind run."), "",
+              "tables and the judge premise of each UDASA-kind run (minutes)."), "",
               "Unit costs (seconds): " + ", ".join(f"{k} {v:.3g}" for k, v in t.items()), ""]
     return "\n".join(lines)
 
