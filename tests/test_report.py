@@ -204,3 +204,13 @@ def test_a_results_file_with_no_paired_tests_is_named(tmp_path):
     text = render(tmp_path, tmp_path)
     assert "Evaluated before per-sample metrics were stored, so not compared: UDASA on " \
            "harmlessness." in text
+
+
+def test_runs_of_some_methods_add_to_the_experiment_record(tmp_path):
+    from evals.experiment_record import read_records, write_record
+
+    write_record(tmp_path, "cpu-medium", {"UDASA": {"pairs": 3}})
+    write_record(tmp_path, "cpu-medium", {"UDASA random pairs": {"pairs": 4}})
+    write_record(tmp_path, "cpu-medium", {"UDASA": {"pairs": 5}})  # rebuilt: the new facts
+    (record,) = read_records(tmp_path)
+    assert record["methods"] == {"UDASA": {"pairs": 5}, "UDASA random pairs": {"pairs": 4}}
