@@ -185,12 +185,38 @@ def statement(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
     if by_metric:
         lines += ["", (f"How large a difference the tests could have detected (80% power at "
                        f"level {ALPHA}/{len(rows)}, Holm's first step, from each comparison's n "
-                       "and observed SD of the differences); a \"no difference\" below reads "
+                       "and observed SD of the differences); a \"no difference\" above reads "
                        "as \"none larger than this\":")]
         lines += [f"- {task} ({setting}), {metric}: {min(v):.3g} to {max(v):.3g}"
                   if len(v) > 1 else f"- {task} ({setting}), {metric}: {v[0]:.3g}"
                   for (task, setting, metric), v in by_metric.items()]
     return lines
+
+
+def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
+    """Per compared method: on how many metrics `main` is significantly better, worse, or not
+    distinguishable (with the largest difference those tests could have missed)."""
+    lines = [f"| {main} against | metrics | {main} better | {main} worse | not distinguishable "
+             "(could have detected) |", "|---|---|---|---|---|"]
+    for other in dict.fromkeys(r["other"] for r in rows):
+        mine = [r for r in rows if r["other"] == other]
+        better = [r for r in mine if r["p_holm"] < ALPHA and (r["mean_diff"] > 0) != _lower(r)]
+        worse = [r for r in mine if r["p_holm"] < ALPHA and r not in better]
+        rest = [r for r in mine if r["p_holm"] >= ALPHA]
+        missed = f" (≤ {max(r['mdd'] for r in rest):.3g})" if rest else ""
+        lines.append(f"| {other} | {len(mine)} | {_names(better)} | {_names(worse)} | "
+                     f"{len(rest)}{missed} |")
+    return [*lines, "", "Better and worse are per metric: a higher score, a lower attack "
+                        "success rate (`asr_*`)."]
+
+
+def _lower(row: dict[str, Any]) -> bool:
+    return str(row["metric"]).startswith("asr_")  # attack success: lower is better
+
+
+def _names(rows: Sequence[dict[str, Any]]) -> str:
+    return f"{len(rows)}: " + ", ".join(f"{r['task']} {r['metric']}" for r in rows) \
+        if rows else "0"
 
 
 def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> list[str]:
@@ -212,7 +238,8 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> li
                     + ", ".join(legacy) + ".")
     if not rows:
         return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
-    return [*head, "", *comparison_lines(rows), "", *statement(rows, main), ""]
+    return [*head, "", *verdict_lines(rows, main), "", *comparison_lines(rows), "",
+            *statement(rows, main), ""]
 
 
 # what was trained ----------------------------------------------------------------------------

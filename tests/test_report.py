@@ -214,3 +214,18 @@ def test_runs_of_some_methods_add_to_the_experiment_record(tmp_path):
     write_record(tmp_path, "cpu-medium", {"UDASA": {"pairs": 5}})  # rebuilt: the new facts
     (record,) = read_records(tmp_path)
     assert record["methods"] == {"UDASA": {"pairs": 5}, "UDASA random pairs": {"pairs": 4}}
+
+
+def test_the_verdict_per_method_counts_better_worse_and_undistinguished(tmp_path):
+    from evals.report import verdict_lines
+
+    row = {"task": "t", "mdd": 0.5}
+    rows = [row | {"other": "random pairs", "metric": "score", "mean_diff": 1.0, "p_holm": 0.01},
+            row | {"other": "random pairs", "metric": "asr_transfer_prefix", "mean_diff": 10.0,
+                   "p_holm": 0.02},  # a higher attack success rate: worse
+            row | {"other": "random pairs", "metric": "true", "mean_diff": 1.0, "p_holm": 0.2,
+                   "mdd": 7.0},
+            row | {"other": "RLAIF", "metric": "score", "mean_diff": -1.0, "p_holm": 0.5}]
+    lines = verdict_lines(rows, "UDASA")
+    assert "| random pairs | 3 | 1: t score | 1: t asr_transfer_prefix | 1 (≤ 7) |" in lines
+    assert "| RLAIF | 1 | 0 | 0 | 1 (≤ 0.5) |" in lines
