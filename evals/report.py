@@ -196,8 +196,8 @@ def statement(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
 def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
     """Per compared method: on how many metrics `main` is significantly better, worse, or not
     distinguishable (with the largest difference those tests could have missed)."""
-    lines = [f"| {main} against | metrics | {main} better | {main} worse | not distinguishable "
-             "(could have detected) |", "|---|---|---|---|---|"]
+    lines = [(f"| {main} against | metrics | {main} better | {main} worse | not distinguishable "
+             "(could have detected) |"), "|---|---|---|---|---|"]
     for other in dict.fromkeys(r["other"] for r in rows):
         mine = [r for r in rows if r["other"] == other]
         better = [r for r in mine if r["p_holm"] < ALPHA and (r["mean_diff"] > 0) != _lower(r)]
@@ -206,8 +206,8 @@ def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
         missed = f" (≤ {max(r['mdd'] for r in rest):.3g})" if rest else ""
         lines.append(f"| {other} | {len(mine)} | {_names(better)} | {_names(worse)} | "
                      f"{len(rest)}{missed} |")
-    return [*lines, "", "Better and worse are per metric: a higher score, a lower attack "
-                        "success rate (`asr_*`)."]
+    return [*lines, "", ("Better and worse are per metric: a higher score, a lower attack "
+                        "success rate (`asr_*`).")]
 
 
 def _lower(row: dict[str, Any]) -> bool:
