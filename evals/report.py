@@ -48,7 +48,7 @@ POWER = 0.8
 def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path] = ()) -> Path:
     """Copy what the report reads from `workspaces` into `dest` (replacing what it held):
     `ws<i>/evals/<id>/{results.json, samples.jsonl.gz}`, `ws<i>/premise/`,
-    `ws<i>/experiments/`, `ws<i>/table3/table3.json` and `logs/<nn>-<name>`."""
+    `ws<i>/premise-human/`, `ws<i>/experiments/`, `ws<i>/table3/` and `logs/<nn>-<name>`."""
     if dest.exists():
         shutil.rmtree(dest)
     for i, ws in enumerate(workspaces, 1):
@@ -61,10 +61,9 @@ def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path]
             if samples.exists():
                 (target / "samples.jsonl.gz").write_bytes(
                     gzip.compress(samples.read_bytes(), mtime=0))
-        for sub in ("premise", "experiments", "table3"):
+        for sub in ("premise", "premise-human", "experiments", "table3"):
             if (ws / sub).is_dir():
-                shutil.copytree(ws / sub, here / sub,
-                                ignore=shutil.ignore_patterns("*.tmp", "*.md"))
+                shutil.copytree(ws / sub, here / sub, ignore=shutil.ignore_patterns("*.tmp"))
     for i, log in enumerate(logs, 1):
         (dest / "logs").mkdir(parents=True, exist_ok=True)
         shutil.copy2(log, dest / "logs" / f"{i:02d}-{log.name}")
@@ -306,6 +305,15 @@ def tables_part(results: ResultSet, premises: list[dict], out: Path) -> list[str
     return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
 
 
+def human_premise_section(evidence: Path) -> list[str]:
+    """The premise against human labels (`udasa scorers --human`), where it was run."""
+    found = sorted(evidence.glob("**/premise-human/premise_human.md"))
+    if not found:
+        return ["Not run (`udasa scorers --human --workspace DIR`, docs/premise.md).", ""]
+    text = found[-1].read_text(encoding="utf-8")
+    return [re.sub(r"^# .*\n", "", text, count=1).strip(), ""]
+
+
 def read_premise_files(evidence: Path) -> list[dict]:
     import json
 
@@ -335,7 +343,10 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
              *comparisons_section(results, main, experiment),
              "## What the UDASA runs trained on", "", *training_section(read_records(evidence)),
              "## Premise: does lower uncertainty mean a better reply?", "",
-             *premise,
+             "### By the judge, on each UDASA run's replies", "",
+             *[re.sub(r"^### ", "#### ", p, flags=re.MULTILINE) for p in premise],
+             "### Against human labels, independent of any judge", "",
+             *human_premise_section(evidence),
              "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
              "## The paper's tables", "", *tables_part(results, premises, out),
              "## Superseded evaluations", "", *superseded_lines(results)]

@@ -229,3 +229,15 @@ def test_the_verdict_per_method_counts_better_worse_and_undistinguished(tmp_path
     lines = verdict_lines(rows, "UDASA")
     assert "| random pairs | 3 | 1: t score | 1: t asr_transfer_prefix | 1 (≤ 7) |" in lines
     assert "| RLAIF | 1 | 0 | 0 | 1 (≤ 0.5) |" in lines
+
+
+def test_the_human_label_premise_is_included_where_it_was_run(tmp_path):
+    ws = tmp_path / "ws"
+    add(ws, "h", "harmlessness", {"UDASA": {"score": [1.0, 2.0]}})
+    assert "Not run (`udasa scorers --human" in render(tmp_path, ws)
+    (ws / "premise-human").mkdir()
+    (ws / "premise-human" / "premise_human.md").write_text(
+        "# The premise against human labels\n\n| uncertainty | u |\n|---|---|\n| u | 0.565 |\n")
+    text = render(tmp_path, ws)
+    part = text.split("### Against human labels")[1].split("\n## ")[0]
+    assert "| u | 0.565 |" in part and "# The premise against human labels" not in part
