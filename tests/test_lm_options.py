@@ -181,3 +181,23 @@ def test_rain_rlaif_and_the_lm_judge_read_the_letters_a_sentencepiece_model_writ
             direct_probs(model, tok, judge[1], letters)[0]) / 2
     got = LMJudgeScorer(ScorerConfig("lm-judge", model=sp_policy)).unsafe(["Hi"], ["Go away."])
     assert float(got[0]) == pytest.approx(float(want), abs=1e-5)
+
+
+def test_the_hf_judge_reads_the_answer_tokens_a_sentencepiece_model_writes(sp_policy):
+    """The local judge's yes/no and digit ids are those that follow its prompt (after the
+    chat template's end), not the tokens of "yes" or "7" alone ("▁yes", "▁7")."""
+    from evals.judges.hf_backend import DIGITS, YES, single_token_ids
+
+    _, tok = load_causal_lm(sp_policy)
+    text = chat_prefix(tok, "Is it safe? Answer yes or no.", "")
+    want = set()
+    for s in YES:
+        try:
+            want.add(after(tok, text, s))
+        except AssertionError:  # not one token after this prompt
+            continue
+    assert single_token_ids(tok, YES, text) == sorted(want) and want
+    digits = option_token_ids(tok, list(DIGITS), after=text)
+    assert digits == [after(tok, text, d) for d in DIGITS]
+    with pytest.raises(ValueError, match="not a single token"):  # alone: "▁" + "0" (the
+        option_token_ids(tok, list(DIGITS))  # dummy prefix), what the judge read before

@@ -11,6 +11,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+from udasa import dist
 from udasa.errors import UdasaError
 from udasa.registry import PLUGIN_ENV, load_plugins
 
@@ -81,6 +82,10 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     plugins, rest = split_plugins(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(rest)
     setup_logging(bool(getattr(args, "verbose", False)))
+    if not dist.is_main():  # several processes (docs/scaling.md): the main one reports
+        os.environ["TQDM_DISABLE"] = "1"
+        for name in OURS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         load_plugins(plugins)
         args.fn(args)
