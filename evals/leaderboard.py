@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from evals.stats import is_missing
+from udasa.files import atomic_write, write_text
 
 NONE = "—"  # shown where there is no human score (and for a missing judge score)
 BASE_LABEL = "base (unaligned)"  # the unaligned base policy, as experiments and tables name it
@@ -254,6 +255,7 @@ def write_leaderboard(rows: Iterable[Mapping], out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     long = long_table(rows, human, run_times, configs)
     md, csv = out / "leaderboard.md", out / "leaderboard.csv"
-    md.write_text(render_markdown(long, digits, models), encoding="utf-8")
-    long.to_csv(csv, index=False)
+    write_text(md, render_markdown(long, digits, models))
+    with atomic_write(csv, newline="") as f:
+        long.to_csv(f, index=False)
     return md, csv

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from evals.leaderboard import latest_rows
+from udasa.files import save_figure
 
 
 def _f(v: Any) -> float:
@@ -38,7 +39,6 @@ def bar_chart(rows: Iterable[Mapping], task: str, metric: str, path: str | Path,
     order = {m: i for i, m in enumerate(models or [])}
     picked.sort(key=lambda r: order.get(r["model"], len(order)))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = [_f(r["value"]) for r in picked]
     lows = [v - _f(r.get("ci_low")) for v, r in zip(values, picked)]
     highs = [_f(r.get("ci_high")) - v for v, r in zip(values, picked)]
@@ -56,6 +56,6 @@ def bar_chart(rows: Iterable[Mapping], task: str, metric: str, path: str | Path,
     title = f"{task}: {metric}\n" + (setting or f"judge: {'; '.join(judges) or 'unknown'}")
     ax.set_title(title, fontsize=9 if setting else 10, wrap=True)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

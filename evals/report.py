@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from evals.leaderboard import shown_path
 from evals.stats import paired_bootstrap, sign_test
 from udasa.errors import ConfigError
+from udasa.files import atomic_write, write_text
 
 ALPHA = 0.05
 
@@ -181,9 +181,9 @@ def tables_section(workspace: Path, assets: Path, link: str) -> list[str]:
     md = workspace / "tables.md"
     if not md.exists():
         return [f"(no tables.md in {workspace}: run `udasa-eval tables`)"]
-    assets.mkdir(parents=True, exist_ok=True)
     for png in (workspace / "tables").glob("*.png"):
-        shutil.copy2(png, assets / png.name)
+        with atomic_write(assets / png.name, "wb") as f:
+            f.write(png.read_bytes())
     text = md.read_text(encoding="utf-8").replace("](tables/", f"]({link}/")
     lines = text.splitlines()
     if lines and lines[0].startswith("# "):  # its title: the report's section heading says it
@@ -216,6 +216,4 @@ def write_report(workspaces: Sequence[Path], out: Path, logs: list[Path], main: 
     parts += [f"## {main} against each method, paired by sample", "",
               *comparison_lines(rows), "", *statement(rows, main), "",
               "## The paper's tables", "", *all_tables(workspaces, out)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return out
+    return write_text(out, "\n".join(parts) + "\n")

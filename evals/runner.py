@@ -31,6 +31,7 @@ from evals.store_tables import (
 )
 from evals.tasks.base import Sample, Task, TaskRun, get_task, run_task
 from udasa.errors import ConfigError
+from udasa.files import write_json, write_jsonl
 from udasa.keys import package_versions
 from udasa.records import content_key
 from udasa.store import Store
@@ -121,11 +122,8 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     results["judge"]["stats"] = judge.stats.as_dict()
     results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
     out_dir = cfg.workspace / "evals" / eval_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n"
-                     for row in samples_out)
+    write_json(out_dir / "results.json", results, default=str)
+    write_jsonl(out_dir / "samples.jsonl", samples_out)
     add_eval_run(store, eval_id, results["config"], results,
                  [EvalSample(**s) for s in samples_out], [LeaderboardRow(**b) for b in board])
     results["paths"] = write_outputs(store, cfg.workspace)

@@ -23,6 +23,7 @@ from evals.leaderboard import latest_rows, with_settings
 from evals.stats import is_missing
 from evals.store_tables import eval_run_times_and_configs, leaderboard
 from udasa.errors import ConfigError
+from udasa.files import atomic_write, save_figure, write_text
 from udasa.store_schema import as_rows
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper" / "results.yaml"
@@ -225,8 +226,7 @@ def plot_table(table: BuiltTable, path: Path) -> Path | None:
         ax.set_title(table.spec.columns[j].label, fontsize=9)
     fig.suptitle(table.spec.title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -273,8 +273,7 @@ def plot_figure2(spec: Figure2, grid: pd.DataFrame, path: Path) -> Path:
     fig.colorbar(im, ax=ax, label=f"{spec.task} {spec.metrics[0]}")
     ax.set_title(spec.title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -304,7 +303,6 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     specs, fig2 = load_paper_results()
     index = index_rows(as_rows(leaderboard(store)), *eval_run_times_and_configs(store))
     out = workspace / "tables"
-    out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",
              ("Ours: mean [95% CI] n from this workspace's latest evaluation of each method, each column "
              "from one setting (data, sample limit, seed, judge: named under the table); the "
@@ -314,7 +312,8 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     for spec in specs:
         built = build_table(spec, index)
         csv = out / f"{spec.id}.csv"
-        built.frame.to_csv(csv, index=False)
+        with atomic_write(csv, newline="") as f:
+            built.frame.to_csv(f, index=False)
         png = plot_table(built, out / f"{spec.id}.png")
         paths["csv"].append(str(csv))
         parts.append(to_markdown(built))
@@ -324,7 +323,8 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     grid = figure2_grid(fig2, index)
     fig_png = None
     if not grid.empty:
-        grid.to_csv(out / "figure2.csv")
+        with atomic_write(out / "figure2.csv", newline="") as f:
+            grid.to_csv(f)
         fig_png = plot_figure2(fig2, grid, out / "figure2.png")
         paths["png"].append(str(fig_png))
     parts.append(figure2_markdown(fig2, grid, f"tables/{fig_png.name}" if fig_png else None))
@@ -337,5 +337,5 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
     if not premises:
         parts += ["Nothing stored yet (`udasa-eval premise --workspace DIR --run RUN`).", ""]
     md = workspace / "tables.md"
-    md.write_text("\n".join(parts), encoding="utf-8")
+    write_text(md, "\n".join(parts))
     return {"tables_md": str(md)} | paths

@@ -12,12 +12,13 @@ import functools
 import hashlib
 import importlib.util
 import logging
-import shutil
 from pathlib import Path
 
 import platformdirs
 import torch
 from filelock import FileLock
+
+from udasa.files import save_folder
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,7 @@ def embedded_policy_dir() -> Path:
         model.hf_quantizer = None  # transformers refuses save_pretrained on GGUF-loaded models
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(target)  # atomic: a killed de-quantisation never leaves a half cache
+        save_folder(target, model, tokenizer)  # a killed de-quantisation leaves no half cache
     return target
 
 

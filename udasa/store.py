@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from udasa.files import writing
+from udasa.integrity import damaged, header_problem, read_only, store_errors
 from udasa.migrations import apply_schemas, refuse_newer
 from udasa.records import Prompt
 from udasa.store_records import (
@@ -72,32 +74,50 @@ def where_equal(**columns: Any) -> tuple[str | None, list[Any]]:
 class Store:
     """A workspace's SQLite store. Create with `Store(workspace_dir)`.
 
-    Opening checks the schema versions before it writes anything: a store written by newer
-    code is a DataError and stays as it was; an older one is migrated in one transaction.
+    Opening checks the file's header and the schema versions before it writes anything: a
+    damaged file (another file type, truncated) or a store written by newer code is a
+    DataError and stays as it was; an older one is migrated in one transaction.
     """
 
     FILENAME = "udasa.sqlite"
 
     def __init__(self, workspace: str | Path):
         self.workspace = Path(workspace)
-        self.workspace.mkdir(parents=True, exist_ok=True)
         self.path = self.workspace / self.FILENAME
-        self.db = sqlite_utils.Database(self.path)
-        self.db.conn.execute("PRAGMA busy_timeout = 30000")
-        schemas = declared()
-        try:
-            refuse_newer(self.db, self.path, schemas)  # before WAL: a refused file is unchanged
-            self.db.enable_wal()
-            apply_schemas(self.db, self.path, schemas)
-        except BaseException:
-            self.db.close()
-            raise
+        if problem := header_problem(self.path):  # another file type, truncated: untouched
+            raise damaged(self.path, problem)
+        with store_errors(self.path):
+            with writing(self.workspace):
+                self.workspace.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(self.path)
+            try:
+                self.db.conn.execute("PRAGMA busy_timeout = 30000")
+                schemas = declared()
+                refuse_newer(self.db, self.path, schemas)  # before WAL: a refused file is unchanged
+                self.db.enable_wal()
+                apply_schemas(self.db, self.path, schemas)
+            except BaseException:
+                self.db.close()
+                raise
         self._applied = {s.package for s in schemas}
+
+    @classmethod
+    def read_only(cls, workspace: str | Path) -> Store:
+        """The workspace's existing store through a connection that cannot write (no schema
+        is applied: a table this code declares may be missing from an older store)."""
+        store = cls.__new__(cls)
+        store.workspace = Path(workspace)
+        store.path = store.workspace / cls.FILENAME
+        with store_errors(store.path):
+            store.db = sqlite_utils.Database(read_only(store.path))
+        store._applied = set()
+        return store
 
     def ensure(self, schema: Schema) -> Store:
         """Apply `schema` (declared after this store opened) if not done yet; returns self."""
         if schema.package not in self._applied:
-            apply_schemas(self.db, self.path, [schema])
+            with store_errors(self.path):
+                apply_schemas(self.db, self.path, [schema])
             self._applied.add(schema.package)
         return self
 
@@ -106,8 +126,9 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all."""
-        with self.db.conn:
+        """All writes inside commit together or not at all; a full or read-only disk is a
+        WriteError naming the store (the transaction rolled back)."""
+        with store_errors(self.path), self.db.conn:
             yield
 
     def insert(self, table: str, records: Iterable[Record], replace: bool = False) -> None:
