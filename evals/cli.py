@@ -132,10 +132,17 @@ def cmd_build_judges(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    from evals.premise import read_premises
+    from evals.store_tables import eval_runs
     from evals.tables import write_tables
+    from udasa.errors import UdasaError
     from udasa.store import Store
 
-    paths = write_tables(Store(args.workspace), args.workspace)
+    store = Store.existing(args.workspace, "udasa-eval run")
+    if not eval_runs(store) and not read_premises(args.workspace):
+        raise UdasaError(f"{args.workspace}: no stored evaluations or premise tests: run "
+                         "`udasa-eval run` (or `udasa-eval premise`) first")
+    paths = write_tables(store, args.workspace)
     console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
     console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
                   f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
@@ -145,15 +152,18 @@ def cmd_premise(args) -> None:
     from evals.judges.base import make_judge
     from evals.premise import premise_markdown, run_premise, write_premise
     from udasa.errors import ConfigError
+    from udasa.status import require, run_state
     from udasa.store import Store
 
-    store = Store(args.workspace)
+    store = Store.existing(args.workspace)
     runs = [r for r in store.runs() if r.id.startswith(args.run)] if args.run \
         else [r for r in [store.latest_run()] if r]
+    if not runs and not args.run:
+        raise ConfigError(f"no run stored in {args.workspace}: run `udasa run` first")
     if len(runs) != 1:
-        what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
-        raise ConfigError(f"--run: {what} in {args.workspace}")
+        raise ConfigError(f"--run: {len(runs)} runs match {args.run!r} in {args.workspace}")
     run = runs[0]
+    require(run_state(store, run), "pairs")
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:
@@ -210,7 +220,7 @@ def _add_run(sub) -> None:
                      "data set, from the $UDASA_DATA_DIR mirror or the hub)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
-    run.set_defaults(fn=cmd_run)
+    run.set_defaults(fn=cmd_run, writes=True)  # holds the workspace's lock while it runs
 
 
 def _add_validate(sub) -> None:
@@ -224,7 +234,7 @@ def _add_validate(sub) -> None:
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
-    val.set_defaults(fn=cmd_validate)
+    val.set_defaults(fn=cmd_validate, writes=True)
 
 
 def _add_build_judges(sub) -> None:
@@ -256,7 +266,7 @@ def _add_premise(sub) -> None:
     pre.add_argument("--judge-base-url", default=None)
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")
-    pre.set_defaults(fn=cmd_premise)
+    pre.set_defaults(fn=cmd_premise, writes=True)
 
 
 def _add_report(sub) -> None:

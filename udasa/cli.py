@@ -105,8 +105,9 @@ def cmd_step(args):
 def cmd_export(args):
     from udasa.export import export_pairs
     from udasa.status import require, run_state
+    from udasa.store import Store
 
-    store = existing_store(args.workspace)
+    store = Store.existing(args.workspace)
     latest = store.latest_run()
     run_id = args.run or (latest.id if latest else None)
     if not run_id:
@@ -171,16 +172,6 @@ def cmd_table3(args):
     console.print(f"paper's values: {t.source}")
     md, js = write(t, Path(args.workspace))
     console.print(f"written to {md} and {js}")
-
-
-def existing_store(workspace: Path):
-    """The workspace's store, opened only when it is there (a reader creates nothing)."""
-    from udasa.store import Store
-
-    if not (Path(workspace) / Store.FILENAME).is_file():
-        raise UdasaError(f"{workspace}: no store ({Store.FILENAME}) here: run `udasa run` "
-                         "first (or name the --workspace it wrote to)")
-    return Store(workspace)
 
 
 def cmd_check(args):

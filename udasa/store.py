@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from udasa.errors import UdasaError
 from udasa.files import writing
 from udasa.integrity import damaged, header_problem, read_only, store_errors
 from udasa.migrations import apply_schemas, refuse_newer
@@ -100,6 +101,15 @@ class Store:
                 self.db.close()
                 raise
         self._applied = {s.package for s in schemas}
+
+    @classmethod
+    def existing(cls, workspace: str | Path, first: str = "udasa run") -> Store:
+        """The workspace's store when there is one (a command that only reads creates
+        nothing); else a UdasaError saying to run `first` first."""
+        if not (Path(workspace) / cls.FILENAME).is_file():
+            raise UdasaError(f"{workspace}: no store ({cls.FILENAME}) here: run `{first}` "
+                             "first (or name the --workspace it wrote to)")
+        return cls(workspace)
 
     @classmethod
     def read_only(cls, workspace: str | Path) -> Store:
