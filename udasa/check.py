@@ -15,7 +15,7 @@ from pathlib import Path
 from udasa import integrity
 from udasa.errors import UdasaError
 from udasa.lock import describe, holder
-from udasa.migrations import recorded_versions
+from udasa.migrations import recorded_versions, refuse_newer
 from udasa.status import redo, run_state
 from udasa.store import Store
 from udasa.store_schema import declared
@@ -104,6 +104,7 @@ def check_workspace(workspace: str | Path) -> WorkspaceReport:
                      for p in leftovers(workspace)]
     store = Store.read_only(workspace)
     try:
+        refuse_newer(store.db, path, declared())
         report.lines += _schema_lines(store)
         _run_lines(store, report)
         _eval_lines(store, workspace, report)

@@ -12,7 +12,7 @@ schema, each at its version (`udasa.migrations`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,14 +87,16 @@ class Store:
         self.path = self.workspace / self.FILENAME
         if problem := header_problem(self.path):  # another file type, truncated: untouched
             raise damaged(self.path, problem)
+        schemas = declared()
         with store_errors(self.path):
+            if self.path.is_file() and self.path.stat().st_size:  # newer: refused read-only
+                with closing(sqlite_utils.Database(read_only(self.path))) as peek:
+                    refuse_newer(peek, self.path, schemas)
             with writing(self.workspace):
                 self.workspace.mkdir(parents=True, exist_ok=True)
             self.db = sqlite_utils.Database(self.path)
             try:
                 self.db.conn.execute("PRAGMA busy_timeout = 30000")
-                schemas = declared()
-                refuse_newer(self.db, self.path, schemas)  # before WAL: a refused file is unchanged
                 self.db.enable_wal()
                 apply_schemas(self.db, self.path, schemas)
             except BaseException:
