@@ -96,6 +96,10 @@ def cmd_run(args):
 
 
 def cmd_step(args):
+    if args.command != "generate":  # a later step on a workspace with no store creates none
+        from udasa.store import Store
+
+        Store.existing(args.workspace, "udasa generate").close()
     pipe = _pipeline(args)
     _report(args.command, getattr(pipe, args.command)())
     if args.command == "stages":
