@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import closing
 
 import pytest
-from conftest import REPO, small_overrides
+from conftest import REPO
 
 from udasa.cli import main
 from udasa.store import Store
@@ -25,14 +25,10 @@ CONFIG = REPO / "configs" / "cpu-demo.yaml"
 
 
 @pytest.fixture(scope="module")
-def sound(tmp_path_factory, tiny_policy):
-    """A workspace holding a finished run, its WAL folded into the store file."""
-    ws = tmp_path_factory.mktemp("sound")
-    run = ["run", "--config", str(CONFIG), "--workspace", str(ws)]
-    for item in small_overrides(limit=2, **{"generation.model": tiny_policy}):
-        run += ["--set", item]
-    assert main(run) == 0
-    with sqlite3.connect(ws / Store.FILENAME) as conn:
+def sound(tmp_path_factory, tiny_run, tiny_policy):
+    """A copy of the tiny run's workspace, its WAL folded into the store file."""
+    ws = shutil.copytree(tiny_run, tmp_path_factory.mktemp("sound") / "ws")
+    with closing(sqlite3.connect(ws / Store.FILENAME)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return ws, tiny_policy
 

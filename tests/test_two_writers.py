@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,10 +55,9 @@ def wait_for_lock(ws, proc, log) -> dict:
 
 
 @pytest.fixture
-def finished(tmp_path, tiny_policy):
-    """A workspace with one finished run (2 prompts, no training): something to read."""
-    ws = tmp_path / "ws"
-    assert main(args("run", ws, tiny_policy, 2)) == 0
+def finished(tmp_path, tiny_run):
+    """A copy of a workspace with one finished run: something to read."""
+    ws = shutil.copytree(tiny_run, tmp_path / "ws")
     store = Store(ws)
     run_id = store.latest_run().id
     store.close()
@@ -70,7 +70,7 @@ def test_second_writer_stops_readers_carry_on_and_a_killed_writers_lock_is_taken
     from evals.cli import main as eval_main
 
     ws, first_run = finished
-    writer = args("run", ws, tiny_policy, 3, "training.enabled=true", "training.epochs=200",
+    writer = args("run", ws, tiny_policy, 2, "training.enabled=true", "training.epochs=200",
                   "training.max_length=96")
     log = tmp_path / "writer.log"
     with open(log, "w") as out:
@@ -82,7 +82,7 @@ def test_second_writer_stops_readers_carry_on_and_a_killed_writers_lock_is_taken
         assert holder["command"].startswith("udasa run --config")
         capsys.readouterr()
         # a second writer, of either command line, stops before doing anything
-        assert main(args("generate", ws, tiny_policy, 3)) == 2
+        assert main(args("generate", ws, tiny_policy, 2)) == 2
         (line,) = error_lines(capsys)
         assert f"in use by pid {proc.pid} (`udasa run --config" in line, line
         assert eval_main(["run", "--models", "base", "--tasks", "harmlessness",
@@ -106,7 +106,7 @@ def test_second_writer_stops_readers_carry_on_and_a_killed_writers_lock_is_taken
     assert json.loads((ws / LOCK_NAME).read_text())["pid"] == proc.pid
     capsys.readouterr()
     with caplog.at_level(logging.WARNING, logger="udasa.lock"):
-        assert main(args("generate", ws, tiny_policy, 3)) == 0
+        assert main(args("generate", ws, tiny_policy, 2)) == 0
     assert any(f"taking over a stale lock of pid {proc.pid}" in r.getMessage()
                for r in caplog.records), caplog.text
     assert not (ws / LOCK_NAME).exists()  # released at the end
