@@ -251,3 +251,51 @@ mount -o remount,ro "$FS"
                              "(finished work is kept)")
     assert (out / "read.rc").read_text().strip() == "0", (out / "read.txt").read_text()
     assert "integrity_check ok" in (out / "read.txt").read_text()
+
+
+# --- every write goes through udasa.files --------------------------------------------------
+WRITERS = {"write_text", "write_bytes", "savefig", "to_csv", "to_json", "to_parquet",
+           "save_pretrained", "save_file", "savez", "save", "dump", "copy2", "copyfile",
+           "copytree"}
+NOT_OURS = {  # module -> why its raw writes are left as they are
+    "udasa.files": "the helpers themselves",
+    "app.export": "the app's downloads, written into a temporary folder of its own (not a "
+                  "workspace); left to the app's owner to route through udasa.files",
+}
+
+
+def raw_writes(modules: dict) -> list[str]:
+    """`module:line call` for each write that bypasses udasa.files: a call of a writing
+    method or function, or `open` for writing, that is not handed a file `f` opened by
+    `atomic_write` (as in `with atomic_write(path) as f: frame.to_csv(f)`)."""
+    import ast
+
+    found = []
+    for name, path in modules.items():
+        if name in NOT_OURS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            handed_f = any(isinstance(a, ast.Name) and a.id == "f" for a in node.args)
+            mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), "")
+            writes_open = called == "open" and isinstance(mode, str) and set(mode) & set("wax")
+            method = isinstance(fn, ast.Attribute)  # write_text(...) alone: the helper's
+            if (method and called in WRITERS and not handed_f) or writes_open:
+                found.append(f"{name}:{node.lineno} {called}")
+    return found
+
+
+def test_every_write_goes_through_the_atomic_helpers():
+    from test_imports import project_modules
+
+    assert raw_writes(project_modules()) == []
+
+
+def test_the_write_check_sees_a_raw_write(tmp_path):
+    (tmp_path / "m.py").write_text("def f(p, fig):\n    p.write_text('x')\n    fig.savefig(p)\n"
+                                   "    open(p, 'w')\n", encoding="utf-8")
+    assert raw_writes({"m": tmp_path / "m.py"}) == ["m:2 write_text", "m:3 savefig",
+                                                    "m:4 open"]
