@@ -444,7 +444,7 @@ def _compare_overview(state: AppState) -> Callable:
             board = compare.leaderboard(store, as_rows(store_tables.ratings(store)))
             settings = compare.setting_note(store)
             charts = compare.leaderboard_charts(store, state.scratch)
-            tasks = compare.tasks_and_methods(compare.latest_samples(store))
+            tasks = compare.tasks_and_methods(compare.results_of(store))
             runs = inspector.run_choices(store)
         premise, premise_charts = compare.premise_section(state.ws.path, state.scratch)
         notes = [settings]
@@ -469,7 +469,7 @@ def _compare_pair_test(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return state.no_store(), gr.update(choices=[], value=None), ""
-            cmp = compare.compare(compare.latest_samples(store), task, a, b)
+            cmp = compare.compare(compare.results_of(store), task, a, b)
         labels = [(short(p), i) for i, p in enumerate(cmp.prompts)]
         return (f"<div class='udasa-prompt'>{render.esc(compare.comparison_text(cmp))}</div>",
                 gr.update(choices=labels, value=0 if labels else None), "")
@@ -484,13 +484,14 @@ def _compare_show_pair(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return state.no_store()
-            cmp = compare.compare(compare.latest_samples(store), task, a, b)
-        if not 0 <= int(index) < len(cmp.prompts):
+            cmp = compare.compare(compare.results_of(store), task, a, b)
+        if not 0 <= int(index) < len(cmp.rows):
             return ""
-        prompt = cmp.prompts[int(index)]
-        (out_a, out_b), (va, vb) = cmp.outputs[prompt], cmp.values[prompt]
-        return render.side_by_side(prompt, [(f"{a} · score {render.num(va, 2)}", out_a),
-                                            (f"{b} · score {render.num(vb, 2)}", out_b)])
+        row = cmp.rows[int(index)]
+        (out_a, out_b), (va, vb) = row.outputs, row.values
+        return render.side_by_side(row.prompt, [
+            (f"{a} · {cmp.metric} {render.num(va, 2)}", out_a),
+            (f"{b} · {cmp.metric} {render.num(vb, 2)}", out_b)])
     return show_pair
 
 
@@ -498,7 +499,7 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
     overview = _compare_overview(state)
     def methods(task, request: gr.Request):
         with state.ws.read() as store:
-            names = (compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
+            names = (compare.tasks_and_methods(compare.results_of(store)).get(task, [])
                      if store is not None and task and not state.locked(request) else [])
         return (gr.update(choices=labelled(names), value=names[0] if names else None),
                 gr.update(choices=labelled(names), value=names[1] if len(names) > 1 else None))

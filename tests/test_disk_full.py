@@ -279,7 +279,8 @@ def raw_writes(modules: dict) -> list[str]:
                 continue
             fn = node.func
             called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
-            handed_f = any(isinstance(a, ast.Name) and a.id == "f" for a in node.args)
+            handed_f = any(isinstance(a, ast.Name) and a.id == "f" for a in node.args) or any(
+                k.arg == "copy_function" for k in node.keywords)  # copytree(copy_function=...)
             mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), "")
             writes_open = called == "open" and isinstance(mode, str) and set(mode) & set("wax")
             method = isinstance(fn, ast.Attribute)  # write_text(...) alone: the helper's

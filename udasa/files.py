@@ -152,6 +152,19 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """`path` holds `data`, written atomically."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def copy_file(src: str | Path, dst: str | Path) -> Path:
+    """A copy of `src`'s bytes at `dst`, written atomically (a `copy_function` for
+    `shutil.copytree`)."""
+    return write_bytes(dst, Path(src).read_bytes())
+
+
 def write_json(path: str | Path, data: Any, **dumps: Any) -> Path:
     """`path` holds `data` as JSON (indent 2 unless told), written atomically."""
     return write_text(path, json.dumps(data, **({"indent": 2} | dumps)))
