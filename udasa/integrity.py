@@ -77,8 +77,19 @@ def header_problem(path: Path) -> str | None:
 
 
 def read_only(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write to `path`."""
-    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+    """A connection that cannot write to `path`. On a read-only place, where SQLite cannot
+    open the WAL's shared-memory index, the file is read as immutable: as of its last
+    checkpoint (nothing can be writing to it there)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        conn.execute("select count(*) from sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "unable to open" not in str(exc):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True)
 
 
 def sqlite_problems(path: Path, full: bool = False, limit: int = 10) -> list[str]:
