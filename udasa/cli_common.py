@@ -4,6 +4,7 @@ workspace lock of the commands that write, and user-facing errors without traceb
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import shlex
@@ -94,6 +95,9 @@ def writer(args: argparse.Namespace, command: str) -> Iterator[None]:
         yield
 
 
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
 def as_user_error(exc: BaseException, args: argparse.Namespace) -> UdasaError | None:
     """A full or read-only disk, or a damaged store, met where no code of ours said so."""
     from udasa.files import disk_reason, write_failure
@@ -103,9 +107,9 @@ def as_user_error(exc: BaseException, args: argparse.Namespace) -> UdasaError | 
     workspace = workspace if isinstance(workspace, str | Path) else None  # report: a list
     if isinstance(exc, sqlite3.DatabaseError):
         return as_store_error(Path(workspace or ".") / "udasa.sqlite", exc)
-    reason = disk_reason(exc) if isinstance(exc, OSError) else None
-    if reason is None:
-        return None
+    if not isinstance(exc, OSError) or exc.errno not in FULL_OR_READ_ONLY:
+        return None  # (a read refused, say, is not a write failure: shown as it is)
+    reason = disk_reason(exc) or str(exc)
     return write_failure(getattr(exc, "filename", None) or workspace or "a file", reason)
 
 
