@@ -136,6 +136,24 @@ def test_each_judge_builds_then_is_a_cache_hit(name, cache, small_root, caplog):
         build.artifact_path(name, TINY[name], small_root)
 
 
+def test_a_judge_artifact_on_a_full_disk_is_one_error_and_no_half_file(cache, small_root,
+                                                                      monkeypatch):
+    from disk_faults import full_at
+
+    from udasa.files import WriteError
+
+    settings = sentiment.SentimentSettings(min_df=1, seed=7)  # an artifact not built yet
+    path = build.artifact_path("sentiment", settings, small_root)
+    with monkeypatch.context() as m:
+        full_at(m, path.name)
+        with pytest.raises(WriteError) as e:
+            build.get("sentiment", settings, small_root)
+    assert str(e.value).startswith(f"{path}: cannot write (No space left on device)")
+    assert not path.exists() and not list(path.parent.glob(".*.tmp"))
+    assert not build.get("sentiment", settings, small_root).cached  # space freed: built
+    assert build.get("sentiment", settings, small_root).cached
+
+
 def test_learned_judges_separate_what_they_learned(cache, small_root):
     truth = build.get("truth", TINY["truth"], small_root).judge
     p = truth.predict([tqa.Query(q, "Well, " + t) for q, t in zip(QUESTIONS, TRUE)]
