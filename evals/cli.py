@@ -162,7 +162,8 @@ def cmd_premise(args) -> None:
     if len(runs) != 1:
         raise ConfigError(f"--run: {len(runs)} runs match {args.run!r} in {args.workspace}")
     run = runs[0]
-    require(run_state(store, run), "pairs")
+    if not store.fused(run.id):  # say which step is missing (run_premise says so otherwise)
+        require(run_state(store, run), "pairs")
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:

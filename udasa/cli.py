@@ -116,8 +116,8 @@ def cmd_export(args):
     run_id = args.run or (latest.id if latest else None)
     if not run_id:
         raise UdasaError(f"no runs in {store.path}: run `udasa run` first")
-    if run := store.get_run(run_id):
-        require(run_state(store, run), "stages")
+    if (run := store.get_run(run_id)) and not store.stages(run_id):
+        require(run_state(store, run), "stages")  # the step to run first
     for path in export_pairs(store, run_id, args.out):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         console.print(f"{path}: {lines} pairs")
