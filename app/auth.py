@@ -14,11 +14,11 @@ which names are real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,8 +130,8 @@ class ThrottleConfig:
     """Failed sign-ins are counted per user name and per client address. The first `free`
     failures of a name or address cost nothing; after n failures the next attempt on it is
     checked no sooner than `delay(n) = min(cap_s, base_s * 2 ** (n - free - 1))` seconds after
-    the attempt before it was (with the defaults: 1 s, 2 s, 4 s, ... then 5 minutes per
-    attempt), a right password included. A success clears its name's count; failures are
+    the attempt before it was answered (with the defaults: 1 s, 2 s, 4 s, ... then 5 minutes
+    per attempt), a right password included. A success clears its name's count; failures are
     forgotten `forget_s` after the last one."""
 
     free: int = 3
@@ -174,10 +174,10 @@ class _Count:
 
 
 class Throttle:
-    """Failed sign-ins per key (``name:...``, ``addr:...``). `reserve` is called as an
-    attempt arrives: it returns how long the attempt must wait and counts it as a failure
-    in advance, so attempts sent all at once queue one behind another instead of being
-    checked together; `settle` then records how it went."""
+    """Failed sign-ins per key (``name:...``, ``addr:...``). `wait` says how long the next
+    attempt on the keys must wait, `record` counts how one went. `make_auth` checks the
+    attempts on a key one at a time (`turn`), so attempts sent all at once queue behind each
+    other instead of being checked together, and sign-ins that succeed cost nothing."""
 
     MAX_KEYS = 100_000  # a flood of made-up names cannot grow the table without bound
 
@@ -186,7 +186,7 @@ class Throttle:
         self.cfg = cfg or ThrottleConfig()
         self.clock = clock
         self._counts: dict[str, _Count] = {}
-        self._lock = threading.Lock()
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, attempts on it)
 
     def _count(self, key: str, now: float) -> _Count:
         c = self._counts.get(key)
@@ -196,28 +196,44 @@ class Throttle:
             c = self._counts[key] = _Count(last=now)
         return c
 
-    def reserve(self, keys: Sequence[str]) -> float:
-        """Seconds this attempt waits before it is checked (0: at once)."""
-        with self._lock:
-            now = self.clock()
-            counts = [self._count(k, now) for k in keys]
-            start = max([now, *(c.next_at for c in counts)])
-            for c in counts:
-                c.failures += 1
-                c.last = now
-                c.next_at = start + self.cfg.delay(c.failures)
-            return start - now
+    def wait(self, keys: Sequence[str]) -> float:
+        """Seconds the next attempt on `keys` waits before it is checked (0: at once)."""
+        now = self.clock()
+        return max([0.0, *(self._count(k, now).next_at - now for k in keys)])
 
-    def settle(self, keys: Sequence[str], ok: bool) -> int:
-        """After the check: a success forgets the name's failures and takes back the one
-        counted in advance on the other keys. Returns the most failures now on a key."""
-        with self._lock:
-            if ok:
-                self._counts.pop(keys[0], None)
-                for k in keys[1:]:
-                    if k in self._counts:
-                        self._counts[k].failures = max(0, self._counts[k].failures - 1)
-            return max((self._counts[k].failures for k in keys if k in self._counts), default=0)
+    def record(self, keys: Sequence[str], ok: bool) -> int:
+        """Count an attempt: a success forgets its name's failures (`keys[0]`); a failure
+        adds one to every key and sets when the next attempt on each may be checked. Returns
+        the most failures now on a key."""
+        now = self.clock()
+        if ok:
+            self._counts.pop(keys[0], None)
+        else:
+            for k in keys:
+                c = self._count(k, now)
+                c.failures, c.last = c.failures + 1, now
+                c.next_at = now + self.cfg.delay(c.failures)
+        return max((self._counts[k].failures for k in keys if k in self._counts), default=0)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, keys: Sequence[str]):
+        """Inside: no other attempt on any of `keys` is being checked."""
+        order = sorted(set(keys))  # one order for every attempt: no two wait on each other
+        for k in order:
+            lock, users = self._turns.get(k) or (asyncio.Lock(), 0)
+            self._turns[k] = (lock, users + 1)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for k in order:
+                    await stack.enter_async_context(self._turns[k][0])
+                yield
+        finally:
+            for k in order:
+                lock, users = self._turns[k]
+                if users == 1:
+                    del self._turns[k]
+                else:
+                    self._turns[k] = (lock, users - 1)
 
 
 _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("udasa_client", default="unknown")
@@ -257,13 +273,14 @@ def make_auth(users: Mapping[str, User], throttle: Throttle | None = None
     async def check(name: str, password: str) -> bool:
         address = _CLIENT.get()
         keys = [f"name:{name}", f"addr:{address}"]
-        wait = throttle.reserve(keys)
-        if wait > 0:
-            log.warning("sign-in as %r from %s waits %.1f s (earlier failures)", name[:64],
-                        address, wait)
-            await asyncio.sleep(wait)
-        ok = await asyncio.to_thread(verify, users, name, password)
-        failures = throttle.settle(keys, ok)
+        async with throttle.turn(keys):
+            wait = throttle.wait(keys)
+            if wait > 0:
+                log.warning("sign-in as %r from %s waits %.1f s (earlier failures)",
+                            name[:64], address, wait)
+                await asyncio.sleep(wait)
+            ok = await asyncio.to_thread(verify, users, name, password)
+            failures = throttle.record(keys, ok)
         if not ok:
             log.warning("sign-in failed as %r from %s (%d failure(s) on this name or address;"
                         " the next attempt waits %.1f s)", name[:64], address, failures,

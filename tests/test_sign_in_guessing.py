@@ -41,26 +41,44 @@ def test_delays_double_after_the_free_failures_up_to_the_cap():
         ThrottleConfig.from_env({"UDASA_APP_THROTTLE": "limit=3"})
 
 
-def test_attempts_sent_at_once_queue_behind_each_other():
+def test_failures_set_the_next_wait_per_name_and_per_address_and_are_forgotten():
     now = [100.0]
     t = Throttle(ThrottleConfig(free=1, base_s=1, cap_s=60), clock=lambda: now[0])
     keys = ["name:alice", "addr:10.0.0.1"]
-    waits = [t.reserve(keys) for _ in range(5)]  # five at once, none settled yet
-    assert waits == [0, 0, 1, 3, 7]  # each behind the one before, by the doubling delays
-    for _ in range(5):
-        t.settle(keys, ok=False)
-    assert t.reserve(["name:carol", "addr:10.0.0.1"]) == 15  # the address alone holds it
+    assert [t.record(keys, ok=False) for _ in range(3)] == [1, 2, 3]
+    assert t.wait(keys) == 2  # delay(3)
+    assert t.wait(["name:carol", "addr:10.0.0.1"]) == 2  # the address alone holds it
+    assert t.wait(["name:alice", "addr:10.0.0.2"]) == 2  # and the name alone
+    t.record(keys, ok=True)  # a success clears its name, not the address
+    assert t.wait(["name:alice", "addr:10.0.0.2"]) == 0 and t.wait(keys) == 2
     now[0] += 3601  # forgotten an hour after the last failure
-    assert t.reserve(keys) == 0
+    assert t.wait(keys) == 0
 
 
-def test_a_success_clears_the_name_and_keeps_the_address_count():
-    t = Throttle(ThrottleConfig(free=0, base_s=1, cap_s=60), clock=lambda: 0.0)
-    t.reserve(["name:bob", "addr:a"])
-    assert t.settle(["name:bob", "addr:a"], ok=False) == 1
-    t.reserve(["name:bob", "addr:a"])
-    assert t.settle(["name:bob", "addr:a"], ok=True) == 1  # the earlier failure stays
-    assert "name:bob" not in t._counts
+def test_guesses_sent_at_once_are_checked_one_after_another():
+    users = {"alice": User("alice", hash_password("pw", rounds=4))}
+    cfg = ThrottleConfig(free=1, base_s=0.05, cap_s=1)
+    check = make_auth(users, Throttle(cfg))
+
+    async def at_once():
+        start = time.monotonic()
+        oks = await asyncio.gather(*(check("alice", f"wrong-{i}") for i in range(5)))
+        return oks, time.monotonic() - start
+    oks, took = asyncio.run(at_once())
+    assert oks == [False] * 5 and took >= intended(cfg, 5)
+
+
+def test_sign_ins_at_once_from_one_address_cost_nothing_when_they_succeed(caplog):
+    digest = hash_password("pw", rounds=4)
+    users = {f"user{i}": User(f"user{i}", digest) for i in range(20)}
+    t = Throttle(ThrottleConfig(free=0, base_s=60, cap_s=60))  # a failure would cost a minute
+    check = make_auth(users, t)
+
+    async def at_once():
+        return await asyncio.gather(*(check(name, "pw") for name in users))
+    with caplog.at_level("WARNING", logger="app.auth"):
+        assert all(asyncio.run(at_once()))
+    assert "waits" not in caplog.text and t.wait(["name:x", "addr:unknown"]) == 0
 
 
 def test_make_auth_checks_the_password_after_the_wait():
