@@ -31,6 +31,8 @@ def _experiment(args):
         else suite_experiment(args.suite)
     exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
                                concurrency=m.concurrency) for m in _models(args)]
+    if args.methods:  # a run that builds (and evaluates) only these methods
+        _keep_methods(exp, args.methods)
     data = _data(args)
     if args.tasks:  # every entry of a named task (robustness: transfer and white-box)
         exp.tasks = [t for name in dict.fromkeys(args.tasks)
@@ -44,6 +46,18 @@ def _experiment(args):
     return check_experiment(exp)
 
 
+def _keep_methods(exp, names: list[str]) -> None:
+    """Only the methods named (an unknown name is an error), in the tasks' lists too."""
+    from udasa.errors import ConfigError
+
+    if unknown := sorted(set(names) - {m.name for m in exp.methods}):
+        raise ConfigError(f"--methods: no method named {unknown} in {exp.path or 'the suite'}")
+    exp.methods = [m for m in exp.methods if m.name in names]
+    for task in exp.tasks:
+        task.methods = None if task.methods is None else [m for m in task.methods if m in names]
+    exp.tasks = [t for t in exp.tasks if t.methods is None or t.methods]
+
+
 def _data(args) -> dict[str, str]:
     from udasa.errors import ConfigError
 
@@ -54,8 +68,16 @@ def _data(args) -> dict[str, str]:
 
 
 def cmd_run(args) -> None:
+    from udasa import dist
+    from udasa.errors import ConfigError
+
+    if args.plan and not (args.experiment or args.suite):
+        raise ConfigError("--plan needs --experiment FILE (or --suite)")
     if args.experiment or args.suite:
         return cmd_experiment(args)
+    if dist.active():
+        raise ConfigError("several processes only train (`--experiment`); evaluate with one "
+                          "process (without torchrun / accelerate launch)")
     from evals.runner import EvalConfig, run_eval
     from evals.tasks import task_names
 
@@ -67,11 +89,25 @@ def cmd_run(args) -> None:
     print_results(run_eval(cfg, progress=console.print))
 
 
+def cmd_plan(args) -> None:
+    from evals.plan import make_plan, render
+
+    console.print(render(make_plan(_experiment(args), args.workspace), args.gpu_tflops),
+                  markup=False, highlight=False)
+
+
 def cmd_experiment(args) -> None:
+    if args.plan:
+        return cmd_plan(args)
     from evals.suite import run_experiment
 
     start = time.perf_counter()
-    out = run_experiment(_experiment(args), args.workspace, progress=console.print)
+    from udasa import dist
+
+    out = run_experiment(_experiment(args), args.workspace,
+                         progress=console.print if dist.is_main() else lambda _: None)
+    if out["tables"] is None:  # another process of a multi-process build: nothing to show
+        return
     for results in out["evals"]:
         print_results(results)
     for path in out["premise"]:
@@ -196,6 +232,13 @@ def _add_run(sub) -> None:
     run.add_argument("--experiment", type=Path, default=None,
                      help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
                           "judge; builds what is missing, evaluates, writes tables.md")
+    run.add_argument("--plan", action="store_true",
+                     help="with --experiment: resolve every config, model, data set, judge "
+                          "and server URL (no weights loaded, no server called) and print "
+                          "what is stored, what would be built and evaluated, and its compute")
+    run.add_argument("--gpu-tflops", type=float, default=400.0,
+                     help="sustained throughput for --plan's GPU hours (default 400: 40%% of "
+                          "an H100's bf16 dense peak)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field of the experiment file, e.g. --set seed=1 or "
                           "--set tasks.0.limit=5 (repeatable; YAML values)")
@@ -203,6 +246,9 @@ def _add_run(sub) -> None:
                      help="`paper`: the shipped CPU experiment (configs/experiments/cpu.yaml: "
                           "base vanilla rlaif rlcd rain udasa), or the methods of those kinds")
     run.add_argument("--tasks", nargs="+", default=None, help="default: all registered tasks")
+    run.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                     help="with --experiment or --suite: only these methods (by name), e.g. "
+                          "to build and evaluate an experiment's methods in separate runs")
     run.add_argument("--limit", type=int, default=None,
                      help="samples per task (seeded subset; default 50, or the experiment's)")
     run.add_argument("--seed", type=int, default=0)

@@ -45,9 +45,11 @@ def training_facts(store: Store, run_id: str, cfg: RunConfig) -> dict[str, Any]:
 
 
 def write_record(workspace: Path, experiment: str, facts: Mapping[str, Mapping]) -> Path:
-    """`WS/experiments/<experiment>.json`: the training facts of each UDASA-kind method."""
-    return write_json(workspace / "experiments" / f"{experiment}.json",
-                      {"experiment": experiment, "methods": facts})
+    """`WS/experiments/<experiment>.json`: the training facts of each UDASA-kind method, those
+    of a run that built only some methods (`--methods`) merged into what is recorded."""
+    path = workspace / "experiments" / f"{experiment}.json"
+    known = json.loads(path.read_text(encoding="utf-8"))["methods"] if path.exists() else {}
+    return write_json(path, {"experiment": experiment, "methods": known | dict(facts)})
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from udasa import dist
 from udasa.errors import UdasaError
 from udasa.registry import PLUGIN_ENV, load_plugins
 
@@ -82,8 +83,11 @@ def split_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
 @contextmanager
 def writer(args: argparse.Namespace, command: str) -> Iterator[None]:
     """For a command that writes to `args.workspace` (its parser sets `writes=True`): hold the
-    workspace's lock, and refuse a damaged store before anything opens it for writing."""
-    if not getattr(args, "writes", False):
+    workspace's lock, and refuse a damaged store before anything opens it for writing. In a
+    job of several processes the main one (rank 0, the one that writes) does both."""
+    from udasa import dist
+
+    if not getattr(args, "writes", False) or not dist.is_main():  # one lock for a whole job
         yield
         return
     from udasa.integrity import check
@@ -123,6 +127,10 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     plugins, rest = split_plugins(argv)
     args = parser.parse_args(rest)
     setup_logging(bool(getattr(args, "verbose", False)))
+    if not dist.is_main():  # several processes (docs/scaling.md): the main one reports
+        os.environ["TQDM_DISABLE"] = "1"
+        for name in OURS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         try:
             load_plugins(plugins)

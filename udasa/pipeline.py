@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from udasa import dist
 from udasa.axes import axes, axis_keys
 from udasa.config import RunConfig, ScoringConfig, to_dict
 from udasa.curriculum import (
@@ -106,7 +107,7 @@ class Pipeline:
         prompt is stored in its own transaction as soon as its N responses are done."""
         d = self.cfg.data
         loaded = load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
-                              seed=self.cfg.seed)  # raises DataError before any write
+                              sample=d.sample, seed=self.cfg.seed)  # raises DataError before any write
         todo = [p for p in loaded.prompts
                 if p.id not in self.store.generated_prompt_ids(self.gen_key)]
         generator = make_generator(self.cfg.generation) if todo else None
@@ -189,7 +190,8 @@ class Pipeline:
         for pid, rows in groups.items():
             fused = fuse_and_pair(pid, (ScoredResponse(r.id, r.text, scores[r.id], r.sample_index)
                                         for r in rows),
-                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops,
+                                  self.cfg.pairs.selection)
             fused_rows += [FusedScore(run_id=self.run_id, response_id=rid, prompt_id=pid, u=u,
                                       weights=fused.weights[rid], components=scores[rid])
                            for rid, u in fused.u.items()]
@@ -257,26 +259,40 @@ class Pipeline:
             report.notes.append(f"stage {r.stage} ({r.name}): {r.pairs} pairs, {r.steps} steps"
                                 + (f", stopped early: {r.stopped}" if r.stopped else "")
                                 + (f" -> {r.checkpoint}" if r.checkpoint else ""))
-        logs = self.store.train_logs(self.run_id, train_key)
-        if logs:
-            names = {s.stage: s.name for s in self.store.stages(self.run_id)}
-            plot = training_curves(logs, names, self.workspace / "plots" /
-                                   f"training_{self.run_id}_{train_key}.png")
-            report.notes.append(f"training curves: {plot.resolve()}")
-        self.store.set_run_status(self.run_id, "trained")
+
+        def finish() -> None:  # the main process' part: the plot and the run's status
+            logs = self.store.train_logs(self.run_id, train_key)
+            if logs:
+                names = {s.stage: s.name for s in self.store.stages(self.run_id)}
+                plot = training_curves(logs, names, self.workspace / "plots" /
+                                       f"training_{self.run_id}_{train_key}.png")
+                report.notes.append(f"training curves: {plot.resolve()}")
+            self.store.set_run_status(self.run_id, "trained")
+
+        dist.on_main(finish)
         return report
 
     def run_all(self) -> dict[str, StepReport]:
-        """All steps: generate, score, pairs, stages, and train when training.enabled."""
+        """All steps: generate, score, pairs, stages, and train when training.enabled. With
+        several processes the main one runs the steps up to the stages while the others
+        wait, then all train together (docs/scaling.md)."""
         if self.cfg.training.enabled:
             self._policy_to_train()  # fail before any work, not after generation
-        steps = [self.generate, self.score, self.pairs, self.stages]
+        reports = dist.from_main(self._prepare) or {}
+        if self.cfg.training.enabled:
+            start = time.perf_counter()
+            reports["train"] = self.train()
+            reports["train"].seconds = round(time.perf_counter() - start, 1)
+        dist.on_main(lambda: self._merge_summary(
+            {"seconds": {k: r.seconds for k, r in reports.items()}}))
+        return reports
+
+    def _prepare(self) -> dict[str, StepReport]:
+        """The steps before training: generate, score, pairs, stages."""
         reports: dict[str, StepReport] = {}
-        for step in steps + ([self.train] if self.cfg.training.enabled else []):
+        for step in (self.generate, self.score, self.pairs, self.stages):
             start = time.perf_counter()
             reports[step.__name__] = step()
             reports[step.__name__].seconds = round(time.perf_counter() - start, 1)
-            if step == self.stages:
-                self.store.set_run_status(self.run_id, "pairs-ready")
-        self._merge_summary({"seconds": {k: r.seconds for k, r in reports.items()}})
+        self.store.set_run_status(self.run_id, "pairs-ready")
         return reports
