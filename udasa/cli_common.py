@@ -87,7 +87,8 @@ def writer(args: argparse.Namespace, command: str) -> Iterator[None]:
     job of several processes the main one (rank 0, the one that writes) does both."""
     from udasa import dist
 
-    if not getattr(args, "writes", False) or not dist.is_main():  # one lock for a whole job
+    writes = getattr(args, "writes", False) and not getattr(args, "plan", False)  # a plan reads
+    if not writes or not dist.is_main():  # one lock for a whole job
         yield
         return
     from udasa.integrity import check
