@@ -76,7 +76,9 @@ def _child(kind: str, argv: list[str]) -> int:
                      f"{name}#{seen[name]}" if kind == "eval" else name)
             timeline.write(json.dumps({"enter": label, "t": time.time()}) + "\n")
             armed = kill and kill["step"] == label
-            if armed:
+            if armed and "after_steps" in kill:  # a DPO stage: after that many optimizer steps
+                args[0].add_callback(_kill_after_steps(kill["after_steps"], timeline))
+            elif armed:
                 threading.Timer(kill["delay"], os.kill, (os.getpid(), signal.SIGKILL)).start()
             out = fn(*args, **kwargs)
             if armed:  # the step ended sooner than in the uninterrupted run: kill at its end
@@ -105,6 +107,22 @@ def _child(kind: str, argv: list[str]) -> int:
         runner.write_outputs = marked(lambda a: "write", runner.write_outputs)
         from evals.cli import main
     return main(argv)
+
+
+def _kill_after_steps(steps: int, timeline):
+    """A trainer callback that SIGKILLs its process once `steps` optimizer steps are done,
+    noting the step and the stage's planned steps in the timeline (a kill inside a stage)."""
+    from transformers import TrainerCallback
+
+    class KillAfterSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= steps:
+                timeline.write(json.dumps({"killed after step": state.global_step,
+                                           "of": state.max_steps, "t": time.time()}) + "\n")
+                timeline.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterSteps()
 
 
 # --- the parent ---------------------------------------------------------------------------

@@ -171,9 +171,13 @@ def cmd_tables(args) -> None:
     from evals.premise import read_premises
     from evals.results import load_results
     from evals.tables import write_tables
+    from udasa.errors import UdasaError
 
-    paths = write_tables(load_results(args.workspace), args.workspace,
-                         read_premises(args.workspace))
+    results, premises = load_results(args.workspace), read_premises(args.workspace)
+    if not results.current and not premises:
+        raise UdasaError(f"{args.workspace}: no stored evaluations or premise tests: run "
+                         "`udasa-eval run` (or `udasa-eval premise`) first")
+    paths = write_tables(results, args.workspace, premises)
     console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
     console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
                   f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
@@ -183,15 +187,19 @@ def cmd_premise(args) -> None:
     from evals.judges.base import make_judge
     from evals.premise import premise_markdown, run_premise, write_premise
     from udasa.errors import ConfigError
+    from udasa.status import require, run_state
     from udasa.store import Store
 
-    store = Store(args.workspace)
+    store = Store.existing(args.workspace)
     runs = [r for r in store.runs() if r.id.startswith(args.run)] if args.run \
         else [r for r in [store.latest_run()] if r]
+    if not runs and not args.run:
+        raise ConfigError(f"no run stored in {args.workspace}: run `udasa run` first")
     if len(runs) != 1:
-        what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
-        raise ConfigError(f"--run: {what} in {args.workspace}")
+        raise ConfigError(f"--run: {len(runs)} runs match {args.run!r} in {args.workspace}")
     run = runs[0]
+    if not store.fused(run.id):  # say which step is missing (run_premise says so otherwise)
+        require(run_state(store, run), "pairs")
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:
@@ -258,7 +266,7 @@ def _add_run(sub) -> None:
                      "data set, from the $UDASA_DATA_DIR mirror or the hub)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
-    run.set_defaults(fn=cmd_run)
+    run.set_defaults(fn=cmd_run, writes=True)  # holds the workspace's lock while it runs
 
 
 def _add_validate(sub) -> None:
@@ -272,7 +280,7 @@ def _add_validate(sub) -> None:
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
-    val.set_defaults(fn=cmd_validate)
+    val.set_defaults(fn=cmd_validate, writes=True)
 
 
 def _add_build_judges(sub) -> None:
@@ -304,7 +312,7 @@ def _add_premise(sub) -> None:
     pre.add_argument("--judge-base-url", default=None)
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")
-    pre.set_defaults(fn=cmd_premise)
+    pre.set_defaults(fn=cmd_premise, writes=True)
 
 
 def _add_report(sub) -> None:

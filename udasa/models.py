@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from filelock import FileLock
 
 from udasa.errors import UdasaError
+from udasa.files import save_folder
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,7 @@ def embedded_policy_dir() -> Path:
         model.hf_quantizer = None  # transformers refuses save_pretrained on GGUF-loaded models
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(target)  # atomic: a killed de-quantisation never leaves a half cache
+        save_folder(target, model, tokenizer)  # a killed de-quantisation leaves no half cache
     return target
 
 

@@ -33,6 +33,7 @@ from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.progress import StepProgress
 from udasa.records import Prompt
 from udasa.scorers.base import Scorer
+from udasa.status import other_runs_hint, require, run_state
 from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair, Response, Run, RunStage, Score
 
@@ -87,9 +88,18 @@ class Pipeline:
     def _prompt_rows(self) -> list[Prompt]:
         rows = self.store.run_prompts(self.run_id)
         if not rows:
-            raise UdasaError("this run has no prompts yet: run `udasa generate` (or `udasa run`)"
-                             " with the same config and workspace first")
+            raise UdasaError(f"no run with these settings in {self.workspace} yet: run `udasa "
+                             "generate` (or `udasa run`) with the same --config and --set "
+                             "values first" + other_runs_hint(self.store, self.run_id))
         return rows
+
+    def require(self, needs: str) -> Run:
+        """This config's run, when every step up to `needs` is done; else a UdasaError naming
+        the step to run first (and, when this config has no run yet, the runs there are)."""
+        self._prompt_rows()
+        run = self.store.get_run(self.run_id)
+        require(run_state(self.store, run), needs)
+        return run
 
     # step 1: generation ----------------------------------------------------------------
     def generate(self) -> StepReport:
@@ -142,6 +152,7 @@ class Pipeline:
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
+        self.require("generate")
         groups = self._groups()
         prompts = {p.id: p.text for p in self._prompt_rows()}
         report = StepReport()
@@ -172,10 +183,8 @@ class Pipeline:
     # step 3: fusion and pairs ------------------------------------------------------------
     def pairs(self) -> StepReport:
         """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
+        run = self.require("score")
         groups = self._groups()
-        run = self.store.get_run(self.run_id)
-        if not run.manifest.get("scorers"):
-            raise UdasaError("no scores for this run yet: run `udasa score` first")
         scores = stored_scores(self.store, run, [r.id for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
@@ -199,11 +208,10 @@ class Pipeline:
     # step 4: curriculum ------------------------------------------------------------------
     def stages(self) -> StepReport:
         """docs/method.md §5: split pairs into K stages by delta (conservative -> exploratory)."""
+        run = self.require("pairs")
         pairs = self.store.pairs(self.run_id)
         if not pairs:
-            drops = self.store.get_run(self.run_id).summary.get("drops")
-            if drops is None:
-                raise UdasaError("no pairs for this run: run `udasa pairs` first")
+            drops = run.summary.get("drops")
             raise UdasaError(f"no usable pairs: every candidate pair was dropped ({drops}); "
                              "sample with a higher temperature or more responses per prompt")
         deltas = [p.delta for p in pairs]
@@ -238,6 +246,7 @@ class Pipeline:
         from udasa.training import CurriculumTrainer
 
         tr = self.cfg.training
+        self.require("stages")
         policy = self._policy_to_train()
         train_key = train_key_of(tr)
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,

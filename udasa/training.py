@@ -14,7 +14,6 @@ import copy
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from udasa import dist
 from udasa.config import TrainingConfig
 from udasa.errors import UdasaError
 from udasa.export import dpo_row
+from udasa.files import save_folder
 from udasa.models import model_identity, model_load, resolve_model
 from udasa.rank_split import RankSplitMixin, Recorder
 from udasa.records import content_key
@@ -585,10 +585,5 @@ class CurriculumTrainer:
 
     def _save(self, policy, k: int, name: str) -> str:
         path = self.out_dir / f"stage-{k}-{name}"
-        tmp = path.with_name(path.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        policy.save_pretrained(str(tmp))
-        self.tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)  # a killed save never leaves a half checkpoint behind
+        save_folder(path, policy, self.tokenizer)  # never a half checkpoint: killed or full
         return str(path)

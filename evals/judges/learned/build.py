@@ -28,6 +28,7 @@ from filelock import FileLock
 from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
+from udasa.files import atomic_write
 from udasa.models import cache_root
 from udasa.registry import lookup, names, register
 
@@ -158,18 +159,15 @@ def _fit(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> None:
     judge, cost = _timed(lambda: r.train(settings, root))
     meta = {"settings": dataclasses.asdict(settings), "version": VERSION, **cost,
             "about": r.about}
-    tmp = path.with_suffix(".partial")
-    joblib.dump({"judge": judge, "meta": meta}, tmp)
-    tmp.replace(path)  # atomic: a killed build never leaves a half artifact
+    with atomic_write(path, "wb") as f:  # a killed or refused build leaves no half artifact
+        joblib.dump({"judge": judge, "meta": meta}, f)
 
 
 def _measure(name: str, r: Recipe, judge: Any, root: Path, path: Path) -> None:
     log.info("measuring the learned %s judge's agreement with human labels once", name)
     agreements, cost = _timed(lambda: r.validate(judge, root))
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps({"agreements": [a.as_dict() for a in agreements],
-                               "meta": cost}, indent=1))
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        json.dump({"agreements": [a.as_dict() for a in agreements], "meta": cost}, f, indent=1)
 
 
 def _read_agreement(path: Path) -> tuple[list[Agreement], dict[str, float]]:
