@@ -21,8 +21,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from app.labels import Label, relabel
 from app.rating import SCORE_FIELDS
-from app.render import empty_state, esc, plain
+from app.render import empty_state, esc, html_table, plain
 from evals import store_tables
 from evals.leaderboard import (
     canonical_label,
@@ -85,13 +86,30 @@ def settings_newest_first(long: pd.DataFrame, run_times: Mapping[str, str]
     return out
 
 
-def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
+def board_models(store: Store) -> list[str]:
+    """The model labels of the leaderboard's rows."""
+    long = _board(store, None)
+    return [] if long is None else list(dict.fromkeys(long["model"]))
+
+
+def _relabelled(long: pd.DataFrame, names: Mapping[str, Label] | None) -> pd.DataFrame:
+    """The long table with each model shown by its display label (`app.labels`)."""
+    if not names:
+        return long
+    out = long.copy()
+    out["model"] = relabel(out["model"], names)
+    return out
+
+
+def leaderboard(store: Store, ratings: list[dict] | None,
+                names: Mapping[str, Label] | None = None) -> pd.DataFrame | None:
     """The paper-layout table (judge / human per cell); `ratings` (plain rating rows) None
-    hides the human side. A task evaluated in several settings shows its newest one only
-    (`setting_note` says which others exist)."""
+    hides the human side; `names` shows models by their display labels. A task evaluated in
+    several settings shows its newest one only (`setting_note` says which others exist)."""
     long = _board(store, ratings)
     if long is None:
         return None
+    long = _relabelled(long, names)
     newest = {t: s[0] for t, s in settings_newest_first(long, _run_times(store)).items()}
     long = long[long["setting"].isna() | (long["setting"] == long["task"].map(newest))]
     table = wide_table(long, with_ci=True, digits=2)
@@ -120,12 +138,25 @@ def setting_note(store: Store) -> str:
             f"table for each.<ul>{''.join(items)}</ul></div>")
 
 
-def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
+def names_html(names: Mapping[str, Label]) -> str:
+    """The models shown by a shorter name than the one stored, each with its full name (also
+    in a tooltip); empty when none is."""
+    items = [f"<li>{label.html()} = <code>{esc(label.full)}</code></li>"
+             for label in names.values() if label.shortened]
+    if not items:
+        return ""
+    return ("<div class='udasa-names'>Models shown by a shorter name (hover for the whole "
+            f"path):<ul>{''.join(items)}</ul></div>")
+
+
+def leaderboard_charts(store: Store, out_dir: Path, names: Mapping[str, Label] | None = None
+                       ) -> list[tuple[str, str]]:
     """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart), in the
-    task's newest setting as the leaderboard table shows it."""
+    task's newest setting as the leaderboard table shows it, models by their display labels."""
     long = _board(store, None)
     if long is None:
         return []
+    long = _relabelled(long, names)
     times = _run_times(store)
     newest = {t: s[0] for t, s in settings_newest_first(long, times).items()}
     rows = long.astype(object).where(long.notna(), None).to_dict("records")
@@ -268,13 +299,26 @@ def compare(samples: Mapping[tuple[str, str, str], EvalSample], task: str, a: st
                       len(values) - len(both))
 
 
-def comparison_text(c: Comparison) -> str:
-    """One plain-text line (method names are data: the caller escapes it)."""
+def comparison_html(c: Comparison, names: Mapping[str, Label]) -> str:
+    """`comparison_text` as HTML, each method by its display label (its full name in a
+    tooltip where shortened)."""
+    la, lb = (names.get(m) or Label(m, m) for m in (c.a, c.b))
+    text = esc(comparison_text(c, la.text, lb.text))
+    for label in (la, lb):
+        if label.shortened:
+            text = text.replace(esc(label.text), label.html())
+    return text
+
+
+def comparison_text(c: Comparison, a: str | None = None, b: str | None = None) -> str:
+    """One plain-text line (method names are data: the caller escapes it); `a` and `b` name
+    the methods (default: as stored)."""
+    a, b = a or c.a, b or c.b
     if c.test is None or c.sign is None:
-        return (f"No prompt of {c.task} has a score for both {c.a} and {c.b} "
+        return (f"No prompt of {c.task} has a score for both {a} and {b} "
                 "(run `udasa-eval run` with both models on this task).")
     t, s = c.test, c.sign
-    return (f"{c.a} − {c.b} on {c.task}: mean difference {t.mean_diff:+.3f} "
+    return (f"{a} − {b} on {c.task}: mean difference {t.mean_diff:+.3f} "
             f"[95% CI {t.low:+.3f}, {t.high:+.3f}], paired bootstrap p = {t.p_value:.3g}; "
             f"sign test {s.wins} wins / {s.losses} losses / {s.ties} ties, p = {s.p_value:.3g}; "
             f"n = {t.n} prompts" + (f" ({c.excluded} left out: a score missing)"
@@ -298,10 +342,10 @@ def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
         for f in ("overall", "harmless", "helpful"):
             vals = [r[f] for r in rs if r.get(f) is not None]
             row[f"human {f}"] = sum(vals) / len(vals) if vals else None
-        row |= {"annotators": len(rs), "reply": rs[0]["response"]}
+        row |= {"annotators": len(rs), "prompt": rs[0]["prompt"], "reply": rs[0]["response"]}
         rows.append(row)
-    cols = ["u", *[f"U_{a}" for a in axis_keys()], "human overall", "human harmless", "human helpful",
-            "annotators", "reply"]
+    cols = ["u", *[f"U_{a}" for a in axis_keys()], "human overall", "human harmless",
+            "human helpful", "annotators", "prompt", "reply"]
     return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
 
 
@@ -323,6 +367,15 @@ def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.Da
     """Rounded numbers and display texts cut to `width` characters, for a table on screen."""
     return _text_cells(plain_cells(table.round(digits)),
                        lambda v: v if len(v) <= width else v[:width - 1] + "…")
+
+
+def table3_html(table: pd.DataFrame) -> str:
+    """Table 3 as an HTML table (`render.html_table`): headers on one line, prompt and reply
+    in full up to a cell's limit."""
+    if table.empty:
+        return empty_state("No rated reply of this run yet.", "Rate its replies in the Rate "
+                           "tab (Scores: one reply); Table 3 pairs u with their mean scores.")
+    return html_table(table, text_columns=("prompt", "reply"), elem_class="udasa-table3")
 
 
 def table3_stats(table: pd.DataFrame) -> str:
