@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from app import labels
 from app.labels import Label, relabel
 from app.rating import SCORE_FIELDS
 from app.render import empty_state, esc, html_table, plain
@@ -90,6 +91,13 @@ def board_models(store: Store) -> list[str]:
     """The model labels of the leaderboard's rows."""
     long = _board(store, None)
     return [] if long is None else list(dict.fromkeys(long["model"]))
+
+
+def model_labels(store: Store, samples: Mapping | None = None) -> dict[str, Label]:
+    """Display labels (`app.labels`) of every model on the leaderboard or in the samples, so
+    every view shortens a path the same way."""
+    samples = latest_samples(store) if samples is None else samples
+    return labels.model_labels(store, board_models(store) + [m for _, m, _ in samples])
 
 
 def _relabelled(long: pd.DataFrame, names: Mapping[str, Label] | None) -> pd.DataFrame:

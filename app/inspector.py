@@ -116,8 +116,6 @@ def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str,
     stages at the quantiles i/K (`udasa.curriculum.resolve_thresholds` reads only how many
     thresholds there are, so they are written as those quantile levels)."""
     chosen = [a for a in axis_keys() if a in axes]
-    if method == "fixed" and chosen and sum(float(weights.get(a, 0)) for a in chosen) <= 0:
-        raise ConfigError(f"fixed weights of {', '.join(chosen)} sum to 0: give one a weight")
     if mode == "quantile":
         k = int(stages)
         if not 1 <= k <= 10:

@@ -13,7 +13,7 @@
   // and whose radios each carry a different name: give the group its label as accessible
   // name and one name to its radios, so that a screen reader announces "Harmless ...,
   // radio 7 of 10" and the arrow keys move within the group.
-  function nameGroups() {
+  function nameControls() {
     for (const set of document.querySelectorAll("fieldset")) {
       const info = set.querySelector(":scope > [data-testid='block-info']");
       const radios = set.querySelectorAll("input[type=radio]");
@@ -24,13 +24,31 @@
       const group = `udasa-group-${set.id || info.id}`;
       for (const r of radios) if (r.name !== group) r.name = group;
     }
-    // icon-only buttons (a fullscreen, download or clear icon) named by their title or icon
-    for (const b of document.querySelectorAll("button:not([aria-label])")) {
-      if (b.textContent.trim()) continue;
-      const label = b.getAttribute("title") || b.querySelector("[aria-label]")?.getAttribute("aria-label")
-        || b.querySelector("svg title")?.textContent || b.className.match(/\b(fullscreen|download|clear|share|copy|close|remove|undo)\b/i)?.[1];
-      if (label) b.setAttribute("aria-label", label);
+    // icon-only buttons and links, and images, named after their purpose and component
+    for (const el of document.querySelectorAll("button:not([aria-label]), a:not([aria-label])")) {
+      if (el.textContent.trim() || el.getAttribute("title")) continue;
+      const inner = el.querySelector("[aria-label]")?.getAttribute("aria-label")
+        || el.querySelector("svg title")?.textContent;
+      const what = blockLabel(el);
+      const name = inner || (el.matches("a[download], a.download-link") ? `Download ${what}`
+        : el.querySelector("img") ? `Open image: ${what}` : what);
+      if (name.trim()) el.setAttribute("aria-label", name.trim());
     }
+    for (const input of document.querySelectorAll("input:not([type=hidden]), textarea")) {
+      if (input.labels?.length || input.getAttribute("aria-label")
+        || input.getAttribute("aria-labelledby")) continue;
+      const what = blockLabel(input);
+      if (what) input.setAttribute("aria-label", what);
+    }
+    for (const img of document.querySelectorAll("img:not([alt]), img[alt='']")) {
+      img.setAttribute("alt", blockLabel(img) || "image");
+    }
+  }
+
+  function blockLabel(el) {  // the label of the Gradio component holding `el`
+    const block = el.closest(".block");
+    return (block?.querySelector("[data-testid='block-label']")?.textContent
+      || block?.querySelector("[data-testid='block-info']")?.textContent || "").trim();
   }
 
   function mark() {
@@ -98,13 +116,14 @@
   document.addEventListener("focusin", onFocus);
   document.addEventListener("click", onFocus);
   const start = () => {
-    nameGroups();
+    window.udasaStarted = true;
+    nameControls();
     mark();
     let queued = false;
     new MutationObserver(() => {
       if (queued) return;
       queued = true;
-      requestAnimationFrame(() => { queued = false; nameGroups(); mark(); });
+      requestAnimationFrame(() => { queued = false; nameControls(); mark(); });
     }).observe(document.body, {childList: true, subtree: true});
   };
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);

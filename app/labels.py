@@ -60,11 +60,12 @@ def checkpoint_names(store: Store) -> dict[tuple[str, ...], str]:
 
 
 def _tails(paths: list[str]) -> dict[str, str]:
-    """Each path's shortest tail of parts that no other path in `paths` ends with."""
+    """Each path's shortest tail of two or more parts that no other path in `paths` ends
+    with."""
     parts = {p: _parts(p) for p in paths}
     out = {}
     for p, mine in parts.items():
-        for k in range(1, len(mine) + 1):
+        for k in range(min(2, len(mine)), len(mine) + 1):
             tail = mine[-k:]
             if not any(o != p and theirs[-k:] == tail for o, theirs in parts.items()):
                 break

@@ -76,10 +76,8 @@ def _load(state: AppState) -> Callable:
                 return [state.no_store(), *blank]
             sources, tasks = pools.source_choices(store), pools.task_choices(store)
             tables = overview(store)
-        people = sorted(state.users)
-        default = [n for n in people if not state.users[n].admin] or people
         return ["", gr.update(choices=sources), gr.update(choices=tasks),
-                gr.update(choices=people, value=default), *tables]
+                gr.update(choices=sorted(state.users)), *tables]
     return load
 
 

@@ -71,8 +71,7 @@ def _overview(state: AppState) -> Callable:
             if store is None:
                 return [state.no_store(), *nothing]
             samples = compare.latest_samples(store)
-            names = labels.model_labels(store, compare.board_models(store) + [
-                m for _, m, _ in samples])
+            names = compare.model_labels(store, samples)
             board = compare.leaderboard(store, as_rows(store_tables.ratings(store)), names)
             settings = compare.setting_note(store)
             charts = compare.leaderboard_charts(store, state.scratch, names)
@@ -108,7 +107,7 @@ def _pair_html(cmp: compare.Comparison, key: str | None, names) -> str:
 def _comparison(store, task: str, a: str | None, b: str | None):
     samples = compare.latest_samples(store)
     cmp = compare.compare(samples, task, a, b) if a and b else None
-    return cmp, labels.model_labels(store, compare.tasks_and_methods(samples).get(task, []))
+    return cmp, compare.model_labels(store, samples)
 
 
 def _test_outputs(cmp, names, key: str | None = None) -> tuple:

@@ -200,7 +200,8 @@ def test_pool_holds_run_replies_and_eval_outputs_and_orders_per_annotator(ws):
 def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
     """A baseline's run (its config a baseline config, not a run config) adds its replies to
     the pool; a run whose config neither reads is left out instead of failing the tab."""
-    from app.ui import AppState, _rate_next_item, _rate_submit
+    from app.state import AppState
+    from app.ui_rate import OUT_KEYS, _shown, _submit
     from udasa.baselines.common import BaselineConfig, BaselinePair, store_pairs
 
     store = Store(ws)
@@ -218,9 +219,10 @@ def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
     h = auth.hash_password("pw", rounds=4)
     state = AppState(ws, {"alice": auth.User("alice", h)})
     alice = SimpleNamespace(username="alice")
-    notice, progress, _, item_id, *_ = _rate_next_item(state)("single", [], alice)
-    assert not notice and item_id and f"0 of {len(items)} rated" in progress
-    assert "Saved" in _rate_submit(state)(item_id, 7, 6, 5, None, alice)
+    shown = dict(zip(OUT_KEYS, _shown(state, "alice", False, "single", None)))
+    item_id = shown["item_id"]
+    assert not shown["notice"] and item_id and f"0 of {len(items)} rated" in shown["progress"]
+    assert "Saved" in _submit(state)(item_id, 7, 6, 5, None, "", False, alice)
     assert [r.item_id for r in ratings(store, "alice")] == [item_id]
     # the Inspector offers only the UDASA runs, and each of them opens
     choices = inspector.run_choices(store)
@@ -248,7 +250,7 @@ def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
     row = rating.rating_row("alice", pair, choice="B")
     assert row.preference == b.method and row.method == f"{a.method} vs {b.method}"
     assert json.loads(row.response) == {"A": a.response, "B": b.response}
-    with pytest.raises(UdasaError, match="A, B or tie"):
+    with pytest.raises(UdasaError, match="A, B, tie or both bad"):
         rating.rating_row("alice", pair, choice="C")
     assert rating.find(store, pair.id) == pair
     with pytest.raises(UdasaError):
@@ -256,7 +258,7 @@ def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
 
 
 def test_annotators_see_only_their_own_ratings_and_admins_see_all(ws):
-    from app.ui import AppState
+    from app.state import AppState
 
     h = auth.hash_password("pw", rounds=4)
     app_state = AppState(ws, {"alice": auth.User("alice", h, True), "bob": auth.User("bob", h)})
@@ -370,7 +372,8 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
 
 
 def test_compare_shows_each_stored_premise_test_or_how_to_make_one(ws):
-    from app.ui import AppState, _compare_overview
+    from app.state import AppState
+    from app.ui_compare import _overview as _compare_overview
     from evals.premise import premise_stats, write_premise
 
     overview = _compare_overview(AppState(ws))
