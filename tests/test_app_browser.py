@@ -185,11 +185,15 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     # a typed prompt is answered live by the run's model and scorers, and not stored
     page.locator("#new-prompt textarea").fill("Name three colours of autumn leaves.")
     page.locator("#generate").click()
+    # while it generates: the button is off and the old cards are gone (not left as if new)
+    wait_until(lambda: page.locator("#generate").is_disabled() and cards.count() == 0,
+               what="a disabled button and no old cards while generating")
     wait_until(lambda: "Name three colours" in page.locator("#cards").inner_text(), timeout=180,
                what="live replies")
     wait_until(lambda: cards.count() == 3 and all(
         v.replace(".", "").isdigit() for v in u_values(page)), what="3 scored live replies")
     assert Store(workspace).db["responses"].count == 10
+    wait_until(lambda: page.locator("#generate").is_enabled(), what="the button back on")
 
     # Rate: blind item, 1-10 scores, submit, the row lands in SQLite
     open_tab(page, "rate")
@@ -251,7 +255,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     out = Path(os.environ.get("UDASA_SCREENSHOTS") or tmp_path)
     shots = capture(page, out)
     assert [p.name for p in shots] == ["inspector.png", "rate.png", "compare.png",
-                                       "export.png"]
+                                       "annotation.png", "export.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in shots)
     assert page.evaluate("window.__xss") is None and not dialogs
     assert hosts == {urlparse(server).netloc}, hosts  # nothing fetched from outside
@@ -264,13 +268,14 @@ def test_an_annotator_rates_blind_and_sees_only_their_own_ratings(server, worksp
     page = context.new_page()
     sign_in(page, server + "/", "bob", password("bob"))
     progress = page.locator("#rate-progress")
-    wait_until(lambda: "bob · 0 of 20 rated" in progress.inner_text(), what="bob's queue")
+    wait_until(lambda: "0 of 20 rated" in progress.inner_text(), what="bob's queue")
+    assert progress.inner_text().startswith("bob ·")
     for view in ("Inspector", "Compare"):  # they would show methods, u and others' ratings
         assert not page.get_by_role("tab", name=view).is_visible(), view
     for field in ("harmless", "helpful", "overall"):
         page.locator(f"#rate-{field}").get_by_label("3", exact=True).check()
     page.locator("#rate-submit").click()
-    wait_until(lambda: "bob · 1 of 20 rated" in progress.inner_text(), what="bob's rating")
+    wait_until(lambda: "1 of 20 rated" in progress.inner_text(), what="bob's rating")
     open_tab(page, "export")
     page.locator("#export-go").click()
     link = page.locator("#export-file a").first
@@ -300,7 +305,7 @@ def test_twenty_annotators_submitting_at_once_lose_no_rating(server, workspace):
     def submit(k):
         start.wait()
         return clients[k].predict(items[k % len(items)], 1 + k % 10, 5, 1 + (k * 3) % 10, None,
-                                  api_name="/rate")
+                                  "", False, api_name="/rate")
 
     with ThreadPoolExecutor(len(clients)) as pool:
         answers = list(pool.map(submit, range(len(clients))))
