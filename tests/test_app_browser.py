@@ -3,7 +3,7 @@
 The store is filled by a small real pipeline run (a tiny Llama with SmolLM2's tokenizer, the
 embedded scorers) plus one injected reply and one evaluation of two methods; the app is the
 `udasa-app` command on a free port with bcrypt accounts from $UDASA_APP_USERS. Screenshots go
-to $UDASA_SCREENSHOTS when set (docs/screenshots for the README), else to a temporary folder.
+to $UDASA_SCREENSHOTS when set (docs/screenshots, shown in docs/app.md), else to a temporary folder.
 """
 
 from __future__ import annotations
