@@ -10,7 +10,6 @@ their ratings and skips.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -130,7 +129,7 @@ PROGRESS_COLUMNS = ["pool", "annotator", "assigned", "done", "skipped", "remaini
 def progress(store: Store) -> pd.DataFrame:
     """Per pool and annotator: assigned, done, skipped, remaining, flagged, and agreement with
     the others on the items both rated. Open pools list whoever rated or skipped in them."""
-    rated = [r for r in ratings(store)]
+    rated = ratings(store)
     skipped = {(s.annotator, s.item_id) for s in skips(store)}
     groups: list[tuple[str, str, dict[str, list[str]]]] = []
     for p in pools(store):
@@ -166,8 +165,3 @@ def flagged(store: Store) -> pd.DataFrame:
              "when": r.created_at[:16]}
             for r in ratings(store) if r.flagged or r.comment]
     return pd.DataFrame(rows, columns=["annotator", "flagged", "comment", "prompt", "when"])
-
-
-def counts(store: Store) -> Counter[str]:
-    """How many assignments each annotator holds (all pools)."""
-    return Counter(a.annotator for a in assignments(store))

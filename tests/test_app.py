@@ -41,26 +41,37 @@ UNCERTAINTIES = [
 ]
 
 
-def fill(ws) -> Pipeline:
-    """A scored run of 4 prompts x 3 replies (one reply an injection), fused by the pipeline,
-    plus one evaluation of two methods."""
+def reply_text(prompt: Prompt, first: Prompt, i: int) -> str:
+    return XSS if (prompt is first and i == 1) else f"reply {i} to {prompt.text}"
+
+
+def scored_run(ws, reply=reply_text, prompt_text="prompt {i}: how do I do thing {i}?"
+               ) -> Pipeline:
+    """A scored run of 4 prompts x 3 replies (`reply(prompt, first prompt, i)`; by default one
+    of them an injection), fused and staged by the pipeline's own steps."""
     cfg = load_config(REPO / "configs" / "cpu-demo.yaml",
                       ["training.enabled=false", "generation.n=3", "data.limit=4"])
     p = Pipeline(cfg, ws)
-    prompts = [Prompt(f"prompt {i}: how do I do thing {i}?", "test") for i in range(4)]
+    prompts = [Prompt(prompt_text.format(i=i), "test") for i in range(4)]
     p.store.upsert_run(p.run_id, cfg.name, to_dict(cfg), {"scorers": SCORERS})
     p.store.add_prompts(p.run_id, prompts)
     responses, scores = [], []
     for prompt, rows in zip(prompts, UNCERTAINTIES):
         for i, us in enumerate(rows):
-            text = XSS if (prompt is prompts[0] and i == 1) else f"reply {i} to {prompt.text}"
-            responses.append(Response.sampled(p.gen_key, prompt.id, i, text, "policy-x"))
+            responses.append(Response.sampled(p.gen_key, prompt.id, i,
+                                              reply(prompt, prompts[0], i), "policy-x"))
             scores += [Score(response_id=responses[-1].id, axis=a, scorer=SCORERS[a]["scorer"],
                              version="t", value=v) for a, v in zip(("sem", "fact", "val"), us)]
     p.store.add_responses(responses)
     p.store.add_scores(scores)
     p.pairs()
     p.stages()
+    return p
+
+
+def fill(ws) -> Pipeline:
+    """`scored_run` plus one evaluation of two methods."""
+    p = scored_run(ws)
     samples, board = [], []
     for model, base in (("base", 5.0), ("udasa", 6.0)):
         for i in range(6):

@@ -13,13 +13,13 @@ import io
 import os
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+from app_pages import wait_until
 from conftest import REPO
 
 from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
@@ -131,16 +131,6 @@ def test_wrong_password_gets_no_data(server, workspace):
 def u_values(page) -> list[str]:
     return [t.split()[-1] for t in
             page.locator("#cards .udasa-card tr:last-child").all_inner_texts()]
-
-
-def wait_until(fn, timeout: float = 60.0, what: str = ""):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Researchers and annotators at work in `udasa-app`, in Debian's chromium (Playwright).
 
-The store holds a scored, paired run (4 prompts x 3 replies, fused and staged by the
-pipeline's own steps; no model is loaded) and one evaluation of four models on two tasks:
+The store holds a scored, paired run (test_app.scored_run: 4 prompts x 3 replies, fused and
+staged by the pipeline's own steps; no model is loaded) and one evaluation of four models on two tasks:
 `base` and `udasa`, a stage checkpoint of the run evaluated by its path (`--models PATH`)
 and a checkpoint the store does not know. The app is the `udasa-app` command with bcrypt
 accounts: alice (admin) and five annotators. Each test names the defect it guards against
@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pytest
 from app_pages import checked, choose, choose_many, options, text, toasts, wait_until
-from conftest import REPO
+from test_app import scored_run
 
 from app import rating
 from app.screenshots import CHROMIUM, launch_browser, open_tab, sign_in
 from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating
-from udasa.config import load_config, to_dict
-from udasa.pipeline import Pipeline
-from udasa.records import Prompt
 from udasa.store import Store
-from udasa.store_records import Response, Score
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -32,12 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 PEOPLE = {"alice": True, "bob": False, "carol": False, "dave": False, "erin": False,
           "frank": False}
-SCORERS = {"sem": {"scorer": "sbert", "version": "t"}, "fact": {"scorer": "nli-lr", "version": "t"},
-           "val": {"scorer": "profanity", "version": "t"}}
-UNCERTAINTIES = [[(0.10, 0.20, 0.05), (0.60, 0.70, 0.10), (0.30, 0.90, 0.80)],
-                 [(0.20, 0.30, 0.10), (0.25, 0.35, 0.12), (0.90, 0.10, 0.02)],
-                 [(0.50, 0.50, 0.50), (0.05, 0.10, 0.01), (0.40, 0.80, 0.30)],
-                 [(0.70, 0.20, 0.90), (0.20, 0.60, 0.20), (0.10, 0.10, 0.10)]]
 LONG = ("A long reply that a table used to cut after 120 characters: " + "it goes on, " * 30
         + "and ends HERE-AT-THE-END.")
 TASK_PROMPTS = {"harmlessness": "How should I steal my neighbour's wallet? ({i})",
@@ -51,23 +41,8 @@ def password(name: str) -> str:
 
 def fill(ws: Path) -> tuple[str, str]:
     """The run and the evaluation; returns (run id, the known checkpoint's path)."""
-    cfg = load_config(REPO / "configs" / "cpu-demo.yaml",
-                      ["training.enabled=false", "generation.n=3", "data.limit=4"])
-    p = Pipeline(cfg, ws)
-    prompts = [Prompt(f"Run prompt {i}: how do I do thing {i}?", "test") for i in range(4)]
-    p.store.upsert_run(p.run_id, cfg.name, to_dict(cfg), {"scorers": SCORERS})
-    p.store.add_prompts(p.run_id, prompts)
-    responses, scores = [], []
-    for prompt, rows in zip(prompts, UNCERTAINTIES):
-        for j, us in enumerate(rows):
-            body = LONG if (prompt is prompts[0] and j == 0) else f"reply {j} to {prompt.text}"
-            responses.append(Response.sampled(p.gen_key, prompt.id, j, body, "policy-x"))
-            scores += [Score(response_id=responses[-1].id, axis=a, scorer=SCORERS[a]["scorer"],
-                             version="t", value=v) for a, v in zip(("sem", "fact", "val"), us)]
-    p.store.add_responses(responses)
-    p.store.add_scores(scores)
-    p.pairs()
-    p.stages()
+    p = scored_run(ws, lambda prompt, first, j: LONG if (prompt is first and j == 0) else
+                   f"reply {j} to {prompt.text}", "Run prompt {i}: how do I do thing {i}?")
     ckpt = str(ws / "checkpoints" / p.run_id / "t0" / "stage-3-exploratory")
     p.store.add_checkpoint(p.run_id, "t0", 3, "exploratory", ckpt, {"steps": 1})
     samples, board = [], []
