@@ -112,6 +112,9 @@
     }
   }
 
+  document.addEventListener("click", (e) => {  // a person chose a tab: keep it (ui.LAND_JS)
+    if (e.isTrusted && e.target.closest?.("button[role=tab]")) window.udasaTabChosen = true;
+  });
   document.addEventListener("keydown", onKey);
   document.addEventListener("focusin", onFocus);
   document.addEventListener("click", onFocus);

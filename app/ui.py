@@ -81,15 +81,25 @@ LOGOUT_JS = "() => { window.location.assign('logout'); }"
 
 
 def views(state: AppState) -> Callable:
-    """Annotators get Rate and Export only (the other views would unblind them); an admin
-    lands on the Inspector."""
+    """Annotators get Rate and Export only (the other views would unblind them); the role
+    goes to LAND_JS, which opens the Inspector for an admin."""
 
     def show(request: gr.Request):
         admin = state.is_admin(request)
-        return (*[gr.update(visible=admin)] * len(ADMIN_TABS),
-                gr.Tabs(selected="inspector" if admin else "rate"))
+        return (*[gr.update(visible=admin)] * len(ADMIN_TABS), "admin" if admin else "")
 
     return show
+
+
+# An admin lands on the Inspector, unless they picked a tab themselves while the page loaded
+# (keys.js notes a person's click on a tab), so a quick click is never undone.
+LAND_JS = """(role) => {
+  if (role === "admin" && !window.udasaTabChosen) {
+    const tab = [...document.querySelectorAll("button[role=tab]")]
+      .find((b) => b.textContent.trim() === "Inspector");
+    if (tab) tab.click();
+  }
+}"""
 
 
 def build(workspace: str | Path, users: Mapping[str, User] | None = None
@@ -105,7 +115,8 @@ def build(workspace: str | Path, users: Mapping[str, User] | None = None
         # with sign-in, the admin views stay hidden until the user turns out to be an admin
         # (see `views`), and everyone starts on Rate
         admin_views = not state.auth_on
-        with gr.Tabs(selected="inspector" if admin_views else "rate") as tabs:
+        role = gr.Textbox(visible=False, elem_id="role")
+        with gr.Tabs(selected="inspector" if admin_views else "rate"):
             with gr.Tab("Inspector", id="inspector", visible=admin_views) as ins_tab:
                 ins = inspector_tab()
             with gr.Tab("Rate", id="rate"):
@@ -123,7 +134,8 @@ def build(workspace: str | Path, users: Mapping[str, User] | None = None
         bind_export(state, exp)
         logout.click(None, js=LOGOUT_JS)
         demo.load(header(state), None, [who, logout], **PRIVATE)
-        demo.load(views(state), None, [ins_tab, cmp_tab, ann_tab, tabs], **PRIVATE)
+        demo.load(views(state), None, [ins_tab, cmp_tab, ann_tab, role], **PRIVATE) \
+            .then(None, role, None, js=LAND_JS, **PRIVATE)
         for tab in (ins, rate, cmp, ann, exp):
             tab["_load"](demo)
     return demo, state
