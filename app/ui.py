@@ -94,11 +94,15 @@ def views(state: AppState) -> Callable:
 # An admin lands on the Inspector, unless they picked a tab themselves while the page loaded
 # (keys.js notes a person's click on a tab), so a quick click is never undone.
 LAND_JS = """(role) => {
-  if (role === "admin" && !window.udasaTabChosen) {
+  if (role !== "admin") return;
+  const land = (tries) => {  // the tab appears once the page has drawn the update
+    if (window.udasaTabChosen) return;
     const tab = [...document.querySelectorAll("button[role=tab]")]
       .find((b) => b.textContent.trim() === "Inspector");
     if (tab) tab.click();
-  }
+    else if (tries > 0) setTimeout(() => land(tries - 1), 100);
+  };
+  land(50);
 }"""
 
 
