@@ -126,11 +126,13 @@ PROGRESS_COLUMNS = ["pool", "annotator", "assigned", "done", "skipped", "remaini
                     "agreement so far"]
 
 
-def progress(store: Store) -> pd.DataFrame:
+def progress(store: Store, admins: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Per pool and annotator: assigned, done, skipped, remaining, flagged, and agreement with
-    the others on the items both rated. Open pools list whoever rated or skipped in them."""
+    the others on the items both rated. Open pools list whoever rated or skipped in them and
+    may open them (`admins`, and annotators without an assigned pool)."""
     rated = ratings(store)
     skipped = {(s.annotator, s.item_id) for s in skips(store)}
+    pooled = {a.annotator for a in assignments(store)} - admins
     groups: list[tuple[str, str, dict[str, list[str]]]] = []
     for p in pools(store):
         given: dict[str, list[str]] = {}
@@ -139,8 +141,8 @@ def progress(store: Store) -> pd.DataFrame:
         groups.append((plain(p.name), p.mode, given))
     for mode, label in annotation.OPEN.items():
         ids = [i.id for i in rating.pool(store, mode)]
-        people = sorted({r.annotator for r in rated if r.item_id in set(ids)}
-                        | {a for a, i in skipped if i in set(ids)})
+        people = sorted(({r.annotator for r in rated if r.item_id in set(ids)}
+                         | {a for a, i in skipped if i in set(ids)}) - pooled)
         groups.append((f"{label} (open)", mode, {a: ids for a in people}))
     rows = []
     for name, mode, given in groups:

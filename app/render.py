@@ -61,7 +61,7 @@ CSS = """
   font-size: 13px;}
 .udasa-guide p {margin: 4px 0 8px;}
 .udasa-anchors th {padding-top: 6px;} .udasa-anchors td.num {width: 2em; font-weight: 600;}
-.udasa-active {outline: 3px solid #0969da; outline-offset: 2px; border-radius: 6px;}
+.udasa-active {box-shadow: inset 0 0 0 2px #0969da !important; border-radius: 6px;}
 """
 
 

@@ -44,6 +44,10 @@ class AppState:
     def auth_on(self) -> bool:
         return bool(self.users)
 
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(n for n, u in self.users.items() if u.admin)
+
     def user(self, request: gr.Request | None) -> str | None:
         name = getattr(request, "username", None) if request is not None else None
         return name if self.auth_on and name in self.users else None

@@ -51,7 +51,7 @@ def annotation_tab() -> dict[str, Any]:
     return c
 
 
-def overview(store) -> list:
+def overview(store, admins: frozenset[str] = frozenset()) -> list:
     """Pools, progress, win rates, flags (TABLE_KEYS order)."""
     pairs = {p.id: p for p in rating.pool(store, "pair")}
     rows = store_tables.ratings(store)
@@ -59,7 +59,7 @@ def overview(store) -> list:
     names = labels.model_labels(store, [*wins["method A"], *wins["method B"]])
     for col in ("method A", "method B"):
         wins[col] = labels.relabel(wins[col], names)
-    return [html_table(pools.pool_table(store)), html_table(pools.progress(store)),
+    return [html_table(pools.pool_table(store)), html_table(pools.progress(store, admins)),
             html_table(wins), html_table(pools.flagged(store), text_columns=("comment",))]
 
 
@@ -75,7 +75,7 @@ def _load(state: AppState) -> Callable:
             if store is None:
                 return [state.no_store(), *blank]
             sources, tasks = pools.source_choices(store), pools.task_choices(store)
-            tables = overview(store)
+            tables = overview(store, state.admins)
         return ["", gr.update(choices=sources), gr.update(choices=tasks),
                 gr.update(choices=sorted(state.users)), *tables]
     return load
@@ -92,7 +92,7 @@ def _create(state: AppState) -> Callable:
         try:
             def make(store):
                 pool, n = pools.make_pool(store, req, state.user(request) or "admin")
-                return pool, n, overview(store)
+                return pool, n, overview(store, state.admins)
             pool, n, tables = state.ws.write(make)
         except UdasaError as exc:
             return [f"**Not created:** {exc}", *[gr.skip()] * len(TABLE_KEYS)]
@@ -108,7 +108,7 @@ def _tables(state: AppState) -> Callable:
         if state.locked(request):
             return [""] * len(TABLE_KEYS)
         with state.ws.read() as store:
-            return [""] * len(TABLE_KEYS) if store is None else overview(store)
+            return [""] * len(TABLE_KEYS) if store is None else overview(store, state.admins)
     return tables
 
 

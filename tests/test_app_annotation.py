@@ -133,6 +133,9 @@ def test_progress_agreement_and_win_rates_are_read_from_the_ratings(store):
     rows = table[table["pool"] == "pairs"].set_index("annotator")
     assert rows.loc["ann1", ["assigned", "done", "skipped", "remaining"]].tolist() == [4, 3, 1, 1]
     assert rows.loc["ann1", "agreement so far"] == "67% same choice on 3 pairs"
+    assert set(table["pool"]) == {"pairs"}  # they cannot open the open pools: no rows there
+    as_admin = pools.progress(store, admins=frozenset({"ann1"}))
+    assert as_admin[as_admin["pool"] != "pairs"]["annotator"].tolist() == ["ann1"]
     wins = votes.win_rates(ratings(store), pairs)
     assert wins["votes"].sum() == 6 and wins["ties"].sum() == 1
 
