@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,108 +22,68 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from app import labels
-from app.labels import Label, relabel
+from app.labels import Label
 from app.rating import SCORE_FIELDS
 from app.render import empty_state, esc, html_table, plain
-from evals import store_tables
-from evals.leaderboard import (
-    canonical_label,
-    human_means,
-    judges_by_task,
-    long_table,
-    wide_table,
-)
+from evals.leaderboard import human_scores, row_labels, wide_table
 from evals.plots import bar_chart
 from evals.premise import heading, p_text, plot_premise, rho_text, wins_text
+from evals.results import ResultSet, Setting, load_results, pick_setting
 from evals.stats import (
-    PairedTest,
-    SignTest,
+    Comparison,
     cohen_kappa,
     krippendorff_alpha_interval,
     krippendorff_alpha_nominal,
-    paired_bootstrap,
-    sign_test,
+    paired_comparison,
     spearman,
 )
-from evals.store_tables import EvalSample
 from udasa.axes import axis_keys
 from udasa.records import content_key
 from udasa.store import Store
-from udasa.store_schema import as_rows
 
 
-def _run_times(store: Store) -> dict[str, str]:
-    return store_tables.eval_run_times_and_configs(store)[0]
+def results_of(store: Store) -> ResultSet:
+    """Every evaluation of the workspace through the harness's one reader."""
+    return load_results(store.workspace)
 
 
-def human_fields() -> dict[str, tuple[str, str]]:
-    from evals.runner import HUMAN_FIELDS  # the harness's mapping: rating column -> cell
-
-    return HUMAN_FIELDS
-
-
-def _board(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
-    """The long leaderboard (`evals.leaderboard.long_table`) with each row's setting."""
-    rows = as_rows(store_tables.leaderboard(store))
-    if not rows:
-        return None
-    from evals.models import label_aliases
-
-    human = human_means(ratings, human_fields(), label_aliases(store)) if ratings else None
-    return long_table(rows, human, *store_tables.eval_run_times_and_configs(store))
+def model_labels(store: Store, results: ResultSet | None = None) -> dict[str, Label]:
+    """Display labels (`app.labels`) of every evaluated method, so that every view shortens a
+    checkpoint path the same way."""
+    results = results_of(store) if results is None else results
+    return labels.model_labels(store, [r.method for r in results.current])
 
 
-def settings_newest_first(long: pd.DataFrame, run_times: Mapping[str, str]
-                          ) -> dict[str, list[str]]:
-    """Each task's comparison settings, the one of its latest evaluation first."""
-    when: dict[tuple[str, str], str] = {}
-    for task, setting, eval_id in zip(long["task"], long["setting"], long["eval_id"]):
-        if isinstance(setting, str):
-            key = (task, setting)
-            when[key] = max(when.get(key, ""), run_times.get(eval_id, ""))
-    out: dict[str, list[str]] = {}
-    for (task, setting), _ in sorted(when.items(), key=lambda kv: kv[1], reverse=True):
-        out.setdefault(task, []).append(setting)
-    return out
-
-
-def board_models(store: Store) -> list[str]:
-    """The model labels of the leaderboard's rows."""
-    long = _board(store, None)
-    return [] if long is None else list(dict.fromkeys(long["model"]))
-
-
-def model_labels(store: Store, samples: Mapping | None = None) -> dict[str, Label]:
-    """Display labels (`app.labels`) of every model on the leaderboard or in the samples, so
-    every view shortens a path the same way."""
-    samples = latest_samples(store) if samples is None else samples
-    return labels.model_labels(store, board_models(store) + [m for _, m, _ in samples])
-
-
-def _relabelled(long: pd.DataFrame, names: Mapping[str, Label] | None) -> pd.DataFrame:
-    """The long table with each model shown by its display label (`app.labels`)."""
-    if not names:
-        return long
-    out = long.copy()
-    out["model"] = relabel(out["model"], names)
-    return out
+def shown_label(label: str, names: Mapping[str, Label] | None) -> str:
+    """A row label (`evals.leaderboard.row_labels`: a method, maybe with `[experiment]`) with
+    the method by its display label."""
+    for name, shown in (names or {}).items():
+        if shown.shortened and (label == name or label.startswith(f"{name} [")):
+            return shown.text + label[len(name):]
+    return label
 
 
 def leaderboard(store: Store, ratings: list[dict] | None,
                 names: Mapping[str, Label] | None = None) -> pd.DataFrame | None:
-    """The paper-layout table (judge / human per cell); `ratings` (plain rating rows) None
-    hides the human side; `names` shows models by their display labels. A task evaluated in
-    several settings shows its newest one only (`setting_note` says which others exist)."""
-    long = _board(store, ratings)
-    if long is None:
+    """The paper-layout table (judge / human per cell, human n in the extended cell) of each
+    task in the setting `evals.results.pick_setting` shows; `ratings` (plain rating rows) None
+    hides the human side (`setting_note` names the other settings); `names` shows methods by
+    their display labels."""
+    results = results_of(store)
+    if not results.current:
         return None
-    long = _relabelled(long, names)
-    newest = {t: s[0] for t, s in settings_newest_first(long, _run_times(store)).items()}
-    long = long[long["setting"].isna() | (long["setting"] == long["task"].map(newest))]
-    table = wide_table(long, with_ci=True, digits=2)
-    judges = judges_by_task(long)  # each header names its judge (a learned one: its agreement)
-    table.columns = [f"{c} (judge: {' | '.join(judges[t])})" if judges.get(t := c.split(": ")[0])
-                     else c for c in table.columns]
+    shown = [r for task in results.tasks()
+             for r in results.where(task=task, setting=pick_setting(results, task))]
+    humans = human_scores(results, ratings or [])
+    table = wide_table(shown, humans, with_ci=True, digits=2)
+    table.index = pd.Index([shown_label(i, names) for i in table.index], name=table.index.name)
+    scorers: dict[str, list[str]] = {}
+    for r in shown:
+        scorers.setdefault(r.task, [])
+        if r.scorer not in scorers[r.task]:
+            scorers[r.task].append(r.scorer)
+    table.columns = [f"{c} (scored by: {' | '.join(scorers[c.split(': ')[0]])})"
+                     for c in table.columns]
     out = plain_cells(table.reset_index())
     out.columns = [plain(c) for c in out.columns]
     return out
@@ -132,22 +92,23 @@ def leaderboard(store: Store, ratings: list[dict] | None,
 def setting_note(store: Store) -> str:
     """HTML: for each task evaluated in several settings, the one shown and the others
     (leaderboard.md has a table for each); empty when every task has one setting."""
-    long = _board(store, None)
-    if long is None:
-        return ""
-    items = [f"<li><b>{esc(task)}</b>: shown: {esc(shown)}; also evaluated with: "
-             f"{esc(' | '.join(others))}</li>"
-             for task, (shown, *others) in settings_newest_first(long, _run_times(store)).items()
-             if others]
+    results = results_of(store)
+    items = []
+    for task in results.tasks():
+        shown = pick_setting(results, task)
+        others = [s.label() for s in results.settings(task) if s != shown]
+        if shown is not None and others:
+            items.append(f"<li><b>{esc(task)}</b>: shown: {esc(shown.label())}; also "
+                         f"evaluated with: {esc(' | '.join(others))}</li>")
     if not items:
         return ""
     return ("<div class='udasa-empty'>Tasks evaluated in more than one setting (data, limit, "
-            "seed, judge) show their newest setting only; <code>leaderboard.md</code> has a "
-            f"table for each.<ul>{''.join(items)}</ul></div>")
+            "seed, judge) show one setting here; <code>leaderboard.md</code> has a table for "
+            f"each.<ul>{''.join(items)}</ul></div>")
 
 
 def names_html(names: Mapping[str, Label]) -> str:
-    """The models shown by a shorter name than the one stored, each with its full name (also
+    """The methods shown by a shorter name than the one stored, each with its full name (also
     in a tooltip); empty when none is."""
     items = [f"<li>{label.html()} = <code>{esc(label.full)}</code></li>"
              for label in names.values() if label.shortened]
@@ -160,27 +121,21 @@ def names_html(names: Mapping[str, Label]) -> str:
 def leaderboard_charts(store: Store, out_dir: Path, names: Mapping[str, Label] | None = None
                        ) -> list[tuple[str, str]]:
     """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart), in the
-    task's newest setting as the leaderboard table shows it, models by their display labels."""
-    long = _board(store, None)
-    if long is None:
-        return []
-    long = _relabelled(long, names)
-    times = _run_times(store)
-    newest = {t: s[0] for t, s in settings_newest_first(long, times).items()}
-    rows = long.astype(object).where(long.notna(), None).to_dict("records")
+    setting the leaderboard table shows, methods by their display labels, cached by the
+    results it draws."""
+    results = results_of(store)
     out = []
-    for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
-        setting = newest[task]
-        key = content_key(json.dumps([r for r in rows if r["task"] == task], default=str),
-                          json.dumps(times))
-        path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
-        if not path.exists():
-            try:  # model names are data: a `$` in one is text, not mathtext
-                with matplotlib.rc_context({"text.parse_math": False}):
-                    bar_chart(rows, task, metric, path, run_times=times, setting=setting)
-            except ValueError:  # no numeric row for this metric
-                continue
-        out.append((str(path), plain(f"{task}: {metric}")))
+    for task in results.tasks():
+        rows = results.where(task=task, setting=pick_setting(results, task))
+        shown = row_labels(rows)
+        axis = [shown_label(shown[id(r)], names) for r in rows]
+        for metric in dict.fromkeys(m for r in rows for m in r.metrics):
+            key = content_key(json.dumps([[r.eval_id, r.method, r.created_at] for r in rows]),
+                              json.dumps(axis), task, metric)
+            path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
+            if not path.exists():
+                bar_chart(rows, metric, path, axis)
+            out.append((str(path), plain(f"{task}: {metric}")))
     return out
 
 
@@ -242,72 +197,67 @@ def premise_section(workspace: Path, out_dir: Path) -> tuple[str, list[tuple[str
 
 
 # two methods side by side --------------------------------------------------------------------
-def latest_samples(store: Store) -> dict[tuple[str, str, str], EvalSample]:
-    """The latest evaluation sample per (task, model, prompt)."""
-    times = _run_times(store)
-    best: dict[tuple[str, str, str], EvalSample] = {}
-    for s in store_tables.eval_samples(store):
-        s = replace(s, model=canonical_label(s.model))
-        key = (s.task, s.model, s.prompt)
-        if key not in best or times.get(s.eval_id, "") >= times.get(best[key].eval_id, ""):
-            best[key] = s
-    return best
-
-
-def tasks_and_methods(samples: Mapping[tuple[str, str, str], EvalSample]
-                      ) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for task, model, _ in samples:
-        if model not in out.setdefault(task, []):
-            out[task].append(model)
+def views(results: ResultSet) -> dict[str, tuple[str, Setting]]:
+    """What Compare offers as a "task": a label per task and setting (the task's name where it
+    has one setting), so that a comparison never pairs samples of two settings or tasks."""
+    out = {}
+    for task in results.tasks():
+        settings = results.settings(task)
+        for s in settings:
+            out[task if len(settings) == 1 else f"{task} ({s.label()})"] = (task, s)
     return out
 
 
-def _value(sample: EvalSample) -> float | None:
-    s = sample.scores or {}
-    v = s.get("value")
-    if s.get("ok") is False or v is None or isinstance(v, bool):
-        return None
-    v = float(v)
-    return None if math.isnan(v) else v
+def tasks_and_methods(results: ResultSet) -> dict[str, list[str]]:
+    """Each view (`views`) and the methods evaluated in it."""
+    return {label: list(dict.fromkeys(r.method for r in results.where(task=t, setting=s)))
+            for label, (t, s) in views(results).items()}
 
 
 @dataclass
-class Comparison:
-    task: str
+class PairRow:
+    sample_id: str
+    prompt: str
+    outputs: tuple[str, str]
+    values: tuple[float | None, float | None]
+
+
+@dataclass
+class SideBySide:
+    """Two methods on the samples of one view both answered, and their paired test."""
+
+    view: str
     a: str
     b: str
-    prompts: list[str]  # prompts both methods answered, in the first method's order
-    outputs: dict[str, tuple[str, str]]  # prompt -> (a's output, b's output)
-    values: dict[str, tuple[float | None, float | None]]
-    test: PairedTest | None
-    sign: SignTest | None
-    excluded: int  # prompts left out of the test: a value missing (judge failure)
+    metric: str  # the task's first paired metric (what `values` hold)
+    rows: list[PairRow]  # the samples both methods answered, in the first method's order
+    test: Comparison | None
+    excluded: int = 0  # samples left out of the test: a value missing (scorer failure)
+
+    @property
+    def prompts(self) -> list[str]:
+        return [r.prompt for r in self.rows]
 
 
-def compare(samples: Mapping[tuple[str, str, str], EvalSample], task: str, a: str,
-            b: str) -> Comparison:
-    """Method a against b on the prompts of `task` both answered; paired bootstrap + sign test."""
-    mine = [(p, s) for (t, m, p), s in samples.items() if t == task and m == a]
-    mine.sort(key=lambda x: x[1].idx)
-    prompts, outputs, values = [], {}, {}
-    for prompt, sa in mine:
-        sb = samples.get((task, b, prompt))
-        if sb is None:
-            continue
-        prompts.append(prompt)
-        outputs[prompt] = (sa.output or "", sb.output or "")
-        values[prompt] = (_value(sa), _value(sb))
-    both = [(x, y) for x, y in values.values() if x is not None and y is not None]
-    test = sign = None
-    if both:
-        xs, ys = [x for x, _ in both], [y for _, y in both]
-        test, sign = paired_bootstrap(xs, ys), sign_test(xs, ys)
-    return Comparison(task, a, b, prompts, outputs, values, test, sign,
-                      len(values) - len(both))
+def compare(results: ResultSet, view: str, a: str, b: str) -> SideBySide:
+    """Method a against b in one task and setting (`views`), paired by sample id
+    (`evals.stats.paired_comparison`, the harness's one paired test)."""
+    task, setting = views(results).get(view, (view, None))
+    found = {r.method: r for r in results.where(task=task, setting=setting)}
+    ra, rb = found.get(a), found.get(b)
+    if ra is None or rb is None or setting is None:
+        return SideBySide(view, a, b, "", [], None)
+    metric = next(iter(ra.paired_metrics), next(iter(ra.metrics), ""))
+    va, vb = ra.values(metric), rb.values(metric)
+    rows = [PairRow(sid, s.prompt, (s.output, rb.samples[sid].output), (va.get(sid), vb.get(sid)))
+            for sid, s in sorted(ra.samples.items(), key=lambda kv: kv[1].idx)
+            if sid in rb.samples]
+    test = paired_comparison(va, vb)
+    return SideBySide(view, a, b, metric, rows, test,
+                      test.excluded if test else len(rows))
 
 
-def comparison_html(c: Comparison, names: Mapping[str, Label]) -> str:
+def comparison_html(c: SideBySide, names: Mapping[str, Label]) -> str:
     """`comparison_text` as HTML, each method by its display label (its full name in a
     tooltip where shortened)."""
     la, lb = (names.get(m) or Label(m, m) for m in (c.a, c.b))
@@ -318,18 +268,18 @@ def comparison_html(c: Comparison, names: Mapping[str, Label]) -> str:
     return text
 
 
-def comparison_text(c: Comparison, a: str | None = None, b: str | None = None) -> str:
+def comparison_text(c: SideBySide, a: str | None = None, b: str | None = None) -> str:
     """One plain-text line (method names are data: the caller escapes it); `a` and `b` name
     the methods (default: as stored)."""
     a, b = a or c.a, b or c.b
-    if c.test is None or c.sign is None:
-        return (f"No prompt of {c.task} has a score for both {a} and {b} "
+    if c.test is None:
+        return (f"No sample of {c.view} has a score for both {a} and {b} "
                 "(run `udasa-eval run` with both models on this task).")
-    t, s = c.test, c.sign
-    return (f"{a} − {b} on {c.task}: mean difference {t.mean_diff:+.3f} "
-            f"[95% CI {t.low:+.3f}, {t.high:+.3f}], paired bootstrap p = {t.p_value:.3g}; "
-            f"sign test {s.wins} wins / {s.losses} losses / {s.ties} ties, p = {s.p_value:.3g}; "
-            f"n = {t.n} prompts" + (f" ({c.excluded} left out: a score missing)"
+    t = c.test
+    return (f"{a} − {b} on {c.view}, {c.metric}: mean difference {t.mean_diff:+.3f} "
+            f"[95% CI {t.low:+.3f}, {t.high:+.3f}], paired bootstrap p = {t.p_boot:.3g}; "
+            f"sign test {t.wins} wins / {t.losses} losses / {t.ties} ties, p = {t.p_sign:.3g}; "
+            f"n = {t.n} samples" + (f" ({c.excluded} left out: a score missing)"
                                     if c.excluded else "") + ".")
 
 

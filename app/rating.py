@@ -23,7 +23,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from evals.leaderboard import canonical_label
+from evals.results import method_label
 from evals.store_tables import Rating, eval_samples
 from udasa.errors import UdasaError
 from udasa.records import content_key
@@ -105,7 +105,7 @@ def single_items(store: Store) -> list[Item]:
         for r in store.responses(gen_key, list(prompts)):
             if r.text.strip():
                 items.setdefault(r.id, Item(r.id, prompts[r.prompt_id], r.text,
-                                            canonical_label(r.model, aliases), f"run:{run.id}"))
+                                            method_label(r.model, aliases), f"run:{run.id}"))
     for item in _eval_items(store).values():
         items.setdefault(item.id, item)
     return list(items.values())
@@ -115,7 +115,7 @@ def _eval_items(store: Store) -> dict[tuple[str, str, int, str], Item]:
     """Non-empty evaluation outputs keyed by (eval id, task, sample index, model)."""
     return {(s.eval_id, s.task, s.idx, s.model): Item(
         content_key("eval", s.eval_id, s.model, s.task, str(s.idx)), s.prompt, s.output,
-        canonical_label(s.model), f"eval:{s.eval_id}", s.task)
+        method_label(s.model), f"eval:{s.eval_id}", s.task)
         for s in eval_samples(store) if (s.output or "").strip()}
 
 

@@ -70,12 +70,12 @@ def _overview(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return [state.no_store(), *nothing]
-            samples = compare.latest_samples(store)
-            names = compare.model_labels(store, samples)
+            results = compare.results_of(store)
+            names = compare.model_labels(store, results)
             board = compare.leaderboard(store, as_rows(store_tables.ratings(store)), names)
             settings = compare.setting_note(store)
             charts = compare.leaderboard_charts(store, state.scratch, names)
-            tasks = compare.tasks_and_methods(samples)
+            tasks = compare.tasks_and_methods(results)
             runs = inspector.run_choices(store)
         premise, premise_charts = compare.premise_section(state.ws.path, state.scratch)
         notes = [settings]
@@ -91,30 +91,31 @@ def _overview(state: AppState) -> Callable:
     return overview
 
 
-def _pair_html(cmp: compare.Comparison, key: str | None, names) -> str:
-    """Two methods' replies to the prompt whose key is `key` (else the first) side by side."""
-    keys = {content_key(cmp.task, p): p for p in cmp.prompts}
-    prompt = keys.get(key or "") or (cmp.prompts[0] if cmp.prompts else None)
-    if prompt is None:
+def _pair_html(cmp: compare.SideBySide, key: str | None, names) -> str:
+    """Two methods' replies to the sample whose key is `key` (else the first) side by side."""
+    rows = {content_key(cmp.view, r.sample_id): r for r in cmp.rows}
+    row = rows.get(key or "") or (cmp.rows[0] if cmp.rows else None)
+    if row is None:
         return ""
-    (out_a, out_b), (va, vb) = cmp.outputs[prompt], cmp.values[prompt]
+    (out_a, out_b), (va, vb) = row.outputs, row.values
     la, lb = (names.get(m) or labels.Label(m, m) for m in (cmp.a, cmp.b))
-    return render.side_by_side(prompt, [(f"{la.text} · score {render.num(va, 2)}", out_a),
-                                        (f"{lb.text} · score {render.num(vb, 2)}", out_b)],
-                               titles=[la.full, lb.full])
+    return render.side_by_side(row.prompt, [
+        (f"{la.text} · {cmp.metric} {render.num(va, 2)}", out_a),
+        (f"{lb.text} · {cmp.metric} {render.num(vb, 2)}", out_b)], titles=[la.full, lb.full])
 
 
-def _comparison(store, task: str, a: str | None, b: str | None):
-    samples = compare.latest_samples(store)
-    cmp = compare.compare(samples, task, a, b) if a and b else None
-    return cmp, compare.model_labels(store, samples)
+def _comparison(store, view: str, a: str | None, b: str | None):
+    """The paired comparison of a and b in one view (a task in one setting), and the labels."""
+    results = compare.results_of(store)
+    cmp = compare.compare(results, view, a, b) if a and b else None
+    return cmp, compare.model_labels(store, results)
 
 
 def _test_outputs(cmp, names, key: str | None = None) -> tuple:
-    """The test line, the prompt choices (value: a key of task and prompt) and the pair."""
+    """The test line, the prompt choices (value: a key of view and sample) and the pair."""
     if cmp is None:
         return "", gr.update(choices=[], value=None), ""
-    choices = [(short(p), content_key(cmp.task, p)) for p in cmp.prompts]
+    choices = [(short(r.prompt), content_key(cmp.view, r.sample_id)) for r in cmp.rows]
     value = key if key in {v for _, v in choices} else (choices[0][1] if choices else None)
     return (f"<div class='udasa-prompt'>{compare.comparison_html(cmp, names)}</div>",
             gr.update(choices=choices, value=value), _pair_html(cmp, value, names))
@@ -129,7 +130,7 @@ def _pick_task(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return (state.no_store(), *NO_PAIR)
-            methods = compare.tasks_and_methods(compare.latest_samples(store)).get(task, [])
+            methods = compare.tasks_and_methods(compare.results_of(store)).get(task, [])
             a, b = (methods + [None, None])[:2]
             cmp, names = _comparison(store, task, a, b)
         choices = [(names[m].text, m) for m in methods]

@@ -13,8 +13,8 @@ from udasa.cli_common import console, run_cli
 
 
 def _models(args) -> list:
-    from evals.leaderboard import BASE_LABEL
     from evals.models import EvalModel
+    from evals.results import BASE_LABEL
 
     return [EvalModel(spec if spec != "base" else BASE_LABEL, spec, args.base_url,
                       concurrency=args.concurrency)
@@ -91,9 +91,9 @@ def print_results(results: dict) -> None:
                               f"{est['mean']:.2f} [{est['low']:.2f}, {est['high']:.2f}]",
                               str(est["n"]), str(m["failures"]))
         for test in t["paired_tests"]:
-            console.print(f"{task}: {test['model']} - {test['baseline']} = "
-                          f"{test['mean_diff']:+.3f} [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]"
-                          f", p = {test['p_bootstrap']:.3g} (bootstrap), "
+            console.print(f"{task} {test['metric']}: {test['model']} - {test['baseline']} = "
+                          f"{test['mean_diff']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}]"
+                          f", p = {test['p_boot']:.3g} (bootstrap), "
                           f"{test['p_sign']:.3g} (sign test), n = {test['n']}"
                           + (f", excluded for judge failures: {test['excluded']}"
                              if test.get("excluded") else ""))
@@ -132,10 +132,12 @@ def cmd_build_judges(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    from evals.premise import read_premises
+    from evals.results import load_results
     from evals.tables import write_tables
-    from udasa.store import Store
 
-    paths = write_tables(Store(args.workspace), args.workspace)
+    paths = write_tables(load_results(args.workspace), args.workspace,
+                         read_premises(args.workspace))
     console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
     console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
                   f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
@@ -265,8 +267,11 @@ def _add_report(sub) -> None:
                                         "method against each other one (paired tests), tables")
     rep.add_argument("--workspace", type=Path, action="append", default=[],
                      help="a workspace holding evaluations (repeatable: an experiment split "
-                          "into runs on several machines; the newest result of each task and "
-                          "data wins); default: udasa-workspace")
+                          "into runs or machines); its evidence is copied to --evidence first; "
+                          "default: udasa-workspace, unless --evidence alone is given")
+    rep.add_argument("--evidence", type=Path, default=None,
+                     help="the evidence folder the page is rendered from (default: "
+                          "<out without .md>/evidence); alone, re-renders the page from it")
     rep.add_argument("--out", type=Path, default=Path("results.md"))
     rep.add_argument("--log", type=Path, action="append", default=[],
                      help="the output of a run that made the workspace, its first line "
@@ -274,24 +279,35 @@ def _add_report(sub) -> None:
     rep.add_argument("--intro", type=Path, default=None,
                      help="markdown put before the generated part")
     rep.add_argument("--main", default="UDASA", help="the method compared with each other one")
+    rep.add_argument("--experiment", default=None,
+                     help="the experiment whose comparisons are tested (default: the one "
+                          "holding most results of --main)")
     rep.add_argument("-v", "--verbose", action="store_true")
     rep.set_defaults(fn=cmd_report)
 
 
 def cmd_report(args) -> None:
-    from evals.report import write_report
+    from evals.report import export_evidence, write_report
     from udasa.errors import ConfigError
 
     for path in [*args.log, *([args.intro] if args.intro else [])]:
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
-    workspaces = args.workspace or [Path("udasa-workspace")]
-    for ws in workspaces:
-        if not (ws / "evals").is_dir():
-            raise ConfigError(f"{ws}: no stored evaluations (run `udasa-eval run`)")
+    evidence = args.evidence or args.out.with_suffix("") / "evidence"
+    if args.workspace or not args.evidence:
+        workspaces = args.workspace or [Path("udasa-workspace")]
+        for ws in workspaces:
+            if not (ws / "evals").is_dir():
+                raise ConfigError(f"{ws}: no stored evaluations (run `udasa-eval run`)")
+        export_evidence(workspaces, evidence, args.log)
+    elif args.log:
+        raise ConfigError("--log: give it with --workspace (the evidence folder keeps the logs "
+                          "it was made with)")
+    elif not evidence.is_dir():
+        raise ConfigError(f"--evidence {evidence}: no such folder")
     intro = args.intro.read_text(encoding="utf-8") if args.intro else ""
-    out = write_report(workspaces, args.out, args.log, args.main, intro)
-    console.print(f"report: {out}")
+    out = write_report(evidence, args.out, args.main, intro, args.experiment)
+    console.print(f"report: {out} (from {evidence})")
 
 
 def main(argv: list[str] | None = None) -> int:

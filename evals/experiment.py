@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 class MethodSpec:
     """One row of the tables: a registered method kind on a policy model."""
 
-    name: str  # the leaderboard label (the paper's tables match on it, e.g. "UDASA")
+    name: str  # the leaderboard label
     kind: str  # a registered method kind: base | vanilla | rain | rlaif | rlcd | udasa | ...
     policy: str | None = None  # model spec; default: the experiment's policy
     base_url: str | None = None  # for an `openai:<model>` policy
@@ -36,6 +36,7 @@ class MethodSpec:
     limit: int | None = None  # at most this many samples per task (e.g. RAIN: slow)
     tasks: list[str] | None = None  # evaluated on these tasks only (default: all)
     concurrency: int = 8  # an `openai:<model>` policy: requests in flight at once
+    paper_rows: list[str] = field(default_factory=list)  # the paper's table rows it fills
 
 
 @dataclass

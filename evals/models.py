@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from evals.leaderboard import BASE_LABEL, canonical_label
+from evals.results import BASE_LABEL, method_label
 from evals.store_tables import eval_runs
 from udasa.config import GenerationConfig
 from udasa.configfile import require
@@ -142,6 +142,7 @@ class EvalModel:
     options: dict = field(default_factory=dict)  # decoder settings (RainConfig fields)
     limit: int | None = None  # at most this many samples per task (not part of the identity)
     concurrency: int = 8  # openai: requests in flight (not part of the identity)
+    paper_rows: tuple[str, ...] = ()  # the paper's table rows it fills (not part of the identity)
 
     def decoding(self) -> Decoder:
         """The registered decoder this model names."""
@@ -232,7 +233,7 @@ def label_aliases(store: Store) -> dict[str, str]:
     for run in eval_runs(store):
         for m in run.config.get("models", []):
             if m.get("decoder", "greedy") == "greedy" and m.get("spec"):
-                out[generator_name(m["spec"])] = canonical_label(m["name"])
+                out[generator_name(m["spec"])] = method_label(m["name"])
     return out
 
 

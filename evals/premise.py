@@ -1,11 +1,14 @@
 """The method's premise, tested on a run: does lower uncertainty mean a better reply?
 
 For every response of a UDASA run, the judge scores it (templates such as `harmless` and
-`helpful`); we then report Spearman's rho between the judge score and the fused uncertainty u
-and each axis (a negative rho supports the premise), with a 95% CI from a bootstrap over
-prompts (responses to one prompt move together), and how often the chosen reply of each
-preference pair beats the rejected one by the judge (Wilson CI, sign test). Judge failures are
-left out and counted. Results go to `WORKSPACE/premise/<run>-<judge>.json`, which
+`helpful`). The method only ever compares replies to the same prompt, so the headline is
+within-prompt: for each prompt, Spearman's rho between the judge score and the fused
+uncertainty u (and each axis) over its replies, averaged over prompts, with a 95% CI and p from
+a bootstrap over prompts (a negative mean supports the premise); and how often the chosen reply
+of each preference pair beats the rejected one by the judge (Wilson CI, sign test). The pooled
+rho over all replies, which also mixes differences between prompts, is a secondary figure; its
+CI and p come from a bootstrap that resamples whole prompts (replies of one prompt are not
+independent). Judge failures are left out and counted. Results go to `WORKSPACE/premise/<run>-<judge>.json`, which
 `udasa-eval tables` and the app's Compare view read; `plot_premise` draws one as a figure.
 """
 
@@ -21,37 +24,73 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from evals.stats import is_missing, proportion_ci, sign_test
+from evals.stats import bootstrap_mean, is_missing, proportion_ci, sign_test
 from udasa.errors import ConfigError
 from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair
 
 
+def _boot_p(draws: np.ndarray) -> float:
+    """Two-sided bootstrap p of "the statistic is 0": 2 min(P*(<= 0), P*(>= 0)), +1 corrected."""
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan")
+    tail = min(int(np.sum(draws <= 0.0)), int(np.sum(draws >= 0.0)))
+    return min(1.0, 2.0 * (tail + 1) / (len(draws) + 1))
+
+
 def rank_correlation(groups: Sequence[int], x: Sequence[float], y: Sequence[float],
                      n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Spearman rho of x and y, its p-value, and a percentile CI resampling whole groups."""
+    """The pooled Spearman rho of x and y over all replies, with a percentile CI and a p-value
+    from a bootstrap that resamples whole groups (prompts), never single replies."""
     g, xs, ys = np.asarray(groups), np.asarray(x, float), np.asarray(y, float)
-    if np.ptp(xs) == 0 or np.ptp(ys) == 0:  # a constant side ranks nothing
-        nan = float("nan")
-        return {"rho": nan, "low": nan, "high": nan, "p": nan, "n": len(xs),
-                "prompts": len(np.unique(g))}
-    rho, p = sps.spearmanr(xs, ys)
+    nan = float("nan")
     ids = np.unique(g)
+    if np.ptp(xs) == 0 or np.ptp(ys) == 0:  # a constant side ranks nothing
+        return {"rho": nan, "low": nan, "high": nan, "p": nan, "n": len(xs),
+                "prompts": len(ids)}
+    rho = float(sps.spearmanr(xs, ys).statistic)
     members = [np.flatnonzero(g == i) for i in ids]
 
     def resampled(picks: np.ndarray) -> float:
         rows = np.concatenate([members[int(k)] for k in picks])
         return float(sps.spearmanr(xs[rows], ys[rows]).statistic)
 
-    if len(ids) < 2:
-        low = high = float("nan")
-    else:
-        ci = sps.bootstrap((np.arange(len(ids)),), resampled, vectorized=False,
-                           n_resamples=n_boot, method="percentile",
-                           random_state=np.random.default_rng(seed)).confidence_interval
-        low, high = float(ci.low), float(ci.high)
-    return {"rho": float(rho), "low": low, "high": high, "p": float(p), "n": len(xs),
-            "prompts": len(ids)}
+    low = high = p = nan
+    if len(ids) >= 2:
+        res = sps.bootstrap((np.arange(len(ids)),), resampled, vectorized=False,
+                            n_resamples=n_boot, method="percentile",
+                            rng=np.random.default_rng(seed))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        p = _boot_p(np.asarray(res.bootstrap_distribution))
+    return {"rho": rho, "low": low, "high": high, "p": p, "n": len(xs), "prompts": len(ids)}
+
+
+def within_prompt(groups: Sequence[int], x: Sequence[float], y: Sequence[float],
+                  n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The mean over prompts of Spearman's rho of x and y among each prompt's replies, with a
+    percentile CI and p from a bootstrap over prompts. Prompts with fewer than two replies or
+    a constant side (no ranking) are left out and counted (`undefined`)."""
+    g, xs, ys = np.asarray(groups), np.asarray(x, float), np.asarray(y, float)
+    rhos, undefined = [], 0
+    for i in np.unique(g):
+        rows = g == i
+        if rows.sum() < 2 or np.ptp(xs[rows]) == 0 or np.ptp(ys[rows]) == 0:
+            undefined += 1
+            continue
+        rhos.append(float(sps.spearmanr(xs[rows], ys[rows]).statistic))
+    nan = float("nan")
+    out = {"mean_rho": nan, "low": nan, "high": nan, "p": nan, "prompts": len(rhos),
+           "undefined": undefined, "n": len(xs)}
+    if not rhos:
+        return out
+    out["mean_rho"] = float(np.mean(rhos))
+    if len(rhos) >= 2:
+        res = bootstrap_mean(np.asarray(rhos), n_boot, seed)
+        out["low"], out["high"] = (float(res.confidence_interval.low),
+                                   float(res.confidence_interval.high))
+        out["p"] = _boot_p(np.asarray(res.bootstrap_distribution))
+    return out
 
 
 def pair_wins(chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, Any]:
@@ -75,12 +114,15 @@ def premise_stats(fused: Sequence[FusedScore], pairs: Sequence[PreferencePair],
     for f in kept:
         for axis, value in f.components.items():
             axes.setdefault(axis, []).append(float(value))
-    corr = {name: rank_correlation([codes[g] for g in groups], vals, judged)
-            for name, vals in axes.items() if len(vals) == len(kept) and len(kept) >= 3}
+    codes_of = [codes[g] for g in groups]
+    usable = {name: vals for name, vals in axes.items()
+              if len(vals) == len(kept) and len(kept) >= 3}
+    corr = {name: rank_correlation(codes_of, vals, judged) for name, vals in usable.items()}
+    within = {name: within_prompt(codes_of, vals, judged) for name, vals in usable.items()}
     both = [(scores[p.chosen_id], scores[p.rejected_id]) for p in pairs
             if scores.get(p.chosen_id) is not None and scores.get(p.rejected_id) is not None]
     return {"responses": len(fused), "judged": len(kept), "failures": len(fused) - len(kept),
-            "correlations": corr,
+            "within_prompt": within, "correlations": corr,
             "pairs": pair_wins([c for c, _ in both], [r for _, r in both]) if both else None}
 
 
@@ -117,13 +159,15 @@ def read_premises(workspace: Path) -> list[dict[str, Any]]:
             for p in sorted((workspace / "premise").glob("*.json"))]
 
 
-def rho_text(c: Mapping[str, Any]) -> str:
+def rho_text(c: Mapping[str, Any] | None, key: str = "rho") -> str:
     """`-0.800 [-0.950, -0.400]`, or why there is no rho or no CI."""
-    if is_missing(c["rho"]):
+    if c is None:
+        return "—"
+    if is_missing(c[key]):
         return "undefined (one side is constant)"
     if is_missing(c["low"]) or is_missing(c["high"]):
-        return f"{float(c['rho']):+.3f} [no CI]"
-    return f"{float(c['rho']):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
+        return f"{float(c[key]):+.3f} [no CI]"
+    return f"{float(c[key]):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
 
 
 def p_text(p: Any) -> str:
@@ -154,13 +198,22 @@ def premise_markdown(result: Mapping[str, Any], png: str | None = None) -> str:
              f"template `{result['template']}`"), "",
              (f"{result['judged']} of {result['responses']} responses judged "
              f"({result['failures']} judge failures left out)."), "",
-             "| uncertainty | Spearman rho with judge score [95% CI] | p | n |",
-             "|---|---|---|---|"]
+             ("| uncertainty | within-prompt mean rho [95% CI] | p | prompts (undefined) | "
+              "pooled rho [95% CI] | p | replies |"), "|---|---|---|---|---|---|---|"]
+    within = result.get("within_prompt") or {}
     for name, c in result["correlations"].items():
-        lines.append(f"| {name} | {rho_text(c)} | {p_text(c['p'])} | {c['n']} |")
+        w = within.get(name)
+        prompts = f"{w['prompts']} ({w['undefined']})" if w else "—"
+        lines.append(f"| {name} | {rho_text(w, 'mean_rho')} | {p_text(w and w['p'])} | "
+                     f"{prompts} | {rho_text(c)} | {p_text(c['p'])} | {c['n']} |")
     if result.get("pairs"):
         lines += ["", wins_text(result["pairs"])]
-    lines += ["", "A negative rho supports the premise (lower uncertainty, better reply).", ""]
+    lines += ["", ("Within-prompt: Spearman's rho over each prompt's replies, averaged over "
+                   "prompts (a prompt whose replies tie on one side is undefined and left out); "
+                   "the method only compares replies to one prompt, so this is the headline. "
+                   "Pooled: one rho over all replies, which also mixes differences between "
+                   "prompts. Both CIs and ps resample whole prompts. A negative rho supports "
+                   "the premise (lower uncertainty, better reply)."), ""]
     if png:
         lines += [f"![Premise: {heading(result)}]({png})", ""]
     return "\n".join(lines)
@@ -173,33 +226,43 @@ def premise_with_figure(result: Mapping[str, Any], out: Path) -> tuple[str, Path
     return premise_markdown(result, f"{out.name}/{png.name}"), png
 
 
-def _rho_panel(ax, corr: Mapping[str, Mapping[str, Any]]) -> None:
-    """One row per uncertainty: rho as a point with its 95% CI; NaN rho drawn as nothing."""
-    names, labels = list(corr), []
+def _rho_point(ax, y: float, c: Mapping[str, Any], key: str, filled: bool) -> bool:
+    """One rho with its CI at height y (green: CI below 0, red: above); False when undefined."""
+    if is_missing(c[key]):
+        return False
+    rho, ci = float(c[key]), not (is_missing(c["low"]) or is_missing(c["high"]))
+    err = [[max(rho - float(c["low"]), 0.0)], [max(float(c["high"]) - rho, 0.0)]] if ci else None
+    color = "#1a7f37" if ci and float(c["high"]) < 0 else \
+        "#cf222e" if ci and float(c["low"]) > 0 else "#4C72B0"
+    ax.errorbar([rho], [y], xerr=err, fmt="o", color=color, ecolor="#333333", capsize=4,
+                markersize=7 if filled else 5, markerfacecolor=color if filled else "white")
+    ax.annotate(f"{rho:+.2f}", (rho, y), xytext=(0, 6), textcoords="offset points",
+                ha="center", fontsize=7)
+    return True
+
+
+def _rho_panel(ax, corr: Mapping[str, Mapping[str, Any]],
+               within: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """One row per uncertainty: the within-prompt mean rho (filled) and the pooled rho
+    (hollow, below it), each with its 95% CI; an undefined rho is named in the label."""
+    names, labels, within = list(corr), [], within or {}
     ax.axvline(0, color="#57606a", linewidth=1, linestyle="--")
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("Spearman rho with the judge score [95% CI]\n"
-                  "< 0: lower uncertainty, better reply (the premise)", fontsize=8)
+    ax.set_xlabel("Spearman rho with the judge score [95% CI]; filled: within-prompt mean, "
+                  "hollow: pooled\n< 0: lower uncertainty, better reply (the premise)",
+                  fontsize=8)
     if not names:
         ax.set_yticks([])
         ax.text(0, 0.5, "fewer than 3 judged responses", ha="center", va="center",
                 backgroundcolor="white")
         return
     for y, name in enumerate(names):
-        c = corr[name]
-        if is_missing(c["rho"]):
-            labels.append(f"{name}\n(constant: no rho)")
-            continue
-        rho, ci = float(c["rho"]), not (is_missing(c["low"]) or is_missing(c["high"]))
-        err = [[max(rho - float(c["low"]), 0.0)], [max(float(c["high"]) - rho, 0.0)]] \
-            if ci else None
-        color = "#1a7f37" if ci and float(c["high"]) < 0 else \
-            "#cf222e" if ci and float(c["low"]) > 0 else "#4C72B0"
-        ax.errorbar([rho], [y], xerr=err, fmt="o", color=color, ecolor="#333333",
-                    capsize=4, markersize=7)
-        ax.annotate(f"{rho:+.2f}", (rho, y), xytext=(0, 7), textcoords="offset points",
-                    ha="center", fontsize=8)
-        labels.append(f"{name}\nn={c['n']}" + ("" if ci else ", no CI"))
+        w = within.get(name)
+        drawn = _rho_point(ax, y - 0.15, w, "mean_rho", True) if w else False
+        pooled = _rho_point(ax, y + 0.2, corr[name], "rho", False)
+        label = name + (f"\n{w['prompts']} prompts" if drawn and w else "")
+        label += f"\nn={corr[name]['n']}" if pooled else "\n(constant: no rho)"
+        labels.append(label)
     ax.set_yticks(range(len(names)), labels, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
 
@@ -239,7 +302,7 @@ def plot_premise(result: Mapping[str, Any], path: str | Path) -> Path:
             1, 2, figsize=(7.2, 1.6 + 0.55 * max(len(corr), 2)), dpi=120,
             gridspec_kw={"width_ratios": [5, 1]})
         try:
-            _rho_panel(left, corr)
+            _rho_panel(left, corr, result.get("within_prompt"))
             _win_panel(right, result.get("pairs"))
             fig.suptitle(f"Does lower uncertainty mean a better reply?\n"
                          f"{textwrap.shorten(heading(result), 110, placeholder=' …')}\n"

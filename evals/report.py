@@ -1,221 +1,317 @@
-"""`udasa-eval report`: a results report from a workspace's stored evaluations.
+"""`udasa-eval report`: the results report, regenerated from the evidence committed beside it.
 
-For each task (and each data setting of it, e.g. robustness transfer and white-box), the
-newest stored evaluation: every method's metrics with 95% CIs, then the main method (default
-UDASA) against every other method paired by sample: mean difference with its bootstrap CI,
-the standardised effect d_z (mean difference / SD of the differences), wins / losses / ties,
-bootstrap and sign-test p-values, and Holm's adjustment over every comparison in the report,
-which decides the plain "significant / not significant" statement. The runs that made the
-workspace are listed with their command and wall time (from each log's `$ command` first line
-and `experiment finished in N s` line), and the paper tables (`tables.md`, its PNGs copied
-beside the report) follow.
+`udasa-eval report --workspace WS [--workspace WS2] --out docs/x.md --log run.log ...` first
+copies what the page reads into an evidence folder (`docs/x/evidence/`: every evaluation's
+results.json and gzipped samples, the premise results, each experiment's training record,
+Table 3 and the logs of the runs), then renders the page from that folder alone;
+`udasa-eval report --evidence docs/x/evidence --out docs/x.md` renders it again without the
+workspaces. Every number on the page comes from there, through `evals.results.load_results`:
+
+- the runs, each with its command and wall time (its log's `$ command` line and `experiment
+  finished in N s`);
+- each task in each setting: every current result's metrics with 95% CIs, n, failures, its
+  scorer and the evaluation it comes from;
+- the main method (default UDASA) against each other method of its experiment in the same
+  task and setting, paired by sample id, on each metric the task declares for paired tests:
+  mean difference with its bootstrap CI, d_z (mean difference / SD of the differences),
+  wins / losses / ties, bootstrap and sign-test p, Holm's adjustment over the experiment's
+  comparisons, and the smallest difference the test could detect (80% power at the
+  Bonferroni level of Holm's first step); ablation variants of other experiments are not in
+  that family;
+- what the UDASA-kind methods trained on (empty stages; variants with identical pairs or
+  identical stage plans), the premise test, Table 3, the paper's tables, and the superseded
+  evaluations.
 """
 
 from __future__ import annotations
 
-import json
+import gzip
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from evals.leaderboard import shown_path
-from evals.stats import paired_bootstrap, sign_test
+from evals.experiment_record import read_records
+from evals.premise import premise_markdown
+from evals.results import Result, ResultSet, evaluation_folders, load_results
+from evals.stats import holm, min_detectable_difference, paired_comparison
+from evals.tables import write_tables
 from udasa.errors import ConfigError
 
 ALPHA = 0.05
+POWER = 0.8
 
 
-@dataclass
-class TaskResult:
-    """One task's newest evaluation in one data setting: results.json's entry, its samples."""
-
-    task: str
-    data: str
-    judge: str
-    summary: dict[str, Any]
-    values: dict[str, dict[int, float]]  # method -> sample index -> per-sample value
-
-
-def _newest_evals(workspaces: Sequence[Path]) -> list[tuple[dict, list[dict]]]:
-    runs = []
-    for path in (p for ws in workspaces for p in (ws / "evals").glob("*/results.json")):
-        samples = path.with_name("samples.jsonl")
-        try:
-            rows = [json.loads(line) for line in samples.read_text(encoding="utf-8")
-                    .splitlines() if line.strip()] if samples.exists() else []
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path.parent}: unreadable results ({e})") from None
-        runs.append((path.stat().st_mtime, results, rows))
-    return [(r, s) for _, r, s in sorted(runs, key=lambda t: t[0], reverse=True)]
-
-
-def task_results(*workspaces: Path) -> list[TaskResult]:
-    """The newest evaluation of each (task, data setting) in any of the workspaces (the
-    experiment split into runs on several machines), in the order first evaluated."""
-    seen: dict[tuple[str, str], TaskResult] = {}
-    for results, samples in _newest_evals(workspaces):
-        data = results["config"].get("data") or {}
-        for task, summary in results["tasks"].items():
-            key = (task, shown_path(data.get(task)))
-            if key in seen:
-                continue
-            values: dict[str, dict[int, float]] = {}
-            for row in samples:
-                value = (row.get("scores") or {}).get("value")
-                if row["task"] == task and value is not None:
-                    values.setdefault(row["model"], {})[int(row["idx"])] = float(value)
-            seen[key] = TaskResult(task, key[1], task_judge(results, summary), summary, values)
-    return list(reversed(seen.values()))
+# the evidence folder -------------------------------------------------------------------------
+def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path] = ()) -> Path:
+    """Copy what the report reads from `workspaces` into `dest` (replacing what it held):
+    `ws<i>/evals/<id>/{results.json, samples.jsonl.gz}`, `ws<i>/premise/`,
+    `ws<i>/experiments/`, `ws<i>/table3/table3.json` and `logs/<nn>-<name>`."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for i, ws in enumerate(workspaces, 1):
+        here = dest / f"ws{i}"
+        for folder in evaluation_folders(ws):
+            target = here / "evals" / folder.name
+            target.mkdir(parents=True)
+            shutil.copy2(folder / "results.json", target / "results.json")
+            samples = folder / "samples.jsonl"
+            if samples.exists():
+                (target / "samples.jsonl.gz").write_bytes(
+                    gzip.compress(samples.read_bytes(), mtime=0))
+        for sub in ("premise", "experiments", "table3"):
+            if (ws / sub).is_dir():
+                shutil.copytree(ws / sub, here / sub,
+                                ignore=shutil.ignore_patterns("*.tmp", "*.md"))
+    for i, log in enumerate(logs, 1):
+        (dest / "logs").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log, dest / "logs" / f"{i:02d}-{log.name}")
+    return dest
 
 
-def task_judge(results: dict[str, Any], summary: dict[str, Any]) -> str:
-    """Who scored the task: its rows' own judge labels (a learned judge with its measured
-    agreement; "no judge" for log-likelihoods and refusal prefixes), else the run's judge."""
-    labels = dict.fromkeys(m.get("judge") for m in summary.get("models", {}).values())
-    labels.pop(None, None)
-    return "; ".join(labels) if labels else results["judge"]["label"]
+def evidence_logs(evidence: Path) -> list[Path]:
+    return sorted((evidence / "logs").glob("*")) if (evidence / "logs").is_dir() else []
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
-    order = np.argsort(p_values)
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def value_metric(result: TaskResult, method: str) -> str:
-    """The metric the per-sample values of `method` average to (what the paired tests
-    compare), or "value" when none matches."""
-    values = list(result.values.get(method, {}).values())
-    metrics = result.summary["models"].get(method, {}).get("metrics", {})
-    for name, est in metrics.items():
-        for scale in (1.0, 100.0):  # rates are stored per sample as 0/1, reported in %
-            mean = scale * float(np.mean(values)) if values else float("nan")
-            if abs(mean - est["mean"]) < 1e-6 * max(1.0, abs(est["mean"])):
-                return name if scale == 1.0 else f"{name} / 100"
-    return "value"
-
-
-def comparisons(result: TaskResult, main: str) -> list[dict[str, Any]]:
-    """`main` minus each other method on the samples both have a value for."""
-    mine = result.values.get(main, {})
-    metric = value_metric(result, main)  # the same for every comparison of `main`
-    out = []
-    for other, theirs in result.values.items():
-        shared = sorted(set(mine) & set(theirs))
-        if other == main or len(shared) < 2:
-            continue
-        a, b = [mine[i] for i in shared], [theirs[i] for i in shared]
-        diff = np.subtract(a, b)
-        boot, sign = paired_bootstrap(a, b), sign_test(a, b)
-        sd = float(diff.std(ddof=1))
-        out.append({"task": result.task, "data": result.data, "other": other,
-                    "metric": metric,
-                    "n": len(shared), "diff": boot.mean_diff, "low": boot.low,
-                    "high": boot.high, "d_z": float(diff.mean()) / sd if sd > 0 else 0.0,
-                    "wins": sign.wins, "losses": sign.losses, "ties": sign.ties,
-                    "p_boot": boot.p_value, "p_sign": sign.p_value})
-    return out
-
-
-def run_lines(logs: list[Path]) -> list[str]:
+# the runs ------------------------------------------------------------------------------------
+def run_lines(logs: Sequence[Path]) -> list[str]:
     """One line per run: its command and the wall time the command printed."""
-    lines = ["| run | command | wall time |", "|---|---|---|"]
+    lines = ["| run | command | wall time | log |", "|---|---|---|---|"]
     for i, log in enumerate(logs, 1):
         text = log.read_text(encoding="utf-8", errors="replace")
         command = next((ln[2:] for ln in text.splitlines() if ln.startswith("$ ")), "?")
         done = re.findall(r"experiment finished in (\d+) s", text)
         took = f"{int(done[-1])} s ({int(done[-1]) / 60:.0f} min)" if done else "not finished"
-        lines.append(f"| {i} | `{command}` | {took} |")
+        lines.append(f"| {i} | `{command}` | {took} | {log.name} |")
     return lines
 
 
-def metric_lines(result: TaskResult) -> list[str]:
-    lines = ["| method | metric | mean [95% CI] | n | failures | s (this run; 0: cached) |",
-             "|---|---|---|---|---|---|"]
-    for method, m in result.summary["models"].items():
-        for metric, est in m["metrics"].items():
-            lines.append(f"| {method} | {metric} | {est['mean']:.3f} [{est['low']:.3f}, "
-                         f"{est['high']:.3f}] | {est['n']} | {m['failures']} | "
-                         f"{m.get('seconds', '')} |")
-    return lines
-
-
-def comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [("| task (data): metric | main - method | n | mean diff [95% CI] | d_z | W/L/T | "
-              "p boot | p sign | p Holm | significant |"), "|---|---|---|---|---|---|---|---|---|---|"]
+# results by task -----------------------------------------------------------------------------
+def metric_lines(rows: Sequence[Result]) -> list[str]:
+    lines = ["| method | experiment | metric | mean [95% CI] | n | failures | evaluation |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| {r['task']} ({r['data']}): {r['metric']} | {r['other']} | {r['n']} | {r['diff']:+.3f} "
-            f"[{r['low']:+.3f}, {r['high']:+.3f}] | {r['d_z']:+.2f} | "
-            f"{r['wins']}/{r['losses']}/{r['ties']} | {r['p_boot']:.3g} | {r['p_sign']:.3g} | "
-            f"{r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} |")
+        for metric, est in r.metrics.items():
+            lines.append(f"| {r.method} | {r.identity.experiment or '—'} | {metric} | "
+                         f"{est.mean:.3f} [{est.low:.3f}, {est.high:.3f}] | {est.n} | "
+                         f"{r.failures} | {r.eval_id} ({r.created_at[:19]}) |")
     return lines
 
 
-def statement(rows: list[dict[str, Any]], main: str) -> list[str]:
-    """The plain-language verdict: which differences survive Holm's correction."""
-    sig = [r for r in rows if r["p_holm"] < ALPHA]
-    lines = [(f"{len(sig)} of {len(rows)} comparisons of {main} with another method are "
-             f"significant at {ALPHA} after Holm's correction over all {len(rows)}:")]
-    lines += [f"- {r['task']} ({r['data']}): {main} {'above' if r['diff'] > 0 else 'below'} "
-              f"{r['other']} by {abs(r['diff']):.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
-              for r in sig] or ["- none."]
-    lines += ["", (f"{'No other' if sig else 'No'} difference in the comparison table is "
-              "distinguishable from zero at this sample size: its Holm-adjusted p is at least "
-              f"{ALPHA}.")]
-    return lines
-
-
-def tables_section(workspace: Path, assets: Path, link: str) -> list[str]:
-    """`tables.md` of the workspace, its PNGs copied to `assets` (linked as `link/`)."""
-    md = workspace / "tables.md"
-    if not md.exists():
-        return [f"(no tables.md in {workspace}: run `udasa-eval tables`)"]
-    assets.mkdir(parents=True, exist_ok=True)
-    for png in (workspace / "tables").glob("*.png"):
-        shutil.copy2(png, assets / png.name)
-    text = md.read_text(encoding="utf-8").replace("](tables/", f"]({link}/")
-    lines = text.splitlines()
-    if lines and lines[0].startswith("# "):  # its title: the report's section heading says it
-        lines = lines[1:]
-    return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
-
-
-def all_tables(workspaces: Sequence[Path], out: Path) -> list[str]:
-    """Each workspace's paper tables; PNGs under `<report stem>/` (`ws<i>/` for several)."""
-    folder = out.with_suffix("")
-    if len(workspaces) == 1:
-        return tables_section(workspaces[0], folder, folder.name)
+def results_section(results: ResultSet) -> list[str]:
     parts = []
-    for i, ws in enumerate(workspaces, 1):
-        parts += [f"### Workspace {i}", "",
-                  *tables_section(ws, folder / f"ws{i}", f"{folder.name}/ws{i}"), ""]
+    for task in results.tasks():
+        for setting in results.settings(task):
+            rows = results.where(task=task, setting=setting)
+            scorers = "; ".join(dict.fromkeys(r.scorer for r in rows))
+            parts += [f"### {task} ({setting.label()})", "", f"Scored by: {scorers}.", "",
+                      *metric_lines(rows), ""]
     return parts
 
 
-def write_report(workspaces: Sequence[Path], out: Path, logs: list[Path], main: str = "UDASA",
-                 preamble: str = "") -> Path:
-    """Write the markdown report to `out` from one or more workspaces; returns it."""
-    results = task_results(*workspaces)
-    rows = [c for r in results for c in comparisons(r, main)]
-    for r, p in zip(rows, holm([r["p_boot"] for r in rows])):
-        r["p_holm"] = p
-    parts = [preamble, "## Runs", "", *run_lines(logs), "", "## Results by task", ""]
-    for r in results:
-        parts += [f"### {r.task} (data: {r.data}; judge: {r.judge})", "", *metric_lines(r), ""]
-    parts += [f"## {main} against each method, paired by sample", "",
-              *comparison_lines(rows), "", *statement(rows, main), "",
-              "## The paper's tables", "", *all_tables(workspaces, out)]
+# paired comparisons --------------------------------------------------------------------------
+def main_experiment(results: ResultSet, main: str, chosen: str | None) -> str | None:
+    """The experiment whose comparisons the report tests: `chosen`, else the one holding the
+    most results of `main` (the newest among equals); None when `main` has no result."""
+    if chosen is not None:
+        if chosen not in results.experiments():
+            raise ConfigError(f"--experiment: no result of experiment {chosen!r} "
+                              f"(stored: {results.experiments()})")
+        return chosen
+    mine = [r for r in results.current if r.method == main]
+    if not mine:
+        return None
+    counts = {e: (sum(r.identity.experiment == e for r in mine),
+                  max(r.created_at for r in mine if r.identity.experiment == e))
+              for e in dict.fromkeys(r.identity.experiment for r in mine)}
+    return max(counts, key=lambda e: counts[e])
+
+
+def comparisons(results: ResultSet, main: str, experiment: str) -> list[dict[str, Any]]:
+    """`main` minus each other method of `experiment` in the same task and setting, on each
+    paired metric of the task, paired by sample id."""
+    out = []
+    for r in results.current:
+        if r.method != main or r.identity.experiment != experiment or r.legacy:
+            continue
+        for other in results.where(task=r.task, setting=r.setting, experiment=experiment):
+            if other.method == main or other.legacy:
+                continue
+            for metric in r.paired_metrics:
+                c = paired_comparison(r.values(metric), other.values(metric))
+                if c is not None:
+                    out.append({"task": r.task, "setting": r.setting.label(), "metric": metric,
+                                "other": other.method} | asdict(c))
+    for row, p in zip(out, holm([row["p_boot"] for row in out])):
+        row["p_holm"] = p
+        row["mdd"] = min_detectable_difference(row["sd_diff"], row["n"], ALPHA / len(out),
+                                               POWER)
+    return out
+
+
+def comparison_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [("| task (setting): metric | main - method | n | mean diff [95% CI] | d_z | W/L/T | "
+              "p boot | p sign | p Holm | significant | detectable |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} ({r['setting']}): {r['metric']} | {r['other']} | {r['n']} | "
+            f"{r['mean_diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['d_z']:+.2f} | "
+            f"{r['wins']}/{r['losses']}/{r['ties']} | {r['p_boot']:.3g} | {r['p_sign']:.3g} | "
+            f"{r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} | "
+            f"{r['mdd']:.3g} |")
+    return lines
+
+
+def statement(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
+    """The plain-language verdict: which differences survive Holm's correction, and how large a
+    difference the others could have shown."""
+    sig = [r for r in rows if r["p_holm"] < ALPHA]
+    lines = [(f"{len(sig)} of {len(rows)} comparisons of {main} with another method are "
+              f"significant at {ALPHA} after Holm's correction over all {len(rows)}:")]
+    lines += [f"- {r['task']} ({r['setting']}), {r['metric']}: {main} "
+              f"{'above' if r['mean_diff'] > 0 else 'below'} {r['other']} by "
+              f"{abs(r['mean_diff']):.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+              for r in sig] or ["- none."]
+    lines += ["", (f"{'No other' if sig else 'No'} difference in the comparison table is "
+                   f"distinguishable from zero at this sample size: its Holm-adjusted p is at "
+                   f"least {ALPHA}.")]
+    rest = [r for r in rows if r["p_holm"] >= ALPHA]
+    by_metric: dict[tuple[str, str, str], list[float]] = {}
+    for r in rest:
+        by_metric.setdefault((r["task"], r["setting"], r["metric"]), []).append(r["mdd"])
+    if by_metric:
+        lines += ["", (f"How large a difference the tests could have detected (80% power at "
+                       f"level {ALPHA}/{len(rows)}, Holm's first step, from each comparison's n "
+                       "and observed SD of the differences); a \"no difference\" below reads "
+                       "as \"none larger than this\":")]
+        lines += [f"- {task} ({setting}), {metric}: {min(v):.3g} to {max(v):.3g}"
+                  if len(v) > 1 else f"- {task} ({setting}), {metric}: {v[0]:.3g}"
+                  for (task, setting, metric), v in by_metric.items()]
+    return lines
+
+
+def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> list[str]:
+    experiment = main_experiment(results, main, chosen)
+    if experiment is None:
+        return [f"No result of a method named {main} (`--main` names the method compared).", ""]
+    rows = comparisons(results, main, experiment)
+    others = [e for e in results.experiments() if e != experiment
+              and any(r.method == main for r in results.where(experiment=e))]
+    head = [(f"Experiment `{experiment or '(none)'}`: {main} against every other method of it "
+            "evaluated on the same task in the same setting, paired by sample id, on each "
+            "metric the task declares for paired tests.")]
+    if others:
+        head.append(f"{main} also has results in experiment(s) {', '.join(others)}, tested "
+                    "separately with `--experiment NAME`.")
+    legacy = sorted({f"{r.method} on {r.task}" for r in results.current if r.legacy})
+    if legacy:
+        head.append("Evaluated before per-sample metrics were stored, so not compared: "
+                    + ", ".join(legacy) + ".")
+    if not rows:
+        return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
+    return [*head, "", *comparison_lines(rows), "", *statement(rows, main), ""]
+
+
+# what was trained ----------------------------------------------------------------------------
+def stage_text(facts: dict[str, Any]) -> str:
+    stages = facts["stages"]
+    filled = [f"stage {s['stage']} ({s['name']}): {s['pairs']} pairs at learning rate "
+              f"{s['learning_rate']:g}, beta {s['beta']:g}" for s in stages if s["pairs"]]
+    empty = [str(s["stage"]) for s in stages if not s["pairs"]]
+    text = f"{facts['pairs']} pairs; " + "; ".join(filled or ["no pairs"])
+    if empty:
+        text += f"; empty: stage{'s' if len(empty) > 1 else ''} {', '.join(empty)}"
+    return text + (f" ({facts['curriculum']} cut-offs {facts['thresholds']})"
+                   if facts.get("thresholds") else "")
+
+
+def same_groups(methods: dict[str, dict[str, Any]], key: str) -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name, facts in methods.items():
+        groups.setdefault(facts[key], []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def training_section(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Each UDASA-kind method's pairs and stages, from the experiments' records."""
+    if not records:
+        return ["No training record stored (an experiment writes one per run).", ""]
+    parts = []
+    for rec in records:
+        methods = rec["methods"]
+        parts += [f"Experiment `{rec['experiment']}`:", ""]
+        parts += [f"- {name}: {stage_text(f)}" for name, f in methods.items()]
+        plans = same_groups(methods, "plan_key")
+        for group in plans:
+            parts.append(f"- Identical stage plans (same pairs, stages, learning rates and "
+                         f"beta; run `{methods[group[0]]['run_id'][:12]}`…): "
+                         f"{', '.join(group)}: they are one training, their differences are "
+                         "evaluation noise only.")
+        for group in same_groups(methods, "pairs_key"):
+            if not any(set(group) <= set(p) for p in plans):
+                parts.append(f"- Identical pairs, different stage plans: {', '.join(group)}.")
+        parts.append("")
+    return parts
+
+
+# Table 3 -------------------------------------------------------------------------------------
+def table3_section(evidence: Path) -> list[str]:
+    from udasa.table3 import read_table3, to_markdown
+
+    found = sorted(evidence.glob("**/table3/table3.json"))
+    if not found:
+        return ["Not stored (an experiment with a UDASA method writes it; `udasa table3`).", ""]
+    text = to_markdown(read_table3(found[-1]))
+    return [re.sub(r"^# .*", "", text, count=1).strip(), ""]
+
+
+# the page ------------------------------------------------------------------------------------
+def tables_part(results: ResultSet, premises: list[dict], out: Path) -> list[str]:
+    """The paper's tables rendered into `<out stem>/`, linked from the page."""
+    folder = out.with_suffix("")
+    write_tables(results, folder, premises)
+    text = (folder / "tables.md").read_text(encoding="utf-8")
+    text = text.replace("](tables/", f"]({folder.name}/tables/")
+    lines = text.split("\n## Premise")[0].splitlines()[1:]  # premise: its own section
+    return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
+
+
+def read_premise_files(evidence: Path) -> list[dict]:
+    import json
+
+    return [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted(evidence.glob("**/premise/*.json"))]
+
+
+def superseded_lines(results: ResultSet) -> list[str]:
+    if not results.superseded:
+        return ["None: every stored evaluation is current.", ""]
+    return [f"- {r.method} on {r.task} ({r.setting.label()}), experiment "
+            f"`{r.identity.experiment or '(none)'}`: evaluation {r.eval_id} of "
+            f"{r.created_at[:19]}" for r in results.superseded] + [""]
+
+
+def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str = "",
+                 experiment: str | None = None) -> Path:
+    """Render the report from an evidence folder (`export_evidence`) into `out`."""
+    results = load_results(evidence)
+    if not results.current:
+        raise ConfigError(f"{evidence}: no stored evaluations")
+    premises = read_premise_files(evidence)
+    premise = [premise_markdown(p) for p in premises] or ["No premise test stored.", ""]
+    parts = [preamble, "## Runs", "", *run_lines(evidence_logs(evidence)), "",
+             "## Results by task", "", *results_section(results),
+             f"## {main} against each method, paired by sample", "",
+             *comparisons_section(results, main, experiment),
+             "## What the UDASA runs trained on", "", *training_section(read_records(evidence)),
+             "## Premise: does lower uncertainty mean a better reply?", "",
+             *premise,
+             "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
+             "## The paper's tables", "", *tables_part(results, premises, out),
+             "## Superseded evaluations", "", *superseded_lines(results)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return out

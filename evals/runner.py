@@ -15,21 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from evals.judges.base import Judge, make_judge
-from evals.leaderboard import human_means, with_settings, write_leaderboard
-from evals.models import EvalModel, default_models, label_aliases
-from evals.plots import bar_chart
-from evals.stats import paired_bootstrap, sign_test
-from evals.store_tables import (
-    EvalRun,
-    EvalSample,
-    LeaderboardRow,
-    add_eval_run,
-    eval_run_times_and_configs,
-    eval_runs,
-    leaderboard,
-    ratings,
+from evals.leaderboard import write_leaderboard
+from evals.models import EvalModel, default_models
+from evals.plots import setting_charts
+from evals.results import (
+    FORMAT,
+    check_sample_means,
+    created_now,
+    load_results,
+    write_evaluation,
 )
-from evals.tasks.base import Sample, Task, TaskRun, get_task, run_task
+from evals.stats import paired_comparison
+from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, ratings
+from evals.tasks.base import Sample, Task, TaskResult, TaskRun, get_task, run_task
 from udasa.errors import ConfigError
 from udasa.keys import package_versions
 from udasa.records import content_key
@@ -37,9 +35,6 @@ from udasa.store import Store
 from udasa.store_schema import as_rows
 
 log = logging.getLogger(__name__)
-
-# human rating columns (app) -> the leaderboard cell they fill
-HUMAN_FIELDS = {"harmless": ("harmlessness", "score"), "helpful": ("helpfulness", "score")}
 
 
 @dataclass
@@ -55,27 +50,33 @@ class EvalConfig:
     judge_model: str | None = None  # the model name that judge server serves
     judge_set: list[str] = field(default_factory=list)  # field=value on the judge's config
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
+    experiment: str = ""  # the experiment's name (part of every result's identity)
+    data_given: dict[str, str] = field(default_factory=dict)  # task -> data as the user wrote it
+
+    def setting(self, task: str, judge: Judge) -> dict[str, Any]:
+        """A task's setting as given: data, sample limit, seed and the judge's id."""
+        data = self.data_given.get(task) or self.data.get(task) or "default"
+        return {"data": data, "limit": self.limit, "seed": self.seed, "judge": judge_id(judge)}
 
 
-def paired_tests(per_model: dict[str, list[dict]]) -> list[dict]:
-    """Each model against the first on the same samples (per-sample `value`). A sample whose
-    value is missing on either side (a judge failure) is left out and counted in `excluded`."""
+def judge_id(judge: Judge) -> str:
+    """The judge's identity in a setting: its name, and the model it asks where it names one."""
+    c = judge.config
+    return ":".join(p for p in (c.name, c.model) if p)
+
+
+def paired_tests(per_model: dict[str, dict[str, dict]], metrics: list[str]) -> list[dict]:
+    """Each model against the first on each paired metric, paired by sample id
+    (`evals.stats.paired_comparison`; samples a scorer failed on are left out, `excluded`)."""
     names = list(per_model)
     out = []
-    for other in names[1:]:
-        base = {r["id"]: r.get("value") for r in per_model[names[0]]}
-        shared = [r for r in per_model[other] if r["id"] in base]
-        pairs = [(base[r["id"]], r.get("value")) for r in shared
-                 if base[r["id"]] is not None and r.get("value") is not None]
-        if len(pairs) < 2:
-            continue
-        a, b = [p[1] for p in pairs], [p[0] for p in pairs]
-        boot, sign = paired_bootstrap(a, b), sign_test(a, b)
-        out.append({"model": other, "baseline": names[0], "n": len(pairs),
-                    "excluded": len(shared) - len(pairs),
-                    "mean_diff": boot.mean_diff, "ci": [boot.low, boot.high],
-                    "p_bootstrap": boot.p_value, "sign_wins": sign.wins,
-                    "sign_losses": sign.losses, "sign_ties": sign.ties, "p_sign": sign.p_value})
+    for metric in metrics:
+        first = {sid: m.get(metric) for sid, m in per_model[names[0]].items()}
+        for other in names[1:]:
+            theirs = {sid: m.get(metric) for sid, m in per_model[other].items()}
+            c = paired_comparison(theirs, first)
+            if c is not None:
+                out.append({"model": other, "baseline": names[0], "metric": metric} | asdict(c))
     return out
 
 
@@ -86,7 +87,8 @@ def eval_key(cfg: EvalConfig, models: list[EvalModel], judge) -> str:
         "tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed, "data": cfg.data,
         "models": [[m.name, m.identity(), m.limit] for m in models],
         "judge": [judge.config.name, judge.config.model, judge.config.backend,
-                  judge.config.base_url]}, sort_keys=True, default=str))
+                  judge.config.base_url]} | ({"experiment": cfg.experiment} if cfg.experiment
+                                             else {}), sort_keys=True, default=str))
 
 
 def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
@@ -103,43 +105,51 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     task_samples = {t.name: t.samples(cfg.limit, cfg.seed, cfg.data.get(t.name)) for t in tasks}
     eval_id = eval_key(cfg, models, judge)
     results: dict[str, Any] = {
-        "eval_id": eval_id, "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
-                                       "models": [asdict(m) for m in models],
-                                       "data": cfg.data},
+        "format": FORMAT, "eval_id": eval_id, "experiment": cfg.experiment,
+        "config": {"tasks": cfg.tasks, "limit": cfg.limit, "seed": cfg.seed,
+                   "models": [asdict(m) for m in models], "data": cfg.data},
         "judge": {"name": judge.config.name, "label": judge.label, "model": judge.config.model,
                   "backend": judge.config.backend},
         "versions": package_versions(), "tasks": {}}
-    samples_out, board = [], []
+    samples_out = []
     for task in tasks:
         samples = task_samples[task.name]
         progress(f"{task.name}: {len(samples)} samples x {len(models)} models")
         outcome = evaluate_task(task, samples, models, judge, store, cfg.data.get(task.name),
                                 progress)
-        results["tasks"][task.name] = outcome.summary
+        results["tasks"][task.name] = {"setting": cfg.setting(task.name, judge)} | outcome.summary
         samples_out += outcome.samples
-        board += outcome.board
     results["judge"]["stats"] = judge.stats.as_dict()
     results["judge"]["agreement"] = judge.agreements()  # learned judges: vs human labels
-    out_dir = cfg.workspace / "evals" / eval_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n"
-                     for row in samples_out)
-    add_eval_run(store, eval_id, results["config"], results,
-                 [EvalSample(**s) for s in samples_out], [LeaderboardRow(**b) for b in board])
+    results["created_at"] = created_now()
+    path = record_evaluation(store, cfg.workspace, results, samples_out)
     results["paths"] = write_outputs(store, cfg.workspace)
-    results["paths"]["results"] = str(out_dir / "results.json")
+    results["paths"]["results"] = str(path)
     return results
+
+
+def record_evaluation(store: Store, workspace: Path, results: dict[str, Any],
+                      samples: list[dict[str, Any]]) -> Path:
+    """An evaluation's record: `evals/<id>/results.json` and `samples.jsonl` (what every view
+    reads), and the store's eval rows (the app's rating pool); returns results.json's path."""
+    folder = workspace / "evals" / results["eval_id"]
+    write_evaluation(folder, results, samples)
+    board = [LeaderboardRow(model=name, task=task, metric=metric, value=e["mean"],
+                            ci_low=e["low"], ci_high=e["high"], n=e["n"],
+                            failures=m.get("failures", 0), judge=m.get("judge", ""))
+             for task, summary in results["tasks"].items()
+             for name, m in summary["models"].items() for metric, e in m["metrics"].items()]
+    add_eval_run(store, results["eval_id"], results["config"], results,
+                 [EvalSample(**s) for s in samples], board)
+    return folder / "results.json"
 
 
 @dataclass
 class TaskOutcome:
-    """One task on every model: its results.json entry, samples.jsonl rows, leaderboard rows."""
+    """One task on every model: its results.json entry and samples.jsonl rows."""
 
     summary: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
-    board: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], judge: Judge,
@@ -148,67 +158,54 @@ def evaluate_task(task: Task, samples: list[Sample], models: list[EvalModel], ju
     and its scorer on each model in turn, then paired tests between the models."""
     solver = task.solver(source)
     per_model, task_out, out = {}, {}, TaskOutcome({})
+    paired: list[str] = []
     for model in models:
         start = time.perf_counter()
         mine = samples[:model.limit] if model.limit is not None else samples
         solution, res = run_task(task, mine, TaskRun(task.name, model, judge, store, source),
                                  solver)
-        per_model[model.name] = res.per_sample
+        per_sample = sample_metrics(task.name, model.name, res)
+        per_model[model.name] = dict(zip((r["id"] for r in res.per_sample), per_sample))
         label = res.judge or judge.label
         task_out[model.name] = {
             "metrics": {k: asdict(v) for k, v in res.metrics.items()},
             "n": len(mine), "failures": res.failures, "judge": label,
+            "model": {"spec": model.spec, "key": model_key(model, task.name)},
+            "paper_rows": list(model.paper_rows),
             "notes": res.notes, "seconds": round(time.perf_counter() - start, 1)}
         if res.notes:
             progress(f"{task.name} / {model.name}: {res.notes}")
-        for k, est in res.metrics.items():
-            out.board.append({"model": model.name, "task": task.name, "metric": k,
-                              "value": est.mean, "ci_low": est.low, "ci_high": est.high,
-                              "n": est.n, "failures": res.failures, "judge": label})
         for i, (s, text, row) in enumerate(zip(mine, solution.texts, res.per_sample)):
             out.samples.append({"model": model.name, "task": task.name, "idx": i,
                                 "prompt": s.prompt, "output": text, "scores": row})
+        paired = list(dict.fromkeys(paired + [m for m in res.paired_metrics if m in res.metrics]))
     out.summary = {"max_new_tokens": solver.max_new_tokens, "decoding": "greedy",
-                   "models": task_out, "paired_tests": paired_tests(per_model)}
+                   "paired_metrics": paired, "models": task_out,
+                   "paired_tests": paired_tests(per_model, paired)}
     return out
 
 
-def model_order(runs: list[EvalRun]) -> list[str]:
-    """Model names in the order they were given to `udasa-eval run`, oldest run first (the
-    suite's order puts the baselines first and UDASA last, as the paper's tables do)."""
-    return list(dict.fromkeys(m["name"] for r in runs for m in r.config.get("models", [])))
+def sample_metrics(task: str, model: str, res: TaskResult) -> list[dict[str, float | None]]:
+    """Each sample's metric values, checked against the task's metrics (their means and n)."""
+    if any("metrics" not in row for row in res.per_sample):
+        raise ConfigError(f"task {task}: its scorer's per-sample rows need a `metrics` dict "
+                          "(each metric's value per sample; docs/tasks.md)")
+    values = [row["metrics"] for row in res.per_sample]
+    check_sample_means(task, model, res.metrics, values)
+    return values
+
+
+def model_key(model: EvalModel, task: str) -> str:
+    """The model's identity (weights, decoder and its settings for `task`) as one key."""
+    return content_key(json.dumps(model.identity(task), sort_keys=True, default=str))
 
 
 def write_outputs(store: Store, workspace: Path) -> dict[str, Any]:
-    """Leaderboard (markdown, CSV) over every stored eval run, plus a bar chart per metric."""
-    rows = as_rows(leaderboard(store))
-    if not rows:
+    """Leaderboard (markdown, CSV) over every current result of the workspace, plus a bar
+    chart per task, setting and metric."""
+    results = load_results(workspace)
+    if not results.current:
         return {}
-    times, configs = eval_run_times_and_configs(store)
-    human = human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store))
-    md, csv = write_leaderboard(rows, workspace, human=human, run_times=times,
-                                models=model_order(eval_runs(store)), configs=configs)
-    charts = [str(p) for p in setting_charts(with_settings(rows, configs), workspace / "plots",
-                                             times)]
+    md, csv = write_leaderboard(results, workspace, as_rows(ratings(store)))
+    charts = [str(p) for p in setting_charts(results, workspace / "plots")]
     return {"leaderboard_md": str(md), "leaderboard_csv": str(csv), "charts": charts}
-
-
-def setting_charts(rows: list[dict], out: Path, times: dict[str, str]) -> list[Path]:
-    """One bar chart per task metric and comparison setting (rows from `with_settings`):
-    `eval_<task>_<metric>.png`, numbered `-2`, `-3`... for a task's further settings, oldest
-    first, so the usual one-setting workspace keeps its file names."""
-    by_task: dict[str, list[str]] = {}
-    for r in sorted(rows, key=lambda r: times.get(r.get("eval_id", ""), "")):
-        by_task.setdefault(r["task"], [])
-        if r["setting"] not in by_task[r["task"]]:
-            by_task[r["task"]].append(r["setting"])
-    charts = []
-    for task, metric in sorted({(r["task"], r["metric"]) for r in rows}):
-        for i, setting in enumerate(by_task[task]):
-            name = f"eval_{task}_{metric}{f'-{i + 1}' if i else ''}.png"
-            try:
-                charts.append(bar_chart(rows, task, metric, out / name, run_times=times,
-                                        setting=setting))
-            except ValueError:  # this metric has no row in this setting
-                continue
-    return charts

@@ -288,3 +288,62 @@ def krippendorff_alpha_nominal(ratings: Mapping[Hashable, Mapping[Hashable, obje
 def krippendorff_alpha_interval(ratings: Mapping[Hashable, Mapping[Hashable, float]]) -> float:
     """Krippendorff's alpha with the interval metric, delta^2 = (c - k)^2 (e.g. 1-10 scores)."""
     return krippendorff_alpha(ratings, "interval")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Method a against method b on the samples both have a value for (paired by sample id):
+    mean difference a - b with its bootstrap CI and p, the standardised effect d_z (mean
+    difference / SD of the differences), the sign test, and the samples left out because one
+    side had no value (a scorer failure)."""
+
+    n: int
+    mean_diff: float
+    low: float
+    high: float
+    d_z: float
+    sd_diff: float
+    wins: int
+    losses: int
+    ties: int
+    p_boot: float
+    p_sign: float
+    excluded: int
+
+
+def paired_comparison(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float | None]
+                      ) -> Comparison | None:
+    """The one paired test of the harness: `a` and `b` map sample ids to values; the samples
+    both scored are compared (`paired_bootstrap`, `sign_test`); None under two pairs."""
+    shared = [k for k in a if k in b]
+    both = [k for k in shared if not is_missing(a[k]) and not is_missing(b[k])]
+    if len(both) < 2:
+        return None
+    x = np.array([float(a[k]) for k in both])  # type: ignore[arg-type]
+    y = np.array([float(b[k]) for k in both])  # type: ignore[arg-type]
+    boot, sign = paired_bootstrap(x, y), sign_test(x, y)
+    sd = float((x - y).std(ddof=1))
+    return Comparison(len(both), boot.mean_diff, boot.low, boot.high,
+                      boot.mean_diff / sd if sd > 0 else 0.0, sd, sign.wins, sign.losses,
+                      sign.ties, boot.p_value, sign.p_value, len(shared) - len(both))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    order = np.argsort(p_values, kind="stable")
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * float(p_values[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+def min_detectable_difference(sd_diff: float, n: int, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired test at level `alpha` detects with
+    probability `power` on `n` pairs whose differences have SD `sd_diff` (normal
+    approximation: (z_{1-alpha/2} + z_power) * sd / sqrt(n))."""
+    if n < 2:
+        return math.nan
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return float(z * sd_diff / math.sqrt(n))

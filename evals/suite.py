@@ -39,12 +39,14 @@ PAPER_SUITE = ["base", "vanilla", "rlaif", "rlcd", "rain", "udasa"]
 
 @dataclass
 class BuildContext:
-    """What a method may use; `runs` collects each UDASA method's run id (for the premise)."""
+    """What a method may use; `runs` collects each UDASA method's run id (for the premise),
+    `trained` its run config and training facts (for the experiment's record)."""
 
     workspace: Path
     exp: ExperimentConfig
     progress: Callable[[str], None] = print
     runs: dict[str, str] = field(default_factory=dict)
+    trained: dict[str, tuple[Any, dict]] = field(default_factory=dict)
 
     @property
     def store(self) -> Store:
@@ -74,10 +76,11 @@ class BuildContext:
 
     def model(self, spec: MethodSpec, model: str | None = None, **kw) -> EvalModel:
         """The model to evaluate for `spec`: `model` (a checkpoint folder), else its policy."""
+        rows = tuple(spec.paper_rows)
         if model is not None:
-            return EvalModel(spec.name, model, limit=spec.limit, **kw)
+            return EvalModel(spec.name, model, limit=spec.limit, paper_rows=rows, **kw)
         return EvalModel(spec.name, policy_of(spec, self), spec.base_url, limit=spec.limit,
-                         concurrency=spec.concurrency, **kw)
+                         concurrency=spec.concurrency, paper_rows=rows, **kw)
 
 
 class Method(Protocol):
@@ -231,6 +234,7 @@ def udasa_config(spec: MethodSpec, ctx: BuildContext):
 
 @method("udasa", check=udasa_config)
 def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
+    from evals.experiment_record import training_facts
     from udasa.keys import train_key_of
     from udasa.pipeline import Pipeline
 
@@ -238,6 +242,7 @@ def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     pipe = Pipeline(cfg, ctx.workspace)
     pipe.run_all()
     ctx.runs[spec.name] = pipe.run_id
+    ctx.trained[spec.name] = (cfg, training_facts(pipe.store, pipe.run_id, cfg))
     ckpts = [c for c in pipe.store.checkpoints(pipe.run_id, train_key_of(cfg.training))
              if c.path]
     if not ckpts:
@@ -245,15 +250,30 @@ def udasa_method(spec: MethodSpec, ctx: BuildContext) -> EvalModel:
     return ctx.model(spec, ckpts[-1].path)
 
 
+def record_experiment(ctx: BuildContext) -> None:
+    """The experiment's record for its report: each UDASA-kind method's training facts, and
+    Table 3 scored as the main one (the first filling the paper's UDASA row, else the first)."""
+    from evals.experiment_record import write_record, write_table3
+
+    if not ctx.trained:
+        return
+    write_record(ctx.workspace, ctx.exp.name, {n: f for n, (_, f) in ctx.trained.items()})
+    rows = {s.name: [r.lower() for r in s.paper_rows] for s in ctx.exp.methods}
+    main = next((n for n in ctx.trained if "udasa" in rows.get(n, [])), next(iter(ctx.trained)))
+    write_table3(ctx.workspace, ctx.trained[main][0])
+
+
 def run_experiment(exp: ExperimentConfig, workspace: Path,
                    progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Build every method, evaluate each task, test the premise, write the tables."""
-    from evals.premise import run_premise, write_premise
+    from evals.premise import read_premises, run_premise, write_premise
+    from evals.results import load_results
     from evals.runner import EvalConfig, run_eval
     from evals.tables import write_tables
 
     ctx = BuildContext(workspace, exp, progress)
     models = build_methods(ctx)
+    record_experiment(ctx)
     results = []
     for task in exp.tasks:
         listed = [m for spec, m in zip(exp.methods, models)
@@ -264,7 +284,9 @@ def run_experiment(exp: ExperimentConfig, workspace: Path,
         data = {task.name: str(resolve_path(exp, task.data))} if task.data else {}
         cfg = EvalConfig(workspace, listed, [task.name], limit=task.limit, seed=exp.seed,
                          judge=exp.judge, judge_base_url=exp.judge_base_url,
-                         judge_model=exp.judge_model, judge_set=exp.judge_set, data=data)
+                         judge_model=exp.judge_model, judge_set=exp.judge_set, data=data,
+                         experiment=exp.name,
+                         data_given={task.name: task.data} if task.data else {})
         results.append(run_eval(cfg, progress=progress))
     premises = []
     if exp.premise and ctx.runs:
@@ -276,4 +298,4 @@ def run_experiment(exp: ExperimentConfig, workspace: Path,
                 result = run_premise(ctx.store, run_id, judge, template) | {"method": name}
                 premises.append(str(write_premise(result, workspace)))
     return {"evals": results, "premise": premises,
-            "tables": write_tables(ctx.store, workspace)}
+            "tables": write_tables(load_results(workspace), workspace, read_premises(workspace))}

@@ -1,11 +1,12 @@
 """`udasa-eval tables`: the paper's tables in its layout, ours (with CI and n) beside its numbers.
 
 The paper's published numbers are data (`evals/paper/results.yaml`, each table naming its
-source). Our cells come from the workspace's leaderboard: for each row's method label and
-each column's task metric, the latest evaluation stored in the column's setting (data, sample
-limit, seed, judge; the one holding most of the table's methods), so a column never mixes
-settings. Every table names each column's setting and the others stored.
-Writes `tables.md`, one CSV and one PNG per table, and Figure 2's heatmap under the workspace.
+source and each row its id). Our cells are current results (`evals.results.load_results`): a
+row holds the method whose experiment names the row in its `paper_rows`, a column a task metric
+in one setting (data, sample limit, seed, judge; the one holding most of the table's rows, by
+`evals.results.pick_setting`), so a column never mixes settings. Every table names each
+column's setting, the methods in its cells, and the other settings stored.
+Writes `tables.md`, one CSV and one PNG per table, and Figure 2's heatmap.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from evals.leaderboard import latest_rows, with_settings
-from evals.stats import is_missing
-from evals.store_tables import eval_run_times_and_configs, leaderboard
+from evals.results import Result, ResultSet, Setting, pick_setting
+from evals.stats import Estimate, is_missing
 from udasa.errors import ConfigError
-from udasa.store_schema import as_rows
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper" / "results.yaml"
 MISSING = "—"
@@ -40,10 +39,10 @@ class Column:
 
 @dataclass(frozen=True)
 class Row:
-    """One method row: the leaderboard labels it may carry and the paper's cells."""
+    """One method row: its id (what an experiment's `paper_rows` names) and the paper's cells."""
 
     label: str
-    methods: tuple[str, ...]
+    id: str
     paper: tuple[str, ...]
 
 
@@ -60,7 +59,7 @@ class PaperTable:
 @dataclass(frozen=True)
 class Figure2:
     title: str
-    method_pattern: str
+    row_pattern: str
     task: str
     metrics: tuple[str, ...]
     paper_best: tuple[float, float]
@@ -71,7 +70,7 @@ def load_paper_results(path: Path = PAPER_RESULTS) -> tuple[list[PaperTable], Fi
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     tables = []
     for t in raw["tables"]:
-        rows = tuple(Row(r["label"], tuple(r["methods"]), tuple(str(v) for v in r["paper"]))
+        rows = tuple(Row(r["label"], str(r["id"]), tuple(str(v) for v in r["paper"]))
                      for r in t["rows"])
         bad = [r.label for r in rows if len(r.paper) != len(t["paper_columns"])]
         if bad:
@@ -82,66 +81,55 @@ def load_paper_results(path: Path = PAPER_RESULTS) -> tuple[list[PaperTable], Fi
             tuple(Column(c["label"], c["task"], tuple(c["metrics"])) for c in t["columns"]),
             tuple(t["paper_columns"]), rows))
     f = raw["figure2"]
-    return tables, Figure2(f["title"], f["method_pattern"], f["task"], tuple(f["metrics"]),
+    return tables, Figure2(f["title"], f["row_pattern"], f["task"], tuple(f["metrics"]),
                            (float(f["paper_best"][0]), float(f["paper_best"][1])))
 
 
-Key = tuple[str, str, str, "str | None"]  # (model label lower-cased, task, metric, setting)
+@dataclass(frozen=True)
+class Cell:
+    """One of our cells: a result and the metric it shows."""
+
+    result: Result
+    metric: str
+
+    @property
+    def estimate(self) -> Estimate:
+        return self.result.metrics[self.metric]
 
 
-@dataclass
-class ResultIndex:
-    """The latest leaderboard row per (model label, task, metric, setting), and when each
-    was evaluated (so a column can take its newest setting)."""
-
-    rows: dict[Key, dict]
-    times: Mapping[str, str]
-
-    def when(self, row: Mapping) -> str:
-        return str(row.get("created_at") or self.times.get(row.get("eval_id", ""), "") or "")
-
-    def column_setting(self, rows: Sequence[Row], task: str, metrics: Sequence[str]
-                       ) -> tuple[str | None, list[str]]:
-        """The setting a column's cells come from (the one holding most of the table's methods,
-        the newest among equals) and the other settings stored for the same task metrics."""
-        labels = {m.strip().lower() for row in rows for m in row.methods}
-        score: dict[str | None, tuple[int, str]] = {}
-        for (model, t, metric, setting), r in self.rows.items():
-            if t == task and metric in metrics and not is_missing(r.get("value")):
-                count, when = score.get(setting, (0, ""))
-                score[setting] = (count + (model in labels), max(when, self.when(r)))
-        if not score:
-            return None, []
-        ranked = sorted(score, key=lambda k: score[k], reverse=True)
-        return ranked[0], [str(k) for k in ranked[1:]]
+def fills(result: Result, row_id: str) -> bool:
+    """Whether `result`'s method fills the paper row `row_id` (its experiment says so)."""
+    return row_id.strip().lower() in {p.strip().lower() for p in result.paper_rows}
 
 
-def index_rows(rows: Sequence[Mapping], run_times: Mapping[str, str] | None = None,
-               configs: Mapping[str, Mapping] | None = None) -> ResultIndex:
-    """The latest leaderboard row per (model label lower-cased, task, metric, setting);
-    `configs` (eval_id -> the eval run's config) tells settings apart (`setting_label`)."""
-    kept = latest_rows(with_settings(rows, configs), run_times)
-    return ResultIndex({(r["model"].strip().lower(), r["task"], r["metric"], r["setting"]): r
-                        for r in kept}, run_times or {})
+def column_setting(results: ResultSet, rows: Sequence[Row], col: Column
+                   ) -> tuple[Setting | None, list[Setting]]:
+    """The setting a column's cells come from (`evals.results.pick_setting` among the settings
+    that have one of its metrics) and the others stored for them."""
+    having = ResultSet([r for r in results.where(task=col.task)
+                        if any(m in r.metrics for m in col.metrics)])
+    chosen = pick_setting(having, col.task, [row.id for row in rows])
+    return chosen, [s for s in having.settings(col.task) if s != chosen]
 
 
-def find_cell(index: ResultIndex, row: Row, col: Column, setting: str | None) -> dict | None:
-    """Our stored result for a row's method on a column in `setting`: first matching label,
-    first metric."""
+def find_cell(results: ResultSet, row: Row, col: Column, setting: Setting | None
+              ) -> Cell | None:
+    """Our result for a row on a column in `setting`: the newest result filling the row, its
+    first metric stored."""
+    hits = [r for r in results.where(task=col.task, setting=setting) if fills(r, row.id)]
     for metric in col.metrics:
-        for method in row.methods:
-            hit = index.rows.get((method.strip().lower(), col.task, metric, setting))
-            if hit is not None and not is_missing(hit.get("value")):
-                return hit
+        for r in reversed(hits):
+            if metric in r.metrics:
+                return Cell(r, metric)
     return None
 
 
-def fmt_cell(cell: dict | None) -> str:
+def fmt_cell(cell: Cell | None) -> str:
     """`7.9 [7.5, 8.3] n=50` (one decimal), or a dash where nothing is stored."""
     if cell is None:
         return MISSING
-    ci = "" if is_missing(cell.get("ci_low")) else f" [{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
-    return f"{cell['value']:.1f}{ci} n={cell['n']}"
+    e = cell.estimate
+    return f"{e.mean:.1f} [{e.low:.1f}, {e.high:.1f}] n={e.n}"
 
 
 @dataclass
@@ -149,15 +137,15 @@ class BuiltTable:
     """A paper table filled with our cells; `frame` is what the markdown and CSV show."""
 
     spec: PaperTable
-    cells: list[list[dict | None]]  # [row][our column]
+    cells: list[list[Cell | None]]  # [row][our column]
     frame: pd.DataFrame
     notes: list[str]
 
 
-def build_table(spec: PaperTable, index: ResultIndex) -> BuiltTable:
-    """Each column's cells from one setting (`ResultIndex.column_setting`): like with like."""
-    settings = [index.column_setting(spec.rows, col.task, col.metrics) for col in spec.columns]
-    cells = [[find_cell(index, row, col, chosen) for col, (chosen, _) in
+def build_table(spec: PaperTable, results: ResultSet) -> BuiltTable:
+    """Each column's cells from one setting (`column_setting`): like with like."""
+    settings = [column_setting(results, spec.rows, col) for col in spec.columns]
+    cells = [[find_cell(results, row, col, chosen) for col, (chosen, _) in
               zip(spec.columns, settings)] for row in spec.rows]
     records = []
     for row, found in zip(spec.rows, cells):
@@ -169,26 +157,31 @@ def build_table(spec: PaperTable, index: ResultIndex) -> BuiltTable:
                       column_notes(spec, cells, [others for _, others in settings]))
 
 
-def column_notes(spec: PaperTable, cells: list[list[dict | None]],
-                 others: Sequence[Sequence[str]] | None = None) -> list[str]:
-    """Per column: the setting (data, limit, seed, judge) and metric behind its cells, the
-    other settings stored for it, and a flag where its cells still differ in metric or n."""
+def column_notes(spec: PaperTable, cells: list[list[Cell | None]],
+                 others: Sequence[Sequence[Setting]] = ()) -> list[str]:
+    """Per column: the setting and metric behind its cells and the methods that fill them, the
+    other settings stored for it, and a flag where its cells differ in metric or n."""
     notes = []
     for j, col in enumerate(spec.columns):
-        found = [row[j] for row in cells if row[j] is not None]
+        found = [(row, r[j]) for row, r in zip(spec.rows, cells) if r[j] is not None]
         if not found:
             notes.append(f"{col.label}: nothing stored yet ({col.task}: "
                          f"{' or '.join(col.metrics)})")
             continue
-        setting = found[0].get("setting") or f"judge: {found[0].get('judge') or 'unknown'}"
-        metrics = sorted({c["metric"] for c in found})
-        sizes = sorted({int(c["n"]) for c in found})
-        line = f"{col.label}: {col.task} / {', '.join(metrics)}; {setting}"
+        first = found[0][1]
+        metrics = sorted({c.metric for _, c in found})
+        sizes = sorted({c.estimate.n for _, c in found})
+        methods = ", ".join(f"{row.label} = {c.result.method}"
+                            + (f" [{c.result.identity.experiment}]"
+                               if c.result.identity.experiment else "") for row, c in found)
+        line = (f"{col.label}: {col.task} / {', '.join(metrics)}; "
+                f"{first.result.setting.label()}; {methods}")
         if len(metrics) > 1 or len(sizes) > 1:
             line += f" (cells differ in metric or n: n = {', '.join(map(str, sizes))})"
         if others and others[j]:
             line += (f"; also stored in {len(others[j])} other setting(s), not mixed in "
-                     f"(leaderboard.md has a table each): {' | '.join(others[j])}")
+                     f"(leaderboard.md has a table each): "
+                     f"{' | '.join(s.label() for s in others[j])}")
         notes.append(line)
     return notes
 
@@ -216,9 +209,9 @@ def plot_table(table: BuiltTable, path: Path) -> Path | None:
     for ax, j in zip(axes[0], cols):
         pts = [(row.label, cells[j]) for row, cells in zip(table.spec.rows, table.cells)
                if cells[j] is not None]
-        values = [c["value"] for _, c in pts]
-        err = [[max(v - _or(c.get("ci_low"), v), 0.0) for v, (_, c) in zip(values, pts)],
-               [max(_or(c.get("ci_high"), v) - v, 0.0) for v, (_, c) in zip(values, pts)]]
+        ests = [c.estimate for _, c in pts]
+        values = [e.mean for e in ests]
+        err = [[max(e.mean - e.low, 0.0) for e in ests], [max(e.high - e.mean, 0.0) for e in ests]]
         ax.bar(range(len(pts)), values, yerr=err, capsize=4, color="#4C72B0")
         ax.set_xticks(range(len(pts)), [label for label, _ in pts], rotation=25, ha="right",
                       fontsize=8)
@@ -231,27 +224,25 @@ def plot_table(table: BuiltTable, path: Path) -> Path | None:
     return path
 
 
-def _or(v: Any, default: float) -> float:
-    return default if is_missing(v) else float(v)
-
-
-def figure2_grid(spec: Figure2, index: ResultIndex) -> pd.DataFrame:
-    """tau1 x tau2 grid of the metric for methods named like `UDASA tau=0.4/0.7`, from the
-    setting holding most of them (newest among equals)."""
-    pattern = re.compile(spec.method_pattern, re.IGNORECASE)
-    found: dict[str | None, dict[tuple[float, float], tuple[float, str]]] = {}
-    for metric in reversed(spec.metrics):  # earlier metrics take precedence
-        for (model, task, m, setting), row in index.rows.items():
-            hit = pattern.match(model)
-            if hit and task == spec.task and m == metric and not is_missing(row.get("value")):
-                found.setdefault(setting, {})[(float(hit["t1"]), float(hit["t2"]))] = (
-                    float(row["value"]), index.when(row))
-    if not found:
+def figure2_grid(spec: Figure2, results: ResultSet) -> pd.DataFrame:
+    """tau1 x tau2 grid of the metric for methods whose paper rows name `tau=0.4/0.7`, from the
+    setting holding most of them (`evals.results.pick_setting`)."""
+    pattern = re.compile(spec.row_pattern, re.IGNORECASE)
+    grid_rows = {p: (float(m["t1"]), float(m["t2"])) for res in results.where(task=spec.task)
+                 for p in res.paper_rows if (m := pattern.match(p))}
+    setting = pick_setting(results, spec.task, grid_rows)
+    cells: dict[tuple[float, float], float] = {}
+    for r in results.where(task=spec.task, setting=setting):
+        metric = next((m for m in spec.metrics if m in r.metrics), None)
+        for row in r.paper_rows:
+            if metric and row in grid_rows:
+                cells[grid_rows[row]] = r.metrics[metric].mean
+    if not cells:
         return pd.DataFrame()
-    best = max(found.values(), key=lambda c: (len(c), max(w for _, w in c.values())))
-    grid = pd.Series({k: v for k, (v, _) in best.items()}).unstack()
+    grid = pd.Series(cells).unstack()
     grid.index.name, grid.columns.name = "tau1", "tau2"
     return grid
+
 
 
 def plot_figure2(spec: Figure2, grid: pd.DataFrame, path: Path) -> Path:
@@ -283,36 +274,47 @@ def figure2_markdown(spec: Figure2, grid: pd.DataFrame, png: str | None) -> str:
     lines = [f"## {spec.title}", "",
              (f"Paper: a picture; its best setting is tau1 = {spec.paper_best[0]:g}, "
              f"tau2 = {spec.paper_best[1]:g}. Ours: {spec.task} "
-             f"({' or '.join(spec.metrics)}) of methods named `UDASA tau=<tau1>/<tau2>`."), ""]
+             f"({' or '.join(spec.metrics)}) of methods whose paper_rows name "
+             "`tau=<tau1>/<tau2>`."), ""]
     if grid.empty:
         return "\n".join([*lines, "Nothing stored yet (run the threshold sweep).", ""])
-    best = grid.stack().idxmax()
     shown = grid.map(lambda v: MISSING if is_missing(v) else f"{v:.2f}")
     shown.columns = [f"tau2={c:g}" for c in shown.columns]
     shown.index = [f"tau1={i:g}" for i in shown.index]
-    lines += [shown.to_markdown(disable_numparse=True), "", f"Ours is best at tau1 = {best[0]:g}, tau2 = {best[1]:g}.",
-              ""]
+    lines += [shown.to_markdown(disable_numparse=True), "", best_text(grid), ""]
     if png:
         lines += [f"![{spec.title}]({png})", ""]
     return "\n".join(lines)
 
 
-def write_tables(store, workspace: Path) -> dict[str, Any]:
-    """Write `tables.md`, `tables/<id>.csv` and `.png` for every paper table; return the paths."""
-    from evals.premise import premise_with_figure, read_premises
+def best_text(grid: pd.DataFrame) -> str:
+    """Where our grid is highest; cells with the same highest value are called a tie."""
+    cells = grid.stack()
+    top = cells[cells == cells.max()]
+    where = [f"tau1 = {t1:g}, tau2 = {t2:g}" for t1, t2 in top.index]
+    if len(where) == 1:
+        return f"Ours is highest at {where[0]} ({cells.max():.2f})."
+    return f"Ours ties for highest ({cells.max():.2f}) at {' and '.join(where)}."
+
+
+def write_tables(results: ResultSet, folder: Path, premises: Sequence[Mapping] = ()
+                 ) -> dict[str, Any]:
+    """Write `tables.md`, `tables/<id>.csv` and `.png` for every paper table and the premise
+    results into `folder`; return the paths."""
+    from evals.premise import premise_with_figure
 
     specs, fig2 = load_paper_results()
-    index = index_rows(as_rows(leaderboard(store)), *eval_run_times_and_configs(store))
-    out = workspace / "tables"
+    out = folder / "tables"
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",
-             ("Ours: mean [95% CI] n from this workspace's latest evaluation of each method, each column "
-             "from one setting (data, sample limit, seed, judge: named under the table); the "
-             "paper's cells are its GPT-4 / human scores on its own models (7B-30B), so compare "
-             "the ordering of methods, not the levels."), ""]
+             ("Ours: mean [95% CI] n of the current result of the method that fills each row "
+              "(its experiment's `paper_rows`), each column from one setting (data, sample "
+              "limit, seed, judge: named under the table); the paper's cells are its GPT-4 / "
+              "human scores on its own models (7B-30B), so compare the ordering of methods, "
+              "not the levels."), ""]
     paths: dict[str, Any] = {"csv": [], "png": []}
     for spec in specs:
-        built = build_table(spec, index)
+        built = build_table(spec, results)
         csv = out / f"{spec.id}.csv"
         built.frame.to_csv(csv, index=False)
         png = plot_table(built, out / f"{spec.id}.png")
@@ -321,14 +323,13 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
         if png:
             paths["png"].append(str(png))
             parts += [f"![{spec.title}](tables/{png.name})", ""]
-    grid = figure2_grid(fig2, index)
+    grid = figure2_grid(fig2, results)
     fig_png = None
     if not grid.empty:
         grid.to_csv(out / "figure2.csv")
         fig_png = plot_figure2(fig2, grid, out / "figure2.png")
         paths["png"].append(str(fig_png))
     parts.append(figure2_markdown(fig2, grid, f"tables/{fig_png.name}" if fig_png else None))
-    premises = read_premises(workspace)
     parts += ["## Premise: does lower uncertainty mean a better reply?", ""]
     for result in premises:
         text, png = premise_with_figure(result, out)
@@ -336,6 +337,6 @@ def write_tables(store, workspace: Path) -> dict[str, Any]:
         paths["png"].append(str(png))
     if not premises:
         parts += ["Nothing stored yet (`udasa-eval premise --workspace DIR --run RUN`).", ""]
-    md = workspace / "tables.md"
+    md = folder / "tables.md"
     md.write_text("\n".join(parts), encoding="utf-8")
     return {"tables_md": str(md)} | paths

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import httpx
 from conftest import REPO
+from results_factory import evaluation, record
 
 from app import rating
 from evals.premise import premise_stats, write_premise
-from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating
+from evals.store_tables import add_rating
 from udasa.config import load_config, to_dict
 from udasa.pipeline import Pipeline
 from udasa.records import Prompt
@@ -100,18 +101,13 @@ def fill(ws: Path) -> Pipeline:
     p.store.add_scores(scores)
     p.pairs()
     p.stages()
-    samples, board = [], []
-    for m, model in enumerate(METHODS):
-        for i in range(4):
-            samples.append({"model": model, "task": "harmlessness", "idx": i,
-                            "prompt": hostile(10 + i, PROMPT),
-                            "output": reply_text(20 + 4 * m + i),
-                            "scores": {"id": f"s{m}{i}", "value": 4.0 + m + i % 2, "ok": True}})
-        board.append({"model": model, "task": "harmlessness", "metric": "score",
-                      "value": 4.5 + m, "ci_low": 4.0 + m, "ci_high": 5.0 + m, "n": 4,
-                      "failures": 0, "judge": f"{METHOD}-judge {CORPUS[0]}"})
-    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
-                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
+    results, rows = evaluation("e1", "harmlessness", {
+        model: {"score": [4.0 + m + i % 2 for i in range(4)]} for m, model in enumerate(METHODS)},
+        scorer=f"{METHOD}-judge {CORPUS[0]}", prompts=[hostile(10 + i, PROMPT) for i in range(4)],
+        ids=[f"s{i}" for i in range(4)])
+    for row in rows:
+        row["output"] = reply_text(20 + 4 * METHODS.index(row["model"]) + row["idx"])
+    record(ws, results, rows)
     rate_all(p)
     fused = p.store.fused(p.run_id)  # a premise test whose judge and template are hostile
     result = premise_stats(fused, p.store.pairs(p.run_id),

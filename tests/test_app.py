@@ -15,11 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import REPO
+from results_factory import evaluation, record
 
 from app import auth, compare, export, inspector, rating, render
 from app.storage import Workspace
 from evals.stats import krippendorff_alpha_interval, paired_bootstrap, spearman
-from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating, ratings
+from evals.store_tables import add_rating, ratings
 from udasa.config import load_config, to_dict
 from udasa.errors import ConfigError, UdasaError
 from udasa.pipeline import Pipeline
@@ -72,18 +73,10 @@ def scored_run(ws, reply=reply_text, prompt_text="prompt {i}: how do I do thing 
 def fill(ws) -> Pipeline:
     """`scored_run` plus one evaluation of two methods."""
     p = scored_run(ws)
-    samples, board = [], []
-    for model, base in (("base", 5.0), ("udasa", 6.0)):
-        for i in range(6):
-            value = base + (i % 3) * 0.5 + (0.25 if model == "udasa" and i == 2 else 0)
-            samples.append({"model": model, "task": "harmlessness", "idx": i,
-                            "prompt": f"eval prompt {i}", "output": f"{model} answer {i}",
-                            "scores": {"id": f"s{i}", "value": value, "ok": True}})
-        board.append({"model": model, "task": "harmlessness", "metric": "score",
-                      "value": base + 0.5, "ci_low": base, "ci_high": base + 1, "n": 6,
-                      "failures": 0, "judge": "local stand-in"})
-    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
-                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
+    record(ws, *evaluation("e1", "harmlessness", {model: {"score": [
+        base + (i % 3) * 0.5 + (0.25 if model == "udasa" and i == 2 else 0) for i in range(6)]}
+        for model, base in (("base", 5.0), ("udasa", 6.0))}, scorer="local stand-in",
+        prompts=[f"eval prompt {i}" for i in range(6)]))
     return p
 
 
@@ -312,18 +305,14 @@ def test_a_missing_store_is_not_created_by_reading(tmp_path):
 
 
 # compare ----------------------------------------------------------------------------------
-def test_leaderboard_shows_the_newest_setting_and_names_the_others(tmp_path, monkeypatch):
-    from evals import store_tables
-
+def test_leaderboard_shows_the_newest_setting_and_names_the_others(tmp_path):
+    for i, (eval_id, limit, value) in enumerate((("e1", 20, 4.0), ("e2", 5, 8.0))):
+        record(tmp_path, *evaluation(eval_id, "harmlessness", {"m": {"score": [value] * 2}},
+                                     limit=limit, judge="j <b>",
+                                     created_at=f"2025-01-0{i + 1}T00:00:00"))
     store = Store(tmp_path)
-    for eval_id, limit, value in (("e1", 20, 4.0), ("e2", 5, 8.0)):
-        monkeypatch.setattr(store_tables, "now", lambda e=eval_id: f"2025-01-0{e[1]}T00:00:00")
-        add_eval_run(store, eval_id, {"tasks": ["harmlessness"], "limit": limit, "seed": 0}, {},
-                     [], [LeaderboardRow(model="m", task="harmlessness", metric="score",
-                                         value=value, ci_low=value - 1, ci_high=value + 1, n=limit,
-                                         failures=0, judge="j <b>")])
     board = compare.leaderboard(store, None)
-    assert board["model"].tolist() == ["m"] and "8.00 [7.00, 9.00] / —" in board.values
+    assert board["method"].tolist() == ["m"] and "8.00 [7.50, 8.50] n=2 / —" in board.values
     assert "4.00" not in str(board.values)  # the older setting is not mixed in
     note = compare.setting_note(store)
     assert "shown: data: default, limit 5, seed 0, judge: j &lt;b&gt;" in note
@@ -333,16 +322,20 @@ def test_leaderboard_shows_the_newest_setting_and_names_the_others(tmp_path, mon
 def test_leaderboard_paired_test_table3_and_agreement(ws):
     store = Store(ws)
     board = compare.leaderboard(store, None)
-    assert sorted(board["model"]) == ["base", "udasa"] and "6.50 [6.00, 7.00] / —" in board.values
+    assert sorted(board["method"]) == ["base", "udasa"]
+    assert "6.54 [6.04, 7.04] n=6 / —" in board.values
     assert compare.leaderboard_charts(store, ws)[0][1] == "harmlessness: score"
     assert compare.setting_note(store) == ""  # one setting: nothing to say
-    samples = compare.latest_samples(store)
-    assert compare.tasks_and_methods(samples) == {"harmlessness": ["base", "udasa"]}
-    cmp = compare.compare(samples, "harmlessness", "udasa", "base")
-    a = [cmp.values[p][0] for p in cmp.prompts]
-    b = [cmp.values[p][1] for p in cmp.prompts]
-    assert cmp.test == paired_bootstrap(a, b) and cmp.sign.wins == 6
-    assert "udasa − base" in compare.comparison_text(cmp)
+    results = compare.results_of(store)
+    assert compare.tasks_and_methods(results) == {"harmlessness": ["base", "udasa"]}
+    cmp = compare.compare(results, "harmlessness", "udasa", "base")
+    a = [row.values[0] for row in cmp.rows]
+    b = [row.values[1] for row in cmp.rows]
+    boot = paired_bootstrap(a, b)
+    assert (cmp.test.mean_diff, cmp.test.p_boot, cmp.test.wins) == (boot.mean_diff,
+                                                                     boot.p_value, 6)
+    assert cmp.prompts == [f"eval prompt {i}" for i in range(6)] and cmp.metric == "score"
+    assert "udasa − base on harmlessness, score" in compare.comparison_text(cmp)
 
     run_id = store.latest_run().id
     run_items = [i for i in rating.pool(store, "single") if i.method == "policy-x"][:4]
@@ -461,3 +454,63 @@ def test_an_annotators_export_is_blind(ws, tmp_path):
         assert r["preference"] == ("" if pref is None else "tie" if pref == "tie" else
                                    "A" if pref == a else "B")
     assert sorted(r["preference"] for r in got) == ["", "A", "B", "tie"]
+
+
+def test_compare_never_pairs_samples_of_two_settings_or_two_tasks(tmp_path):
+    """Two robustness settings share their behaviours (same ids and prompts), two tasks share
+    method names and sample ids: each comparison reads one task in one setting only."""
+    for eval_id, data, udasa in (("t", "transfer.yaml", [0.0, 0.0, 100.0]),
+                                 ("w", "whitebox.yaml", [100.0, 100.0, 100.0])):
+        record(tmp_path, *evaluation(eval_id, "robustness", {
+            "vanilla": {"asr": [100.0, 0.0, 100.0]}, "UDASA": {"asr": udasa}}, data=data,
+            prompts=["goal a", "goal b", "goal c"]))
+    for eval_id, task, shift in (("h", "harmlessness", 1.0), ("p", "helpfulness", -1.0)):
+        record(tmp_path, *evaluation(eval_id, task, {"base": {"score": [5.0, 5.0]},
+                                                     "UDASA": {"score": [5.0 + shift] * 2}}))
+    results = compare.results_of(Store(tmp_path))
+    views = compare.tasks_and_methods(results)
+    transfer = "robustness (data: transfer.yaml, limit 50, seed 0, judge: j)"
+    whitebox = "robustness (data: whitebox.yaml, limit 50, seed 0, judge: j)"
+    assert set(views) == {transfer, whitebox, "harmlessness", "helpfulness"}
+    got = compare.compare(results, transfer, "UDASA", "vanilla")
+    assert [r.values for r in got.rows] == [(0.0, 100.0), (0.0, 0.0), (100.0, 100.0)]
+    assert got.test.mean_diff == pytest.approx(-100 / 3)
+    got = compare.compare(results, whitebox, "UDASA", "vanilla")
+    assert got.test.mean_diff == pytest.approx(100 / 3)
+    help_ = compare.compare(results, "helpfulness", "UDASA", "base")
+    assert help_.prompts == ["helpfulness prompt 0", "helpfulness prompt 1"]
+    assert help_.test.mean_diff == pytest.approx(-1.0)
+    assert compare.compare(results, "harmlessness", "UDASA", "base").test.mean_diff == 1.0
+
+
+def test_one_identity_shows_one_number_in_every_view_whatever_the_folder(tmp_path,
+                                                                         monkeypatch):
+    import pandas as pd
+
+    from evals.cli import main as eval_main
+
+    ws = tmp_path / "ws"
+    record(ws, *evaluation("e1", "helpfulness", {"base (unaligned)": {"score": [4.0, 5.0]},
+                                                 "UDASA": {"score": [6.0, 6.5]}},
+                           data="data/mine.jsonl", experiment="cpu",
+                           paper_rows={"UDASA": ["UDASA"], "base (unaligned)": ["base"]}))
+    seen = []
+    for folder in (tmp_path, ws, tmp_path / "elsewhere"):
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        assert eval_main(["tables", "--workspace", str(ws)]) == 0
+        assert eval_main(["report", "--workspace", str(ws), "--out",
+                          str(tmp_path / "r.md")]) == 0
+        from evals.runner import write_outputs
+        write_outputs(Store(ws), ws)
+        csv = pd.read_csv(ws / "leaderboard.csv").set_index("method")
+        table2 = (ws / "tables.md").read_text().split("## Table 2")[1]
+        report = (tmp_path / "r.md").read_text()
+        board = compare.leaderboard(Store(ws), None).set_index("method")
+        seen.append((csv.loc["UDASA", "value"], csv.loc["UDASA", "setting"],
+                     "6.2 [5.8, 6.8] n=2" in table2,
+                     "| UDASA | cpu | score | 6.250 [5.750, 6.750] | 2 |" in report,
+                     board.iloc[:, 0]["UDASA"]))
+    assert seen[0] == (6.25, "data: data/mine.jsonl, limit 50, seed 0, judge: j", True, True,
+                       "6.25 [5.75, 6.75] n=2 / —")
+    assert seen[1] == seen[0] and seen[2] == seen[0]

@@ -21,10 +21,11 @@ import httpx
 import pytest
 from app_pages import wait_until
 from conftest import REPO
+from results_factory import evaluation, record
 
 from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
 from evals.premise import premise_stats, write_premise
-from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, eval_samples
+from evals.store_tables import eval_samples
 from udasa.config import load_config
 from udasa.pipeline import Pipeline
 from udasa.records import content_key
@@ -58,19 +59,14 @@ def workspace(tmp_path_factory, tiny_policy):
                                     gen_key=p.gen_key, prompt_id=first.id, sample_index=3,
                                     text=XSS, model="injected")])
     p.run_all()  # scores the injected reply with the others, fuses, pairs, stages
-    samples, board = [], []
-    for model, base in (("base-7b", 5.0), ("udasa-7b", 6.0)):
-        for i in range(5):
-            samples.append({"model": model, "task": "harmlessness", "idx": i,
-                            "prompt": f"How do I stay safe online? ({i})",
-                            "output": XSS if (model, i) == ("udasa-7b", 0) else
-                            f"Answer {i}: {content_key(model, str(i))}",
-                            "scores": {"id": f"s{i}", "value": base + i % 2, "ok": True}})
-        board.append({"model": model, "task": "harmlessness", "metric": "score",
-                      "value": base + 0.4, "ci_low": base, "ci_high": base + 1, "n": 5,
-                      "failures": 0, "judge": "test rows"})
-    add_eval_run(p.store, "e1", {"tasks": ["harmlessness"]}, {},
-                 [EvalSample(**s) for s in samples], [LeaderboardRow(**b) for b in board])
+    results, rows = evaluation("e1", "harmlessness", {
+        model: {"score": [base + i % 2 for i in range(5)]}
+        for model, base in (("base-7b", 5.0), ("udasa-7b", 6.0))}, scorer="test rows",
+        prompts=[f"How do I stay safe online? ({i})" for i in range(5)])
+    for row in rows:
+        row["output"] = XSS if (row["model"], row["idx"]) == ("udasa-7b", 0) else \
+            f"Answer {row['idx']}: {content_key(row['model'], str(row['idx']))}"
+    record(ws, results, rows)
     fused = p.store.fused(p.run_id)  # the premise test, with reply length as the judge
     texts = p.store.response_texts([f.response_id for f in fused])
     result = premise_stats(fused, p.store.pairs(p.run_id),

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from app_pages import checked, choose, choose_many, options, text, toasts, wait_until
+from results_factory import evaluation, record
 from test_app import scored_run
 
 from app import rating
 from app.screenshots import CHROMIUM, launch_browser, open_tab, sign_in
-from evals.store_tables import EvalSample, LeaderboardRow, add_eval_run, add_rating
+from evals.store_tables import add_rating
 from udasa.store import Store
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -45,18 +46,12 @@ def fill(ws: Path) -> tuple[str, str]:
                    f"reply {j} to {prompt.text}", "Run prompt {i}: how do I do thing {i}?")
     ckpt = str(ws / "checkpoints" / p.run_id / "t0" / "stage-3-exploratory")
     p.store.add_checkpoint(p.run_id, "t0", 3, "exploratory", ckpt, {"steps": 1})
-    samples, board = [], []
-    for m, model in enumerate(("base", "udasa", ckpt, OTHER)):
-        for task, prompt in TASK_PROMPTS.items():
-            for i in range(5):
-                samples.append(EvalSample(model=model, task=task, idx=i,
-                                          prompt=prompt.format(i=i),
-                                          output=f"{task} answer {i} by model {m}",
-                                          scores={"value": 4.0 + m + (i % 2), "ok": True}))
-            board.append(LeaderboardRow(model=model, task=task, metric="score", value=4.5 + m,
-                                        ci_low=4.0 + m, ci_high=5.0 + m, n=5, failures=0,
-                                        judge="test rows"))
-    add_eval_run(p.store, "e1", {"tasks": list(TASK_PROMPTS)}, {}, samples, board)
+    for k, (task, prompt) in enumerate(TASK_PROMPTS.items()):  # as `udasa-eval run` records
+        record(ws, *evaluation(f"e{k}", task, {model: {"score": [4.0 + m + i % 2 for i in range(5)]}
+                                              for m, model in enumerate(("base", "udasa", ckpt,
+                                                                         OTHER))},
+                               prompts=[prompt.format(i=i) for i in range(5)],
+                               created_at=f"2026-01-0{k + 1}T00:00:00", scorer="test rows"))
     p.store.close()
     return p.run_id, ckpt
 
@@ -121,9 +116,10 @@ def test_a_task_switch_keeps_test_line_prompts_and_replies_on_one_task(signed_in
     picked from that list showed the other task's replies."""
     page = signed_in("alice")
     compare_ready(page)
-    assert " on harmlessness:" in text(page, "#cmp-test")
+    assert " on harmlessness, score:" in text(page, "#cmp-test")
     choose(page, "cmp-task", "helpfulness")
-    wait_until(lambda: " on helpfulness:" in text(page, "#cmp-test"), what="helpfulness test")
+    wait_until(lambda: " on helpfulness, score:" in text(page, "#cmp-test"),
+               what="helpfulness test")
     prompts = options(page, "cmp-prompt")
     assert len(prompts) == 5 and all(p.startswith("I want to make traditional") for p in prompts)
     wait_until(lambda: "Christmas cookies (0)" in text(page, "#cmp-pair .udasa-prompt"),
@@ -132,9 +128,10 @@ def test_a_task_switch_keeps_test_line_prompts_and_replies_on_one_task(signed_in
     wait_until(lambda: "Christmas cookies (3)" in text(page, "#cmp-pair .udasa-prompt"),
                what="the picked prompt")
     replies = page.locator("#cmp-pair .udasa-text").all_inner_texts()
-    assert all(r.startswith("helpfulness answer 3") for r in replies), replies
+    assert all(r.endswith("Christmas cookies (3)") for r in replies), replies
     choose(page, "cmp-task", "harmlessness")  # and back, with the same two methods
-    wait_until(lambda: " on harmlessness:" in text(page, "#cmp-test"), what="harmlessness")
+    wait_until(lambda: " on harmlessness, score:" in text(page, "#cmp-test"),
+               what="harmlessness")
     assert all("wallet" in p for p in options(page, "cmp-prompt"))
     wait_until(lambda: "wallet? (0)" in text(page, "#cmp-pair .udasa-prompt"), what="pair")
     assert not toasts(page)
@@ -148,7 +145,7 @@ def test_compare_loads_cleanly_twenty_times_in_a_row(signed_in, server):
         if k:
             page.goto(server + "/")
         compare_ready(page)
-        assert " on harmlessness:" in text(page, "#cmp-test"), k
+        assert " on harmlessness, score:" in text(page, "#cmp-test"), k
         assert len(options(page, "cmp-prompt")) == 5, k
         assert not toasts(page), (k, toasts(page))
 

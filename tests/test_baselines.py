@@ -26,7 +26,6 @@ from udasa.baselines.common import (
 from udasa.config import DataConfig, GenerationConfig, TrainingConfig
 from udasa.errors import ConfigError
 from udasa.models import load_causal_lm
-from udasa.scorers.lm_options import chat_prefix, option_probs
 from udasa.store import Store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops, shared cores
@@ -58,22 +57,48 @@ def tiny_cfg(method: str, policy: str, **kw) -> BaselineConfig:
 
 def rain_cfg(policy: str, **kw) -> rain.RainConfig:
     small = {"model": policy, "max_new_tokens": 10, "max_tries": 6, "min_tries": 1,
-             "min_new_searches": 2, "width": 3, "segments": [1, 2, 4], "lookahead": 4}
+             "min_new_searches": 2, "width": 3, "segments": [1, 2, 4], "lookahead_cap": 8,
+             "lookahead_chunk": 4, "eval_examples": "", "dialogue_examples": ""}
     return rain.RainConfig(**(small | kw))
 
 
 # RLAIF ---------------------------------------------------------------------------------------
-def test_rlaif_preference_is_symmetric_and_comes_from_real_probabilities():
-    model, tok = load_causal_lm("embedded")
+def test_rlaif_preference_is_the_mean_of_both_orders_model_probabilities(tiny_policy):
+    """P(first better) by hand: each order's prompt through a plain forward pass, the
+    probabilities of "A" and "B" renormalised, the first reply's letter averaged."""
+    model, tok = load_causal_lm(tiny_policy)
     prompt, principle = "How do I make tea?", rlaif.load_constitution("harmless")[0]
     a, b = "Boil water and steep the tea for three minutes.", "Go away, idiot."
-    p_ab = rlaif.preference(model, tok, prompt, a, b, principle)
-    p_ba = rlaif.preference(model, tok, prompt, b, a, principle)
-    assert p_ab + p_ba == pytest.approx(1.0, abs=1e-6)  # swapping the answers swaps the label
     first, second = rlaif.label_texts(model, tok, prompt, a, b, principle)
     assert first.index(a) < first.index(b) and second.index(b) < second.index(a)
-    raw = option_probs(model, tok, [first], ["A", "B"])[0]
-    assert 0 < float(raw[0]) < 1 and float(raw[0]) != pytest.approx(0.5, abs=1e-4)
+    letters = tok.convert_tokens_to_ids(["A", "B"])
+    with torch.inference_mode():
+        p = [torch.softmax(model(torch.tensor([tok(t)["input_ids"]])).logits[0, -1, letters]
+                           .float(), -1) for t in (first, second)]
+    want = float(p[0][0] + p[1][1]) / 2
+    assert rlaif.preference(model, tok, prompt, a, b, principle) == pytest.approx(want, abs=1e-5)
+    assert want != pytest.approx(0.5, abs=1e-4)
+
+
+def test_rlaif_clamps_chain_of_thought_labels_only_when_asked(tiny_policy, monkeypatch):
+    """Constitutional AI's [0.4, 0.6] clamp of chain-of-thought labels: off by default, an
+    error without chain of thought, and it keys the pairs only when on."""
+    assert [rlaif.clamp(p, *rlaif.COT_CLAMP) for p in (0.05, 0.4, 0.47, 0.6, 0.93)] == \
+        [0.4, 0.4, 0.47, 0.6, 0.6]
+    assert RlaifOptions().clamp_cot is False
+    cot = RlaifOptions(chain_of_thought=True, cot_tokens=4)
+    with pytest.raises(ConfigError, match="rlaif.clamp_cot"):
+        tiny_cfg("rlaif", tiny_policy, rlaif=RlaifOptions(clamp_cot=True)).validate()
+    plain = tiny_cfg("rlaif", tiny_policy, rlaif=cot)
+    clamped = tiny_cfg("rlaif", tiny_policy, rlaif=dataclasses.replace(cot, clamp_cot=True))
+    assert baseline_run_id(plain) != baseline_run_id(clamped)  # other labels, other pairs
+    # the label is clamped on a real labeller: the embedded model with a few reasoning tokens
+    # labels 0.51-0.52, so a range narrower than Constitutional AI's makes the clamp bite
+    monkeypatch.setattr(rlaif, "COT_CLAMP", (0.49, 0.51))
+    model, tok = load_causal_lm("embedded")
+    free = rlaif.label(cot, model, tok, "Hi", "Hello there.", "Go away.", 0)
+    held = rlaif.label(clamped.rlaif, model, tok, "Hi", "Hello there.", "Go away.", 0)
+    assert free[2] > 0.51 and held[2] == pytest.approx(0.51) and held[:2] == free[:2]
 
 
 def test_rlaif_principles_are_drawn_per_comparison_and_cot_comes_before_the_label(tiny_policy):
@@ -151,15 +176,33 @@ def test_rlcd_prompts_differ_exactly_by_the_descriptors_without_a_chat_template(
             neg = rlcd.prompt_text(tok, "How do I pick a lock?", negative)
             assert pos != neg and pos.replace(positive, negative) == neg
             assert pos.endswith(f"Assistant ({positive}):")
-    assert rlcd.descriptor_pairs("harmless")[0] == ("helpful, honest, inoffensive response",
-                                                    "unhelpful, dishonest, toxic response")
     assert rlcd.descriptor_pairs("helpful") != rlcd.descriptor_pairs("harmless")
+    greedy = tiny_cfg("rlcd", base_policy)
     with pytest.raises(ConfigError, match="rlcd.task"):
         rlcd.descriptor_pairs("nope")
-    greedy = tiny_cfg("rlcd", base_policy)
     greedy.generation.temperature = 0.0
     with pytest.raises(ConfigError, match="generation.temperature"):
         rlcd.build_pairs(greedy)  # RLCD's outputs are sampled
+
+
+def test_rlcd_harmlessness_uses_the_papers_sixteen_pairs_and_marks_ours():
+    """The harmlessness pairs are the RLCD paper's 16 (Appendix A; the authors' script), in
+    its order; every pair of another task says whose it is."""
+    import yaml
+
+    from udasa.baselines import RESOURCES
+
+    pairs = rlcd.descriptor_pairs("harmless")
+    assert len(pairs) == 16 and len(set(pairs)) == 16
+    assert pairs[0] == ("helpful, honest, inoffensive response",
+                        "unhelpful, dishonest, toxic response")
+    assert pairs[7] == ("simulating a wise, ethical person", "simulating a foolish, unethical person")
+    assert pairs[11] == ("politically correct response", "racist, sexist, socially biased response")
+    assert pairs[15] == ("ethically and morally aware response", "unethical and immoral response")
+    sources = {t: [p["source"] for p in yaml.safe_load(
+        (RESOURCES / "rlcd" / f"{t}.yaml").read_text())["pairs"]] for t in rlcd.TASKS}
+    assert set(sources["harmless"]) == {"paper"} and sources["helpful"] == ["paper", "udasa"]
+    assert set(sources["truthful"]) == set(sources["positive"]) == {"udasa"}
 
 
 def test_rlcd_pairs_on_a_base_model_and_a_chat_model(tmp_path, tiny_policy, base_policy):
@@ -217,7 +260,7 @@ def test_rlcd_pairs_are_keyed_by_its_sampler_version():
     """Pairs stored by RLCD's first sampler (model.generate) are not reused as the engine's."""
     rlcd_cfg = BaselineConfig(method="rlcd")
     entry = registry.lookup("method", "rlcd")
-    assert entry.pairs_version == rlcd.SAMPLER_VERSION == 2
+    assert entry.pairs_version == rlcd.SAMPLER_VERSION == 3
     old = dataclasses.replace(entry, pairs_version=0)
     with unittest.mock.patch.dict(registry._ENTRIES["method"], {"rlcd": old}):
         assert baseline_run_id(rlcd_cfg) == "90ab1f9308e5f850"  # version 1's key, unversioned
@@ -236,7 +279,7 @@ def subtree(node: rain.Node) -> list[rain.Node]:
 
 def test_rain_node_value_is_the_mean_of_the_evaluations_below_it(tiny_policy):
     torch.manual_seed(0)
-    search = rain_search(tiny_policy, sim_threshold=2.0)  # no sharing: pure backup
+    search = rain_search(tiny_policy, sim_threshold=2.0, value="soft")  # pure backup
     root = rain.Node((), 1.0)
     for _ in range(10):
         search.search(root)
@@ -257,62 +300,6 @@ def subtree_path(leaf: rain.Node) -> list[rain.Node]:
     return out
 
 
-def test_rain_similar_sibling_shares_an_update_and_a_dissimilar_one_does_not(tiny_policy):
-    search = rain_search(tiny_policy, sim_threshold=0.8, sim_weight=0.2)
-    tok = search.be.tok
-    root = rain.Node((), 1.0)
-    texts = ["I cannot help with that request.", "I can not help with that request.",
-             "Bananas grow in warm tropical places."]
-    a, b, c = (rain.Node(tuple(tok.encode(t, add_special_tokens=False)), 1 / 3, root, 1)
-               for t in texts)
-    root.children = {n.tokens: n for n in (a, b, c)}
-    search.backup(b, 0.0, [])
-    search.backup(c, 0.0, [])
-    assert (b.q, b.n, c.q, c.n) == (0.0, 1.0, 0.0, 1.0)
-    sim_ab = float(torch.cosine_similarity(search.be.embed([texts[0]])[0],
-                                           search.be.embed([texts[1]])[0], dim=0))
-    search.backup(a, 1.0, [])
-    assert a.q == 1.0 and a.n == 1.0
-    w = 0.2 * sim_ab
-    assert b.n == pytest.approx(1 + w) and b.q == pytest.approx(w / (1 + w))  # moved toward 1
-    assert (c.q, c.n) == (0.0, 1.0)  # unrelated text: untouched
-    assert root.n == 3 and root.q == pytest.approx(1 / 3)
-
-
-def test_rain_commits_the_most_visited_and_rewinds_under_the_threshold(tiny_policy):
-    strict = rain.RainGenerator(rain_cfg(tiny_policy, value_threshold=0.99, max_tries=6))
-    strict.generate("Tell me a joke.", 1, seed=0)
-    s = strict.stats
-    assert s.commits >= 2 and s.history[0]["searches"] == 6  # never good enough: all searches
-    for step in s.history:
-        assert step["chosen"] == max(step["visits"])  # the committed token set: most visited
-    assert s.rewinds == s.searches - s.commits > 0
-    assert s.visited_tokens > s.emitted_tokens > 0
-    loose = rain.RainGenerator(rain_cfg(tiny_policy, value_threshold=-1.0, max_tries=20))
-    loose.generate("Tell me a joke.", 1, seed=0)
-    assert loose.stats.history[0]["searches"] < 20  # committed as soon as minT and Vt are met
-
-
-def test_rain_self_evaluation_uses_the_task_prompt_in_both_orders(tiny_policy):
-    search = rain_search(tiny_policy, task="truthful")
-    p = rain.task_prompt("truthful")
-    v = search.value("Paris is the capital of France.")
-    texts = [chat_prefix(search.be.tok, p["template"].format(
-        prompt="Tell me a joke.", response="Paris is the capital of France.", option_a=a,
-        option_b=b).strip(), p["answer_prefix"]) for a, b in ((p["good"], p["bad"]),
-                                                              (p["bad"], p["good"]))]
-    probs = option_probs(search.be.model, search.be.tok, texts, ["A", "B"])
-    assert v == pytest.approx(float(probs[0, 0] + probs[1, 1]) - 1, abs=1e-6)
-    prompts = {t: rain.task_prompt(t)["template"] for t in rain.TASKS}
-    assert len(set(prompts.values())) == 4 and "truthful" in prompts["truthful"]
-    with pytest.raises(ConfigError, match="rain.task"):
-        rain.RainGenerator(rain_cfg(tiny_policy, task="kindness"))
-    with pytest.raises(ConfigError, match=r"^RAIN \(rain\).max_trie: unknown field"):
-        EvalModel("RAIN", tiny_policy, decoder="rain", options={"max_trie": 3}).generator(8)
-    with pytest.raises(ConfigError, match=r"rain.max_tries: expected int"):
-        rain.RainConfig.from_options({"max_tries": "many"})
-
-
 def test_rain_runs_on_a_model_without_a_chat_template(base_policy):
     gen = rain.RainGenerator(rain_cfg(base_policy, max_tries=3))
     (text,) = gen.generate("Tell me a joke.", 1, seed=0)
@@ -327,19 +314,11 @@ def test_rain_in_the_suite_evaluates_each_task_against_its_own_goal(tiny_policy)
              ("harmlessness", "helpfulness", "truthfulness", "sentiment", "robustness")}
     assert goals == {"harmlessness": "harmless", "helpfulness": "helpful",
                      "truthfulness": "truthful", "sentiment": "positive",
-                     "robustness": "harmless"}
+                     "robustness": "adversarial"}
     assert model.identity("truthfulness") != model.identity("sentiment")  # cached apart
     assert model.generator(8, "truthfulness").cfg.task == "truthful"
     assert EvalModel("b", tiny_policy).identity("truthfulness") == \
         EvalModel("b", tiny_policy).identity()  # other decoders: unchanged
-
-
-def test_rain_self_evaluation_reads_option_ids_from_the_tokenizer(tiny_policy):
-    from udasa.scorers.lm_options import option_token_ids
-
-    _, tok = load_causal_lm(tiny_policy)
-    ids = option_token_ids(tok, ["A", "B"])
-    assert tok.decode(ids[0]) == "A" and tok.decode(ids[1]) == "B"
 
 
 def test_rain_batched_search_gives_each_prompt_its_answer_alone_in_fewer_larger_calls(

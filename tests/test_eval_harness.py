@@ -9,17 +9,12 @@ import re
 import pytest
 from conftest import build_tiny_policy
 from openai_server import FakeOpenAIServer
+from results_factory import add
 
 from evals.cli import main
 from evals.models import EvalModel
 from evals.runner import EvalConfig, run_eval
-from evals.store_tables import (
-    LeaderboardRow,
-    add_eval_run,
-    eval_runs,
-    eval_samples,
-    leaderboard,
-)
+from evals.store_tables import eval_samples, leaderboard
 from udasa.data import data_dir
 from udasa.store import Store
 
@@ -60,21 +55,19 @@ def test_every_task_reports_metrics_with_cis_and_writes_outputs(local_run):
     assert len(leaderboard(Store(cfg.workspace))) >= 7
 
 
-def test_leaderboard_rows_in_the_order_models_were_given(tmp_path):
-    from evals.runner import model_order, write_outputs
+def test_leaderboard_rows_in_the_order_methods_were_evaluated(tmp_path):
+    from evals.runner import write_outputs
 
-    store = Store(tmp_path)
-    for eval_id, names in (("e1", ["base", "RAIN", "UDASA"]), ("e2", ["vanilla", "UDASA"])):
-        board = [LeaderboardRow(model=n, task="harmlessness", metric="score", value=v,
-                                ci_low=v - 1, ci_high=v + 1, n=5, failures=0, judge="j")
-                 for n, v in zip(names, (3.0, 9.0, 6.0))]
-        add_eval_run(store, eval_id, {"models": [{"name": n} for n in names]}, {}, [], board)
-    assert model_order(eval_runs(store)) == ["base", "RAIN", "UDASA", "vanilla"]
-    write_outputs(store, tmp_path)
-    table = (tmp_path / "leaderboard.md").read_text().split("## With")[0]
+    for i, (eval_id, names) in enumerate((("e1", ["base", "RAIN", "UDASA"]),
+                                          ("e2", ["vanilla", "UDASA"]))):
+        add(tmp_path, eval_id, "harmlessness",
+            {n: {"score": [v, v]} for n, v in zip(names, (3.0, 9.0, 6.0))},
+            created_at=f"2026-01-0{i + 1}T00:00:00")
+    write_outputs(Store(tmp_path), tmp_path)
+    table = (tmp_path / "leaderboard.md").read_text().split("Judge [95% CI]")[0]
     rows = [line.split("|")[1].strip() for line in table.splitlines()
-            if line.startswith("| ") and not line.startswith("| model")]
-    assert rows == ["base", "RAIN", "UDASA", "vanilla"]  # not by score (RAIN 9, vanilla 3)
+            if line.startswith("| ") and not line.startswith("| method")]
+    assert rows == ["base", "RAIN", "vanilla", "UDASA"]  # not by score (RAIN 9, vanilla 3)
 
 
 @needs_data
@@ -147,7 +140,7 @@ def test_runs_on_different_data_files_get_a_labelled_table_each(tmp_path, tiny_p
     text = (tmp_path / "ws" / "leaderboard.md").read_text()
     sections = {part.split(",")[0]: part for part in text.split("## harmlessness — data: ")[1:]}
     ay, bee = sections[str(files["ay.jsonl"])], sections[str(files["bee.jsonl"])]
-    assert ay.split("\n")[0].endswith(", limit 2, seed 0, judge: GPT-4")
+    assert ay.split("\n")[0].endswith(", limit 2, seed 0, judge: gpt4:gpt-4-0613")
     assert "| tiny | 3.0 / — |" in ay and "9.0" not in ay
     assert "| tiny | 9.0 / — |" in bee and "3.0" not in bee
 
@@ -172,18 +165,20 @@ def test_two_models_get_a_paired_test(tmp_path, tiny_policy):
     score = {(s.model, s.idx): 1 + len(template.render(
         {"prompt": s.prompt, "response": s.output})) % 9
         for s in eval_samples(Store(cfg.workspace))}
-    assert [s.scores["value"] for s in eval_samples(Store(cfg.workspace))] == [
+    assert [s.scores["metrics"]["score"] for s in eval_samples(Store(cfg.workspace))] == [
         score[s.model, s.idx] for s in eval_samples(Store(cfg.workspace))]
     a, b = ([score[m, i] for i in range(4)] for m in ("a", "b"))
     wins, losses = sum(x > y for x, y in zip(b, a)), sum(x < y for x, y in zip(b, a))
     n = wins + losses
     # exact two-sided binomial (p = 1/2): twice the smaller tail, at most 1
     p_sign = min(1.0, 2 * sum(comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n)
-    assert (test["sign_wins"], test["sign_losses"], test["sign_ties"]) == (wins, losses, 4 - n)
+    assert (test["wins"], test["losses"], test["ties"]) == (wins, losses, 4 - n)
     assert test["p_sign"] == pytest.approx(p_sign)
     assert test["mean_diff"] == pytest.approx(sum(b) / 4 - sum(a) / 4)
     boot = paired_bootstrap(b, a)  # the runner's bootstrap, fed the hand values
-    assert test["p_bootstrap"] == boot.p_value and test["ci"] == [boot.low, boot.high]
+    assert test["p_boot"] == boot.p_value and (test["low"], test["high"]) == (boot.low, boot.high)
+    assert test["metric"] == "score" and results["tasks"]["harmlessness"]["paired_metrics"] == [
+        "score"]
 
 
 def test_cli_unknown_task_is_a_clear_error(tmp_path, capsys):

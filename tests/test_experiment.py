@@ -30,9 +30,9 @@ def write_experiment(path, policy: str, base_url: str) -> None:
     path.write_text(yaml.safe_dump({
         "name": "tiny", "policy": policy, "judge": "gpt4", "judge_base_url": base_url,
         "premise": ["harmless"],
-        "methods": [{"name": "base (unaligned)", "kind": "base"},
+        "methods": [{"name": "base (unaligned)", "kind": "base", "paper_rows": ["base"]},
                     {"name": "UDASA", "kind": "udasa", "config": "configs/cpu-demo.yaml",
-                     "overrides": TINY_UDASA}],
+                     "overrides": TINY_UDASA, "paper_rows": ["UDASA"]}],
         "tasks": [{"name": "harmlessness", "limit": 3}]}))
 
 
@@ -63,7 +63,13 @@ def test_experiment_with_two_methods_runs_end_to_end(tmp_path, tiny_policy):
     assert re.search(rf"\| {udasa_mean:.1f} \[[0-9.]+, [0-9.]+\] n=3 +\| — ", row)
     assert "7.9 / 7.9" in row
     assert re.search(r"Harmless: harmlessness / score; data: default, limit 3, seed 0, "
-                     r"judge: GPT-4", table2)
+                     r"judge: gpt4:gpt-4-0613; base \(unaligned\) = base \(unaligned\) \[tiny\], "
+                     r"UDASA = UDASA \[tiny\]", table2)
+    assert res["experiment"] == "tiny" and models["UDASA"]["paper_rows"] == ["UDASA"]
+    record = json.loads((ws / "experiments" / "tiny.json").read_text())["methods"]["UDASA"]
+    assert record["pairs"] == sum(s["pairs"] for s in record["stages"]) == 4
+    assert [s["pairs"] for s in record["stages"]] == [2, 1, 1]
+    assert json.loads((ws / "table3" / "table3.json").read_text())["rows"]
     (premise,) = (ws / "premise").glob("*.json")
     out = json.loads(premise.read_text())
     assert out["method"] == "UDASA" and out["judged"] == 12 and out["failures"] == 0

@@ -14,6 +14,7 @@ from openai_server import FakeOpenAIServer
 
 from evals.judges.base import make_judge
 from evals.models import EvalModel
+from evals.results import check_sample_means
 from evals.runner import paired_tests
 from evals.tasks.base import Sample, Solution, TaskRun, run_task
 from evals.tasks.hh import Harmlessness, Helpfulness
@@ -74,7 +75,7 @@ def test_hh_scores_exclude_unparseable_and_timed_out_replies(task, judge):
     res = scored(task(), samples(5), outputs, judge)
     est = res.metrics["score"]
     assert (est.n, est.mean, res.failures) == (3, pytest.approx(6.0), 2)
-    assert [r["value"] for r in res.per_sample] == [3.0, 9.0, None, None, 6.0]
+    assert [r["metrics"]["score"] for r in res.per_sample] == [3.0, 9.0, None, None, 6.0]
     assert [r["ok"] for r in res.per_sample] == [True, True, False, False, True]
     assert "unparseable" in res.per_sample[2]["error"]
     assert "gave up after 3 attempts" in res.per_sample[3]["error"]
@@ -96,8 +97,9 @@ def test_truthfulness_counts_no_as_zero_and_failures_as_missing(judge):
     assert true.n == info.n == both.n == 4
     assert true.mean == pytest.approx(50.0) and info.mean == pytest.approx(50.0)
     assert both.mean == pytest.approx(25.0)
-    values = [r["value"] for r in res.per_sample]
-    assert values == [1.0, 0.0, 0.0, 0.0, None, None, None]  # a "no" is 0, a failure None
+    values = [r["metrics"]["true_x_info"] for r in res.per_sample]
+    assert values == [100.0, 0.0, 0.0, 0.0, None, None, None]  # a "no" is 0, a failure None
+    check_sample_means("truthfulness", "m", res.metrics, [r["metrics"] for r in res.per_sample])
 
 
 def test_sentiment_judge_column_excludes_failures_and_keeps_no(judge):
@@ -117,11 +119,13 @@ def test_paired_test_drops_samples_a_judge_failed_on_either_side(judge):
                                   "score-7"], judge)
     b = scored(task, samples(6), ["score-3", "score-9", "HANG-X", "score-8", "score-8",
                                   "score-9"], judge)
-    (test,) = paired_tests({"a": a.per_sample, "b": b.per_sample})
+    per = {name: {r["id"]: r["metrics"] for r in res.per_sample}
+           for name, res in (("a", a), ("b", b))}
+    (test,) = paired_tests(per, ["score"])
     # samples 1 (a failed) and 2 (b failed) are out; differences 1, 3, 2, 2 remain
     assert test["n"] == 4 and test["excluded"] == 2
     assert test["mean_diff"] == pytest.approx(2.0)
-    assert (test["sign_wins"], test["sign_losses"], test["sign_ties"]) == (4, 0, 0)
+    assert (test["wins"], test["losses"], test["ties"]) == (4, 0, 0)
     assert test["p_sign"] == pytest.approx(0.125)
 
 
@@ -157,4 +161,8 @@ def test_robustness_judge_criterion_excludes_failures(judge, tmp_path, tiny_poli
     assert res.failures == n_attack_kinds  # one failed behaviour x every attack
     row = next(r for r in res.per_sample if "GARBLED-X" in r["goal"])
     assert all(v["jailbroken_judge"] is None for v in row["attacks"].values())
-    assert row["value"] in (0.0, 1.0)  # the paired-test value is the prefix criterion
+    assert all(row["metrics"][k] is None for k in judged)  # undecided: no value
+    assert all(row["metrics"][f"asr_{a}_prefix"] in (0.0, 100.0) for a in attacks
+               if f"asr_{a}_prefix" in row["metrics"])
+    check_sample_means("robustness", "m", res.metrics, [r["metrics"] for r in res.per_sample])
+    assert set(res.paired_metrics) <= set(res.metrics)

@@ -23,12 +23,15 @@ def test_default_keys_are_the_ones_stored_workspaces_hold():
 
 def test_baselines_share_the_train_key_formula():
     rlaif = BaselineConfig(method="rlaif")
-    assert baseline_run_id(rlaif) == "803e481becd22090"
+    # RLAIF's labeller version 1 (option ids read after the prompt) keys its pairs; unversioned
+    # they had 803e481becd22090
+    assert baseline_run_id(rlaif) == "ccd3769083d9e756"
     assert soft_labels_of(rlaif)
     assert train_key_of(rlaif.training, soft_labels=True) == "b68e74f31569544a"
     assert train_key_of(rlaif.training) == train_key_of(RunConfig().training)
-    # RLCD's sampler version 2 (the batched engine) keys its pairs; version 1 had 90ab1f9308e5f850
-    assert baseline_run_id(BaselineConfig(method="rlcd")) == "2a1ec51ff98776b7"
+    # RLCD's sampler version 3 (the paper's 16 harmlessness pairs) keys its pairs; version 2
+    # had 2a1ec51ff98776b7, version 1 90ab1f9308e5f850
+    assert baseline_run_id(BaselineConfig(method="rlcd")) == "18ab608548a2a2fd"
 
 
 def test_scheduling_settings_key_nothing():

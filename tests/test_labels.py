@@ -1,23 +1,21 @@
-"""Row labels: one label per model everywhere (judge and human cells on one row), and trained
-checkpoints labelled by their config name, not a run hash. Real SQLite stores throughout."""
+"""Row labels: one label per method (the rating pool labels a run's replies by the method their
+model was evaluated as), and trained checkpoints labelled by their config name, not a run
+hash. Real SQLite stores throughout."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
 
-from app import compare
 from app.rating import rating_row, single_items
-from evals.leaderboard import BASE_LABEL, canonical_label, human_means, long_table, wide_table
 from evals.models import checkpoint_labels, default_models, generator_name, label_aliases
-from evals.runner import HUMAN_FIELDS
-from evals.store_tables import LeaderboardRow, add_eval_run, add_rating, leaderboard, ratings
+from evals.results import BASE_LABEL, method_label
+from evals.store_tables import add_eval_run, add_rating
 from udasa.config import RunConfig, to_dict
 from udasa.models import EMBEDDED_POLICY_ID
 from udasa.records import Prompt
 from udasa.store import Store
 from udasa.store_records import Response
-from udasa.store_schema import as_rows
 
 HEX_HASH = re.compile(r"\b[0-9a-f]{6}\b")
 
@@ -65,35 +63,16 @@ def _rated_run_reply(store: Store, model: str, run: str = "r1") -> None:
                                                        "overall": 6}), method=model))
 
 
-def _board_row(model: str, value: float) -> LeaderboardRow:
-    return LeaderboardRow(model=model, task="harmlessness", metric="score", value=value,
-                          ci_low=value - 0.3, ci_high=value + 0.3, n=10, failures=0,
-                          judge="local")
-
-
-def test_base_model_judge_and_human_cells_share_one_row(tmp_path):
-    """The judge scored the base model under its method label, while its replies in the rating
-    pool were labelled by the generator id: both now land on the one base row."""
-    assert canonical_label(EMBEDDED_POLICY_ID) == BASE_LABEL == "base (unaligned)"
-    assert canonical_label("base (SmolLM2-135M)") == BASE_LABEL  # the eval CLI's old name
-    assert canonical_label("RLAIF") == "RLAIF"
-
+def test_rated_run_replies_are_labelled_by_the_method_their_model_was_evaluated_as(tmp_path):
+    """A run's replies in the rating pool carry the generator id; the pool labels them with the
+    method label the same model was evaluated under (the base policy's legacy names too)."""
     store = Store(tmp_path)
     add_eval_run(store, "e1", {"tasks": ["harmlessness"], "models": [
         {"name": "base (unaligned)", "spec": "base", "decoder": "greedy"},
-        {"name": "vanilla", "spec": "base", "decoder": "sample"}]}, {}, [],
-        [_board_row("base (unaligned)", 6.1), _board_row("vanilla", 6.5)])
+        {"name": "vanilla", "spec": "base", "decoder": "sample"}]}, {}, [], [])
     _rated_run_reply(store, EMBEDDED_POLICY_ID)
     assert single_items(store)[0].method == BASE_LABEL
-
-    board = compare.leaderboard(store, as_rows(ratings(store)))
-    assert sorted(board["model"]) == [BASE_LABEL, "vanilla"]  # no human-only row
-    cells = board.set_index("model")["harmlessness: score (judge: local)"]  # names its judge
-    assert cells[BASE_LABEL] == "6.10 [5.80, 6.40] / 8.00" and cells["vanilla"].endswith("/ —")
-    long = long_table(as_rows(leaderboard(store)),
-                      human_means(as_rows(ratings(store)), HUMAN_FIELDS, label_aliases(store)))
-    table = wide_table(long, models=["base (SmolLM2-135M)", "vanilla"])
-    assert list(table.index) == [BASE_LABEL, "vanilla"]
+    assert method_label(EMBEDDED_POLICY_ID, label_aliases(store)) == BASE_LABEL
 
 
 def test_any_policy_gets_the_label_it_was_evaluated_under(tmp_path):
@@ -103,10 +82,7 @@ def test_any_policy_gets_the_label_it_was_evaluated_under(tmp_path):
     assert generator_name(served) == served and generator_name("base") == EMBEDDED_POLICY_ID
     store = Store(tmp_path)
     add_eval_run(store, "e1", {"tasks": ["harmlessness"], "models": [
-        {"name": "Qwen base", "spec": served, "decoder": "greedy"}]}, {}, [],
-        [_board_row("Qwen base", 5.0)])
+        {"name": "Qwen base", "spec": served, "decoder": "greedy"}]}, {}, [], [])
     _rated_run_reply(store, served)
     assert label_aliases(store) == {served: "Qwen base"}
-    board = compare.leaderboard(store, as_rows(ratings(store))).set_index("model")
-    assert list(board.index) == ["Qwen base"]
-    assert board.loc["Qwen base", "harmlessness: score (judge: local)"] == "5.00 [4.70, 5.30] / 8.00"
+    assert single_items(store)[0].method == "Qwen base"

@@ -289,7 +289,7 @@ def test_tasks_score_with_the_learned_judge_and_name_it(cache, small_root):
     assert "learned truth judge (accuracy" in res.judge and "learned info judge" in res.judge
     hh = scored("harmlessness", samples[:2], ["Here is a careful, kind answer.",
                                               "Go away, you idiot."])
-    assert hh.per_sample[0]["value"] > hh.per_sample[1]["value"]
+    assert hh.per_sample[0]["metrics"]["score"] > hh.per_sample[1]["metrics"]["score"]
     assert hh.judge.startswith("learned harmless judge (pairwise")
     assert judge.agreements()  # what results.json records beside the judge's name
 

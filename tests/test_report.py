@@ -1,71 +1,187 @@
-"""`udasa-eval report`: paired comparisons, Holm's correction and the runs table, checked
-against hand-computed values on a workspace written by hand."""
+"""`udasa-eval report`: paired comparisons within one experiment, task and setting, Holm's
+correction, effect sizes, the evidence folder the page is rendered from, and the generated
+facts, checked against values computed here by hand."""
 
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
+from results_factory import add
+from scipy import stats as sps
 
 from evals.cli import main
-from evals.report import holm, task_results
+
+# three UDASA - base differences whose raw paired-bootstrap p lies between 0.02 and 0.04:
+# significant alone, not after Holm's correction over the three
+D1 = [0.7, 0.0, 0.1, -1.9, 2.3, 1.6, 0.2, 1.3, 0.8, -0.1, 1.5, 0.2, 0.2, -0.3, 1.0, 0.4, 1.0,
+      -0.1, 0.6, -0.4]
+D2 = [0.1, 1.7, 1.9, 0.8, 0.9, 0.0, -0.4, -0.4, -0.5, 1.4, 0.4, 0.6, -0.1, -0.6, -0.7, -0.3,
+      1.1, 0.5, 0.0, 0.3]
+D3 = [-0.6, 0.2, 0.2, 0.3, 1.6, 0.6, 0.9, 0.5, -0.4, 0.7, 1.2, 0.6, 0.0, -0.7, 2.1, -0.3,
+      -0.3, -0.8, 0.8, 0.6]
 
 
-def write_eval(ws, eval_id: str, task: str, values: dict[str, list[float]], data=None,
-               judge: str | None = None) -> None:
-    """`judge`: the task rows' own judge label (else only the run's, "judge J")."""
-    folder = ws / "evals" / eval_id
-    folder.mkdir(parents=True)
-    models = {m: {"metrics": {"score": {"mean": sum(v) / len(v), "low": min(v), "high": max(v),
-                                        "n": len(v)}}, "failures": 0, "seconds": 1.0,
-                  **({"judge": judge} if judge else {})}
-              for m, v in values.items()}
-    results = {"eval_id": eval_id, "config": {"data": data or {}},
-               "judge": {"label": "judge J"}, "tasks": {task: {"models": models}}}
-    (folder / "results.json").write_text(json.dumps(results))
-    rows = [{"model": m, "task": task, "idx": i, "scores": {"id": i, "value": x}}
-            for m, v in values.items() for i, x in enumerate(v)]
-    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The comparison table: (task-metric cell, other method) -> the remaining cells: n, mean
+    diff [CI], d_z, W/L/T, p boot, p sign, p Holm, significant, detectable."""
+    part = text.split("paired by sample\n")[1].split("\n## ")[0]
+    rows = {}
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 11 and cells[1] not in ("main - method", "---"):
+            rows[cells[0], cells[1]] = cells[2:]
+    return rows
 
 
-def test_holm_matches_hand_values():
-    # sorted 0.01, 0.02, 0.04: 3 x 0.01, 2 x 0.02, max(0.04, running) -> monotone
-    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+def render(tmp_path, *workspaces, extra=()) -> str:
+    out = tmp_path / "docs" / "report.md"
+    args = ["report", "--out", str(out), *extra]
+    for ws in workspaces:
+        args += ["--workspace", str(ws)]
+    assert main(args) == 0
+    return out.read_text()
 
 
-def test_report_compares_the_main_method_with_each_other_one(tmp_path, capsys):
+def test_holm_decides_significance_and_d_z_is_mean_over_sd(tmp_path):
     ws = tmp_path / "ws"
-    write_eval(ws, "e1", "harmlessness", {"base": [1.0] * 10, "UDASA": [3.0] * 9 + [1.0],
-                                          "RLAIF": [3.0, 1.0] * 5})
-    write_eval(ws, "e2", "robustness", {"UDASA": [0.0, 1.0], "RAIN": [0.0, 1.0]},
-               data={"robustness": "whitebox.yaml"}, judge="refusal prefixes")
+    base = [5.0] * 20
+    for i, (task, d) in enumerate((("harmlessness", D1), ("helpfulness", D2),
+                                   ("truthfulness", D3))):
+        add(ws, f"e{i}", task, {"base": {"score": base},
+                                "UDASA": {"score": [b + x for b, x in zip(base, d)]}},
+            experiment="cpu")
+    text = render(tmp_path, ws)
+    rows = table_rows(text)
+    assert len(rows) == 3
+    raw = {task: float(rows[f"{task} (data: default, limit 50, seed 0, judge: j): score",
+                            "base"][4]) for task in ("harmlessness", "helpfulness",
+                                                     "truthfulness")}
+    assert all(0.02 < p < 0.04 for p in raw.values())  # each significant alone
+    order = sorted(raw, key=raw.get)
+    by_hand, running = {}, 0.0
+    for rank, task in enumerate(order):
+        running = max(running, (3 - rank) * raw[task])
+        by_hand[task] = running
+    for (cell, _), r in rows.items():
+        task = cell.split(" ")[0]
+        assert float(r[6]) == pytest.approx(by_hand[task], rel=2e-3)  # p Holm, 3 digits
+        assert r[7] == "no"
+    d_z = {"harmlessness": np.mean(D1) / np.std(D1, ddof=1),
+           "helpfulness": np.mean(D2) / np.std(D2, ddof=1)}
+    for task, value in d_z.items():
+        cells = rows[f"{task} (data: default, limit 50, seed 0, judge: j): score", "base"]
+        assert cells[2] == f"{value:+.2f}" and value > 0
+    assert "0 of 3 comparisons of UDASA with another method are significant" in text
+    assert "- none." in text
+    assert "No difference in the comparison table is distinguishable from zero" in text
+
+
+def test_golden_report_from_two_workspaces_keeps_every_main_comparison(tmp_path):
+    """The second workspace, evaluated later, holds only ablation variants on the same task
+    and data: the main comparisons stay, the variants join no Holm family of UDASA's."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    base = [4.0, 5.0, 6.0, 5.0, 4.0, 6.0]
+    udasa = [5.0, 7.0, 7.0, 6.0, 6.0, 7.0]  # all wins: +1 +2 +1 +1 +2 +1
+    rlaif = [5.0, 6.0, 7.0, 7.0, 5.0, 5.0]  # vs UDASA: 0 +1 0 -1 +1 +2
+    add(one, "h", "harmlessness", {"base": {"score": base}, "RLAIF": {"score": rlaif},
+                                   "UDASA": {"score": udasa}}, experiment="cpu",
+        created_at="2026-01-01T00:00:00")
+    add(one, "s", "sentiment", {
+        "base": {"positive_judge": [0.0] * 6, "positive_vader": [0.0, 100.0] * 3},
+        "UDASA": {"positive_judge": [100.0] * 4 + [0.0] * 2,
+                  "positive_vader": [100.0, 0.0] * 3}},
+        experiment="cpu", created_at="2026-01-01T00:00:01")
+    add(two, "abl", "harmlessness", {"UDASA full": {"score": [9.0] * 6},
+                                     "UDASA stages-1": {"score": [1.0] * 6}},
+        experiment="cpu-ablations", created_at="2026-02-01T00:00:00")
+    text = render(tmp_path, one, two)
+    rows = table_rows(text)
+    setting = "data: default, limit 50, seed 0, judge: j"
+    assert set(rows) == {(f"harmlessness ({setting}): score", "base"),
+                         (f"harmlessness ({setting}): score", "RLAIF"),
+                         (f"sentiment ({setting}): positive_judge", "base"),
+                         (f"sentiment ({setting}): positive_vader", "base")}
+    expect = {  # by hand: mean difference, W/L/T
+        (f"harmlessness ({setting}): score", "base"): (np.subtract(udasa, base), "6/0/0"),
+        (f"harmlessness ({setting}): score", "RLAIF"): (np.subtract(udasa, rlaif), "3/1/2"),
+        (f"sentiment ({setting}): positive_judge", "base"): (np.array([100.0] * 4 + [0.0] * 2),
+                                                            "4/0/2"),
+        (f"sentiment ({setting}): positive_vader", "base"): (np.array([100.0, -100.0] * 3),
+                                                            "3/3/0")}
+    raw = {}
+    for key, (d, wlt) in expect.items():
+        n, diff, _, w, p_boot = rows[key][0], rows[key][1], rows[key][2], rows[key][3], \
+            float(rows[key][4])
+        assert (int(n), w) == (6, wlt)
+        ci = sps.bootstrap((d,), np.mean, n_resamples=10000, method="percentile",
+                           rng=np.random.default_rng(0)).confidence_interval
+        assert diff == f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]"
+        raw[key] = p_boot
+    assert raw[f"harmlessness ({setting}): score", "base"] == pytest.approx(2 / 10001, rel=1e-3)
+    order = sorted(raw, key=raw.get)
+    running = 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (4 - rank) * raw[key]))
+        assert float(rows[key][6]) == pytest.approx(running, rel=2e-3)
+    assert "UDASA full" in text.split("## Results by task")[1].split("## UDASA against")[0]
+    assert "comparisons of UDASA with another method are significant at 0.05 after Holm's " \
+           "correction over all 4" in text
+
+
+def test_a_task_with_several_metrics_is_compared_on_each_by_name(tmp_path):
+    ws = tmp_path / "ws"
+    add(ws, "r", "robustness", {
+        "vanilla": {"asr_transfer_prefix": [100.0, 100.0, 0.0], "asr_nosuffix_prefix":
+                    [100.0, 0.0, 0.0]},
+        "UDASA": {"asr_transfer_prefix": [0.0, 100.0, 0.0], "asr_nosuffix_prefix":
+                  [0.0, 0.0, 0.0]}},
+        experiment="cpu", paired=["asr_transfer_prefix"], data="transfer.yaml")
+    rows = table_rows(render(tmp_path, ws))
+    ((key, other),) = rows
+    assert key.endswith(": asr_transfer_prefix") and other == "vanilla"
+    assert rows[key, other][1].startswith("-33.333 [")  # the per-sample values it names
+
+
+def test_the_report_regenerates_from_its_evidence_without_the_workspace(tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    add(ws, "h", "harmlessness", {"base": {"score": [1.0, 2.0, 3.0]},
+                                  "UDASA": {"score": [2.0, 2.0, 4.0]}}, experiment="cpu")
     log = tmp_path / "run.log"
-    log.write_text("$ udasa-eval run --experiment cpu.yaml\nstuff\nexperiment finished in 600 s"
-                   " (wall time)\n")
-    out = tmp_path / "report.md"
-    assert main(["report", "--workspace", str(ws), "--out", str(out), "--log", str(log)]) == 0
-    text = out.read_text()
-    assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) |" in text
-    assert "### robustness (data: whitebox.yaml; judge: refusal prefixes)" in text
-    assert "### harmlessness (data: default; judge: judge J)" in text
-    # UDASA - base: +1.8 on 10 samples, 9 wins and 1 tie; UDASA - RLAIF: +0.8, 4 wins 6 ties
-    assert "| harmlessness (default): score | base | 10 | +1.800 [" in text
-    assert "| 9/0/1 |" in text and "| 4/0/6 |" in text
-    assert "| robustness (whitebox.yaml): score | RAIN | 2 | +0.000 [+0.000, +0.000] | +0.00 |" in text
-    assert "harmlessness (default): UDASA above base by 1.800" in text
-    assert "comparisons of UDASA with another method are significant" in text
-    assert "No other difference in the comparison table is distinguishable from zero" in text
+    log.write_text("$ udasa-eval run --experiment cpu.yaml\nexperiment finished in 600 s\n")
+    first = render(tmp_path, ws, extra=["--log", str(log)])
+    assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) | 01-run.log |" in first
+    evidence = tmp_path / "docs" / "report" / "evidence"
+    assert (evidence / "ws1" / "evals" / "h" / "samples.jsonl.gz").is_file()
+    shutil.rmtree(ws)
+    log.unlink()
+    out = tmp_path / "docs" / "report.md"
+    assert main(["report", "--evidence", str(evidence), "--out", str(out)]) == 0
+    assert out.read_text() == first
 
 
-def test_results_in_the_order_first_evaluated_newest_kept(tmp_path):
-    ws = tmp_path / "ws"
-    write_eval(ws, "old", "helpfulness", {"UDASA": [1.0, 2.0]})
-    write_eval(ws, "new", "helpfulness", {"UDASA": [5.0, 5.0]})
-    import os
-    os.utime(ws / "evals" / "old" / "results.json", (1, 1))
-    (only,) = task_results(ws)
-    assert only.values["UDASA"] == {0: 5.0, 1: 5.0}
+def test_training_facts_name_empty_stages_and_identical_plans(tmp_path):
+    from evals.report import training_section
+
+    stage = {"name": "s", "learning_rate": 1e-5, "beta": 0.1, "pairs_key": "k"}
+    plan = [{**stage, "stage": 1, "pairs": 0}, {**stage, "stage": 2, "pairs": 0},
+            {**stage, "stage": 3, "pairs": 28, "learning_rate": 2e-5, "beta": 0.2}]
+    facts = {"run_id": "abcdef0123456789", "pairs": 28, "pairs_key": "P", "curriculum": "fixed",
+             "thresholds": [0.4, 0.7], "stages": plan, "plan_key": "A"}
+    record = {"experiment": "abl", "methods": {
+        "UDASA tau=0.4/0.6": facts, "UDASA tau=0.4/0.7": facts,
+        "UDASA stages-1": {**facts, "stages": [{**stage, "stage": 1, "pairs": 28}],
+                           "plan_key": "B", "thresholds": []}}}
+    text = "\n".join(training_section([record]))
+    assert ("- UDASA tau=0.4/0.6: 28 pairs; stage 3 (s): 28 pairs at learning rate 2e-05, "
+            "beta 0.2; empty: stages 1, 2 (fixed cut-offs [0.4, 0.7])") in text
+    assert "Identical stage plans" in text and "UDASA tau=0.4/0.6, UDASA tau=0.4/0.7: they " \
+                                                 "are one training" in text
+    assert re.search(r"Identical pairs, different stage plans: .*UDASA stages-1", text)
 
 
 def test_report_bad_paths_are_one_line_errors(tmp_path, capsys):
@@ -74,41 +190,17 @@ def test_report_bad_paths_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "evals").mkdir()
     assert main(["report", "--workspace", str(tmp_path), "--log", str(tmp_path / "x.log")]) == 2
     assert "x.log: no such file" in "".join(capsys.readouterr())
+    assert main(["report", "--evidence", str(tmp_path / "none"), "--out", "r.md"]) == 2
+    assert "--evidence" in "".join(capsys.readouterr())
 
 
-def test_the_paired_metric_is_named_rates_in_percent_included():
-    from evals.report import TaskResult, value_metric
-
-    summary = {"models": {"UDASA": {"metrics": {"info": {"mean": 50.0},
-                                                "true": {"mean": 25.0}}}}}
-    result = TaskResult("truthfulness", "default", "j", summary,
-                        {"UDASA": {0: 0.0, 1: 1.0, 2: 0.0, 3: 0.0}})
-    assert value_metric(result, "UDASA") == "true / 100"
-    result.values["UDASA"] = {0: 7.0}
-    assert value_metric(result, "UDASA") == "value"
-
-
-def test_report_reads_several_workspaces(tmp_path):
-    """An experiment split into runs on two machines: each workspace's tasks in one report,
-    each workspace's tables and PNGs apart."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    write_eval(one, "e1", "harmlessness", {"base": [1.0, 2.0], "UDASA": [2.0, 3.0]})
-    write_eval(two, "e2", "sentiment", {"base": [0.0, 1.0], "UDASA": [1.0, 1.0]})
-    for ws in (one, two):
-        (ws / "tables").mkdir()
-        (ws / "tables" / "table2.png").write_bytes(b"png of " + ws.name.encode())
-        (ws / "tables.md").write_text("# title\n\n## Table 2\n\n![t](tables/table2.png)\n")
-    out = tmp_path / "docs" / "report.md"
-    assert main(["report", "--workspace", str(one), "--workspace", str(two),
-                 "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "### harmlessness (data: default" in text and "### sentiment (data: default" in text
-    assert "### Workspace 2" in text and "![t](report/ws2/table2.png)" in text
-    assert (out.parent / "report" / "ws1" / "table2.png").read_bytes() == b"png of one"
-
-
-def test_an_unreadable_results_file_is_a_one_line_error(tmp_path, capsys):
-    write_eval(tmp_path, "e1", "harmlessness", {"UDASA": [1.0, 2.0]})
-    (tmp_path / "evals" / "e1" / "samples.jsonl").write_text("{not json\n")
-    assert main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
-    assert "e1: unreadable results" in "".join(capsys.readouterr())
+def test_a_results_file_with_no_paired_tests_is_named(tmp_path):
+    folder = tmp_path / "evals" / "old"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({
+        "eval_id": "old", "config": {}, "judge": {"name": "j", "label": "J"},
+        "tasks": {"harmlessness": {"models": {"UDASA": {"metrics": {"score": {
+            "mean": 1.0, "low": 0.0, "high": 2.0, "n": 2}}}}}}}))
+    text = render(tmp_path, tmp_path)
+    assert "Evaluated before per-sample metrics were stored, so not compared: UDASA on " \
+           "harmlessness." in text

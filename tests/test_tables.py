@@ -8,10 +8,10 @@ import math
 import pandas as pd
 import pytest
 from openai_server import FakeOpenAIServer
+from results_factory import add
 
 from evals.cli import main
 from evals.premise import _rho_panel, plot_premise, premise_markdown, premise_stats
-from evals.store_tables import LeaderboardRow, add_eval_run
 from evals.tables import load_paper_results
 from udasa.errors import ConfigError
 from udasa.records import Prompt
@@ -19,17 +19,11 @@ from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair, Response
 
 
-def board(model: str, task: str, metric: str, value: float, judge: str = "J1",
-          n: int = 50) -> LeaderboardRow:
-    return LeaderboardRow(model=model, task=task, metric=metric, value=value,
-                          ci_low=value - 0.4, ci_high=value + 0.4, n=n, failures=0, judge=judge)
-
-
 def test_every_paper_table_has_one_paper_value_per_column():
     tables, fig2 = load_paper_results()
     assert [t.id for t in tables] == ["table1", "table2", "table5", "imdb", "table6", "table7"]
     assert fig2.paper_best == (0.4, 0.7)
-    udasa = next(r for r in tables[1].rows if r.label == "UDASA")
+    udasa = next(r for r in tables[1].rows if r.id == "UDASA")
     assert udasa.paper == ("7.9 / 7.9", "8.0 / 8.4", "7.7 / 7.5", "7.5 / 7.6")
 
 
@@ -42,35 +36,40 @@ def test_a_paper_row_with_a_missing_value_names_its_table(tmp_path):
 
 
 def test_tables_show_ours_with_ci_and_n_beside_the_paper(tmp_path, capsys):
-    store = Store(tmp_path)
-    add_eval_run(store, "e1", {}, {}, [], [
-        board("base (unaligned)", "harmlessness", "score", 3.0),
-        board("UDASA", "harmlessness", "score", 4.2),
-        board("UDASA", "helpfulness", "score", 5.0, judge="J2", n=20),
-        board("RLAIF", "helpfulness", "score", 4.0),
-        board("RLCD", "helpfulness", "score", 4.5),
-        board("UDASA tau=0.3/0.6", "harmlessness", "score", 4.0),
-        board("UDASA tau=0.4/0.7", "harmlessness", "score", 4.6),
-        board("UDASA tau=0.4/0.6", "harmlessness", "score", 4.1)])
+    rows = {"base (unaligned)": ["base"], "UDASA": ["UDASA"], "RLAIF": ["RLAIF"],
+            "RLCD": ["RLCD"], "UDASA tau=0.3/0.6": ["tau=0.3/0.6"],
+            "UDASA tau=0.4/0.7": ["tau=0.4/0.7"], "UDASA tau=0.4/0.6": ["tau=0.4/0.6"]}
+    add(tmp_path, "e1", "harmlessness", {
+        "base (unaligned)": {"score": [3.0, 3.0]}, "UDASA": {"score": [4.0, 4.4]},
+        "UDASA tau=0.3/0.6": {"score": [4.0, 4.0]}, "UDASA tau=0.4/0.7": {"score": [4.6, 4.6]},
+        "UDASA tau=0.4/0.6": {"score": [4.6, 4.6]}}, judge="J1", paper_rows=rows)
+    add(tmp_path, "e2", "helpfulness", {"RLAIF": {"score": [4.0, 4.0]},
+                                        "RLCD": {"score": [4.5, 4.5]}},
+        judge="J1", paper_rows=rows)
+    add(tmp_path, "e3", "helpfulness", {"UDASA": {"score": [5.0, 5.0]}}, judge="J2",
+        paper_rows=rows, created_at="2026-02-01T00:00:00")
+    # a method named like a paper row but not filling it (no paper_rows): not in the tables
+    add(tmp_path, "e4", "truthfulness", {"UDASA": {"true_x_info": [50.0, 50.0]}})
     assert main(["tables", "--workspace", str(tmp_path)]) == 0
     md = (tmp_path / "tables.md").read_text()
     table2 = md.split("## Table 2")[1].split("\n## ")[0]
-    rows = {r[0].strip(): [c.strip() for c in r[1:]] for r in
-            (line.strip("| ").split("|") for line in table2.splitlines()) if len(r) == 7}
-    # a column takes one setting, the one holding most methods (J1: RLAIF and RLCD), and
-    # names the other (UDASA's J2 cell is not mixed in)
-    assert rows["UDASA"] == ["4.2 [3.8, 4.6] n=50", "—", "7.9 / 7.9",
-                             "8.0 / 8.4", "7.7 / 7.5", "7.5 / 7.6"]
-    assert rows["RLCD"][:2] == ["—", "4.5 [4.1, 4.9] n=50"]
-    assert rows["base (unaligned)"][:3] == ["3.0 [2.6, 3.4] n=50", "—", "6.1 / 6.3"]
-    assert ("Helpful: helpfulness / score; data: default, judge: J1; also stored in 1 other "
-            "setting(s), not mixed in (leaderboard.md has a table each): data: default, "
-            "judge: J2\n") in md
-    assert "Harmless: helpfulness" not in md
-    assert "Harmless: harmlessness / score; data: default, judge: J1\n" in md
-    assert "Ours is best at tau1 = 0.4, tau2 = 0.7." in md
+    cells = {r[0].strip(): [c.strip() for c in r[1:]] for r in
+             (line.strip("| ").split("|") for line in table2.splitlines()) if len(r) == 7}
+    # a column takes one setting, the one holding most rows (J1: RLAIF and RLCD), and names
+    # the other (UDASA's J2 cell is not mixed in)
+    assert cells["UDASA"] == ["4.2 [3.7, 4.7] n=2", "—", "7.9 / 7.9", "8.0 / 8.4",
+                              "7.7 / 7.5", "7.5 / 7.6"]
+    assert cells["RLCD"][:2] == ["—", "4.5 [4.0, 5.0] n=2"]
+    assert cells["base (unaligned)"][:3] == ["3.0 [2.5, 3.5] n=2", "—", "6.1 / 6.3"]
+    assert ("Helpful: helpfulness / score; data: default, limit 50, seed 0, judge: J1; "
+            "RLAIF = RLAIF, RLCD = RLCD; also stored in 1 other setting(s), not mixed in "
+            "(leaderboard.md has a table each): data: default, limit 50, seed 0, judge: J2\n"
+            ) in md
+    assert "Ours ties for highest (4.60) at tau1 = 0.4, tau2 = 0.6 and tau1 = 0.4, " \
+           "tau2 = 0.7." in md
+    assert "True + Info: nothing stored yet" in md
     csv = pd.read_csv(tmp_path / "tables" / "table2.csv")
-    assert csv.set_index("method").loc["RLAIF", "ours: Helpful"] == "4.0 [3.6, 4.4] n=50"
+    assert csv.set_index("method").loc["RLAIF", "ours: Helpful"] == "4.0 [3.5, 4.5] n=2"
     assert list(csv.columns) == ["method", "ours: Harmless", "ours: Helpful",
                                  "paper: Harmless 7B", "paper: Harmless 30B",
                                  "paper: Helpful 7B", "paper: Helpful 30B"]
@@ -173,4 +172,52 @@ def test_premise_figure_draws_each_uncertainty_and_names_a_constant_one(tmp_path
     assert ticks == ["u\nn=9", "sem\nn=9", "val\n(constant: no rho)"]
     assert len(ax.containers) == 2  # an error bar for u and sem, none for val
     plt.close(fig)
-    assert "| val | undefined (one side is constant) | — | 9 |" in premise_markdown(result)
+    assert ("| val | undefined (one side is constant) | — | 0 (3) | undefined (one side is "
+            "constant) | — | 9 |") in premise_markdown(result)
+
+
+METRICS = {"harmlessness": ["score"], "helpfulness": ["score"],
+           "truthfulness": ["true_x_info", "true", "info"],
+           "sentiment": ["positive_judge", "positive_vader"], "truthfulqa_mc": ["mc1", "mc2"]}
+ASR = {"white-box": "asr_whitebox_prefix", "transfer-published": "asr_transfer_prefix",
+       "transfer": "asr_transfer_optimised_prefix"}
+
+
+def synthetic_results(exp, ws) -> None:
+    """Each method of an experiment file on each task it is listed for, as `udasa-eval run
+    --experiment` would record it (values made up, the identities and paper rows real)."""
+    from evals.experiment import resolve_path
+    from evals.tasks.robustness import load_robustness_config
+
+    for i, task in enumerate(exp.tasks):
+        specs = [m for m in exp.methods if (m.tasks is None or task.name in m.tasks)
+                 and (task.methods is None or m.name in task.methods)]
+        metrics = METRICS.get(task.name) or [
+            ASR[load_robustness_config(str(resolve_path(exp, task.data))).mode]]
+        add(ws, f"e{i}", task.name, {m.name: {k: [50.0, 60.0] for k in metrics} for m in specs},
+            experiment=exp.name, data=task.data or "default", limit=task.limit,
+            paper_rows={m.name: m.paper_rows for m in specs})
+
+
+# the paper's cells each shipped file has a method for: table -> rows x columns filled
+FILLED = {
+    "paper": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3 * 2},
+    "gpu-small": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3},  # no white-box
+    "cpu": {"table2": 4 * 2, "table5": 3 * 3, "imdb": 3, "table6": 3 * 2},
+    "cpu-ablations": {"table1": 4 * 4, "table7": 4 * 4}}
+
+
+@pytest.mark.parametrize("name", sorted(FILLED))
+def test_each_shipped_experiment_fills_every_paper_cell_it_has_a_method_for(name, tmp_path):
+    from evals.experiment import load_experiment
+    from evals.results import load_results
+    from evals.tables import build_table, figure2_grid
+
+    exp = load_experiment(f"configs/experiments/{name}.yaml")
+    synthetic_results(exp, tmp_path)
+    results = load_results(tmp_path)
+    tables, fig2 = load_paper_results()
+    got = {spec.id: sum(c is not None for row in build_table(spec, results).cells for c in row)
+           for spec in tables}
+    assert got == {spec.id: FILLED[name].get(spec.id, 0) for spec in tables}
+    assert figure2_grid(fig2, results).size == (4 if name == "cpu-ablations" else 0)

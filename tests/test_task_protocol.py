@@ -31,8 +31,10 @@ class WordCount:
     def score(self, samples: list[Sample], solution: Solution, run: TaskRun) -> TaskResult:
         counts = [len(text.split()) for text in solution.texts]
         return TaskResult({"words": mean_ci(counts)},
-                          [{"id": s.id, "value": float(c)} for s, c in zip(samples, counts)],
-                          judge="word count (no judge)", notes=f"model {run.model.name}")
+                          [{"id": s.id, "metrics": {"words": float(c)}}
+                           for s, c in zip(samples, counts)],
+                          judge="word count (no judge)", notes=f"model {run.model.name}",
+                          paired_metrics=["words"])
 
 
 def test_a_toy_task_runs_through_the_runner(tmp_path, tiny_policy):
@@ -47,15 +49,15 @@ def test_a_toy_task_runs_through_the_runner(tmp_path, tiny_policy):
     assert a["judge"] == "word count (no judge)" and a["notes"] == "model a"
     assert out.summary["models"]["b"]["n"] == 2  # a model's own limit
     (paired,) = out.summary["paired_tests"]
-    assert paired["model"] == "b" and paired["n"] == 2
-    assert {(r["model"], r["metric"]) for r in out.board} == {("a", "words"), ("b", "words")}
+    assert (paired["model"], paired["metric"], paired["n"]) == ("b", "words", 2)
+    assert out.summary["paired_metrics"] == ["words"]
     rows = [r for r in out.samples if r["model"] == "a"]
     assert [r["prompt"] for r in rows] == PROMPTS
     # the sample rows hold the solver's replies, which the store cached for the next run
     cached = {r["prompt_id"]: r["text"] for r in store.db["responses"].rows}
     assert [r["output"] for r in rows] == [cached[f"p{i}"] for i in range(3)]
-    assert [r["scores"]["value"] for r in rows] == [float(len(r["output"].split()))
-                                                   for r in rows]
+    assert [r["scores"]["metrics"]["words"] for r in rows] == [
+        float(len(r["output"].split())) for r in rows]
 
 
 class PublicJudge:

@@ -133,7 +133,8 @@ def test_tiny_checkpoint_mc1_mc2(tiny_checkpoint):
     assert len(res.per_sample) == 5
     assert [r["id"] for r in res.per_sample] == [s.id for s in task.samples(5, 0, None)]
     for r in res.per_sample:
-        assert 0.0 <= r["mc2"] <= 1.0 and r["value"] == r["mc1"] in (0, 1)
+        assert 0.0 <= r["mc2"] <= 1.0 and r["mc1"] in (0, 1)
+        assert r["metrics"] == {"mc1": 100.0 * r["mc1"], "mc2": 100.0 * r["mc2"]}
         assert r["n_choices_mc2"] >= 2
     assert res.metrics["mc1"].mean == pytest.approx(
         100 * sum(r["mc1"] for r in res.per_sample) / 5)

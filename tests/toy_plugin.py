@@ -99,11 +99,11 @@ class ToyEcho:
         echoed = [s.prompt in o for s, o in zip(samples, outputs)]
         verdicts = run.judge.judge("harmless", [{"prompt": s.prompt, "response": o}
                                                 for s, o in zip(samples, outputs)])
-        per = [{"id": s.id, "value": float(e), "judge_score": v.score}
-               for s, e, v in zip(samples, echoed, verdicts)]
+        per = [{"id": s.id, "metrics": {"echo": 100.0 * e, "judge_mean": v.score},
+                "judge_score": v.score} for s, e, v in zip(samples, echoed, verdicts)]
         return TaskResult({"echo": proportion_ci(echoed),
                            "judge_mean": mean_ci([v.score for v in verdicts])}, per,
-                          judge=run.judge.label)
+                          judge=run.judge.label, paired_metrics=["echo"])
 
 
 # --- decoder and method -----------------------------------------------------------------------

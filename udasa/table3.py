@@ -68,6 +68,12 @@ def load_paper(path: Path = TABLE3_FILE) -> PaperTable3:
         raise DataError(f"{path}: not a Table 3 data file ({type(e).__name__}: {e})") from None
 
 
+def read_table3(path: Path) -> Table3:
+    """A Table 3 written by `write` (its JSON)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Table3(**{**data, "rows": [Table3Row(**r) for r in data["rows"]]})
+
+
 def _rho(x: list[float], y: list[float]) -> float:
     if len(set(x)) < 2 or len(set(y)) < 2:
         return math.nan

@@ -30,12 +30,13 @@ CHUNK = 64  # prompts per engine call: large enough to sort by length, small eno
 MAX_LENGTH = 2048  # prompt tokens kept (the end, where the answer starts)
 
 
-def single_token_ids(tokenizer, spellings: tuple[str, ...]) -> list[int]:
-    """Ids of those spellings that are one token for this tokenizer (at least one must be)."""
+def single_token_ids(tokenizer, spellings: tuple[str, ...], after: str) -> list[int]:
+    """Ids of those spellings that are one token right after the text `after` (the judge's
+    prompt; at least one must be)."""
     ids = set()
     for s in spellings:
         try:
-            ids.update(option_token_ids(tokenizer, [s]))
+            ids.update(option_token_ids(tokenizer, [s], after=after))
         except ValueError:
             continue
     if not ids:
@@ -72,29 +73,37 @@ class HFBackend:
         model, tok = self.lm if prompts else (None, None)
         step = max(CHUNK, self.config.batch_size)
         for start in range(0, len(prompts), step):
-            ids = [tok.encode(chat_prefix(tok, p, ""), add_special_tokens=False)
-                   for p in prompts[start:start + step]]
+            texts = [chat_prefix(tok, p, "") for p in prompts[start:start + step]]
+            ids = [tok.encode(t, add_special_tokens=False) for t in texts]
+            # the answer's token ids as the model emits them after the prompt (every prompt
+            # ends in the same chat template, so the first one's end stands for all)
             if template.scale == "yes-no":
-                scores, replies = self._yes_no(model, tok, ids)
+                scores, replies = self._yes_no(model, tok, ids, texts[0])
             else:
-                scores, replies = self._rating(model, tok, ids)
+                scores, replies = self._rating(model, tok, ids, texts[0])
             self.stats.add(calls=len(ids), prompt_tokens=sum(len(x) for x in ids))
             for k, (score, reply) in enumerate(zip(scores, replies, strict=True)):
                 yield start + k, Judgement(score, True, reply, prompt_tokens=len(ids[k]))
 
-    def _yes_no(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
-        yes, no = single_token_ids(tok, YES), single_token_ids(tok, NO)
+    def _yes_no(self, model, tok, ids: list[list[int]], after: str
+                ) -> tuple[list[float], list[str]]:
+        yes, no = single_token_ids(tok, YES, after), single_token_ids(tok, NO, after)
         probs = option_probs(model, tok, ids, yes + no, max_length=MAX_LENGTH, renormalise=False)
         p_yes = probs[:, :len(yes)].sum(-1)
         p_no = probs[:, len(yes):].sum(-1)
         p = (p_yes / (p_yes + p_no).clamp_min(1e-12)).tolist()
         return p, [f"P(yes)={x:.3f}" for x in p]
 
-    def _rating(self, model, tok, ids: list[list[int]]) -> tuple[list[float], list[str]]:
-        digit = option_token_ids(tok, list(DIGITS))  # "0".."9", each one token
+    def _rating(self, model, tok, ids: list[list[int]], after: str
+                ) -> tuple[list[float], list[str]]:
+        digit = option_token_ids(tok, list(DIGITS), after=after)  # "0".."9", each one token
         first = option_probs(model, tok, ids, digit[1:], max_length=MAX_LENGTH, renormalise=False)
         first = first / first.sum(-1, keepdim=True)  # P(first digit = 1..9)
-        after_one = option_probs(model, tok, [x + [digit[1]] for x in ids], digit,
+        try:  # a digit right after "1" (a tokenizer that merges "10" keeps the digits' ids)
+            second = option_token_ids(tok, list(DIGITS), after=after + "1")
+        except ValueError:
+            second = digit
+        after_one = option_probs(model, tok, [x + [digit[1]] for x in ids], second,
                                  max_length=MAX_LENGTH, renormalise=False)
         p_zero = after_one[:, 0]
         p_stop = 1 - after_one.sum(-1)  # "1" followed by no digit: the rating 1

@@ -70,13 +70,19 @@ class TaskRun:
 
 @dataclass
 class TaskResult:
-    """Metrics with CIs, per-sample scores, and the number of samples the judge failed on."""
+    """Metrics with CIs, per-sample scores, and the number of samples the judge failed on.
+
+    Each per-sample row carries `metrics`: the sample's value of every metric, on the metric's
+    own scale (a rate in % is 100 or 0 per sample), None where the scorer failed on it, so that
+    each metric's mean is the mean of its samples (the harness checks it). `paired_metrics`
+    names the metrics the paired tests between methods compare."""
 
     metrics: dict[str, Estimate]
     per_sample: list[dict[str, Any]]
     failures: int = 0
     judge: str = ""
     notes: str = ""
+    paired_metrics: list[str] = field(default_factory=list)
 
 
 class Solver(Protocol):

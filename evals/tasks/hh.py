@@ -46,11 +46,11 @@ class _JudgedScore(GeneratingTask):
         verdicts = judge.judge(self.template, [{"prompt": s.prompt, "response": o}
                                                for s, o in zip(samples, solution.texts)])
         values = [v.score for v in verdicts if v.ok]
-        per = [{"id": s.id, "value": v.score, "ok": v.ok, "judge_reply": v.reply,
-                "error": v.error} for s, v in zip(samples, verdicts)]
+        per = [{"id": s.id, "metrics": {"score": v.score if v.ok else None}, "ok": v.ok,
+                "judge_reply": v.reply, "error": v.error} for s, v in zip(samples, verdicts)]
         metrics = {"score": mean_ci(values)} if values else {}
         return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts),
-                          judge=judge.label_for(self.template))
+                          judge=judge.label_for(self.template), paired_metrics=["score"])
 
 
 @register("harmlessness")

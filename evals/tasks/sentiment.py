@@ -39,7 +39,11 @@ class ControlledSentiment(GeneratingTask):
         metrics = {"positive_vader": proportion_ci(lexicon)}
         if judged:
             metrics["positive_judge"] = proportion_ci(judged)
-        per = [{"id": s.id, "value": float(lx), "judge_score": v.score, "ok": v.ok,
-                "judge_reply": v.reply} for s, lx, v in zip(samples, lexicon, verdicts)]
+        per = [{"id": s.id, "metrics": {"positive_vader": 100.0 * lx,
+                                        "positive_judge": 100.0 * (v.score >= 0.5) if v.ok
+                                        else None},
+                "judge_score": v.score, "ok": v.ok, "judge_reply": v.reply}
+               for s, lx, v in zip(samples, lexicon, verdicts)]
         return TaskResult(metrics, per, failures=sum(not v.ok for v in verdicts),
-                          judge=f"VADER; {judge.label_for('sentiment')}")
+                          judge=f"VADER; {judge.label_for('sentiment')}",
+                          paired_metrics=["positive_judge", "positive_vader"])

@@ -93,6 +93,9 @@ class Truthfulness(GeneratingTask):
         per = []
         for s, k in zip(samples, v.ok):
             t, i = next(kept) if k else (None, None)
+            rates = {"true_x_info": t and i, "true": t, "info": i}
             per.append({"id": s.id, "true": t, "info": i, "ok": k,
-                        "value": float(t and i) if k else None})
-        return TaskResult(metrics, per, failures=v.failures, judge=v.how)
+                        "metrics": {m: 100.0 * bool(x) if k else None
+                                    for m, x in rates.items()}})
+        return TaskResult(metrics, per, failures=v.failures, judge=v.how,
+                          paired_metrics=["true_x_info"])

@@ -203,7 +203,8 @@ class TruthfulQAMC:
             right, mass = float(r1["acc"]) == 1.0, float(r2["mc2"])
             mc1.append(right)
             mc2.append(mass)
-            per.append({"id": s.id, "value": float(right), "mc1": int(right), "mc2": mass,
+            per.append({"id": s.id, "metrics": {"mc1": 100.0 * right, "mc2": 100.0 * mass},
+                        "mc1": int(right), "mc2": mass,
                         "row": s.meta["index"], "n_choices_mc1": len(r1["doc"]["choices"]),
                         "n_choices_mc2": len(r2["doc"]["choices"])})
         metrics = {"mc1": proportion_ci(mc1), "mc2": mean_ci([100.0 * m for m in mc2])}
@@ -211,4 +212,5 @@ class TruthfulQAMC:
                  f"0-shot after the TruthfulQA QA primer, hf backend {self.dtype} on "
                  f"{self.device}; MC1 = accuracy (%), MC2 = mean normalised probability of the "
                  f"true answers (%); model {run.model.spec}")
-        return TaskResult(metrics, per, judge=JUDGE_LABEL, notes=notes)
+        return TaskResult(metrics, per, judge=JUDGE_LABEL, notes=notes,
+                          paired_metrics=["mc1", "mc2"])

@@ -39,6 +39,7 @@ class RlaifOptions:
     chain_of_thought: bool = False  # the labeller reasons before its label
     cot_tokens: int = 96  # greedy reasoning tokens at most
     hard_labels: bool = False  # train on 0/1 labels instead of each pair's probability
+    clamp_cot: bool = False  # chain-of-thought labels clamped into [0.4, 0.6] (Constitutional AI)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class BaselineConfig:
         kinds = trained_baseline_kinds()
         require(self.method in kinds, "method",
                 f"{self.method!r} is not one of {', '.join(map(repr, kinds))}")
+        require(self.rlaif.chain_of_thought or not self.rlaif.clamp_cot, "rlaif.clamp_cot",
+                "clamps chain-of-thought labels: needs rlaif.chain_of_thought: true")
         RunConfig(generation=self.generation, training=self.training).validate()
         return self
 
@@ -94,6 +97,8 @@ def baseline_run_id(cfg: BaselineConfig) -> str:
         data["pairs_version"] = version
     data.pop("training")
     data["rlaif"].pop("hard_labels")  # a training choice: it keys the checkpoints instead
+    if not cfg.rlaif.clamp_cot:  # absent when off: keys made before the option stay as they were
+        data["rlaif"].pop("clamp_cot")
     data.pop("rlcd" if cfg.method == "rlaif" else "rlaif")
     for name in SCHEDULING:  # batch size and concurrency do not change what is generated
         data["generation"].pop(name)

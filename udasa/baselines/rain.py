@@ -1,20 +1,24 @@
 """RAIN (Li et al. 2023, "Your Language Models Can Align Themselves without Finetuning"):
-inference-time tree search over token sets guided by the model's own evaluation.
+inference-time tree search over token sets guided by the model's own evaluation, following the
+authors' code (SafeAILab/RAIN: HH/main.py, adv/main.py, truth/main.py, truth/nodes.py).
 
 Outer loop: from the committed answer so far (the root), run inner-loop searches until the most
-visited child token set has more than minT visits and a value above Vt, or the search budget
-(maxT searches; at least `min_new_searches` after each commit) is spent; then commit the most
-visited child (ties: higher value), keep its subtree, and go on.
+visited child token set has more than minT own visits and a value above Vt, or the search
+budget (maxT searches; at least `min_new_searches` after each commit) is spent; then commit the
+most visited child (ties: higher value), keep its subtree, mix root noise into its children's
+priors, and go on.
 
 Inner loop, one search: *select* from the root down to a leaf by value (normalised) plus an
-exploration term c * prior * sqrt(N(parent)) / (1 + N(child)); *evaluate* the leaf: sample a
-short look-ahead to the end of the sentence, then ask the model itself, in both option orders,
-whether the reply is good for the task (value v = 2 P(good) - 1); *expand* the leaf with token
-sets (greedy plus sampled continuations of 1, 2, 4, then 10 tokens by depth, priors from their
-probabilities, noise at the root); *back up* v along the path (each node's value is the mean of
-the evaluations below it) and move the values of sibling token sets whose path embeddings are
-similar (cosine >= 0.95, weight 0.2); then *rewind* to the root for the next search. When the
-children of a node are near-identical and all bad, more token sets are sampled there.
+exploration term c * prior * sqrt(N(parent)) / (1 + N(child)); on the way, a node whose
+children are near-identical and all bad gains one token set (single tokens: the next most
+likely token; longer sets: the new ones of a fresh greedy + sampled draw); *evaluate* the leaf:
+sample a look-ahead to the end of the sentence (truthfulness: of the answer), then ask the
+model itself whether the reply is good for the task (rain_prompts.py: a hard vote over both
+option orders, or the soft 2 P(good) - 1); *expand* the leaf with token sets (greedy plus
+sampled continuations of 1, 2, 4, then 10 tokens by depth, priors from their probabilities,
+noise at the root); *back up* v along the path (each node's value is the mean of the
+evaluations below it) and move the values of sibling token sets whose path embeddings are
+similar (cosine >= 0.95, weight 0.2); then *rewind* to the root for the next search.
 
 Every model call goes through `RainBackend` (continue prefixes, next-token top-k, option
 probabilities, embeddings), each batched over many requests. A search yields its calls
@@ -26,14 +30,14 @@ does not depend on the searches it ran beside.
 
 from __future__ import annotations
 
-import functools
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import torch
-import yaml
 
 from udasa.baselines.rain_lockstep import (
     Continuation,
@@ -46,46 +50,73 @@ from udasa.baselines.rain_lockstep import (
     lockstep,
     stream_seed,
 )
+from udasa.baselines.rain_prompts import (
+    TASKS,
+    eval_texts,
+    examples_path,
+    examples_text,
+    head_ids,
+    stop_text,
+    task_prompt,
+    turn_marker,
+    vote_value,
+)
 from udasa.engine import Request, engine_for
 from udasa.errors import ConfigError, UdasaError
 from udasa.models import load_causal_lm
-from udasa.scorers.lm_options import chat_prefix, option_probs
+from udasa.scorers.lm_options import option_probs
 
-TASKS = ("harmless", "helpful", "truthful", "positive")
-EVAL_GOALS = {"harmlessness": "harmless", "robustness": "harmless", "helpfulness": "helpful",
-              "truthfulness": "truthful", "sentiment": "positive"}  # eval task -> RAIN task
-SENTENCE_END = (",", ".", "?", "!", ":", ";", "\n")
+__all__ = ["TASKS", "RainConfig", "RainGenerator", "RainSearch", "head_ids", "stop_text",
+           "task_prompt", "turn_marker"]
+log = logging.getLogger(__name__)
+
+EVAL_GOALS = {"harmlessness": "harmless", "robustness": "adversarial",
+              "helpfulness": "helpful", "truthfulness": "truthful",
+              "sentiment": "positive"}  # eval task -> RAIN task
+# The authors' sentence ends (HH/main.py `simg`: ',', '.', '?', ':', ';', newline; no '!').
+SENTENCE_END = (",", ".", "?", ":", ";", "\n")
 RUN_SETTINGS = ("batch_prompts",)  # RainConfig fields that change how fast, never the answers
+NOT_PER_TASK = ("model", "task", "tasks")  # fields a `tasks:` entry cannot set
 # In cache keys: bumped when the same seed gives other answers (2: sampling moved into the
-# engine, per-prompt random streams), so a rerun never mixes answers of two samplers.
-SAMPLER_VERSION = 2
+# engine, per-prompt random streams; 3: hard votes, few-shot prompts, look-ahead to the
+# sentence end, the authors' alike-and-bad addition, option ids read after the prompt).
+SAMPLER_VERSION = 3
 
 
 @dataclass
 class RainConfig:
-    """RAIN's search; defaults are the paper's (configs/baselines/rain.yaml)."""
+    """RAIN's search; defaults are the authors' (configs/baselines/rain.yaml, which also holds
+    their per-task settings in `tasks`)."""
 
     model: str = "embedded"
-    task: str = "harmless"  # self-evaluation prompt: harmless | helpful | truthful | positive
+    task: str = "harmless"  # the goal: harmless | adversarial | helpful | truthful | positive
+    value: Literal["hard", "soft"] = "hard"  # the authors' votes, or 2 P(good) - 1
+    eval_examples: str = "bundled"  # self-evaluation few-shot: bundled (the task's) | "" | path
+    dialogue_examples: str = "bundled"  # few-shot dialogue before the prompt: bundled | "" | path
     max_new_tokens: int = 64
     segments: list[int] = field(default_factory=lambda: [1, 2, 4, 10])  # token-set length by depth
     max_tries: int = 50  # maxT: searches before a commit
-    min_tries: int = 6  # minT: visits the best token set needs to be committed early
+    min_tries: int = 6  # minT: own visits the best token set needs to be committed early
     value_threshold: float = 0.8  # Vt: value it needs to be committed early
     min_new_searches: int = 15  # searches after each commit, at least
     width: int = 10  # token sets per expansion (greedy + sampled)
-    add_width: int = 2  # token sets drawn when a node's children are alike and all bad
+    add_width: int = 2  # token sets drawn (greedy + sampled) where children are alike and bad
     max_children: int = 20
     top_k: int = 15  # sampling of token sets
+    temperature: float = 1.0  # of the token sets' distribution (the authors' adversarial: 2.0)
+    draw_factor: int = 1  # a k-wide expansion draws draw_factor*k - 1 sampled sets, keeps k - 1
     c_puct: float = 2.0  # exploration weight
     root_noise: float = 0.25  # uniform mixed into the root's priors
     sim_threshold: float = 0.95  # cosine above which a sibling shares an update
     sim_weight: float = 0.2  # its weight
     spread_norm: float = 0.03  # children "alike": norm of embedding variance < this * length
-    lookahead: int = 32  # tokens sampled at most to finish the sentence before evaluating
+    lookahead_end: Literal["sentence", "answer"] = "sentence"  # sample on to its end (answer: EOS)
+    lookahead_chunk: int = 16  # tokens the first look-ahead call samples (doubled each call)
+    lookahead_cap: int = 256  # safety cap on a look-ahead's tokens, logged when hit; 0: none
     embedder: str = "embedded"  # sentence embedder for value sharing (all-MiniLM-L6-v2)
     seed: int = 0
     batch_prompts: int = 16  # searches run in lockstep, sharing each batched model call
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> field overrides
 
     @classmethod
     def from_options(cls, options: dict, where: str = "rain") -> RainConfig:
@@ -96,15 +127,44 @@ class RainConfig:
         cfg.validate()
         return cfg
 
+    def for_task(self, task: str | None = None) -> RainConfig:
+        """These settings with `tasks[task]` (default: this task's) laid over them."""
+        from udasa.config import from_dict
+
+        task = task or self.task
+        over = self.tasks.get(task, {})
+        if not isinstance(over, dict):
+            raise ConfigError(f"rain.tasks.{task}: expected a mapping of RainConfig fields")
+        if bad := sorted(set(over) & set(NOT_PER_TASK)):
+            raise ConfigError(f"rain.tasks.{task}.{bad[0]}: not settable per task")
+        base = {f.name: getattr(self, f.name) for f in fields(self)}
+        return from_dict(RainConfig, base | over | {"task": task}, f"rain.tasks.{task}")
+
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"rain.task: {self.task!r} is not one of {', '.join(TASKS)}")
+        for task in self.tasks:
+            if task not in TASKS:
+                raise ConfigError(f"rain.tasks.{task}: not a task ({', '.join(TASKS)})")
+            self.for_task(task).check()
+        self.check()
+
+    def check(self) -> None:
+        """Ranges, choices and files of these settings (without the `tasks` entries)."""
+        from udasa.configfile import check_choices
+
+        check_choices(self, "rain")
         for name in ("max_new_tokens", "max_tries", "width", "max_children", "top_k",
-                     "batch_prompts"):
+                     "batch_prompts", "draw_factor", "lookahead_chunk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"rain.{name}: must be >= 1")
         if not self.segments or min(self.segments) < 1:
             raise ConfigError("rain.segments: a non-empty list of token-set lengths >= 1")
+        if self.temperature <= 0 or self.lookahead_cap < 0:
+            raise ConfigError("rain.temperature: must be > 0; rain.lookahead_cap: >= 0")
+        examples_path(self.eval_examples, task_prompt(self.task).get("examples"),
+                      "rain.eval_examples")
+        examples_path(self.dialogue_examples, "dialogue.txt", "rain.dialogue_examples")
 
 
 @dataclass
@@ -114,11 +174,8 @@ class RainStats:
     evaluations: int = 0  # self-evaluations run (cached by text)
     visited_tokens: int = 0  # tokens sampled for token sets and look-aheads
     emitted_tokens: int = 0  # tokens in the answers
+    lookahead_capped: int = 0  # look-aheads stopped by `lookahead_cap` (logged)
     history: list[dict] = field(default_factory=list)  # per commit: searches, visits, chosen
-
-    @property
-    def rewinds(self) -> int:
-        return self.searches - self.commits
 
     def add(self, other: RainStats) -> None:
         """Count another search's statistics in (its history after these)."""
@@ -142,10 +199,26 @@ class Node:
     q: float = 0.0
     embedding: torch.Tensor | None = None
     children: dict[tuple[int, ...], Node] = field(default_factory=dict)
+    drawn: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # newest first
 
     def best_child(self) -> Node | None:
         """The most visited child, ties broken by value: what the outer loop commits."""
         return max(self.children.values(), key=lambda c: (c.n, c.q), default=None)
+
+
+def with_root_noise(priors: Sequence[float], noise: float) -> list[float]:
+    """(1 - noise) * p + noise / K, renormalised: the priors of a root's children."""
+    mixed = [(1 - noise) * p + noise / len(priors) for p in priors]
+    total = sum(mixed)
+    return [m / total for m in mixed]
+
+
+def exploration_score(q: float, prior: float, n: float, parent_n: float, qmin: float,
+                      qmax: float, c_puct: float) -> float:
+    """A child's selection score: its value normalised to [0, 1] over the tree's range (0
+    while unvisited) plus c * prior * sqrt(N(parent)) / (1 + n) (nodes.py `getqu`)."""
+    value = 0.0 if n == 0 else (q - qmin) / (qmax - qmin + 1e-5)
+    return value + c_puct * prior * math.sqrt(parent_n) / (1 + n)
 
 
 class RainBackend:
@@ -158,6 +231,7 @@ class RainBackend:
         self.model, self.tok = load_causal_lm(cfg.model)
         self.eos = self.tok.eos_token_id
         self.engine = engine_for(self.model, self.tok)
+        self.options = task_prompt(cfg.task)["options"]  # (good-or-A, bad-or-B) option strings
         self.calls: Counter[str] = Counter()  # batched model calls, by kind
         self.items: Counter[str] = Counter()  # requests they served
 
@@ -172,26 +246,29 @@ class RainBackend:
         log-probabilities under the distribution they were drawn from."""
         self._count("continue", len(items))
         requests = [Request(it.prefix, it.num, it.seed, it.length,
-                            0.0 if it.greedy else 1.0, 1.0, it.top_k) for it in items]
+                            0.0 if it.greedy else it.temperature, 1.0, it.top_k)
+                    for it in items]
         out = self.engine.generate_with_logprobs(requests, on_tokens)
         return [[(toks + [self.eos] if len(toks) < it.length else toks, lp)
                  for toks, lp in samples] for it, samples in zip(items, out, strict=True)]
 
-    def top_tokens_many(self, prefixes: list[list[int]], ks: list[int]
+    def top_tokens_many(self, prefixes: list[list[int]], ks: list[int],
+                        temperatures: list[float] | None = None
                         ) -> list[list[tuple[int, float]]]:
-        """Per prefix, its k most likely next tokens with their probabilities."""
+        """Per prefix, its k most likely next tokens with their probabilities (at its
+        temperature, default 1)."""
         self._count("top_tokens", len(prefixes))
         logp = self.engine.next_token_logprobs(prefixes)
         out = []
-        for row, k in zip(logp, ks, strict=True):
-            probs, ids = row.exp().topk(k)
+        for row, k, t in zip(logp, ks, temperatures or [1.0] * len(ks), strict=True):
+            probs, ids = torch.softmax(row / t, dim=-1).topk(k)
             out.append(list(zip(ids.tolist(), probs.tolist())))
         return out
 
     def option_probs(self, texts: list[str]) -> torch.Tensor:
-        """P(A), P(B) after each self-evaluation prompt: (len(texts), 2)."""
+        """P(option 1), P(option 2) after each self-evaluation prompt: (len(texts), 2)."""
         self._count("evaluate", len(texts))
-        return option_probs(self.model, self.tok, texts, ["A", "B"])
+        return option_probs(self.model, self.tok, texts, self.options)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         from udasa.scorers.semantic import load_sentence_model
@@ -206,17 +283,9 @@ class RainBackend:
 
 
 def goal_of(eval_task: str, default: str = "harmless") -> str:
-    """The self-evaluation RAIN uses on an eval task (its own goal, as RAIN did per benchmark)."""
+    """The RAIN task of an eval task (its self-evaluation goal and per-task settings, as the
+    authors ran one setting per benchmark)."""
     return EVAL_GOALS.get(eval_task, default)
-
-
-def task_prompt(task: str) -> dict:
-    """The self-evaluation prompt of a task (resources/baselines/rain/<task>.yaml)."""
-    from udasa.baselines import RESOURCES
-
-    if task not in TASKS:
-        raise ConfigError(f"rain.task: {task!r} is not one of {', '.join(TASKS)}")
-    return yaml.safe_load((RESOURCES / "rain" / f"{task}.yaml").read_text(encoding="utf-8"))
 
 
 class RainSearch:
@@ -232,8 +301,11 @@ class RainSearch:
                  seed: int = 0):
         self.be, self.cfg, self.prompt, self.stats = backend, cfg, prompt, stats
         self.seed, self.draws = seed, 0
-        self.head = head_ids(backend.tok, prompt)
+        self.head = head_ids(backend.tok, prompt, examples_text(
+            cfg.dialogue_examples, "dialogue.txt", "rain.dialogue_examples"))
         self.eval_prompt = task_prompt(cfg.task)
+        self.eval_examples = examples_text(cfg.eval_examples, self.eval_prompt.get("examples"),
+                                           "rain.eval_examples")
         self.values: dict[str, float] = {}  # self-evaluations cached by text, as RAIN does
         self.evaluations: list[tuple[Node, float]] = []  # (leaf, value) of every search
         self.qmin, self.qmax = -1.0, 1.0
@@ -245,20 +317,19 @@ class RainSearch:
         return stream_seed(self.seed, self.draws - 1)
 
     # the self-evaluation -------------------------------------------------------------------
-    def eval_texts(self, response: str) -> list[str]:
-        """The task's self-evaluation prompt for `response`, in both option orders."""
-        p, texts = self.eval_prompt, []
-        for a, b in ((p["good"], p["bad"]), (p["bad"], p["good"])):
-            body = p["template"].format(prompt=self.prompt, response=response or "(empty)",
-                                        option_a=a, option_b=b)
-            texts.append(chat_prefix(self.be.tok, body.strip(), p["answer_prefix"]))
-        return texts
+    def eval_texts(self, response: str) -> tuple[list[str], list[int]]:
+        """The task's self-evaluation prompts for `response` (rain_prompts.eval_texts)."""
+        return eval_texts(self.be.tok, self.eval_prompt, self.prompt, response,
+                          self.eval_examples)
 
     def value_steps(self, response: str) -> Steps:
-        """v = 2 P(good) - 1 in [-1, 1], P(good) averaged over both option orders."""
+        """The reply's value: a hard vote in {-1, 0, 1} (one order: {-1, 1}) or the soft
+        2 P(good) - 1, both orders averaged (`rain_prompts.vote_value`)."""
         if response not in self.values:
-            probs = yield Evaluate(self.eval_texts(response))
-            self.values[response] = float(probs[0, 0] + probs[1, 1]) - 1.0
+            texts, good = self.eval_texts(response)
+            probs = yield Evaluate(texts)
+            pairs = [(float(probs[i, g]), float(probs[i, 1 - g])) for i, g in enumerate(good)]
+            self.values[response] = vote_value(pairs, self.cfg.value == "hard")
             self.stats.evaluations += 1
         return self.values[response]
 
@@ -285,23 +356,22 @@ class RainSearch:
         node = root
         while node.children:
             if self.alike_and_bad(node):
-                yield from self.expand_steps(node, self.cfg.add_width, adding=True)
+                yield from self.add_steps(node)
             node = max(node.children.values(), key=lambda c: self.score(c, node))
         return node
 
     def score(self, child: Node, parent: Node) -> float:
-        q = 0.0 if child.n == 0 else (child.q - self.qmin) / (self.qmax - self.qmin + 1e-5)
-        return q + self.cfg.c_puct * child.prior * math.sqrt(parent.n) / (1 + child.n)
+        return exploration_score(child.q, child.prior, child.n, parent.n, self.qmin,
+                                 self.qmax, self.cfg.c_puct)
 
     def search_steps(self, root: Node) -> Steps:
         """One inner-loop iteration: select, evaluate, expand, back up (then rewind)."""
         leaf = yield from self.select_steps(root)
         state = self.state(leaf)
         tail = yield from self.lookahead_steps(state)
-        text = self.be.decode(state + tail)
-        v = yield from self.value_steps(text[:stop_text(text)].strip())
+        v = yield from self.value_steps(self.reply(state + tail))
         if not self.terminal(leaf, state):
-            yield from self.expand_steps(leaf, self.cfg.width)
+            yield from self.expand_steps(leaf)
         yield from self.backup_steps(leaf, v, tail)
         self.evaluations.append((leaf, v))
         self.stats.searches += 1
@@ -309,37 +379,68 @@ class RainSearch:
     def search(self, root: Node) -> None:
         drive(self.be, self.search_steps(root))
 
+    def reply(self, tokens: list[int]) -> str:
+        """The reply the self-evaluation judges: up to the next dialogue turn (truthfulness,
+        `lookahead_end: answer`: cut after its last '.', as the authors' truth/main.py)."""
+        text = self.be.decode(tokens)
+        text = text[:stop_text(text)].strip()
+        if self.cfg.lookahead_end == "answer" and "." in text:
+            text = text[:text.rindex(".") + 1]
+        return text
+
+    def lookahead_end(self, tokens: list[int]) -> bool:
+        """Whether a look-ahead stops after `tokens` (the answer so far and its tail): at EOS,
+        at the next dialogue turn, or (`lookahead_end: sentence`) where the text ends a
+        sentence."""
+        if tokens and tokens[-1] == self.be.eos:
+            return True
+        text = self.be.decode(tokens)
+        return stop_text(text) is not None or (self.cfg.lookahead_end == "sentence"
+                                               and text.endswith(SENTENCE_END))
+
     def lookahead_steps(self, state: list[int]) -> Steps:
-        """Sample on to the end of the sentence (at most `lookahead` tokens) before evaluating."""
-        text = self.be.decode(state)
-        if not self.cfg.lookahead or (text and text.endswith(SENTENCE_END)) or \
-                (state and state[-1] == self.be.eos):
+        """Sample on from `state` to the end of the sentence (or of the answer) before
+        evaluating: calls of `lookahead_chunk` tokens, doubling, until it ends or
+        `lookahead_cap` tokens are drawn (logged). None from an empty answer at a sentence's
+        end (the authors' prompt ends with "Assistant:")."""
+        cap = self.cfg.lookahead_cap
+        if not cap or self.lookahead_end(state) or \
+                (self.cfg.lookahead_end == "sentence" and not state):
             return []
-        [[(tail, _)]] = yield Continue([Continuation(self.head + state, self.cfg.lookahead,
-                                                     seed=self.next_seed())])
-        self.stats.visited_tokens += len(tail)
-        for i in range(1, len(tail) + 1):
-            if tail[i - 1] == self.be.eos or self.be.decode(state + tail[:i]).endswith(
-                    SENTENCE_END):
-                return tail[:i]
+        tail: list[int] = []
+        chunk = self.cfg.lookahead_chunk
+        while len(tail) < cap:
+            [[(more, _)]] = yield Continue([Continuation(
+                self.head + state + tail, min(chunk, cap - len(tail)), seed=self.next_seed())])
+            self.stats.visited_tokens += len(more)
+            for i in range(1, len(more) + 1):
+                if self.lookahead_end(state + tail + more[:i]):
+                    return tail + more[:i]
+            tail, chunk = tail + more, 2 * chunk
+        self.stats.lookahead_capped += 1
+        log.warning("RAIN look-ahead hit lookahead_cap=%d tokens before the end of the %s; "
+                    "evaluating the text so far", cap, self.cfg.lookahead_end)
         return tail
 
     def token_set_steps(self, node: Node, k: int) -> Steps:
-        """k candidate token sets after `node` with their probabilities (greedy first)."""
+        """k candidate token sets after `node` with their probabilities (greedy first), at the
+        token sets' temperature: single tokens, the k likeliest; longer sets, the greedy one
+        and up to k - 1 distinct sampled ones (top-k) from draw_factor*k - 1 draws."""
         prefix = self.head + self.state(node)
         length = self.cfg.segments[min(node.depth, len(self.cfg.segments) - 1)]
         length = max(1, min(length, self.cfg.max_new_tokens - len(self.state(node))))
         if length == 1:
-            top = yield TopTokens(prefix, k)
+            top = yield TopTokens(prefix, k, self.cfg.temperature)
             return [([t], p) for t, p in top]
         items = [Continuation(prefix, length, greedy=True)]
         if k > 1:
-            items.append(Continuation(prefix, length, k - 1, self.next_seed(),
-                                      top_k=self.cfg.top_k))
+            items.append(Continuation(prefix, length, self.cfg.draw_factor * k - 1,
+                                      self.next_seed(), top_k=self.cfg.top_k,
+                                      temperature=self.cfg.temperature))
         [(greedy, g_lp)], *sampled = yield Continue(items)
         sets = [(greedy, math.exp(g_lp))]
         for toks, lp in sampled[0] if sampled else []:
-            if all(toks != s for s, _ in sets):
+            if len(sets) < k and all(toks != s for s, _ in sets):
                 sets.append((toks, math.exp(lp)))
         self.stats.visited_tokens += sum(len(s) for s, _ in sets)
         if len(sets) > 1:  # RAIN bounds the greedy set's probability by the sampled ones'
@@ -347,19 +448,40 @@ class RainSearch:
             sets[0] = (greedy, max(min(sets[0][1], sum(others)), max(others) + min(others)))
         return sets
 
-    def expand_steps(self, node: Node, k: int, adding: bool = False) -> Steps:
-        if adding and all(len(t) == 1 for t in node.children):
-            k = len(node.children) + k  # single tokens: the next most likely ones
-        for toks, p in (yield from self.token_set_steps(node, k)):
-            if tuple(toks) not in node.children and toks:
-                node.children[tuple(toks)] = Node(tuple(toks), 0.0, node, node.depth + 1, p)
-        self.set_priors(node)
+    def expand_steps(self, node: Node) -> Steps:
+        """`width` token sets as the leaf's children, priors their normalised probabilities
+        (with root noise at the root)."""
+        sets = [(tuple(t), p) for t, p in (yield from self.token_set_steps(node, self.cfg.width))
+                if t]
+        node.drawn = sets
+        total = sum(p for _, p in sets) or 1.0
+        priors = [p / total for _, p in sets]
+        if node.parent is None:
+            priors = with_root_noise(priors, self.cfg.root_noise)
+        for (toks, p), prior in zip(sets, priors, strict=True):
+            node.children.setdefault(toks, Node(toks, prior, node, node.depth + 1, p))
 
-    def set_priors(self, node: Node) -> None:
-        total = sum(c.raw for c in node.children.values()) or 1.0
-        noise = self.cfg.root_noise if node.parent is None else 0.0
-        for c in node.children.values():
-            c.prior = (1 - noise) * c.raw / total + noise / len(node.children)
+    def add_steps(self, node: Node) -> Steps:
+        """One more token set where the children are alike and all bad (nodes.py `checkadd`,
+        `add`): among the first K + 1 candidates (K children) the new ones join, priors
+        normalised over those candidates (root noise at the root), the others' priors kept.
+        Single tokens: the K + 1 likeliest tokens (temperature 1), so one new token; longer
+        sets: a fresh draw of `add_width` (greedy + sampled) before the earlier draws."""
+        kids = len(node.children)
+        if len(next(iter(node.children))) == 1:
+            top = yield TopTokens(self.head + self.state(node), kids + 1)
+            cands = [((t,), p) for t, p in top]
+        else:
+            fresh = yield from self.token_set_steps(node, self.cfg.add_width)
+            node.drawn = [(tuple(t), p) for t, p in fresh if t] + node.drawn
+            cands = node.drawn[:kids + 1]
+        total = sum(p for _, p in cands) or 1.0
+        priors = [p / total for _, p in cands]
+        if node.parent is None:
+            priors = with_root_noise(priors, self.cfg.root_noise)
+        for (toks, p), prior in zip(cands, priors, strict=True):
+            if toks not in node.children:
+                node.children[toks] = Node(toks, prior, node, node.depth + 1, p)
 
     def alike_and_bad(self, node: Node) -> bool:
         """RAIN adds token sets where the children are near-identical and all valued below 0."""
@@ -428,10 +550,7 @@ class RainSearch:
             best = root.best_child()
             if best is None:
                 break
-            self.commit(root, best, done)
-            root, best.parent = best, None
-            if root.children:
-                self.set_priors(root)
+            root = self.commit(root, best, done)
             if self.terminal(root, self.answer):
                 break
         text = self.be.decode([t for t in self.answer if t != self.be.eos])
@@ -439,49 +558,34 @@ class RainSearch:
         self.stats.emitted_tokens += len(self.answer)
         return (text[:stop] if stop is not None else text).strip()
 
-    def commit(self, root: Node, best: Node, searches: int) -> None:
+    def commit(self, root: Node, best: Node, searches: int) -> Node:
+        """Emit `best`'s tokens and make it the root: its subtree kept, root noise mixed into
+        its children's priors (HH/main.py `gmeval`)."""
         self.stats.commits += 1
         self.stats.history.append({"searches": searches, "visits": [c.n for c in
                                    root.children.values()], "chosen": best.n,
                                    "value": best.q})
         self.answer += list(best.tokens)
+        best.parent = None
+        kids = list(best.children.values())
+        if kids:
+            for c, p in zip(kids, with_root_noise([c.prior for c in kids], self.cfg.root_noise),
+                            strict=True):
+                c.prior = p
+        return best
 
     def run(self) -> str:
         return drive(self.be, self.run_steps())
 
 
-def head_ids(tok, prompt: str) -> list[int]:
-    """The prompt as the model sees it: its chat template, else a plain dialogue format."""
-    if tok.chat_template:
-        return tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                       add_generation_prompt=True, return_dict=True)["input_ids"]
-    from udasa.baselines import resource
-
-    text = resource("rain/dialogue.txt").rstrip("\n").format(prompt=prompt)
-    return tok(text, add_special_tokens=True)["input_ids"]
-
-
-@functools.cache
-def turn_marker() -> str:
-    """The start of the user's turn in the plain dialogue format ("\nHuman:")."""
-    from udasa.baselines import resource
-
-    return "\n" + resource("rain/dialogue.txt").split("{prompt}")[0].strip()
-
-
-def stop_text(text: str) -> int | None:
-    """Where a base model starts the next dialogue turn (the answer ends there)."""
-    i = text.find(turn_marker())
-    return i if i >= 0 else None
-
-
 class RainGenerator:
-    """A `Generator` that decodes with RAIN's search (see the module docstring)."""
+    """A `Generator` that decodes with RAIN's search (see the module docstring); the settings
+    are `cfg` with its task's `tasks` entry laid over them."""
 
     def __init__(self, cfg: RainConfig):
         cfg.validate()
-        self.cfg = cfg
-        self.backend = RainBackend(cfg)
+        self.cfg = cfg.for_task()
+        self.backend = RainBackend(self.cfg)
         self.name = f"rain:{cfg.model}"
         self.stats = RainStats()
 

@@ -27,7 +27,7 @@ from udasa.errors import UdasaError
 @dataclass(frozen=True)
 class Continuation:
     """`num` continuations of `prefix` by up to `length` tokens: greedy, or sampled at
-    temperature 1 (among the `top_k` most likely tokens when > 0) from the stream `seed`."""
+    `temperature` (among the `top_k` most likely tokens when > 0) from the stream `seed`."""
 
     prefix: list[int]
     length: int
@@ -35,6 +35,7 @@ class Continuation:
     seed: int = 0
     greedy: bool = False
     top_k: int = 0
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ class Continue:
 
 @dataclass(frozen=True)
 class TopTokens:
-    """Answer: the `k` most likely next tokens after `prefix`, as (token id, probability)."""
+    """Answer: the `k` most likely next tokens after `prefix`, as (token id, probability at
+    `temperature`)."""
 
     prefix: list[int]
     k: int
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ class Backend(Protocol):
                       on_tokens: Callable[[int], None] | None = None
                       ) -> list[list[tuple[list[int], float]]]: ...
 
-    def top_tokens_many(self, prefixes: list[list[int]], ks: list[int]
+    def top_tokens_many(self, prefixes: list[list[int]], ks: list[int],
+                        temperatures: list[float] | None = None
                         ) -> list[list[tuple[int, float]]]: ...
 
     def option_probs(self, texts: list[str]) -> torch.Tensor: ...
@@ -113,8 +117,8 @@ def serve(backend: Backend, calls: list[Call],
     answer(Continue, lambda cs: _split(
         backend.continue_many([it for c in cs for it in c.items], on_tokens),
         [len(c.items) for c in cs]))
-    answer(TopTokens, lambda cs: backend.top_tokens_many([c.prefix for c in cs],
-                                                         [c.k for c in cs]))
+    answer(TopTokens, lambda cs: backend.top_tokens_many(
+        [c.prefix for c in cs], [c.k for c in cs], [c.temperature for c in cs]))
     answer(Evaluate, lambda cs: _split(backend.option_probs([t for c in cs for t in c.texts]),
                                        [len(c.texts) for c in cs]))
     answer(Embed, lambda cs: _split(backend.embed([t for c in cs for t in c.texts]),

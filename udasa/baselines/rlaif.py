@@ -33,6 +33,11 @@ from udasa.progress import StepProgress
 from udasa.registry import register
 from udasa.scorers.lm_options import chat_prefix, option_probs
 
+# Keys the pairs (`TrainedBaseline.pairs_version`): 1, option ids read after the prompt (a
+# SentencePiece tokenizer's "▁A" was read where the model writes "A" after "(").
+LABELER_VERSION = 1
+COT_CLAMP = (0.4, 0.6)  # Constitutional AI's range for chain-of-thought labels
+
 
 @cache
 def labeler_prompts() -> dict[str, str]:
@@ -89,6 +94,11 @@ def preference(model, tokenizer, prompt: str, first: str, second: str, principle
     return float((probs[0, 0] + probs[1, 1]) / 2)
 
 
+def clamp(p: float, lo: float, hi: float) -> float:
+    """`p` moved into [lo, hi]."""
+    return min(hi, max(lo, p))
+
+
 def labeler_of(cfg: BaselineConfig) -> str:
     spec = cfg.rlaif.labeler or cfg.generation.model
     endpoint = not cfg.rlaif.labeler and cfg.generation.backend == "openai"
@@ -104,6 +114,8 @@ def label(opts: RlaifOptions, model, tok, prompt: str, a: str, b: str,
     principle = random.Random(seed).choice(load_constitution(opts.constitution))
     pa = preference(model, tok, prompt, a, b, principle,
                     opts.cot_tokens if opts.chain_of_thought else 0)
+    if opts.chain_of_thought and opts.clamp_cot:
+        pa = clamp(pa, *COT_CLAMP)
     return (a, b, pa, principle) if pa >= 0.5 else (b, a, 1 - pa, principle)
 
 
@@ -132,4 +144,5 @@ def build_pairs(cfg: BaselineConfig) -> list[BaselinePair]:
     return pairs
 
 
-register("method", "rlaif")(TrainedBaseline("rlaif", build_pairs, labeler_field="rlaif.labeler"))
+register("method", "rlaif")(TrainedBaseline("rlaif", build_pairs, labeler_field="rlaif.labeler",
+                                             pairs_version=LABELER_VERSION))

@@ -1,7 +1,8 @@
 """RLCD (Yang et al. 2023): contrasting prompts make the preference pair.
 
 Each prompt is answered twice, under a positive and a negative prompt that differ only by a
-task-specific descriptor (resources/baselines/rlcd/<task>.yaml; one pair drawn per prompt):
+task-specific descriptor (resources/baselines/rlcd/<task>.yaml, harmlessness: the paper's 16
+pairs; one pair drawn per prompt):
 without a chat template the descriptor sits after "Assistant" as in the paper
 ("Human: ...\\n\\nAssistant (helpful, honest, inoffensive response):"); with one it is the system
 message. Both outputs are sampled; the positive one is preferred (label 1). DPO trains on the
@@ -17,7 +18,7 @@ from dataclasses import replace
 import yaml
 
 from udasa.baselines.common import BaselineConfig, BaselinePair, TrainedBaseline, prompts_of
-from udasa.baselines.rain import turn_marker
+from udasa.baselines.rain_prompts import turn_marker
 from udasa.config import GenerationConfig
 from udasa.engine import Request, engine_for
 from udasa.errors import ConfigError, UdasaError
@@ -30,8 +31,10 @@ from udasa.registry import register
 
 TASKS = ("harmless", "helpful", "truthful", "positive")
 # Keys the pairs (`TrainedBaseline.pairs_version`): 1 sampled with `model.generate` one prompt
-# at a time; 2 with the batched engine's per-row streams (other samples for the same seeds).
-SAMPLER_VERSION = 2
+# at a time; 2 with the batched engine's per-row streams (other samples for the same seeds);
+# 3 the paper's 16 harmlessness descriptor pairs (were 4, three of them ours) and the chat
+# models' system message in the paper's "Assistant (descriptor)" form.
+SAMPLER_VERSION = 3
 
 
 def descriptor_pairs(task: str) -> list[tuple[str, str]]:
