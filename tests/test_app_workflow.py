@@ -156,8 +156,9 @@ def test_refresh_updates_table_3_and_agreement_too(signed_in, workspace):
     ws = workspace[0]
     page = signed_in("alice")
     compare_ready(page)
-    wait_until(lambda: text(page, "#table3-stats"), what="Table 3")
-    before = text(page, "#table3-table"), text(page, "#agreement")
+    wait_until(lambda: text(page, "#table3-stats") and page.locator("#agreement table").count(),
+               what="Table 3 and the agreement table")
+    assert "(0 so far)" in text(page, "#table3-stats")
     store = Store(ws)
     run_items = [i for i in rating.pool(store, "single") if i.method == "policy-x"][:3]
     for a, who in enumerate(("zed1", "zed2")):
@@ -165,12 +166,17 @@ def test_refresh_updates_table_3_and_agreement_too(signed_in, workspace):
             add_rating(store, rating.rating_row(who, item, {"harmless": 3 + k, "helpful": 4,
                                                             "overall": 2 + 3 * k + a}))
     store.close()
+    page.wait_for_timeout(2000)  # nothing on the page changes by itself
+    assert "(0 so far)" in text(page, "#table3-stats")
     page.locator("#compare-refresh").click()
-    wait_until(lambda: text(page, "#table3-table") != before[0], what="Table 3 redrawn")
-    wait_until(lambda: text(page, "#agreement") != before[1], what="agreement redrawn")
-    rows = page.locator("#agreement tbody tr")
-    overall = next(r for r in rows.all_inner_texts() if r.startswith("overall (1-10)"))
-    assert overall.split("\t")[3] == "3", overall  # 3 items rated by both
+
+    def overall_items() -> str:
+        rows = page.locator("#agreement tbody tr").all_inner_texts()
+        row = next((r for r in rows if r.startswith("overall (1-10)")), "")
+        return row.split("\t")[3] if row.count("\t") >= 3 else ""
+    wait_until(lambda: overall_items() == "3", what="agreement on the 3 items rated by both")
+    wait_until(lambda: page.locator("#table3-table tbody tr").count() == 3,
+               what="Table 3's three rated replies")
     assert "Spearman(u, human overall) =" in text(page, "#table3-stats")
 
 
