@@ -124,6 +124,18 @@ def test_wrong_password_gets_no_data(server, workspace):
     assert good.status_code == 200 and good.json() == {"success": True}
 
 
+# records (button disabled, number of cards) at every change of the page
+WATCH_GENERATE = """() => {
+  const state = () => [document.querySelector('#generate').disabled,
+                       document.querySelectorAll('#cards .udasa-card').length];
+  window.__generating = [state()];
+  new MutationObserver(() => {
+    const now = state(), last = window.__generating[window.__generating.length - 1];
+    if (now[0] !== last[0] || now[1] !== last[1]) window.__generating.push(now);
+  }).observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
 def u_values(page) -> list[str]:
     return [t.split()[-1] for t in
             page.locator("#cards .udasa-card tr:last-child").all_inner_texts()]
@@ -170,16 +182,17 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
 
     # a typed prompt is answered live by the run's model and scorers, and not stored
     page.locator("#new-prompt textarea").fill("Name three colours of autumn leaves.")
+    page.evaluate(WATCH_GENERATE)
     page.locator("#generate").click()
-    # while it generates: the button is off and the old cards are gone (not left as if new)
-    wait_until(lambda: page.locator("#generate").is_disabled() and cards.count() == 0,
-               what="a disabled button and no old cards while generating")
     wait_until(lambda: "Name three colours" in page.locator("#cards").inner_text(), timeout=180,
                what="live replies")
     wait_until(lambda: cards.count() == 3 and all(
         v.replace(".", "").isdigit() for v in u_values(page)), what="3 scored live replies")
     assert Store(workspace).db["responses"].count == 10
     wait_until(lambda: page.locator("#generate").is_enabled(), what="the button back on")
+    # while it generated, the button was off and the old cards were gone (not left as if new)
+    seen = page.evaluate("window.__generating")
+    assert [True, 0] in seen and seen[0] == [False, 4], seen
 
     # Rate: blind item, 1-10 scores, submit, the row lands in SQLite
     open_tab(page, "rate")
