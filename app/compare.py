@@ -327,13 +327,21 @@ def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.Da
                        lambda v: v if len(v) <= width else v[:width - 1] + "…")
 
 
+TABLE3_HEADS = {"human overall": "overall", "human harmless": "harmless",
+                "human helpful": "helpful", "annotators": "n"}  # short heads: room for text
+
+
 def table3_html(table: pd.DataFrame) -> str:
     """Table 3 as an HTML table (`render.html_table`): headers on one line, prompt and reply
     in full up to a cell's limit."""
     if table.empty:
         return empty_state("No rated reply of this run yet.", "Rate its replies in the Rate "
                            "tab (Scores: one reply); Table 3 pairs u with their mean scores.")
-    return html_table(table, text_columns=("prompt", "reply"), elem_class="udasa-table3")
+    shown = table.rename(columns=TABLE3_HEADS)
+    return ("<div class='udasa-caption'>overall, harmless, helpful: the mean human score "
+            "(1-10) of the n annotators who rated the reply; u and U_*: as the run stored "
+            "them</div>" + html_table(shown, text_columns=("prompt", "reply"),
+                                      elem_class="udasa-table3"))
 
 
 def table3_stats(table: pd.DataFrame) -> str:

@@ -54,7 +54,8 @@ CSS = """
   border-bottom: 2px solid #d0d7de; position: sticky; top: 0; background: #fff;}
 .udasa-table td {padding: 4px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;}
 .udasa-table td.num {text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums;}
-.udasa-table td.text {min-width: 260px;}
+.udasa-table td.text {min-width: 220px;}
+.udasa-caption {font-size: 13px; color: #57606a; margin: 4px 0;}
 .udasa-table td.text div {white-space: pre-wrap; word-break: break-word; max-height: 12em;
   overflow-y: auto;}
 .udasa-guide {border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; background: #fff;
