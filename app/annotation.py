@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from app import rating
 from app.rating import Item, PairItem
+from app.render import esc, plain
 from evals.store_tables import Rating, RatingSkip, add_skip, assignments, pools, ratings, skips
 from udasa.errors import UdasaError
 from udasa.store import Store
@@ -69,10 +70,11 @@ class Queue:
         return found
 
     def progress(self, name: str) -> str:
+        """HTML: who, which task, how far (every stored text escaped)."""
         done = len(self.mine)
-        return (f"**{name}** · {self.task.label} · {done} of {len(self.items)} rated · "
-                f"{len(self.todo)} to go" + (f" · {len(self.skipped)} skipped"
-                                             if self.skipped else ""))
+        return (f"<b>{esc(name)}</b> · {esc(self.task.label)} · {done} of {len(self.items)} "
+                f"rated · {len(self.todo)} to go" + (f" · {len(self.skipped)} skipped"
+                                                     if self.skipped else ""))
 
 
 def task_items(store: Store, name: str, task: Task) -> list[Item | PairItem]:
@@ -123,19 +125,20 @@ def what(row: Rating, choice: str | None = None) -> str:
 
 
 def history_label(name: str, queue: Queue, row: Rating) -> str:
-    """One history entry: when, what, the prompt's start (and a flag)."""
+    """One history entry: when, what, the prompt's start (and a flag), as display text."""
     item = queue.item(row.item_id)
     choice = rating.choice_of(name, item, row.preference) if isinstance(item, PairItem) else None
     when = row.created_at[11:16] if len(row.created_at) >= 16 else row.created_at
-    return (f"{when} · {what(row, choice)}{' · flagged' if row.flagged else ''} · "
-            f"{short(item.prompt, 50)}")
+    return plain(f"{when} · {what(row, choice)}{' · flagged' if row.flagged else ''} · "
+                 f"{short(item.prompt, 50)}")
 
 
 def confirmation(name: str, item: Item | PairItem, row: Rating, replaced: bool) -> str:
-    """What the annotator reads after a submit: what was stored, for which prompt."""
+    """What the annotator reads after a submit: what was stored, for which prompt (HTML, the
+    prompt escaped)."""
     choice = rating.choice_of(name, item, row.preference) if isinstance(item, PairItem) else None
     extra = "".join([" · flagged" if row.flagged else "",
                      " · with your comment" if row.comment else ""])
     verb = "Updated" if replaced else "Saved"
-    return (f"{verb} at {time.strftime('%H:%M:%S')}: {what(row, choice)}{extra} for "
-            f"“{short(item.prompt)}”. Back (or the history list) opens it again to change it.")
+    return esc(f"{verb} at {time.strftime('%H:%M:%S')}: {what(row, choice)}{extra} for "
+               f"“{short(item.prompt)}”. Back (or the history list) opens it again to change it.")

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from app import annotation, labels, pools, rating, votes
-from app.render import html_table
+from app.render import esc, html_table
 from app.state import PRIVATE, AppState
 from evals import store_tables
 from udasa.errors import UdasaError
@@ -38,7 +38,7 @@ def annotation_tab() -> dict[str, Any]:
         c["annotators"] = gr.Dropdown(label="Annotators", choices=[], multiselect=True,
                                       elem_id="pool-annotators")
     c["create"] = gr.Button("Create pool", variant="primary", elem_id="pool-create")
-    c["status"] = gr.Markdown(elem_id="pool-status")
+    c["status"] = gr.HTML(elem_id="pool-status")
     c["refresh"] = gr.Button("Refresh", size="sm", elem_id="pool-refresh")
     gr.Markdown("### Pools")
     c["pools"] = gr.HTML(elem_id="pool-list")
@@ -95,10 +95,10 @@ def _create(state: AppState) -> Callable:
                 return pool, n, overview(store, state.admins)
             pool, n, tables = state.ws.write(make)
         except UdasaError as exc:
-            return [f"**Not created:** {exc}", *[gr.skip()] * len(TABLE_KEYS)]
+            return [f"<b>Not created:</b> {esc(exc)}", *[gr.skip()] * len(TABLE_KEYS)]
         people = len(set(req.annotators))
-        done = (f"Created pool **{pool.name}**: {n} items, each to {req.overlap} of {people} "
-                f"annotators (about {n * req.overlap / people:.0f} items each).")
+        done = (f"Created pool <b>{esc(pool.name)}</b>: {n} items, each to {req.overlap} of "
+                f"{people} annotators (about {n * req.overlap / people:.0f} items each).")
         return [done, *tables]
     return create
 

@@ -49,7 +49,7 @@ def rate_tab(workspace) -> dict[str, Any]:
     c["notice"] = gr.HTML(elem_id="rate-notice")
     c["mode"] = gr.Radio([(v, k) for k, v in annotation.OPEN.items()], value="single",
                          label="Task", elem_id="rate-mode")
-    c["progress"] = gr.Markdown(elem_id="rate-progress")
+    c["progress"] = gr.HTML(elem_id="rate-progress")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             c["item"] = gr.HTML(elem_id="rate-item")
@@ -63,7 +63,7 @@ def rate_tab(workspace) -> dict[str, Any]:
         c["skip"] = gr.Button(SKIP, elem_id="rate-skip", scale=1)
         c["history"] = gr.Dropdown(label="Your ratings in this task, newest first: pick one "
                                    "to change it", choices=[], elem_id="rate-history", scale=3)
-    c["status"] = gr.Markdown(elem_id="rate-status")
+    c["status"] = gr.HTML(elem_id="rate-status")
     gr.Markdown(KEYS_HELP, elem_id="rate-keys")
     c["saved_task"] = gr.BrowserState({}, storage_key="udasa-rate-task",
                                       secret="udasa-rate-task")
@@ -120,8 +120,8 @@ def _shown(state: AppState, name: str, admin: bool, wanted: str | None,
             "All done: you rated every item of this task. Thank you!",
             "Pick one from your ratings below to change it."), radio, history)
     row = queue.mine.get(item.id)
-    editing = (f" · **changing your rating from {row.created_at[11:16]}** (submit replaces it)"
-               if row is not None else "")
+    editing = (f" · <b>changing your rating from {render.esc(row.created_at[11:16])}</b> "
+               "(submit replaces it)" if row is not None else "")
     a = annotation.answers(name, item, row)
     single = not isinstance(item, PairItem)
     return ["", radio, queue.progress(name) + editing, _item_html(name, item),

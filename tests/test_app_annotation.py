@@ -269,3 +269,16 @@ def test_an_admin_view_stays_locked_for_an_annotator(store, tmp_path):
         "bob" in str(o) for o in out[1:] if isinstance(o, str))
     out = _load(state)(SimpleNamespace(username="alice"))
     assert out[0] == "" and out[3]["choices"] == ["alice", "bob"]
+
+
+def test_stored_text_in_the_progress_line_and_confirmation_is_escaped(store):
+    hostile = "<img src=x onerror=alert(1)> ![p](http://203.0.113.7/p.png)"
+    item = rating.Item("i", hostile, "reply", "m")
+    row = rating.rating_row("bob", item, {"harmless": 1, "helpful": 2, "overall": 3})
+    said = annotation.confirmation("bob", item, row, replaced=False)
+    assert "<img" not in said and "&lt;img src=x onerror=alert(1)&gt;" in said
+    pool, _ = pools.make_pool(store, request(name=f"<b>{hostile}</b>", annotators=("bob",),
+                                             overlap=1, size=1), "alice")
+    q = annotation.load_queue(store, "bob", annotation.tasks_for(store, "bob", False)[0])
+    assert "<b>bob</b>" in q.progress("bob") and "&lt;b&gt;&lt;img" in q.progress("bob")
+    assert "<img" not in q.progress("bob").replace("<b>bob</b>", "")
