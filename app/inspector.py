@@ -133,7 +133,7 @@ def fuse_again(replies: dict[str, list[ScoredResponse]], cfg: RunConfig) -> RunF
     out = RunFusion({}, {}, {}, {})
     for pid, rs in replies.items():
         fused = fuse_and_pair(pid, rs, cfg.fusion, cfg.pairs.rejected, cfg.seed,
-                              out.drops.setdefault(pid, Counter()))
+                              out.drops.setdefault(pid, Counter()), cfg.pairs.selection)
         out.u |= fused.u
         out.weights |= fused.weights
         out.pairs[pid] = fused.pairs

@@ -31,6 +31,8 @@ def _experiment(args):
         else suite_experiment(args.suite)
     exp.methods += [MethodSpec(m.name, "base", policy=m.spec, base_url=m.base_url,
                                concurrency=m.concurrency) for m in _models(args)]
+    if args.methods:  # a run that builds (and evaluates) only these methods
+        _keep_methods(exp, args.methods)
     data = _data(args)
     if args.tasks:  # every entry of a named task (robustness: transfer and white-box)
         exp.tasks = [t for name in dict.fromkeys(args.tasks)
@@ -42,6 +44,18 @@ def _experiment(args):
     exp.judge_base_url = args.judge_base_url or exp.judge_base_url
     exp.judge_set = [*exp.judge_set, *args.judge_set]
     return check_experiment(exp)
+
+
+def _keep_methods(exp, names: list[str]) -> None:
+    """Only the methods named (an unknown name is an error), in the tasks' lists too."""
+    from udasa.errors import ConfigError
+
+    if unknown := sorted(set(names) - {m.name for m in exp.methods}):
+        raise ConfigError(f"--methods: no method named {unknown} in {exp.path or 'the suite'}")
+    exp.methods = [m for m in exp.methods if m.name in names]
+    for task in exp.tasks:
+        task.methods = None if task.methods is None else [m for m in task.methods if m in names]
+    exp.tasks = [t for t in exp.tasks if t.methods is None or t.methods]
 
 
 def _data(args) -> dict[str, str]:
@@ -195,6 +209,9 @@ def _add_run(sub) -> None:
                      help="`paper`: the shipped CPU experiment (configs/experiments/cpu.yaml: "
                           "base vanilla rlaif rlcd rain udasa), or the methods of those kinds")
     run.add_argument("--tasks", nargs="+", default=None, help="default: all registered tasks")
+    run.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                     help="with --experiment or --suite: only these methods (by name), e.g. "
+                          "to build and evaluate an experiment's methods in separate runs")
     run.add_argument("--limit", type=int, default=None,
                      help="samples per task (seeded subset; default 50, or the experiment's)")
     run.add_argument("--seed", type=int, default=0)

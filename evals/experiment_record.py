@@ -44,12 +44,14 @@ def training_facts(store: Store, run_id: str, cfg: RunConfig) -> dict[str, Any]:
 
 
 def write_record(workspace: Path, experiment: str, facts: Mapping[str, Mapping]) -> Path:
-    """`WS/experiments/<experiment>.json`: the training facts of each UDASA-kind method."""
+    """`WS/experiments/<experiment>.json`: the training facts of each UDASA-kind method, those
+    of a run that built only some methods (`--methods`) merged into what is recorded."""
     path = workspace / "experiments" / f"{experiment}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text(encoding="utf-8"))["methods"] if path.exists() else {}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"experiment": experiment, "methods": facts}, indent=2),
-                   encoding="utf-8")
+    tmp.write_text(json.dumps({"experiment": experiment, "methods": known | dict(facts)},
+                              indent=2), encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -48,7 +48,7 @@ POWER = 0.8
 def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path] = ()) -> Path:
     """Copy what the report reads from `workspaces` into `dest` (replacing what it held):
     `ws<i>/evals/<id>/{results.json, samples.jsonl.gz}`, `ws<i>/premise/`,
-    `ws<i>/experiments/`, `ws<i>/table3/table3.json` and `logs/<nn>-<name>`."""
+    `ws<i>/premise-human/`, `ws<i>/experiments/`, `ws<i>/table3/` and `logs/<nn>-<name>`."""
     if dest.exists():
         shutil.rmtree(dest)
     for i, ws in enumerate(workspaces, 1):
@@ -61,10 +61,9 @@ def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path]
             if samples.exists():
                 (target / "samples.jsonl.gz").write_bytes(
                     gzip.compress(samples.read_bytes(), mtime=0))
-        for sub in ("premise", "experiments", "table3"):
+        for sub in ("premise", "premise-human", "experiments", "table3"):
             if (ws / sub).is_dir():
-                shutil.copytree(ws / sub, here / sub,
-                                ignore=shutil.ignore_patterns("*.tmp", "*.md"))
+                shutil.copytree(ws / sub, here / sub, ignore=shutil.ignore_patterns("*.tmp"))
     for i, log in enumerate(logs, 1):
         (dest / "logs").mkdir(parents=True, exist_ok=True)
         shutil.copy2(log, dest / "logs" / f"{i:02d}-{log.name}")
@@ -185,12 +184,38 @@ def statement(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
     if by_metric:
         lines += ["", (f"How large a difference the tests could have detected (80% power at "
                        f"level {ALPHA}/{len(rows)}, Holm's first step, from each comparison's n "
-                       "and observed SD of the differences); a \"no difference\" below reads "
+                       "and observed SD of the differences); a \"no difference\" above reads "
                        "as \"none larger than this\":")]
         lines += [f"- {task} ({setting}), {metric}: {min(v):.3g} to {max(v):.3g}"
                   if len(v) > 1 else f"- {task} ({setting}), {metric}: {v[0]:.3g}"
                   for (task, setting, metric), v in by_metric.items()]
     return lines
+
+
+def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
+    """Per compared method: on how many metrics `main` is significantly better, worse, or not
+    distinguishable (with the largest difference those tests could have missed)."""
+    lines = [(f"| {main} against | metrics | {main} better | {main} worse | not distinguishable "
+             "(could have detected) |"), "|---|---|---|---|---|"]
+    for other in dict.fromkeys(r["other"] for r in rows):
+        mine = [r for r in rows if r["other"] == other]
+        better = [r for r in mine if r["p_holm"] < ALPHA and (r["mean_diff"] > 0) != _lower(r)]
+        worse = [r for r in mine if r["p_holm"] < ALPHA and r not in better]
+        rest = [r for r in mine if r["p_holm"] >= ALPHA]
+        missed = f" (≤ {max(r['mdd'] for r in rest):.3g})" if rest else ""
+        lines.append(f"| {other} | {len(mine)} | {_names(better)} | {_names(worse)} | "
+                     f"{len(rest)}{missed} |")
+    return [*lines, "", ("Better and worse are per metric: a higher score, a lower attack "
+                        "success rate (`asr_*`).")]
+
+
+def _lower(row: dict[str, Any]) -> bool:
+    return str(row["metric"]).startswith("asr_")  # attack success: lower is better
+
+
+def _names(rows: Sequence[dict[str, Any]]) -> str:
+    return f"{len(rows)}: " + ", ".join(f"{r['task']} {r['metric']}" for r in rows) \
+        if rows else "0"
 
 
 def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> list[str]:
@@ -212,7 +237,8 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> li
                     + ", ".join(legacy) + ".")
     if not rows:
         return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
-    return [*head, "", *comparison_lines(rows), "", *statement(rows, main), ""]
+    return [*head, "", *verdict_lines(rows, main), "", *comparison_lines(rows), "",
+            *statement(rows, main), ""]
 
 
 # what was trained ----------------------------------------------------------------------------
@@ -279,6 +305,15 @@ def tables_part(results: ResultSet, premises: list[dict], out: Path) -> list[str
     return [re.sub(r"^(#+) ", r"#\1 ", line) for line in lines]
 
 
+def human_premise_section(evidence: Path) -> list[str]:
+    """The premise against human labels (`udasa scorers --human`), where it was run."""
+    found = sorted(evidence.glob("**/premise-human/premise_human.md"))
+    if not found:
+        return ["Not run (`udasa scorers --human --workspace DIR`, docs/premise.md).", ""]
+    text = found[-1].read_text(encoding="utf-8")
+    return [re.sub(r"^# .*\n", "", text, count=1).strip(), ""]
+
+
 def read_premise_files(evidence: Path) -> list[dict]:
     import json
 
@@ -308,7 +343,10 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
              *comparisons_section(results, main, experiment),
              "## What the UDASA runs trained on", "", *training_section(read_records(evidence)),
              "## Premise: does lower uncertainty mean a better reply?", "",
-             *premise,
+             "### By the judge, on each UDASA run's replies", "",
+             *[re.sub(r"^### ", "#### ", p, flags=re.MULTILINE) for p in premise],
+             "### Against human labels, independent of any judge", "",
+             *human_premise_section(evidence),
              "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
              "## The paper's tables", "", *tables_part(results, premises, out),
              "## Superseded evaluations", "", *superseded_lines(results)]

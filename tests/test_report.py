@@ -204,3 +204,40 @@ def test_a_results_file_with_no_paired_tests_is_named(tmp_path):
     text = render(tmp_path, tmp_path)
     assert "Evaluated before per-sample metrics were stored, so not compared: UDASA on " \
            "harmlessness." in text
+
+
+def test_runs_of_some_methods_add_to_the_experiment_record(tmp_path):
+    from evals.experiment_record import read_records, write_record
+
+    write_record(tmp_path, "cpu-medium", {"UDASA": {"pairs": 3}})
+    write_record(tmp_path, "cpu-medium", {"UDASA random pairs": {"pairs": 4}})
+    write_record(tmp_path, "cpu-medium", {"UDASA": {"pairs": 5}})  # rebuilt: the new facts
+    (record,) = read_records(tmp_path)
+    assert record["methods"] == {"UDASA": {"pairs": 5}, "UDASA random pairs": {"pairs": 4}}
+
+
+def test_the_verdict_per_method_counts_better_worse_and_undistinguished(tmp_path):
+    from evals.report import verdict_lines
+
+    row = {"task": "t", "mdd": 0.5}
+    rows = [row | {"other": "random pairs", "metric": "score", "mean_diff": 1.0, "p_holm": 0.01},
+            row | {"other": "random pairs", "metric": "asr_transfer_prefix", "mean_diff": 10.0,
+                   "p_holm": 0.02},  # a higher attack success rate: worse
+            row | {"other": "random pairs", "metric": "true", "mean_diff": 1.0, "p_holm": 0.2,
+                   "mdd": 7.0},
+            row | {"other": "RLAIF", "metric": "score", "mean_diff": -1.0, "p_holm": 0.5}]
+    lines = verdict_lines(rows, "UDASA")
+    assert "| random pairs | 3 | 1: t score | 1: t asr_transfer_prefix | 1 (≤ 7) |" in lines
+    assert "| RLAIF | 1 | 0 | 0 | 1 (≤ 0.5) |" in lines
+
+
+def test_the_human_label_premise_is_included_where_it_was_run(tmp_path):
+    ws = tmp_path / "ws"
+    add(ws, "h", "harmlessness", {"UDASA": {"score": [1.0, 2.0]}})
+    assert "Not run (`udasa scorers --human" in render(tmp_path, ws)
+    (ws / "premise-human").mkdir()
+    (ws / "premise-human" / "premise_human.md").write_text(
+        "# The premise against human labels\n\n| uncertainty | u |\n|---|---|\n| u | 0.565 |\n")
+    text = render(tmp_path, ws)
+    part = text.split("### Against human labels")[1].split("\n## ")[0]
+    assert "| u | 0.565 |" in part and "# The premise against human labels" not in part

@@ -120,6 +120,8 @@ def cmd_scorers(args):
     from udasa.scorer_report import report, write_report
 
     cfg = _config(args)
+    if args.human:
+        return cmd_scorers_human(args, cfg)
     rows = report(cfg.scoring, alternatives=not args.configured_only)
     t = Table(title="scorer accuracy on UDASA's labelled validation sets")
     for col in ("axis", "scorer", "n", "accuracy", "AUROC", "details"):
@@ -130,6 +132,19 @@ def cmd_scorers(args):
     console.print(t)
     path = write_report(rows, Path(args.workspace) / "scorer_report.json")
     console.print(f"written to {path}")
+
+
+def cmd_scorers_human(args, cfg: RunConfig) -> None:
+    from udasa import premise_human as ph
+
+    labels = (ph.read_labels(args.labels) if args.labels
+              else ph.mirror_labels(args.limit or None, args.seed))
+    rows = ph.premise_rows(cfg, labels, alternatives=not args.configured_only, seed=args.seed)
+    out = args.out or Path(args.workspace) / "premise-human"
+    md, js = ph.write(rows, labels, out, {"limit": args.limit, "seed": args.seed,
+                                          "fusion": vars(cfg.fusion)})
+    console.print(md.read_text(encoding="utf-8"), markup=False)
+    console.print(f"written to {md} and {js}")
 
 
 def cmd_sweep(args):
@@ -208,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(fn=cmd_sweep)
     sc = common(sub.add_parser("scorers", help="scorer accuracy on labelled validation sets"))
     sc.add_argument("--configured-only", action="store_true")
+    sc.add_argument("--human", action="store_true",
+                    help="the premise against human labels: does lower uncertainty pick the "
+                         "HH-RLHF reply humans preferred, and flag TruthfulQA answers labelled "
+                         "false? (docs/premise.md)")
+    sc.add_argument("--labels", type=Path, default=None,
+                    help="--human: a JSONL file of labelled pairs and answers (default: the "
+                         "offline mirror's HH-RLHF test pairs and TruthfulQA truth labels)")
+    sc.add_argument("--limit", type=int, default=500,
+                    help="--human: a seeded sample of this many per check (0: all)")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--out", type=Path, default=None,
+                    help="--human: folder for premise_human.md / .json "
+                         "(default: WORKSPACE/premise-human)")
     sc.set_defaults(fn=cmd_scorers)
     common(sub.add_parser("table3", help="the paper's Table 3 replies scored by the configured "
                           "scorers, beside the paper's values")).set_defaults(fn=cmd_table3)

@@ -32,10 +32,15 @@ SCORING_FIELDS = {"sem": "semantic", "fact": "factual", "val": "value"}
 
 @dataclass
 class DataConfig:
-    """Where prompts come from: "builtin", a local file/folder, or a hub dataset id."""
+    """Where prompts come from: "builtin", a local file/folder, or a hub dataset id.
+
+    `limit` keeps N prompts: the first N (`sample: first`) or a seeded sample of the whole
+    source (`sample: seeded`, seeded by the config's `seed`; the same N prompts on every
+    machine and in every run, whatever the file order)."""
 
     source: str = "builtin"
     limit: int | None = None
+    sample: Literal["first", "seeded"] = "first"
     column: str | None = None
     split: str = "train"
 
@@ -109,9 +114,12 @@ class FusionConfig:
 
 @dataclass
 class PairConfig:
-    """docs/method.md §4: rejected = random (paper) | max | all."""
+    """docs/method.md §4: chosen = argmin u and rejected = random (paper) | max | all; or,
+    as a control, `selection: random`: chosen and rejected both drawn at random (seeded)
+    from the prompt's N replies, whatever their u."""
 
     rejected: Literal["random", "max", "all"] = "random"
+    selection: Literal["uncertainty", "random"] = "uncertainty"
 
 
 @dataclass
@@ -182,6 +190,9 @@ class RunConfig:
         require(g.batch_tokens > 0, "generation.batch_tokens", "must be positive")
         require(g.concurrency >= 1, "generation.concurrency", "must be >= 1")
         require(g.max_retries >= 0, "generation.max_retries", "must be >= 0")
+        require(self.pairs.selection == "uncertainty" or self.pairs.rejected == "random",
+                "pairs.rejected", "selection: random draws both replies at random; "
+                "rejected must stay random")
         require(f.temperature > 0, "fusion.temperature", "must be > 0")
         axes = list(axis_keys())  # registered: the built-ins and any a plugin adds
         require(bool(f.axes) and set(f.axes) <= set(axes), "fusion.axes",

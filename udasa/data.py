@@ -24,7 +24,7 @@ from typing import Any
 
 from udasa.datasets import data_dir, resolve, source_for
 from udasa.errors import DataError
-from udasa.records import LoadResult, Prompt, Skip
+from udasa.records import LoadResult, Prompt, Skip, content_key
 
 __all__ = ["BUILTIN_PATH", "TEXT_COLUMNS", "data_dir", "load_prompts"]
 
@@ -58,6 +58,7 @@ def load_prompts(
     limit: int | None = None,
     column: str | None = None,
     split: str = "train",
+    sample: str = "first",
     seed: int = 0,
     imdb_prefix_words: int = 8,
 ) -> LoadResult:
@@ -67,16 +68,34 @@ def load_prompts(
 
     A relative path not found from the working directory is also looked up under `data_dir()`.
     A named data set fixes its own split, except `imdb`, which takes `split`.
-    `limit` keeps the first N prompts after skips (no shuffling); `seed` is reserved.
+    `limit` keeps the first N prompts after skips (`sample="first"`), or N drawn from all of
+    them (`sample="seeded"`, see :func:`seeded_sample`), listed in source order.
     """
-    del seed  # reserved: loading is deterministic and never shuffles
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if sample not in ("first", "seeded"):
+        raise ValueError(f"sample must be 'first' or 'seeded', got {sample!r}")
     source = os.fspath(source)
     name, label, rows = _dispatch(
         source, column=column, split=split, prefix_words=imdb_prefix_words
     )
-    return _collect(rows, source=name, limit=limit, where=label)
+    if sample == "first" or limit is None:
+        return _collect(rows, source=name, limit=limit, where=label)
+    result = _collect(rows, source=name, limit=None, where=label)
+    result.prompts = seeded_sample(result.prompts, limit, seed)
+    return result
+
+
+def seeded_sample(prompts: list[Prompt], limit: int, seed: int) -> list[Prompt]:
+    """`limit` of `prompts`, in their order: those whose sha256 of (seed, text) is lowest.
+
+    The draw depends on the seed and the texts alone, so it is the same on every machine and
+    Python version, whatever the file order; prompts added to a source displace a sampled
+    one only where they rank lower."""
+    rank = sorted(range(len(prompts)),
+                  key=lambda i: content_key("data.sample", str(seed), prompts[i].text))
+    keep = set(rank[:limit])
+    return [p for i, p in enumerate(prompts) if i in keep]
 
 
 # ---------------------------------------------------------------- dispatch

@@ -30,6 +30,19 @@ PACKAGES = ("torch", "transformers", "sentence-transformers", "trl", "scikit-lea
             "alt-profanity-check", "openai", "sqlite-utils")
 
 
+# Fields added after workspaces were first keyed: left out of a key while at their default, so
+# the runs made before they existed keep their ids (section, field, default).
+ADDED_LATER = (("data", "sample", "first"), ("pairs", "selection", "uncertainty"))
+
+
+def drop_added_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a config as plain data) without the `ADDED_LATER` fields at their default."""
+    for section, name, default in ADDED_LATER:
+        if data.get(section, {}).get(name, None) == default:
+            data[section].pop(name)
+    return data
+
+
 def _key_of(data: dict[str, Any], *extra: str) -> str:
     return content_key(json.dumps(data, sort_keys=True), *extra)
 
@@ -40,7 +53,7 @@ def run_id_of(cfg: RunConfig) -> str:
     Training settings are left out: they key the checkpoints instead (`train_key_of`), so one
     set of pairs can be trained several ways.
     """
-    data = to_dict(cfg)
+    data = drop_added_defaults(to_dict(cfg))
     data.pop("training")
     for name in SCHEDULING:
         data["generation"].pop(name)

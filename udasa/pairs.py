@@ -28,7 +28,8 @@ class Pair:
 
     @property
     def delta(self) -> float:
-        """Eq. 7: delta = u(r-) - u(r+) >= 0, the clarity of the preference."""
+        """Eq. 7: delta = u(r-) - u(r+), the clarity of the preference (>= 0 unless the pair
+        was drawn at random, `random_pair`)."""
         return self.rejected.u - self.chosen.u
 
 
@@ -70,6 +71,26 @@ def build_pairs(
     return pairs
 
 
+def random_pair(prompt_id: str, candidates: list[FusedResponse], seed: int = 0,
+                drops: Counter[str] | None = None) -> list[Pair]:
+    """The random-pairs control: chosen and rejected drawn at random (without replacement)
+    from the prompt's responses, whatever their u, seeded by (seed, prompt_id) alone. Empty
+    responses are left out and a pair of identical texts is dropped, as in `build_pairs`;
+    delta may be negative."""
+    drops = drops if drops is not None else Counter()
+    kept = [c for c in candidates if c.text.strip()]
+    if len(kept) < len(candidates):
+        drops["empty response"] += len(candidates) - len(kept)
+    if len(kept) < 2:
+        drops["fewer than 2 responses"] += 1
+        return []
+    chosen, rejected = random.Random(f"{seed}:random-pair:{prompt_id}").sample(kept, 2)
+    if chosen.text.strip() == rejected.text.strip():
+        drops["identical text"] += 1
+        return []
+    return [Pair(prompt_id, chosen, rejected)]
+
+
 @dataclass(frozen=True)
 class ScoredResponse:
     """A stored response with its per-axis uncertainties (axes not scored yet are absent)."""
@@ -91,9 +112,11 @@ class PromptFusion:
 
 def fuse_and_pair(prompt_id: str, responses: Iterable[ScoredResponse], fusion: FusionConfig,
                   rejected: str = "random", seed: int = 0,
-                  drops: Counter[str] | None = None) -> PromptFusion:
+                  drops: Counter[str] | None = None,
+                  selection: str = "uncertainty") -> PromptFusion:
     """Eq. 5-7 for one prompt: fuse each response's scores into u (a response lacking an axis
-    the fusion uses is left out and counted), then `build_pairs`."""
+    the fusion uses is left out and counted), then `build_pairs` (or, with
+    `selection="random"`, the control `random_pair`)."""
     drops = drops if drops is not None else Counter()
     out, candidates = PromptFusion(), []
     for r in responses:
@@ -102,5 +125,6 @@ def fuse_and_pair(prompt_id: str, responses: Iterable[ScoredResponse], fusion: F
             continue
         out.u[r.response_id], out.weights[r.response_id] = fuse(r.scores, fusion)
         candidates.append(FusedResponse(r.response_id, r.text, out.u[r.response_id]))
-    out.pairs = build_pairs(prompt_id, candidates, rejected, seed, drops)
+    out.pairs = (random_pair(prompt_id, candidates, seed, drops) if selection == "random"
+                 else build_pairs(prompt_id, candidates, rejected, seed, drops))
     return out

@@ -96,7 +96,7 @@ class Pipeline:
         prompt is stored in its own transaction as soon as its N responses are done."""
         d = self.cfg.data
         loaded = load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
-                              seed=self.cfg.seed)  # raises DataError before any write
+                              sample=d.sample, seed=self.cfg.seed)  # raises DataError before any write
         todo = [p for p in loaded.prompts
                 if p.id not in self.store.generated_prompt_ids(self.gen_key)]
         generator = make_generator(self.cfg.generation) if todo else None
@@ -180,7 +180,8 @@ class Pipeline:
         for pid, rows in groups.items():
             fused = fuse_and_pair(pid, (ScoredResponse(r.id, r.text, scores[r.id], r.sample_index)
                                         for r in rows),
-                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops)
+                                  self.cfg.fusion, self.cfg.pairs.rejected, self.cfg.seed, drops,
+                                  self.cfg.pairs.selection)
             fused_rows += [FusedScore(run_id=self.run_id, response_id=rid, prompt_id=pid, u=u,
                                       weights=fused.weights[rid], components=scores[rid])
                            for rid, u in fused.u.items()]

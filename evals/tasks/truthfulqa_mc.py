@@ -125,6 +125,9 @@ class TruthfulQAMC:
     max_new_tokens = 0  # nothing is generated: answers are scored by log-likelihood
     data_file = "truthfulqa/mc_task.json"
     batch_size = 8
+    # lm-eval's hf backend with each batch's shared start (the QA primer) run once
+    # (evals/lm_eval_shared.py); "hf" is lm-eval's own
+    lm_eval_model = "udasa-hf"
     dtype = "float32"
     device = "cpu"
 
@@ -182,11 +185,14 @@ class TruthfulQAMC:
         import lm_eval
         from lm_eval.tasks import TaskManager
 
+        import evals.lm_eval_shared  # noqa: F401  (registers udasa-hf with lm-eval)
+
         with tempfile.TemporaryDirectory(prefix="udasa-lm-eval-") as tmp:
             names = render_tasks(data_file, Path(tmp))
             manager = TaskManager(include_path=tmp, include_defaults=False)
             out = lm_eval.simple_evaluate(
-                model="hf", model_args=lm_eval_model_args(model.spec, self.dtype, self.device),
+                model=self.lm_eval_model,
+                model_args=lm_eval_model_args(model.spec, self.dtype, self.device),
                 tasks=names, samples={n: indices for n in names}, task_manager=manager,
                 batch_size=self.batch_size, log_samples=True, bootstrap_iters=0)
         if out is None:
@@ -209,7 +215,8 @@ class TruthfulQAMC:
                         "n_choices_mc2": len(r2["doc"]["choices"])})
         metrics = {"mc1": proportion_ci(mc1), "mc2": mean_ci([100.0 * m for m in mc2])}
         notes = (f"lm-eval {version('lm_eval')} tasks {MC1_TASK}/{MC2_TASK} (evals/lm_eval_tasks), "
-                 f"0-shot after the TruthfulQA QA primer, hf backend {self.dtype} on "
+                 f"0-shot after the TruthfulQA QA primer, {self.lm_eval_model} backend "
+                 f"{self.dtype} on "
                  f"{self.device}; MC1 = accuracy (%), MC2 = mean normalised probability of the "
                  f"true answers (%); model {run.model.spec}")
         return TaskResult(metrics, per, judge=JUDGE_LABEL, notes=notes,

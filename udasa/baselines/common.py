@@ -19,7 +19,7 @@ from udasa.config import DataConfig, GenerationConfig, RunConfig, TrainingConfig
 from udasa.configfile import check_choices, load_config_file, require
 from udasa.data import load_prompts
 from udasa.errors import ConfigError
-from udasa.keys import SCHEDULING, train_key_of
+from udasa.keys import SCHEDULING, drop_added_defaults, train_key_of
 from udasa.records import Prompt, content_key
 from udasa.store import Store
 from udasa.store_records import PreferencePair, Response, RunStage
@@ -91,7 +91,7 @@ class BaselinePair:
 def baseline_run_id(cfg: BaselineConfig) -> str:
     """The baseline's pairs are keyed by its settings up to the pairs (as `run_id_of`) and, once
     raised, by its method's `pairs_version` (stored pairs of an older sampler are not reused)."""
-    data = to_dict(cfg)
+    data = drop_added_defaults(to_dict(cfg))
     version = getattr(registry.lookup("method", cfg.method, "method"), "pairs_version", 0)
     if version:  # absent at 0: keys made before versions existed stay as they were
         data["pairs_version"] = version
@@ -117,7 +117,8 @@ def soft_labels_of(cfg: BaselineConfig) -> bool:
 
 def prompts_of(cfg: BaselineConfig) -> list[Prompt]:
     d = cfg.data
-    return load_prompts(d.source, limit=d.limit, column=d.column, split=d.split).prompts
+    return load_prompts(d.source, limit=d.limit, column=d.column, split=d.split,
+                        sample=d.sample, seed=cfg.seed).prompts
 
 
 def store_pairs(store: Store, cfg: BaselineConfig, pairs: list[BaselinePair],
