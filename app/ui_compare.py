@@ -4,8 +4,9 @@ their paired test, the premise tests, Table 3 and inter-annotator agreement.
 Every programmatic update is one chain started by the page load or Refresh (overview ->
 methods of the task -> paired test and first prompt -> Table 3): no view is recomputed by a
 `change` event of a component another handler just set, so no two handlers race and a
-switch of task replaces test line, prompts and replies together. A person's own pick
-(`input`) re-runs only what depends on it.
+switch of task replaces test line, prompts and replies together. A person's own pick of an
+option (`select`: a dropdown also sends `input` when it merely loses focus) re-runs only what
+depends on it.
 """
 
 from __future__ import annotations
@@ -200,9 +201,9 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
 
     c["_load"] = lambda demo: chain(demo.load(*overview, **PRIVATE))
     chain(c["refresh"].click(*overview, **PRIVATE))
-    c["task"].input(*task, **PRIVATE)
+    c["task"].select(*task, **PRIVATE)
     for dd in (c["a"], c["b"]):
-        dd.input(*methods, **PRIVATE)
-    c["sample"].input(_pick_sample(state), [c["task"], c["a"], c["b"], c["sample"]], c["pair"],
+        dd.select(*methods, **PRIVATE)
+    c["sample"].select(_pick_sample(state), [c["task"], c["a"], c["b"], c["sample"]], c["pair"],
                       **PRIVATE)
-    c["table3_run"].input(*table3, **PRIVATE)
+    c["table3_run"].select(*table3, **PRIVATE)

@@ -2,7 +2,8 @@
 other settings, and a typed prompt answered live by the run's model and scorers.
 
 Programmatic updates run as one chain (pick a run -> its settings -> the view); only a
-person's own input on a control re-runs the view, so no two views race. A setting that does
+person's own input on a control (`select` of a dropdown's option: a dropdown also sends
+`input` when it merely loses focus) re-runs the view, so no two views race. A setting that does
 not validate leaves the cards as they were and says why in the status line.
 """
 
@@ -215,8 +216,8 @@ def bind_inspector(state: AppState, c: dict[str, Any]) -> None:
     pick = (_pick_run(state), c["run"], [c["prompt"], *controls, *toggled])
     c["_load"] = lambda demo: demo.load(_runs(state), None, [c["run"], c["status"]], **PRIVATE) \
         .then(*pick, **PRIVATE).then(show, view_in, view_out, **common)
-    c["run"].input(*pick, **PRIVATE).then(show, view_in, view_out, **common)
-    c["prompt"].input(show, view_in, view_out, **common)
+    c["run"].select(*pick, **PRIVATE).then(show, view_in, view_out, **common)
+    c["prompt"].select(show, view_in, view_out, **common)
     for key in ("method", "mode"):
         c[key].input(enabled, [c["method"], c["mode"]], toggled, **PRIVATE)
     for key in ("method", "temperature", "w_sem", "w_fact", "w_val", "axes", "mode", "stages"):

@@ -238,4 +238,4 @@ def bind_rate(state: AppState, c: dict[str, Any]) -> None:
     c["skip"].click(_skip(state), c["item_id"], c["status"], **PRIVATE) \
         .then(after, c["mode"], outs, **PRIVATE)
     c["back"].click(back, [c["mode"], c["item_id"]], outs, **PRIVATE)
-    c["history"].input(open_item, [c["mode"], c["history"]], outs, **PRIVATE)
+    c["history"].select(open_item, [c["mode"], c["history"]], outs, **PRIVATE)
