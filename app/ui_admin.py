@@ -9,10 +9,9 @@ from typing import Any
 
 import gradio as gr
 
-from app import annotation, labels, pools, rating, votes
+from app import annotation, pools, votes
 from app.render import esc, html_table
 from app.state import PRIVATE, AppState
-from evals import store_tables
 from udasa.errors import UdasaError
 
 
@@ -53,14 +52,9 @@ def annotation_tab() -> dict[str, Any]:
 
 def overview(store, admins: frozenset[str] = frozenset()) -> list:
     """Pools, progress, win rates, flags (TABLE_KEYS order)."""
-    pairs = {p.id: p for p in rating.pool(store, "pair")}
-    rows = store_tables.ratings(store)
-    wins = votes.win_rates(rows, pairs)
-    names = labels.model_labels(store, [*wins["method A"], *wins["method B"]])
-    for col in ("method A", "method B"):
-        wins[col] = labels.relabel(wins[col], names)
     return [html_table(pools.pool_table(store)), html_table(pools.progress(store, admins)),
-            html_table(wins), html_table(pools.flagged(store), text_columns=("comment",))]
+            html_table(votes.labelled_win_rates(store)),
+            html_table(pools.flagged(store), text_columns=("comment",))]
 
 
 TABLE_KEYS = ("pools", "progress", "wins", "flags")

@@ -1,5 +1,6 @@
 """The Compare tab: the leaderboard and its charts, two methods on one task side by side with
-their paired test, the premise tests, Table 3 and inter-annotator agreement.
+their paired test, the premise tests, Table 3, inter-annotator agreement and the A/B win
+rates.
 
 Every programmatic update is one chain started by the page load or Refresh (overview ->
 methods of the task -> paired test and first prompt -> Table 3): no view is recomputed by a
@@ -16,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import compare, inspector, labels, render
+from app import compare, inspector, labels, render, votes
 from app.state import PIPELINE_HINT, PRIVATE, AppState, guarded, short
 from evals import store_tables
 from udasa.records import content_key
@@ -33,6 +34,9 @@ def compare_tab() -> dict[str, Any]:
     gr.Markdown("### Leaderboard (`udasa-eval run`): judge [95% CI] / human")
     c["board"] = gr.Dataframe(interactive=False, elem_id="leaderboard", wrap=True)
     c["names"] = gr.HTML(elem_id="board-names")
+    gr.Markdown("### A/B votes: win rate per pair of methods (a tie or both bad counts half "
+                "to each side)")
+    c["wins"] = gr.HTML(elem_id="cmp-win-rates")
     c["charts"] = gr.Gallery(label="One chart per task metric", columns=3, height=400,
                              object_fit="contain", preview=False, fit_columns=False,
                              elem_id="board-charts")
@@ -168,22 +172,25 @@ def _pick_sample(state: AppState) -> Callable:
     return pick_sample
 
 
-def _table3(state: AppState) -> Callable:
-    """Table 3 of a run, its Spearman and figure, and the agreement table."""
-    def show_table3(run_id, request: gr.Request):
+def _human(state: AppState) -> Callable:
+    """What the ratings say: Table 3 of a run (its Spearman and figure), the agreement table
+    and the A/B win rates."""
+    def show_human(run_id, request: gr.Request):
         if state.locked(request):
-            return "", "", None, ""
+            return "", "", None, "", ""
         with state.ws.read() as store:
             if store is None:
-                return "", "", None, ""
+                return "", "", None, "", ""
             ratings = as_rows(store_tables.ratings(store))
             agreement = render.html_table(compare.agreement(ratings), text_columns=("note",))
+            wins = votes.labelled_win_rates(store)
+            wins = render.html_table(wins) if len(wins) else "No A/B votes yet."
             if not run_id:
-                return "", "", None, agreement
+                return "", "", None, agreement, wins
             table = compare.table3(store, run_id, ratings)
         return (compare.table3_stats(table), compare.table3_html(table),
-                compare.table3_figure(table), agreement)
-    return show_table3
+                compare.table3_figure(table), agreement, wins)
+    return show_human
 
 
 def bind_compare(state: AppState, c: dict[str, Any]) -> None:
@@ -193,8 +200,9 @@ def bind_compare(state: AppState, c: dict[str, Any]) -> None:
     task = (_pick_task(state), c["task"], [c["test"], c["a"], c["b"], c["sample"], c["pair"]])
     methods = (_pick_methods(state), [c["task"], c["a"], c["b"]],
                [c["test"], c["sample"], c["pair"]])
-    table3 = (_table3(state), c["table3_run"],
-              [c["table3_stats"], c["table3_table"], c["table3_plot"], c["agreement"]])
+    table3 = (_human(state), c["table3_run"],
+              [c["table3_stats"], c["table3_table"], c["table3_plot"], c["agreement"],
+               c["wins"]])
 
     def chain(event) -> None:
         event.then(*task, **PRIVATE).then(*table3, **PRIVATE)

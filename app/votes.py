@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from app.rating import BOTH_BAD, TIE, PairItem
+from app import labels
+from app.rating import BOTH_BAD, TIE, PairItem, pool
 from app.render import plain
+from evals import store_tables
 from evals.stats import krippendorff_alpha_interval, mean_ci
 from evals.store_tables import Rating
 
@@ -76,3 +78,13 @@ def win_rates(rows: Iterable[Rating], items: Mapping[str, PairItem]) -> pd.DataF
                     "both bad": vs.count(BOTH_BAD), "votes": len(vs),
                     "A win rate % [95% CI]": est.fmt(0)})
     return pd.DataFrame(out, columns=WIN_COLUMNS)
+
+
+def labelled_win_rates(store) -> pd.DataFrame:
+    """`win_rates` of every A/B vote in the store, methods by their display labels."""
+    pairs = {p.id: p for p in pool(store, "pair")}
+    wins = win_rates(store_tables.ratings(store), pairs)
+    names = labels.model_labels(store, [*wins["method A"], *wins["method B"]])
+    for col in ("method A", "method B"):
+        wins[col] = labels.relabel(wins[col], names)
+    return wins
