@@ -4,14 +4,23 @@ Users file (YAML or JSON): ``{users: {alice: {password_hash: "$2b$12$...", admin
 Environment: ``UDASA_APP_USERS="alice:$2b$12$...:admin,bob:$2b$12$..."`` (a bcrypt hash holds
 no ``:`` or ``,``). An admin sees every annotator's ratings (Table 3, export); anyone else sees
 only their own. Make a hash with ``udasa-app hash-password``.
+
+Failed sign-ins are throttled per user name and per client address (`ThrottleConfig`: a
+delay that doubles with each failure past the first few, logged), the same whether or not the
+name exists, so a password cannot be guessed at the speed of bcrypt and the answers never tell
+which names are real.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +28,8 @@ import bcrypt
 
 from udasa.errors import ConfigError
 from udasa.files import read_settings
+
+log = logging.getLogger(__name__)
 
 ENV_USERS = "UDASA_APP_USERS"
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt>=5: rejects) longer passwords
@@ -110,10 +121,170 @@ def verify(users: Mapping[str, User], name: str, password: str) -> bool:
     return ok and user is not None
 
 
-def make_auth(users: Mapping[str, User]) -> Callable[[str, str], Awaitable[bool]]:
-    """Gradio's `auth` callable; bcrypt runs in a worker thread, off the event loop."""
+# --- throttling failed sign-ins ------------------------------------------------------------
+ENV_THROTTLE = "UDASA_APP_THROTTLE"
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    """Failed sign-ins are counted per user name and per client address. The first `free`
+    failures of a name or address cost nothing; after n failures the next attempt on it is
+    checked no sooner than `delay(n) = min(cap_s, base_s * 2 ** (n - free - 1))` seconds after
+    the attempt before it was answered (with the defaults: 1 s, 2 s, 4 s, ... then 5 minutes
+    per attempt), a right password included. A success clears its name's count; failures are
+    forgotten `forget_s` after the last one."""
+
+    free: int = 3
+    base_s: float = 1.0
+    cap_s: float = 300.0
+    forget_s: float = 3600.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds the next attempt waits after `failures` failures."""
+        if failures <= self.free:
+            return 0.0
+        return min(self.cap_s, self.base_s * 2.0 ** (failures - self.free - 1))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ThrottleConfig:
+        """Defaults, changed by ``UDASA_APP_THROTTLE="free=3,base_s=1,cap_s=300,forget_s=3600"``."""
+        raw = (os.environ if env is None else env).get(ENV_THROTTLE, "")
+        values: dict[str, float] = {}
+        for item in filter(None, (s.strip() for s in raw.split(","))):
+            key, _, value = item.partition("=")
+            if key not in cls.__dataclass_fields__:
+                raise ConfigError(f"{ENV_THROTTLE}: unknown setting {key!r} (settings: "
+                                  f"{', '.join(cls.__dataclass_fields__)})")
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"{ENV_THROTTLE}: {key} must be a number, got {value!r}"
+                                  ) from None
+        cfg = cls(**{k: int(v) if k == "free" else v for k, v in values.items()})
+        if cfg.free < 0 or min(cfg.base_s, cfg.cap_s, cfg.forget_s) < 0:
+            raise ConfigError(f"{ENV_THROTTLE}: settings must be >= 0")
+        return cfg
+
+
+@dataclass
+class _Count:
+    failures: int = 0
+    next_at: float = 0.0
+    last: float = 0.0
+
+
+class Throttle:
+    """Failed sign-ins per key (``name:...``, ``addr:...``). `wait` says how long the next
+    attempt on the keys must wait, `record` counts how one went. `make_auth` checks the
+    attempts on a key one at a time (`turn`), so attempts sent all at once queue behind each
+    other instead of being checked together, and sign-ins that succeed cost nothing."""
+
+    MAX_KEYS = 100_000  # a flood of made-up names cannot grow the table without bound
+
+    def __init__(self, cfg: ThrottleConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg or ThrottleConfig()
+        self.clock = clock
+        self._counts: dict[str, _Count] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, attempts on it)
+
+    def _count(self, key: str, now: float) -> _Count:
+        c = self._counts.get(key)
+        if c is None or now - c.last > self.cfg.forget_s:
+            if len(self._counts) >= self.MAX_KEYS:
+                self._counts.pop(next(iter(self._counts)))
+            c = self._counts[key] = _Count(last=now)
+        return c
+
+    def wait(self, keys: Sequence[str]) -> float:
+        """Seconds the next attempt on `keys` waits before it is checked (0: at once)."""
+        now = self.clock()
+        return max([0.0, *(self._count(k, now).next_at - now for k in keys)])
+
+    def record(self, keys: Sequence[str], ok: bool) -> int:
+        """Count an attempt: a success forgets its name's failures (`keys[0]`); a failure
+        adds one to every key and sets when the next attempt on each may be checked. Returns
+        the most failures now on a key."""
+        now = self.clock()
+        if ok:
+            self._counts.pop(keys[0], None)
+        else:
+            for k in keys:
+                c = self._count(k, now)
+                c.failures, c.last = c.failures + 1, now
+                c.next_at = now + self.cfg.delay(c.failures)
+        return max((self._counts[k].failures for k in keys if k in self._counts), default=0)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, keys: Sequence[str]):
+        """Inside: no other attempt on any of `keys` is being checked."""
+        order = sorted(set(keys))  # one order for every attempt: no two wait on each other
+        for k in order:
+            lock, users = self._turns.get(k) or (asyncio.Lock(), 0)
+            self._turns[k] = (lock, users + 1)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for k in order:
+                    await stack.enter_async_context(self._turns[k][0])
+                yield
+        finally:
+            for k in order:
+                lock, users = self._turns[k]
+                if users == 1:
+                    del self._turns[k]
+                else:
+                    self._turns[k] = (lock, users - 1)
+
+
+_CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("udasa_client", default="unknown")
+
+
+class ClientAddress:
+    """ASGI middleware: the client's address of a sign-in request, for the throttle (Gradio
+    hands its `auth` callable only the name and password)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope.get("path", "").rstrip("/").endswith("/login"):
+            return await self.app(scope, receive, send)
+        token = _CLIENT.set((scope.get("client") or ("unknown",))[0])
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            _CLIENT.reset(token)
+
+
+def sign_in_middleware() -> list:
+    """`app_kwargs["middleware"]` for `gr.Blocks.launch`: the client address to `make_auth`."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(ClientAddress)]
+
+
+def make_auth(users: Mapping[str, User], throttle: Throttle | None = None
+              ) -> Callable[[str, str], Awaitable[bool]]:
+    """Gradio's `auth` callable: failed sign-ins throttled per user name and per client
+    address (`Throttle`, logged), the same for a name that exists and one that does not;
+    bcrypt runs in a worker thread, off the event loop."""
+    throttle = throttle or Throttle(ThrottleConfig.from_env())
 
     async def check(name: str, password: str) -> bool:
-        return await asyncio.to_thread(verify, users, name, password)
+        address = _CLIENT.get()
+        keys = [f"name:{name}", f"addr:{address}"]
+        async with throttle.turn(keys):
+            wait = throttle.wait(keys)
+            if wait > 0:
+                log.warning("sign-in as %r from %s waits %.1f s (earlier failures)",
+                            name[:64], address, wait)
+                await asyncio.sleep(wait)
+            ok = await asyncio.to_thread(verify, users, name, password)
+            failures = throttle.record(keys, ok)
+        if not ok:
+            log.warning("sign-in failed as %r from %s (%d failure(s) on this name or address;"
+                        " the next attempt waits %.1f s)", name[:64], address, failures,
+                        throttle.cfg.delay(failures))
+        return ok
 
     return check

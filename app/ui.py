@@ -161,7 +161,7 @@ def head() -> str:
 
 def launch(demo: gr.Blocks, state: AppState, host: str = "127.0.0.1", port: int = 7860,
            block: bool = True, quiet: bool = False):
-    from app.auth import make_auth
+    from app.auth import make_auth, sign_in_middleware
 
     demo.queue(default_concurrency_limit=4)
     return demo.launch(
@@ -170,4 +170,5 @@ def launch(demo: gr.Blocks, state: AppState, host: str = "127.0.0.1", port: int 
         auth_message="UDASA annotators: sign in with the name and password you were given.",
         prevent_thread_lock=not block, show_error=False, quiet=quiet, ssr_mode=False,
         mcp_server=False, run_history=False, theme=theme(), css=render.CSS, head=head(),
-        footer_links=["api", "settings"], max_threads=40)
+        footer_links=["api", "settings"], max_threads=40,
+        app_kwargs={"middleware": sign_in_middleware()})  # client address for the throttle

@@ -14,11 +14,11 @@ the leaderboard, use the `robustness` task of `udasa-eval run` instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from udasa.errors import UdasaError
+from udasa.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,11 +69,11 @@ def run(args) -> None:
         runs = [(b.goal, run_gcg(lms[0], b, cfg)) for b in behaviours]
     flags = [row["jailbroken"] for _, r in runs for row in r.final]
     asr = proportion_ci(flags)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gcg.json").write_text(json.dumps(
-        {"models": args.models, "config_file": args.config, "overrides": args.set,
-         "asr_prefix": asr.__dict__, "results": [{"label": k} | r.to_dict() for k, r in runs]},
-        indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(args.out / "gcg.json",
+               {"models": args.models, "config_file": args.config, "overrides": args.set,
+                "asr_prefix": asr.__dict__,
+                "results": [{"label": k} | r.to_dict() for k, r in runs]},
+               ensure_ascii=False)
     png = loss_curves({k: r.losses for k, r in runs if r.losses}, args.out / "gcg_loss.png",
                       f"GCG on {', '.join(args.models)}") if any(r.losses for _, r in runs) else None
     for label, r in runs:

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from udasa.files import save_figure
+
 
 def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, title: str = "GCG",
                 marks: Mapping[str, Sequence[int]] | None = None) -> Path:
@@ -18,7 +20,6 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, title: 
     if not curves:
         raise ValueError("loss_curves: no curves")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
     for label, losses in curves.items():
         steps = range(1, len(losses) + 1)
@@ -33,6 +34,6 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, title: 
     if len(curves) <= 12:
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

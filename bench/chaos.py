@@ -55,11 +55,17 @@ COUNTED_TABLES = ["prompts", "run_prompts", "responses", "prompt_events", "score
 
 # --- the child: the real CLI, with step markers and a self-kill timer ---------------------
 def _child(kind: str, argv: list[str]) -> int:
-    """Run the CLI in this process; mark each step in $CHAOS_TIMELINE; SIGKILL on $CHAOS_KILL."""
+    """Run the CLI in this process; mark each step in $CHAOS_TIMELINE; SIGKILL on $CHAOS_KILL.
+    Under a multi-process launcher each rank marks its own timeline ("{rank}" in the path)
+    and only the rank named in the kill (`"rank"`, default 0) kills itself."""
     import threading
 
-    timeline = open(os.environ["CHAOS_TIMELINE"], "a", buffering=1)  # noqa: SIM115
+    rank = os.environ.get("RANK", "0")
+    timeline = open(os.environ["CHAOS_TIMELINE"].replace("{rank}", rank), "a",  # noqa: SIM115
+                    buffering=1)
     kill = json.loads(os.environ.get("CHAOS_KILL") or "null")  # {"step": ..., "delay": s}
+    if kill and str(kill.get("rank", 0)) != rank:
+        kill = None
     seen: dict[str, int] = {}
 
     def marked(name_of, fn):
@@ -70,7 +76,9 @@ def _child(kind: str, argv: list[str]) -> int:
                      f"{name}#{seen[name]}" if kind == "eval" else name)
             timeline.write(json.dumps({"enter": label, "t": time.time()}) + "\n")
             armed = kill and kill["step"] == label
-            if armed:
+            if armed and "after_steps" in kill:  # a DPO stage: after that many optimizer steps
+                args[0].add_callback(_kill_after_steps(kill["after_steps"], timeline))
+            elif armed:
                 threading.Timer(kill["delay"], os.kill, (os.getpid(), signal.SIGKILL)).start()
             out = fn(*args, **kwargs)
             if armed:  # the step ended sooner than in the uninterrupted run: kill at its end
@@ -99,6 +107,22 @@ def _child(kind: str, argv: list[str]) -> int:
         runner.write_outputs = marked(lambda a: "write", runner.write_outputs)
         from evals.cli import main
     return main(argv)
+
+
+def _kill_after_steps(steps: int, timeline):
+    """A trainer callback that SIGKILLs its process once `steps` optimizer steps are done,
+    noting the step and the stage's planned steps in the timeline (a kill inside a stage)."""
+    from transformers import TrainerCallback
+
+    class KillAfterSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= steps:
+                timeline.write(json.dumps({"killed after step": state.global_step,
+                                           "of": state.max_steps, "t": time.time()}) + "\n")
+                timeline.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterSteps()
 
 
 # --- the parent ---------------------------------------------------------------------------
@@ -141,15 +165,18 @@ class Setup:
 
 
 def launch(kind: str, args: list[str], timeline: Path | None, kill: dict | None,
-           log: Path) -> int:
+           log: Path, launcher: list[str] | None = None) -> int:
+    """Run the CLI (`timeline` None) or the marked child; `launcher` replaces the plain
+    `python` (e.g. `python -m torch.distributed.run --nproc_per_node 2`)."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                         "TOKENIZERS_PARALLELISM": "false", "GRADIO_ANALYTICS_ENABLED": "False"}
+    launcher = launcher or [sys.executable]
     if timeline is None:  # the resume: the plain CLI
         module = "udasa.cli" if kind == "run" else "evals.cli"
-        cmd = [sys.executable, "-m", module, *args]
+        cmd = [*launcher, "-m", module, *args]
     else:
         env |= {"CHAOS_TIMELINE": str(timeline), "CHAOS_KILL": json.dumps(kill)}
-        cmd = [sys.executable, __file__, "--child", kind, "--", *args]
+        cmd = [*launcher, __file__, "--child", kind, "--", *args]
     with open(log, "a") as out:
         return subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=out,
                               check=False).returncode

@@ -68,8 +68,16 @@ def _data(args) -> dict[str, str]:
 
 
 def cmd_run(args) -> None:
+    from udasa import dist
+    from udasa.errors import ConfigError
+
+    if args.plan and not (args.experiment or args.suite):
+        raise ConfigError("--plan needs --experiment FILE (or --suite)")
     if args.experiment or args.suite:
         return cmd_experiment(args)
+    if dist.active():
+        raise ConfigError("several processes only train (`--experiment`); evaluate with one "
+                          "process (without torchrun / accelerate launch)")
     from evals.runner import EvalConfig, run_eval
     from evals.tasks import task_names
 
@@ -81,11 +89,25 @@ def cmd_run(args) -> None:
     print_results(run_eval(cfg, progress=console.print))
 
 
+def cmd_plan(args) -> None:
+    from evals.plan import make_plan, render
+
+    console.print(render(make_plan(_experiment(args), args.workspace), args.gpu_tflops),
+                  markup=False, highlight=False)
+
+
 def cmd_experiment(args) -> None:
+    if args.plan:
+        return cmd_plan(args)
     from evals.suite import run_experiment
 
     start = time.perf_counter()
-    out = run_experiment(_experiment(args), args.workspace, progress=console.print)
+    from udasa import dist
+
+    out = run_experiment(_experiment(args), args.workspace,
+                         progress=console.print if dist.is_main() else lambda _: None)
+    if out["tables"] is None:  # another process of a multi-process build: nothing to show
+        return
     for results in out["evals"]:
         print_results(results)
     for path in out["premise"]:
@@ -149,9 +171,13 @@ def cmd_tables(args) -> None:
     from evals.premise import read_premises
     from evals.results import load_results
     from evals.tables import write_tables
+    from udasa.errors import UdasaError
 
-    paths = write_tables(load_results(args.workspace), args.workspace,
-                         read_premises(args.workspace))
+    results, premises = load_results(args.workspace), read_premises(args.workspace)
+    if not results.current and not premises:
+        raise UdasaError(f"{args.workspace}: no stored evaluations or premise tests: run "
+                         "`udasa-eval run` (or `udasa-eval premise`) first")
+    paths = write_tables(results, args.workspace, premises)
     console.print(Path(paths["tables_md"]).read_text(encoding="utf-8"), markup=False)
     console.print(f"written: {paths['tables_md']}, {len(paths['csv'])} CSVs, "
                   f"{len(paths['png'])} PNGs under {args.workspace / 'tables'}")
@@ -161,15 +187,19 @@ def cmd_premise(args) -> None:
     from evals.judges.base import make_judge
     from evals.premise import premise_markdown, run_premise, write_premise
     from udasa.errors import ConfigError
+    from udasa.status import require, run_state
     from udasa.store import Store
 
-    store = Store(args.workspace)
+    store = Store.existing(args.workspace)
     runs = [r for r in store.runs() if r.id.startswith(args.run)] if args.run \
         else [r for r in [store.latest_run()] if r]
+    if not runs and not args.run:
+        raise ConfigError(f"no run stored in {args.workspace}: run `udasa run` first")
     if len(runs) != 1:
-        what = f"{len(runs)} runs match {args.run!r}" if args.run else "no run stored"
-        raise ConfigError(f"--run: {what} in {args.workspace}")
+        raise ConfigError(f"--run: {len(runs)} runs match {args.run!r} in {args.workspace}")
     run = runs[0]
+    if not store.fused(run.id):  # say which step is missing (run_premise says so otherwise)
+        require(run_state(store, run), "pairs")
     overrides = {"base_url": args.judge_base_url} if args.judge_base_url else {}
     judge = make_judge(args.judge, store, args.judge_set, **overrides)
     for template in args.templates:
@@ -202,6 +232,13 @@ def _add_run(sub) -> None:
     run.add_argument("--experiment", type=Path, default=None,
                      help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
                           "judge; builds what is missing, evaluates, writes tables.md")
+    run.add_argument("--plan", action="store_true",
+                     help="with --experiment: resolve every config, model, data set, judge "
+                          "and server URL (no weights loaded, no server called) and print "
+                          "what is stored, what would be built and evaluated, and its compute")
+    run.add_argument("--gpu-tflops", type=float, default=400.0,
+                     help="sustained throughput for --plan's GPU hours (default 400: 40%% of "
+                          "an H100's bf16 dense peak)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field of the experiment file, e.g. --set seed=1 or "
                           "--set tasks.0.limit=5 (repeatable; YAML values)")
@@ -229,7 +266,7 @@ def _add_run(sub) -> None:
                      "data set, from the $UDASA_DATA_DIR mirror or the hub)")
     run.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     run.add_argument("-v", "--verbose", action="store_true")
-    run.set_defaults(fn=cmd_run)
+    run.set_defaults(fn=cmd_run, writes=True)  # holds the workspace's lock while it runs
 
 
 def _add_validate(sub) -> None:
@@ -243,7 +280,7 @@ def _add_validate(sub) -> None:
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     val.add_argument("-v", "--verbose", action="store_true")
-    val.set_defaults(fn=cmd_validate)
+    val.set_defaults(fn=cmd_validate, writes=True)
 
 
 def _add_build_judges(sub) -> None:
@@ -275,7 +312,7 @@ def _add_premise(sub) -> None:
     pre.add_argument("--judge-base-url", default=None)
     pre.add_argument("--workspace", type=Path, default=Path("udasa-workspace"))
     pre.add_argument("-v", "--verbose", action="store_true")
-    pre.set_defaults(fn=cmd_premise)
+    pre.set_defaults(fn=cmd_premise, writes=True)
 
 
 def _add_report(sub) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from udasa.config import RunConfig
+from udasa.files import write_json
 from udasa.records import content_key
 from udasa.store import Store
 
@@ -47,13 +48,8 @@ def write_record(workspace: Path, experiment: str, facts: Mapping[str, Mapping])
     """`WS/experiments/<experiment>.json`: the training facts of each UDASA-kind method, those
     of a run that built only some methods (`--methods`) merged into what is recorded."""
     path = workspace / "experiments" / f"{experiment}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     known = json.loads(path.read_text(encoding="utf-8"))["methods"] if path.exists() else {}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"experiment": experiment, "methods": known | dict(facts)},
-                              indent=2), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json(path, {"experiment": experiment, "methods": known | dict(facts)})
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from evals.results import BASE_LABEL, Result, ResultSet, method_label
 from evals.stats import is_missing
+from udasa.files import atomic_write, write_text
 from udasa.records import content_key
 
 __all__ = ["BASE_LABEL", "HUMAN_FIELDS", "long_table", "method_label", "render_markdown",
@@ -192,9 +193,9 @@ def write_leaderboard(results: ResultSet, out_dir: str | Path, ratings: Sequence
                       digits: int = 1) -> tuple[Path, Path]:
     """Write `leaderboard.md` and `leaderboard.csv` (long format) into `out_dir`; return both."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     humans = human_scores(results, ratings)
     md, csv = out / "leaderboard.md", out / "leaderboard.csv"
-    md.write_text(render_markdown(results, humans, digits), encoding="utf-8")
-    long_table(results, humans).to_csv(csv, index=False)
+    write_text(md, render_markdown(results, humans, digits))
+    with atomic_write(csv, newline="") as f:
+        long_table(results, humans).to_csv(f, index=False)
     return md, csv

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from evals.results import Result, ResultSet
+from udasa.files import save_figure
 
 
 def bar_chart(results: Sequence[Result], metric: str, path: str | Path,
@@ -24,7 +25,6 @@ def bar_chart(results: Sequence[Result], metric: str, path: str | Path,
     if not picked:
         raise ValueError(f"bar_chart: no result has metric {metric!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ests = [r.metrics[metric] for _, r in picked]
     values = [e.mean for e in ests]
     err = [[max(e.mean - e.low, 0.0) for e in ests], [max(e.high - e.mean, 0.0) for e in ests]]
@@ -43,7 +43,7 @@ def bar_chart(results: Sequence[Result], metric: str, path: str | Path,
         ax.set_title(f"{first.task}: {metric}\n{first.setting.label()}\nscored by {scorers}",
                      fontsize=8, wrap=True)
         fig.tight_layout()
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
     return path
 

@@ -26,6 +26,7 @@ from scipy import stats as sps
 
 from evals.stats import bootstrap_mean, is_missing, proportion_ci, sign_test
 from udasa.errors import ConfigError
+from udasa.files import save_figure, write_json
 from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair
 
@@ -148,10 +149,7 @@ def premise_stem(result: Mapping[str, Any]) -> str:
 
 
 def write_premise(result: Mapping[str, Any], workspace: Path) -> Path:
-    path = workspace / "premise" / f"{premise_stem(result)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return path
+    return write_json(workspace / "premise" / f"{premise_stem(result)}.json", result)
 
 
 def read_premises(workspace: Path) -> list[dict[str, Any]]:
@@ -295,7 +293,6 @@ def plot_premise(result: Mapping[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     corr = result["correlations"]
     with matplotlib.rc_context({"text.parse_math": False}):  # names are data, not mathtext
         fig, (left, right) = plt.subplots(
@@ -309,7 +306,7 @@ def plot_premise(result: Mapping[str, Any], path: str | Path) -> Path:
                          f"{result['judged']} of {result['responses']} responses judged",
                          fontsize=9)
             fig.tight_layout()
-            fig.savefig(path)
+            save_figure(fig, path)
         finally:
             plt.close(fig)
     return path

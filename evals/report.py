@@ -39,6 +39,7 @@ from evals.results import Result, ResultSet, evaluation_folders, load_results
 from evals.stats import holm, min_detectable_difference, paired_comparison
 from evals.tables import write_tables
 from udasa.errors import ConfigError
+from udasa.files import copy_file, write_bytes, write_text
 
 ALPHA = 0.05
 POWER = 0.8
@@ -55,18 +56,17 @@ def export_evidence(workspaces: Sequence[Path], dest: Path, logs: Sequence[Path]
         here = dest / f"ws{i}"
         for folder in evaluation_folders(ws):
             target = here / "evals" / folder.name
-            target.mkdir(parents=True)
-            shutil.copy2(folder / "results.json", target / "results.json")
+            copy_file(folder / "results.json", target / "results.json")
             samples = folder / "samples.jsonl"
             if samples.exists():
-                (target / "samples.jsonl.gz").write_bytes(
-                    gzip.compress(samples.read_bytes(), mtime=0))
+                write_bytes(target / "samples.jsonl.gz",
+                            gzip.compress(samples.read_bytes(), mtime=0))
         for sub in ("premise", "premise-human", "experiments", "table3"):
             if (ws / sub).is_dir():
-                shutil.copytree(ws / sub, here / sub, ignore=shutil.ignore_patterns("*.tmp"))
+                shutil.copytree(ws / sub, here / sub, copy_function=copy_file,
+                                ignore=shutil.ignore_patterns("*.tmp"))
     for i, log in enumerate(logs, 1):
-        (dest / "logs").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(log, dest / "logs" / f"{i:02d}-{log.name}")
+        copy_file(log, dest / "logs" / f"{i:02d}-{log.name}")
     return dest
 
 
@@ -350,6 +350,4 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
              "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
              "## The paper's tables", "", *tables_part(results, premises, out),
              "## Superseded evaluations", "", *superseded_lines(results)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return out
+    return write_text(out, "\n".join(parts) + "\n")

@@ -26,6 +26,7 @@ from typing import Any
 
 from evals.stats import Estimate, is_missing
 from udasa.errors import ConfigError
+from udasa.files import write_json, write_jsonl
 
 FORMAT = 2  # results.json written with identities and per-sample metrics
 BASE_LABEL = "base (unaligned)"  # the unaligned base policy, as experiments and tables name it
@@ -184,16 +185,8 @@ def check_sample_means(task: str, method: str, metrics: Mapping[str, Estimate],
 def write_evaluation(folder: Path, results: Mapping[str, Any],
                      samples: Iterable[Mapping[str, Any]]) -> None:
     """`results.json` and `samples.jsonl` of one evaluation, each complete or not at all."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in samples)
-    _write_atomic(folder / "samples.jsonl", lines)
-    _write_atomic(folder / "results.json", json.dumps(results, indent=2, default=str))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_jsonl(folder / "samples.jsonl", samples)  # results.json last: it marks the folder
+    write_json(folder / "results.json", results, default=str)
 
 
 # reading -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from evals.experiment import (
     resolve_path,
 )
 from evals.models import EvalModel
-from udasa import registry
+from udasa import dist, registry
 from udasa.configfile import apply_overrides, check_config, read_config_data
 from udasa.errors import ConfigError
 from udasa.store import Store
@@ -273,6 +273,8 @@ def run_experiment(exp: ExperimentConfig, workspace: Path,
 
     ctx = BuildContext(workspace, exp, progress)
     models = build_methods(ctx)
+    if not dist.finish():  # several processes trained together; the main one evaluates
+        return {"evals": [], "premise": [], "tables": None}
     record_experiment(ctx)
     results = []
     for task in exp.tasks:

@@ -23,6 +23,7 @@ import yaml
 from evals.results import Result, ResultSet, Setting, pick_setting
 from evals.stats import Estimate, is_missing
 from udasa.errors import ConfigError
+from udasa.files import atomic_write, save_figure, write_text
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper" / "results.yaml"
 MISSING = "—"
@@ -218,8 +219,7 @@ def plot_table(table: BuiltTable, path: Path) -> Path | None:
         ax.set_title(table.spec.columns[j].label, fontsize=9)
     fig.suptitle(table.spec.title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -264,8 +264,7 @@ def plot_figure2(spec: Figure2, grid: pd.DataFrame, path: Path) -> Path:
     fig.colorbar(im, ax=ax, label=f"{spec.task} {spec.metrics[0]}")
     ax.set_title(spec.title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -305,7 +304,6 @@ def write_tables(results: ResultSet, folder: Path, premises: Sequence[Mapping] =
 
     specs, fig2 = load_paper_results()
     out = folder / "tables"
-    out.mkdir(parents=True, exist_ok=True)
     parts = ["# The paper's tables: ours beside the paper's", "",
              ("Ours: mean [95% CI] n of the current result of the method that fills each row "
               "(its experiment's `paper_rows`), each column from one setting (data, sample "
@@ -316,7 +314,8 @@ def write_tables(results: ResultSet, folder: Path, premises: Sequence[Mapping] =
     for spec in specs:
         built = build_table(spec, results)
         csv = out / f"{spec.id}.csv"
-        built.frame.to_csv(csv, index=False)
+        with atomic_write(csv, newline="") as f:
+            built.frame.to_csv(f, index=False)
         png = plot_table(built, out / f"{spec.id}.png")
         paths["csv"].append(str(csv))
         parts.append(to_markdown(built))
@@ -326,7 +325,8 @@ def write_tables(results: ResultSet, folder: Path, premises: Sequence[Mapping] =
     grid = figure2_grid(fig2, results)
     fig_png = None
     if not grid.empty:
-        grid.to_csv(out / "figure2.csv")
+        with atomic_write(out / "figure2.csv", newline="") as f:
+            grid.to_csv(f)
         fig_png = plot_figure2(fig2, grid, out / "figure2.png")
         paths["png"].append(str(fig_png))
     parts.append(figure2_markdown(fig2, grid, f"tables/{fig_png.name}" if fig_png else None))
@@ -338,5 +338,5 @@ def write_tables(results: ResultSet, folder: Path, premises: Sequence[Mapping] =
     if not premises:
         parts += ["Nothing stored yet (`udasa-eval premise --workspace DIR --run RUN`).", ""]
     md = folder / "tables.md"
-    md.write_text("\n".join(parts), encoding="utf-8")
+    write_text(md, "\n".join(parts))
     return {"tables_md": str(md)} | paths

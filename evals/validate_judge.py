@@ -16,7 +16,6 @@ held-out data, a seeded subset of ``limit`` items per check:
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from evals.judges.learned import data
 from evals.judges.learned.metrics import Agreement, accuracy, pairwise
 from evals.stats import spearman
 from evals.store_tables import Rating, ratings
+from udasa.files import write_json, write_text
 
 LEARNED = ("truth", "info", "harmless", "helpful", "sentiment")
 
@@ -143,11 +143,8 @@ def table_lines(rows: list[Agreement], corr: list[Correlation]) -> list[str]:
 
 def write_report(rows: list[Agreement], corr: list[Correlation], judge_label: str,
                  out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "judge_validation.json").write_text(json.dumps(
-        {"judge": judge_label, "checks": [r.as_dict() for r in rows],
-         "human": [c.__dict__ for c in corr]}, indent=2))
-    path = out_dir / "judge_validation.md"
-    path.write_text("\n".join([f"# Judge validation: {judge_label}", "",
-                               *table_lines(rows, corr)]) + "\n")
-    return path
+    write_json(out_dir / "judge_validation.json",
+               {"judge": judge_label, "checks": [r.as_dict() for r in rows],
+                "human": [c.__dict__ for c in corr]})
+    return write_text(out_dir / "judge_validation.md", "\n".join(
+        [f"# Judge validation: {judge_label}", "", *table_lines(rows, corr)]) + "\n")

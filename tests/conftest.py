@@ -63,3 +63,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+CPU_DEMO = REPO / "configs" / "cpu-demo.yaml"
+# a short DPO run on the tiny policy: 3 stages of one pair, 2 optimizer steps each
+TINY_TRAINING = ("training.enabled=true", "training.epochs=4", "training.batch_size=2",
+                 "training.eval_fraction=0", "training.max_length=96",
+                 "training.warmup_steps=0")
+
+
+def tiny_run_args(step: str, workspace, policy: str, *extra: str, limit: int = 3) -> list[str]:
+    """`udasa STEP` arguments of the tiny run: `limit` built-in prompts x 3 replies of 6
+    tokens by the tiny policy (and `extra` --set items)."""
+    out = [step, "--config", str(CPU_DEMO), "--workspace", str(workspace)]
+    for item in small_overrides(limit=limit, **{"generation.model": policy, "generation.n": 3,
+                                                "generation.max_new_tokens": 6}) + list(extra):
+        out += ["--set", item]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_policy):
+    """A workspace whose tiny run is done up to its stages (not trained). Copy it to change it."""
+    from udasa.cli import main
+
+    ws = tmp_path_factory.mktemp("tiny-run")
+    assert main(tiny_run_args("run", ws, tiny_policy)) == 0
+    return ws
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory, tiny_run, tiny_policy):
+    """`tiny_run` after an uninterrupted `udasa train` with TINY_TRAINING: the reference that
+    a training interrupted (killed, disk full) and resumed must end like."""
+    import shutil
+
+    from udasa.cli import main
+
+    ws = shutil.copytree(tiny_run, tmp_path_factory.mktemp("tiny-trained") / "ws")
+    assert main(tiny_run_args("train", ws, tiny_policy, *TINY_TRAINING)) == 0
+    return ws

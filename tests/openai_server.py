@@ -4,7 +4,7 @@ Tests of anything that talks to an OpenAI-compatible endpoint (generators,
 judges, moderation) start this server on 127.0.0.1 and point the real
 ``openai`` client (or any HTTP client) at ``server.base_url``.  Nothing is
 mocked on the client side: requests go over TCP and come back as genuine HTTP
-responses, including scripted faults (429, 5xx, hangs, malformed bodies).
+responses, including scripted faults (429, 5xx, hangs, malformed bodies, resets).
 
 Usage::
 
@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -158,6 +160,7 @@ class _Fault:
     body: str | None  # raw body to send instead of a JSON response
     hang_s: float
     retry_after: float | None
+    reset: bool = False  # close the connection with a TCP reset, answering nothing
 
 
 # --------------------------------------------------------------------------- server
@@ -488,6 +491,11 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if fault is not None:
                 server._sleep(fault.hang_s)
                 if server._stopping.is_set():
+                    self.close_connection = True
+                    return
+                if fault.reset:  # SO_LINGER 0: closing sends RST instead of FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
                     self.close_connection = True
                     return
                 if fault.body is not None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from conftest import REPO, small_overrides
 from openai_server import FakeOpenAIServer
-from test_pipeline import dump
 
 from udasa.cli import main
+from udasa.integrity import read_only
 from udasa.store import Store
 
 CONFIG = REPO / "configs" / "cpu-demo.yaml"
@@ -23,40 +25,26 @@ def run_cli(step: str, workspace, source, *extra: str) -> int:
     return main(args)
 
 
-@pytest.fixture(scope="module")
-def populated(tmp_path_factory):
-    """A workspace holding one finished small run, to prove failed steps leave it intact."""
-    ws = tmp_path_factory.mktemp("populated")
-    assert run_cli("run", ws, "builtin") == 0
-    return ws
+# name -> content, written as `input<suffix>`: nothing in the file's name can stand in for
+# the reason the error gives
+BAD_DATASETS = {
+    "malformed.jsonl": b'{"prompt": "ok"}\n{"prompt": "broken"\n',
+    "empty.jsonl": b"",
+    "missing_column.csv": b"title,year\nJaws,1975\n",
+    "latin1.csv": 'prompt\nok\ncaf\xe9 au lait\n'.encode("latin-1"),
+    "list_of_numbers.json": b"[1, 2, 3]",
+}
 
 
-def _bad_files(tmp):
-    bad = {
-        "malformed.jsonl": (b'{"prompt": "ok"}\n{"prompt": "broken"\n', "line 2"),
-        "empty.jsonl": (b"", "empty"),
-        "missing_column.csv": (b"title,year\nJaws,1975\n", "title"),
-        "latin1.csv": ('prompt\nok\ncaf\xe9 au lait\n'.encode("latin-1"), "line 3"),
-        "list_of_numbers.json": (b"[1, 2, 3]", "list_of_numbers.json"),
-    }
-    out = {}
-    for name, (data, needle) in bad.items():
-        path = tmp / name
-        path.write_bytes(data)
-        out[name] = (path, needle)
-    return out
-
-
-@pytest.mark.parametrize("name", ["malformed.jsonl", "empty.jsonl", "missing_column.csv",
-                                  "latin1.csv", "list_of_numbers.json"])
+@pytest.mark.parametrize("name", list(BAD_DATASETS))
 def test_bad_dataset_file_is_a_clear_error_and_the_store_is_untouched(
-        name, populated, tmp_path, capsys):
-    path, needle = _bad_files(tmp_path)[name]
-    before = dump(populated / Store.FILENAME)
-    assert run_cli("generate", populated, path) == 2
-    out = capsys.readouterr().out
-    assert "error:" in out and name in out and needle in out
-    assert dump(populated / Store.FILENAME) == before
+        name, frozen, tmp_path, capsys, tiny_policy):
+    data = BAD_DATASETS[name]
+    path = tmp_path / ("input" + Path(name).suffix)
+    path.write_bytes(data)
+    before = frozen[1]()
+    code = run_cli("generate", frozen[0], path, f"generation.model={tiny_policy}")
+    assert_refused(code, capsys, path, expect("dataset", name), frozen, before)
 
 
 def test_missing_file_names_the_path(tmp_path, capsys):
@@ -160,7 +148,7 @@ DATA = {  # prompt files (udasa run data.source, udasa-eval --data)
 
 def corpus_file(tmp_path, family: dict, kind: str):
     suffix, content = family[kind]
-    path = tmp_path / f"bad-{kind}{suffix}"
+    path = tmp_path / f"input{suffix}"
     if content is not None:
         path.write_bytes(content)
     elif suffix == ".yaml":
@@ -181,27 +169,107 @@ def frozen(tmp_path_factory, tiny_policy):
 
     populated = tmp_path_factory.mktemp("frozen")
     assert run_cli("run", populated, "builtin", f"generation.model={tiny_policy}") == 0
+    import attacks.store_tables  # noqa: F401  (the tables every `udasa-eval` use sets up first,
+    import evals.store_tables  # noqa: F401   empty, whatever its input: in place before)
+
+    Store(populated).close()
     with sqlite3.connect(populated / Store.FILENAME) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def fingerprint():
-        return {str(p.relative_to(populated)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(populated.rglob("*")) if p.is_file()
-                and not p.name.endswith(("-wal", "-shm"))}
+        """Every row of the store, read through SQLite (what is in its WAL included), and
+        every other file's bytes."""
+        files = {str(p.relative_to(populated)): hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in sorted(populated.rglob("*"))
+                 if p.is_file() and not p.name.startswith(Store.FILENAME)}
+        with closing(read_only(populated / Store.FILENAME)) as conn:
+            tables = [r[0] for r in conn.execute("select name from sqlite_master "
+                                                 "where type = 'table' order by name")]
+            rows = {t: sorted(map(repr, conn.execute(f"select * from {t}"))) for t in tables}
+        return files, rows
     return populated, fingerprint
 
 
-def assert_clean_failure(code: int, capsys, path, needles: tuple[str, ...], frozen_ws,
-                         before) -> None:
+def assert_refused(code: int, capsys, path, reason: str, frozen_ws=None, before=None) -> None:
+    """Exit 2, one `error:` line naming `path` and giving `reason`, no traceback; with
+    `frozen_ws`, the workspace exactly as it was (`before`)."""
     out, err = capsys.readouterr()
     assert code == 2, out + err
     assert "Traceback" not in out + err
     lines = [line for line in (out + err).splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out + err
-    assert path.name in lines[0], lines[0]
-    assert any(n in lines[0] for n in needles), lines[0]
-    _ws, fingerprint = frozen_ws
-    assert fingerprint() == before
+    assert str(path) in lines[0], lines[0]
+    assert reason in lines[0], (reason, lines[0])
+    if frozen_ws is not None:
+        assert frozen_ws[1]() == before
+
+
+# (family, kind) -> the reason the one error line must give, word for word (the files are
+# named neutrally: input.csv, settings.yaml, ...). "settings" holds what every settings file
+# shares; a family's own entry wins.
+TOO_BIG = "is 104,857,607 bytes; at most 1,000,000 are read"
+DATA_REASONS = {
+    "bad-json": "invalid JSON at line 1 column 30", "bad-jsonl": "line 2: invalid JSON",
+    "bad-csv": "line 3: NUL byte at offset 17", "wrong-type": "line 1: non-string value (int)",
+    "empty": "file is empty", "non-utf8": "line 3: not valid UTF-8",
+    "missing-column": "missing text column (one of prompt, text, question",
+    "100MB-line": "line 1: prompt is 104,857,600 characters; at most 1,000,000 are accepted",
+    "100MB-csv-field": "line 1: malformed CSV (field larger than field limit"}
+REASONS: dict[tuple[str, str], str] = {
+    ("settings", "bad-yaml"): "line 2 column 2: invalid YAML",
+    ("settings", "non-utf8"): "line 1: not valid UTF-8",
+    ("settings", "top-level-list"): "expected a mapping of fields at the top level, got list",
+    **{(family, kind): f"{what} {'is empty' if kind == 'empty' else TOO_BIG}"
+       for family, what in (("run-config", "config file"), ("judge-config", "judge config"),
+                            ("gcg-config", "GCG config"),
+                            ("robustness-config", "robustness config"),
+                            ("baseline-config", "method config"),
+                            ("experiment", "experiment file"), ("users", "users file"))
+       for kind in ("empty", "100MB-line")},
+    ("dataset", "malformed.jsonl"): "line 2: invalid JSON",
+    ("dataset", "empty.jsonl"): "file is empty",
+    ("dataset", "missing_column.csv"): "missing text column (one of prompt",
+    ("dataset", "latin1.csv"): "line 3: not valid UTF-8",
+    ("dataset", "list_of_numbers.json"): "columns present: none",
+    **{(family, kind): reason for family in ("data", "eval-data-harmlessness",
+                                             "eval-data-sentiment", "eval-data-truthfulness")
+       for kind, reason in DATA_REASONS.items()},
+    ("run-config", "wrong-type"): "generation.n: expected int, got 'three'",
+    ("run-config", "unknown-field"): "generation.nn: unknown field",
+    ("behaviours", "bad-csv"): "line 2: NUL byte at offset 14",
+    ("behaviours", "empty"): "file is empty",
+    ("behaviours", "non-utf8"): "line 3: not valid UTF-8",
+    ("behaviours", "missing-column"): "missing column(s) ['target']",
+    ("behaviours", "missing-field"): "line 2: empty goal or target",
+    ("behaviours", "100MB-csv-field"): "line 1: malformed CSV (field larger than field limit",
+    ("truthfulqa-mc", "bad-json"): "line 1 column 20: invalid JSON",
+    ("truthfulqa-mc", "empty"): "file is empty",
+    ("truthfulqa-mc", "non-utf8"): "line 1: not valid UTF-8",
+    ("truthfulqa-mc", "wrong-type"): "expected a non-empty JSON list of TruthfulQA MC rows",
+    ("truthfulqa-mc", "missing-field"): "row 1: missing field(s) ['mc1_targets', 'mc2_targets']",
+    ("judge-config", "wrong-type"): "max_retries: expected int, got 'many'",
+    ("judge-config", "unknown-field"): "retries: unknown field",
+    ("judge-config", "missing-field"): "model: missing (a required field)",
+    ("judge-config", "bad-scale"): "templates.harmless.scale: '1-5' is not one of",
+    ("judge-config", "missing-prompt-file"): "nowhere.txt: prompt file of template 'harmless'",
+    ("gcg-config", "wrong-type"): "num_steps: expected int, got 'ten'",
+    ("gcg-config", "unknown-field"): "num_stepz: unknown field",
+    ("robustness-config", "wrong-type"): "n_train: expected int, got 'five'",
+    ("robustness-config", "unknown-field"): "modes: unknown field",
+    ("baseline-config", "wrong-type-training"): "training.epochs: expected float, got 'lots'",
+    ("baseline-config", "unknown-field"): "temprature: unknown field",
+    ("experiment", "wrong-type"): "seed: expected int, got 'zero'",
+    ("experiment", "unknown-field"): "nmae: unknown field",
+    ("experiment", "missing-field"): "needs at least one method and one task",
+    ("users", "top-level-list"): "expected `users: {NAME: {password_hash: ...}}`",
+    ("users", "wrong-type"): "users.bob: password_hash of 'bob' is not a bcrypt hash",
+    ("users", "missing-field"): "users.bob: password_hash of 'bob' is not a bcrypt hash",
+    ("users", "unknown-field"): "users.bob: unknown field(s) ['role']",
+}
+
+
+def expect(family: str, kind: str) -> str:
+    return REASONS.get((family, kind)) or REASONS[("settings", kind)]
 
 
 RUN_CONFIG_CASES = [*SETTINGS, "wrong-type", "unknown-field"]
@@ -210,17 +278,16 @@ RUN_CONFIG_CASES = [*SETTINGS, "wrong-type", "unknown-field"]
 @pytest.mark.parametrize("kind", RUN_CONFIG_CASES)
 def test_udasa_run_config_corpus(kind, frozen, tmp_path, capsys):
     if kind == "wrong-type":
-        path = tmp_path / "wrong-type.yaml"
+        path = tmp_path / "settings.yaml"
         path.write_text("generation:\n  n: three\n")
     elif kind == "unknown-field":
-        path = tmp_path / "unknown.yaml"
+        path = tmp_path / "settings.yaml"
         path.write_text("generation:\n  nn: 3\n")
     else:
         path = corpus_file(tmp_path, SETTINGS, kind)
     before = frozen[1]()
     code = main(["run", "--config", str(path), "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "generation.n", "empty", "bytes",
-                                              "mapping"), frozen, before)
+    assert_refused(code, capsys, path, expect("run-config", kind), frozen, before)
 
 
 @pytest.mark.parametrize("kind", list(DATA))
@@ -228,8 +295,7 @@ def test_udasa_run_data_corpus(kind, frozen, tmp_path, capsys, tiny_policy):
     path = corpus_file(tmp_path, DATA, kind)
     before = frozen[1]()
     code = run_cli("run", frozen[0], path, f"generation.model={tiny_policy}")
-    assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
-                         frozen, before)
+    assert_refused(code, capsys, path, expect("data", kind), frozen, before)
 
 
 def eval_main(args):
@@ -247,8 +313,7 @@ def test_udasa_eval_data_corpus(task, kind, frozen, tmp_path, capsys):
     before = frozen[1]()
     code = eval_main(["--tasks", "helpfulness", task, "--data", f"{task}={path}",
                       "--data", f"helpfulness={good}", "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "row", "column", "empty", "prompt"),
-                         frozen, before)
+    assert_refused(code, capsys, path, expect(f"eval-data-{task}", kind), frozen, before)
 
 
 BEHAVIOURS = {  # robustness CSV (goal, target)
@@ -264,7 +329,7 @@ BEHAVIOURS = {  # robustness CSV (goal, target)
 @pytest.mark.parametrize("kind", list(BEHAVIOURS))
 def test_robustness_behaviours_corpus(kind, frozen, tmp_path, capsys):
     suffix, content = BEHAVIOURS[kind]
-    path = tmp_path / f"bad-{kind}{suffix}"
+    path = tmp_path / f"input{suffix}"
     if content is None:
         _write_huge(path, b"goal,target\n", b",Sure\n")
     else:
@@ -272,8 +337,7 @@ def test_robustness_behaviours_corpus(kind, frozen, tmp_path, capsys):
     before = frozen[1]()
     code = eval_main(["--tasks", "robustness", "--data", f"robustness={path}",
                       "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "column", "empty", "UTF-8"),
-                         frozen, before)
+    assert_refused(code, capsys, path, expect("behaviours", kind), frozen, before)
 
 
 MC = {  # truthfulqa_mc's mc_task.json
@@ -288,19 +352,18 @@ MC = {  # truthfulqa_mc's mc_task.json
 @pytest.mark.parametrize("kind", list(MC))
 def test_truthfulqa_mc_data_corpus(kind, frozen, tmp_path, capsys):
     suffix, content = MC[kind]
-    path = tmp_path / f"bad-{kind}{suffix}"
+    path = tmp_path / f"input{suffix}"
     path.write_bytes(content)
     before = frozen[1]()
     code = eval_main(["--tasks", "truthfulqa_mc", "--data", f"truthfulqa_mc={path}",
                       "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "row", "empty", "UTF-8", "list"),
-                         frozen, before)
+    assert_refused(code, capsys, path, expect("truthfulqa-mc", kind), frozen, before)
 
 
 def _settings_case(tmp_path, kind: str, specials: dict[str, str]):
     """A settings-file corpus case: the shared ones, or a file-specific one (`specials`)."""
     if kind in specials:
-        path = tmp_path / f"{kind}.yaml"
+        path = tmp_path / "settings.yaml"
         path.write_text(specials[kind])
         return path
     return corpus_file(tmp_path, SETTINGS, kind)
@@ -325,13 +388,7 @@ def test_judge_config_corpus(kind, frozen, tmp_path, capsys):
     good.write_text('{"prompt": "Name a colour."}\n')
     code = eval_main(["--tasks", "harmlessness", "--judge", str(path), "--data",
                       f"harmlessness={good}", "--workspace", str(frozen[0])])
-    needles = ("line", "max_retries", "retries", "model", "scale", "nowhere.txt", "empty",
-               "bytes", "mapping")
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in out + err
-    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
-    assert path.name in line and any(n in line for n in needles), line
-    assert frozen[1]() == before
+    assert_refused(code, capsys, path, expect("judge-config", kind), frozen, before)
 
 
 GCG_SPECIALS = {"wrong-type": "num_steps: ten\n", "unknown-field": "num_stepz: 3\n"}
@@ -343,26 +400,19 @@ def test_gcg_config_corpus(kind, tmp_path, capsys):
 
     path = _settings_case(tmp_path, kind, GCG_SPECIALS)
     code = attack_main(["--config", str(path), "--out", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in out + err
-    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
-    assert path.name in line or "num_step" in line, line
+    assert_refused(code, capsys, path, expect("gcg-config", kind))
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", [*SETTINGS, *GCG_SPECIALS])
 def test_gcg_config_named_by_a_robustness_config(kind, frozen, tmp_path, capsys):
     gcg = _settings_case(tmp_path, kind, GCG_SPECIALS)
-    task = tmp_path / "robustness.yaml"
+    task = tmp_path / "task.yaml"
     task.write_text(f"mode: white-box\ngcg: {gcg}\n")
     before = frozen[1]()
     code = eval_main(["--tasks", "robustness", "--data", f"robustness={task}",
                       "--workspace", str(frozen[0])])
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in out + err
-    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
-    assert gcg.name in line or "num_step" in line, line
-    assert frozen[1]() == before
+    assert_refused(code, capsys, gcg, expect("gcg-config", kind), frozen, before)
 
 
 ROBUSTNESS_SPECIALS = {"wrong-type": "n_train: five\n", "unknown-field": "modes: white-box\n"}
@@ -374,8 +424,7 @@ def test_robustness_config_corpus(kind, frozen, tmp_path, capsys):
     before = frozen[1]()
     code = eval_main(["--tasks", "robustness", "--data", f"robustness={path}",
                       "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "n_train", "modes", "empty", "bytes",
-                                              "mapping"), frozen, before)
+    assert_refused(code, capsys, path, expect("robustness-config", kind), frozen, before)
 
 
 def experiment(tmp_path, methods: str) -> str:
@@ -391,11 +440,11 @@ def test_baseline_config_corpus(kind, frozen, tmp_path, capsys):
     from evals.cli import main as eval_cli
 
     if kind == "wrong-type-training":
-        path = tmp_path / "rlaif.yaml"
+        path = tmp_path / "settings.yaml"
         path.write_text("method: rlaif\ntraining:\n  epochs: lots\n")
         methods = f"[{{name: base, kind: base}}, {{name: R, kind: rlaif, config: {path}}}]"
     elif kind == "unknown-field":
-        path = tmp_path / "rlcd.yaml"
+        path = tmp_path / "settings.yaml"
         path.write_text("method: rlcd\ntemprature: 0.7\n")
         methods = f"[{{name: R, kind: rlcd, config: {path}}}]"
     else:
@@ -404,8 +453,7 @@ def test_baseline_config_corpus(kind, frozen, tmp_path, capsys):
     before = frozen[1]()
     code = eval_cli(["run", "--experiment", experiment(tmp_path, methods),
                      "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "epochs", "temprature", "empty", "bytes",
-                                              "mapping"), frozen, before)
+    assert_refused(code, capsys, path, expect("baseline-config", kind), frozen, before)
 
 
 EXPERIMENT_SPECIALS = {"wrong-type": "name: x\nseed: zero\n", "unknown-field": "nmae: x\n",
@@ -419,8 +467,7 @@ def test_experiment_file_corpus(kind, frozen, tmp_path, capsys):
     path = _settings_case(tmp_path, kind, EXPERIMENT_SPECIALS)
     before = frozen[1]()
     code = eval_cli(["run", "--experiment", str(path), "--workspace", str(frozen[0])])
-    assert_clean_failure(code, capsys, path, ("line", "seed", "nmae", "method", "empty",
-                                              "bytes", "mapping"), frozen, before)
+    assert_refused(code, capsys, path, expect("experiment", kind), frozen, before)
 
 
 USERS_SPECIALS = {
@@ -437,8 +484,4 @@ def test_app_users_file_corpus(kind, frozen, tmp_path, capsys):
     path = _settings_case(tmp_path, kind, USERS_SPECIALS)
     before = frozen[1]()
     code = app_main(["--workspace", str(frozen[0]), "--users", str(path), "--port", "1"])
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in out + err
-    (line,) = [x for x in (out + err).splitlines() if x.startswith("error:")]
-    assert path.name in line, line
-    assert frozen[1]() == before
+    assert_refused(code, capsys, path, expect("users", kind), frozen, before)

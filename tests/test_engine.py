@@ -149,8 +149,31 @@ def test_prefixes_that_start_alike_share_one_prefill_of_their_stem(lm):
     torch.testing.assert_close(got, plain, atol=1e-4, rtol=1e-4)
 
 
-def _rows(n: int, top_p: float, seed: int = 0) -> list[_Row]:
-    return [_Row(0, i, row_key(seed, i), 10, 1.0, top_p) for i in range(n)]
+def _rows(n: int, top_p: float, seed: int = 0, temperature: float = 1.0) -> list[_Row]:
+    return [_Row(0, i, row_key(seed, i), 10, temperature, top_p) for i in range(n)]
+
+
+def _draws(logits: torch.Tensor, temperature: float, top_p: float, n: int = 400) -> list[int]:
+    rows = _rows(1, top_p, temperature=temperature)
+    picks = []
+    for _ in range(n):
+        picks.append(int(sample_rows(logits, rows)[0]))
+        rows[0].step += 1
+    return picks
+
+
+def test_top_p_draws_from_the_nucleus_of_the_tempered_distribution_in_proportion():
+    """p = 0.5 (token 3), 0.3 (token 7), 0.2 spread over the other 998 tokens. At T = 1,
+    top-p 0.7 keeps {3, 7}, drawn 5:3; at T = 0.5 (p squared, renormalised: 0.735, 0.265,
+    ...) the same top-p keeps token 3 alone: the nucleus is taken after the temperature."""
+    probs = torch.full((1000,), 0.2 / 998)
+    probs[3], probs[7] = 0.5, 0.3
+    logits = probs.log().unsqueeze(0)
+    plain = _draws(logits, 1.0, 0.7)
+    assert set(plain) == {3, 7}  # without top-p, ~80 of 400 draws would fall outside
+    assert abs(plain.count(3) / len(plain) - 0.5 / 0.8) < 0.08
+    assert set(_draws(logits, 0.5, 0.7)) == {3}
+    assert len(set(_draws(logits, 1.0, 1.0))) > 20  # no cut: the tail is drawn too
 
 
 def test_top_p_keeps_only_the_nucleus():
@@ -257,7 +280,8 @@ def test_whole_vocabulary_rows_are_gumbel_max_over_every_token():
 def test_generate_with_logprobs_scores_each_sample_under_its_own_distribution(lm):
     model, tok = lm
     ids = encode(tok, PROMPTS[1])
-    reqs = [Request(ids, 1, 0, 6), Request(ids, 2, 5, 6, 1.0, 1.0, top_k=4)]
+    reqs = [Request(ids, 1, 0, 6), Request(ids, 2, 5, 6, 1.0, 1.0, top_k=4),
+            Request(ids, 2, 7, 6, 0.7, 0.9)]
     scored = Engine(model, tok).generate_with_logprobs(reqs)
     assert [[t for t, _ in out] for out in scored] == Engine(model, tok).generate_all(reqs)
     with torch.inference_mode():
@@ -266,9 +290,17 @@ def test_generate_with_logprobs_scores_each_sample_under_its_own_distribution(lm
                 if len(toks) < req.max_new_tokens:  # ended by EOS: its draw counts too
                     toks = toks + [tok.eos_token_id]
                 logits = model(input_ids=torch.tensor([ids + toks])).logits[0, len(ids) - 1:-1]
+                if req.temperature > 0:
+                    logits = logits / req.temperature
                 if req.top_k:  # renormalised over the k most likely tokens
                     cut = logits.topk(req.top_k, -1).values[:, -1:]
                     logits = logits.masked_fill(logits < cut, float("-inf"))
+                if req.top_p < 1:  # ... over the nucleus of the tempered distribution
+                    p, order = torch.softmax(logits, -1).sort(-1, descending=True)
+                    outside = torch.zeros_like(logits, dtype=torch.bool).scatter(
+                        1, order, (p.cumsum(-1) - p) >= req.top_p)
+                    logits = logits.masked_fill(outside, float("-inf"))
                 ref = torch.log_softmax(logits, -1).gather(1, torch.tensor(toks)[:, None]).sum()
                 assert logp == pytest.approx(float(ref), abs=1e-3)
     assert len({tuple(t) for t, _ in scored[1]}) == 2
+    assert len({tuple(t) for t, _ in scored[2]}) == 2

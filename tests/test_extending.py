@@ -119,5 +119,7 @@ def test_every_command_line_takes_plugins(tmp_path, capsys):
                        (app_main, ["--workspace", str(tmp_path)]), (attack_main, [])):
         assert main([*argv, "--plugin", missing]) == 2
         assert f"--plugin {missing}: no such file" in "".join(capsys.readouterr())
-    assert eval_main(["tables", "--plugin", "toy_plugin", "--workspace", str(tmp_path)]) == 0
+    # the plugin is loaded first; then tables says what to run (nothing is stored here yet)
+    assert eval_main(["tables", "--plugin", "toy_plugin", "--workspace", str(tmp_path)]) == 2
+    assert "run `udasa-eval run` (or `udasa-eval premise`) first" in capsys.readouterr().out
     assert "toy-echo" in registry.names("task")  # imported by module name (tests/ is on the path)

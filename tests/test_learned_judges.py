@@ -136,6 +136,24 @@ def test_each_judge_builds_then_is_a_cache_hit(name, cache, small_root, caplog):
         build.artifact_path(name, TINY[name], small_root)
 
 
+def test_a_judge_artifact_on_a_full_disk_is_one_error_and_no_half_file(cache, small_root,
+                                                                      monkeypatch):
+    from disk_faults import full_at
+
+    from udasa.files import WriteError
+
+    settings = sentiment.SentimentSettings(min_df=1, seed=7)  # an artifact not built yet
+    path = build.artifact_path("sentiment", settings, small_root)
+    with monkeypatch.context() as m:
+        full_at(m, path.name)
+        with pytest.raises(WriteError) as e:
+            build.get("sentiment", settings, small_root)
+    assert str(e.value).startswith(f"{path}: cannot write (No space left on device)")
+    assert not path.exists() and not list(path.parent.glob(".*.tmp"))
+    assert not build.get("sentiment", settings, small_root).cached  # space freed: built
+    assert build.get("sentiment", settings, small_root).cached
+
+
 def test_learned_judges_separate_what_they_learned(cache, small_root):
     truth = build.get("truth", TINY["truth"], small_root).judge
     p = truth.predict([tqa.Query(q, "Well, " + t) for q, t in zip(QUESTIONS, TRUE)]
@@ -294,12 +312,34 @@ def test_tasks_score_with_the_learned_judge_and_name_it(cache, small_root):
     assert judge.agreements()  # what results.json records beside the judge's name
 
 
-def test_reward_regularisation_is_chosen_by_prompt_split_cross_validation():
+def test_reward_regularisation_is_chosen_by_prompt_split_cross_validation(monkeypatch):
     rng = np.random.default_rng(0)
     signal = rng.normal(size=(80, 1)) + 0.8              # chosen minus rejected: one real feature
     d = np.hstack([signal, rng.normal(size=(80, 300))])  # ... drowned in 300 noise features
-    prompts = [f"prompt {i // 2}" for i in range(80)]    # two pairs per prompt
+    prompts = [f"prompt {i // 2}" for i in range(80)]    # two pairs per prompt ...
+    order = rng.permutation(80)                          # ... anywhere in the data
+    d, prompts = d[order], [prompts[i] for i in order]
+    fits = []  # every fit cross-validation makes: (C, rows trained on, weights)
+    real = reward._bradley_terry
+    row_of = {r.tobytes(): i for i, r in enumerate(d)}
+
+    def spy(rows, C):
+        w = real(rows, C)
+        fits.append((C, [row_of[r.tobytes()] for r in rows], w))
+        return w
+    monkeypatch.setattr(reward, "_bradley_terry", spy)
     C = reward.choose_C(d, prompts)
+    monkeypatch.undo()
+    # 5 folds per grid value, each trained on whole prompts and tested on the other prompts
+    assert sorted({c for c, _, _ in fits}) == sorted(reward.C_GRID)
+    assert len(fits) == 5 * len(reward.C_GRID)
+    accuracy = {}
+    for c, train, w in fits:
+        test = sorted(set(range(len(d))) - set(train))
+        assert not {prompts[i] for i in train} & {prompts[i] for i in test}, "a prompt split"
+        accuracy.setdefault(c, []).append(np.mean(d[test] @ w > 0))
+    best = max(np.mean(a) for a in accuracy.values())
+    assert C == min(c for c, a in accuracy.items() if np.mean(a) == best)  # ties: smaller C
     assert C in reward.C_GRID
     assert C < reward.C_GRID[-1]   # 80 pairs, 301 features: the weakest L2 overfits the noise
     assert reward.choose_C(d[:3], ["one prompt"] * 3) == reward.C_GRID[len(reward.C_GRID) // 2]

@@ -75,6 +75,7 @@ def test_unreachable_scorer_model_is_one_line_naming_the_field(tmp_path, capsys)
                  "--workspace", str(tmp_path)])
     out = capsys.readouterr().out.strip()
     assert code == 2 and "Traceback" not in out
-    assert out.startswith("error: scoring.semantic: cannot load sbert model "
-                          "'sentence-transformers/all-mpnet-base-v2'")
+    assert out.startswith("error: scoring.semantic.model "
+                          "'sentence-transformers/all-mpnet-base-v2' cannot be loaded")
+    assert "\n" not in out
     assert not (tmp_path / "table3.md").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from udasa import dist
 from udasa.axes import axis_keys
 from udasa.cli_common import console, run_cli
 from udasa.config import RunConfig, load_config
@@ -90,27 +91,41 @@ def summary(pipe) -> Path | None:
 
 def cmd_run(args):
     pipe = _pipeline(args)
-    for step, rep in pipe.run_all().items():
-        _report(step, rep)
-    summary(pipe)
+    reports = pipe.run_all()
+    if dist.is_main():  # with several processes (docs/scaling.md) the main one reports
+        for step, rep in reports.items():
+            _report(step, rep)
+        summary(pipe)
 
 
 def cmd_step(args):
+    """One step; with several processes only `train` runs on all of them, the others on the
+    main process while the rest wait."""
+    if args.command != "generate":  # a later step on a workspace with no store creates none
+        from udasa.store import Store
+
+        Store.existing(args.workspace, "udasa generate").close()
     pipe = _pipeline(args)
-    _report(args.command, getattr(pipe, args.command)())
-    if args.command == "stages":
-        summary(pipe)
+    step = getattr(pipe, args.command)
+    rep = step() if args.command == "train" else dist.from_main(step)
+    if dist.is_main():
+        _report(args.command, rep)
+        if args.command == "stages":
+            summary(pipe)
 
 
 def cmd_export(args):
     from udasa.export import export_pairs
+    from udasa.status import require, run_state
     from udasa.store import Store
 
-    store = Store(args.workspace)
+    store = Store.existing(args.workspace)
     latest = store.latest_run()
     run_id = args.run or (latest.id if latest else None)
     if not run_id:
         raise UdasaError(f"no runs in {store.path}: run `udasa run` first")
+    if (run := store.get_run(run_id)) and not store.stages(run_id):
+        require(run_state(store, run), "stages")  # the step to run first
     for path in export_pairs(store, run_id, args.out):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         console.print(f"{path}: {lines} pairs")
@@ -186,6 +201,13 @@ def cmd_table3(args):
     console.print(f"written to {md} and {js}")
 
 
+def cmd_check(args):
+    from udasa.check import check_workspace
+
+    report = check_workspace(args.workspace)
+    console.print(report.text(), markup=False, highlight=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udasa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set generation.n=3 (repeatable)")
         p.add_argument("-v", "--verbose", action="store_true")
+        p.set_defaults(writes=True)  # holds the workspace's lock (udasa.lock) while it runs
         return p
 
     common(sub.add_parser("run", help="generate, score, pair and stage (the whole loop)")
@@ -208,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                        ("stages", "assign pairs to curriculum stages"),
                        ("train", "phased DPO on the stored pairs, stage after stage")):
         common(sub.add_parser(name, help=text)).set_defaults(fn=cmd_step)
+    chk = sub.add_parser("check", help="the store's integrity check, and what a rerun of each "
+                                       "stored run would redo (reads only)")
+    chk.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)
+    chk.add_argument("-v", "--verbose", action="store_true")
+    chk.set_defaults(fn=cmd_check)
     exp = sub.add_parser("export-pairs", help="write each stage's pairs as DPO-ready JSONL")
     exp.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)
     exp.add_argument("--out", type=Path, required=True)

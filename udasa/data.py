@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udasa.datasets import data_dir, resolve, source_for
+from udasa.datasets import Source, data_dir, resolve, source_for
 from udasa.errors import DataError
 from udasa.records import LoadResult, Prompt, Skip, content_key
 
@@ -112,7 +112,12 @@ def _dispatch(
         rows = _records_to_rows(*_read_jsonl(BUILTIN_PATH), label=label, column=column)
         return "builtin", label, rows
     path = Path(source).expanduser()
-    if not path.exists() and source_for(source) is not None:
+    src = None if path.exists() else source_for(source)
+    if src is not None and source not in (src.name, src.mirror) \
+            and not src.split_from_caller and split != src.split:  # a hub id, another split
+        return f"hf:{source}", f"hf:{source}", _load_hf(source, split=split, column=column,
+                                                        mirror=src)
+    if src is not None:
         found = resolve(source, split=split)
         if found.path is None:
             columns, records = found.records()
@@ -528,17 +533,24 @@ def _load_imdb_tar(path: Path, *, split: str, prefix_words: int) -> list[_Row]:
 # ---------------------------------------------------------------- Hugging Face
 
 
-def _load_hf(source: str, *, split: str, column: str | None) -> Iterable[_Row]:
-    """A Hugging Face dataset `owner/name[:config]` via `datasets.load_dataset`."""
+def _load_hf(source: str, *, split: str, column: str | None,
+             mirror: Source | None = None) -> Iterable[_Row]:
+    """A Hugging Face dataset `owner/name[:config]` via `datasets.load_dataset` (`mirror`: the
+    registered data set whose mirror copy holds another split)."""
     name, _, config = source.partition(":")
+    if mirror is not None:  # the hub's own spelling of the part
+        config, data_dir = mirror.config, mirror.data_dir
     try:
         import datasets
 
-        ds = datasets.load_dataset(name, config or None, split=split)
+        ds = (datasets.load_dataset(name, config, data_dir=data_dir, split=split)
+              if mirror is not None else datasets.load_dataset(name, config or None, split=split))
     except Exception as e:  # noqa: BLE001 - any hub/network/format failure means "cannot load"
+        held = (f"; the offline mirror holds only its {mirror.split!r} split (set the split to "
+                f"{mirror.split!r} to read it)" if mirror is not None else "")
         raise DataError(
             f"{source!r} does not exist as a local path, and the Hugging Face hub could not "
-            f"load it as a dataset ({type(e).__name__}: {e})"
-        ) from None
+            f"load it as a dataset ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+            + held) from None
     records = [(f"hf:{source}:row {i}", rec) for i, rec in enumerate(ds, 1)]
     return _records_to_rows(list(ds.column_names), records, label=f"hf:{source}", column=column)

@@ -11,6 +11,12 @@ One resolver for every data set the method and the harness read. A name (`alpaca
 3. on the Hugging Face hub, as the data sets lm-eval and Inspect use (`truthful_qa`,
    `Anthropic/hh-rlhf`, `stanfordnlp/imdb`, `walledai/AdvBench`, `tatsu-lab/alpaca`).
 
+A hub id is also a name, so a config written for the hub runs offline: `tatsu-lab/alpaca`,
+`stanfordnlp/imdb`, `walledai/AdvBench`, and with the part named where the hub id has several
+(`Anthropic/hh-rlhf:harmless-base`, `truthful_qa:generation`, `truthful_qa:multiple_choice`)
+resolve like `alpaca`, `imdb`, ... (mirror first) when the split asked for is the one the
+mirror holds (`hub_source`).
+
 Mirror files keep their upstream format; hub data keeps the hub's columns. `udasa.data` reads
 both. Where neither is found, `DatasetNotFound` says so in one line naming both places.
 """
@@ -95,10 +101,33 @@ def data_dir() -> Path:
 
 
 def source_for(name_or_path: str) -> Source | None:
-    """The registered source for a name or for its mirror path (`hh-rlhf/.../test.jsonl.gz`)."""
+    """The registered source for a name, its mirror path (`hh-rlhf/.../test.jsonl.gz`) or its
+    hub id (`hub_source`)."""
     if name_or_path in SOURCES:
         return SOURCES[name_or_path]
-    return next((s for s in SOURCES.values() if s.mirror == name_or_path), None)
+    found = next((s for s in SOURCES.values() if s.mirror == name_or_path), None)
+    return found or hub_source(name_or_path)
+
+
+def hub_id(src: Source) -> str:
+    """How a config names `src` on the hub: the id, `:part` where the id has several."""
+    assert src.hub is not None
+    parts = [s for s in SOURCES.values() if s.hub == src.hub]
+    return src.hub + (f":{src.config or src.data_dir}" if len(parts) > 1 else "")
+
+
+def hub_source(source: str) -> Source | None:
+    """The registered data set a hub id stands for (`tatsu-lab/alpaca`,
+    `Anthropic/hh-rlhf:harmless-base`; case as on the hub or not), None for any other id; a
+    hub id with several registered parts and none named is a DataError listing them."""
+    name, _, part = source.partition(":")
+    matches = [s for s in SOURCES.values() if s.hub and s.hub.lower() == name.lower()]
+    if part:
+        return next((s for s in matches if part in (s.config, s.data_dir)), None)
+    if len(matches) > 1:
+        raise DataError(f"data set {source!r}: the hub id has several parts; name one: "
+                        + ", ".join(f"{hub_id(s)} ({s.split} split)" for s in matches))
+    return matches[0] if matches else None
 
 
 def resolve(name: str, split: str | None = None) -> Resolved:

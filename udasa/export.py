@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from udasa.curriculum import Stage, stage_members
 from udasa.errors import UdasaError
+from udasa.files import write_jsonl
 from udasa.store import Store
 from udasa.store_records import PreferencePair
 
@@ -35,14 +35,9 @@ def export_pairs(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     pairs = store.pairs(run_id)
     stage_of = [p.stage for p in pairs]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for st in stages:
         members = stage_members(stage_of, Stage(st.stage, st.name, st.lo, st.hi), schedule)
-        path = out / f"stage-{st.stage}-{st.name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(dpo_row(pairs[i], conversational), ensure_ascii=False) + "\n" for i in members)
-        tmp.replace(path)
-        written.append(path)
+        written.append(write_jsonl(out / f"stage-{st.stage}-{st.name}.jsonl",
+                                   (dpo_row(pairs[i], conversational) for i in members)))
     return written

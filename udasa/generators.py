@@ -168,9 +168,10 @@ class HFGenerator(_ModeGenerator):
         """Whether the model has a chat template (read from its tokenizer alone)."""
         from transformers import AutoTokenizer
 
-        from udasa.models import resolve_model
+        from udasa.models import model_load, resolve_model
 
-        return bool(AutoTokenizer.from_pretrained(resolve_model(cfg.model)).chat_template)
+        with model_load(cfg.model, "generation.model"):
+            return bool(AutoTokenizer.from_pretrained(resolve_model(cfg.model)).chat_template)
 
     def _encode(self, prompt: str, budget: int) -> list[int]:
         if self.tokenizer.chat_template:

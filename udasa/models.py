@@ -12,12 +12,17 @@ import functools
 import hashlib
 import importlib.util
 import logging
-import shutil
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
 import torch
 from filelock import FileLock
+
+from udasa.errors import UdasaError
+from udasa.files import save_folder
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +78,39 @@ def embedded_policy_dir() -> Path:
         model.hf_quantizer = None  # transformers refuses save_pretrained on GGUF-loaded models
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(target)  # atomic: a killed de-quantisation never leaves a half cache
+        save_folder(target, model, tokenizer)  # a killed de-quantisation leaves no half cache
     return target
 
 
 def resolve_model(ref: str) -> str:
     """`embedded` -> the cached de-quantised folder; anything else (path or hub id) as is."""
     return str(embedded_policy_dir()) if ref == EMBEDDED else ref
+
+
+class ModelNotFound(UdasaError):
+    """A model that is neither a local folder nor loadable from the Hugging Face hub/cache."""
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@contextmanager
+def model_load(ref: str, what: str = "model") -> Iterator[None]:
+    """Around a `from_pretrained`: a model that cannot be found or fetched becomes one line
+    naming it (ModelNotFound), not the hub client's traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if Path(ref).exists():
+            raise ModelNotFound(f"{what} {ref!r}: cannot be loaded from that folder "
+                                f"({' '.join(str(exc).split())[:200]})") from None
+        where = ("the hub is off (HF_HUB_OFFLINE) and it is not in the Hugging Face cache"
+                 if hub_offline() else " ".join(str(exc).split())[:200])
+        raise ModelNotFound(f"{what} {ref!r} cannot be loaded: not a local folder, and {where}"
+                            "; download it where there is a network, or name a local "
+                            "folder") from None
 
 
 def model_identity(ref: str) -> dict[str, str]:
@@ -104,9 +131,10 @@ def load_causal_lm(ref: str, dtype: str = "float32", device: str = "cpu"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(ref)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with model_load(ref):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     model.to(device).eval()
     return model, tokenizer

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from udasa import dist
 from udasa.axes import axes, axis_keys
 from udasa.config import RunConfig, ScoringConfig, to_dict
 from udasa.curriculum import (
@@ -32,6 +33,7 @@ from udasa.pairs import ScoredResponse, fuse_and_pair
 from udasa.progress import StepProgress
 from udasa.records import Prompt
 from udasa.scorers.base import Scorer
+from udasa.status import other_runs_hint, require, run_state
 from udasa.store import Store
 from udasa.store_records import FusedScore, PreferencePair, Response, Run, RunStage, Score
 
@@ -86,9 +88,18 @@ class Pipeline:
     def _prompt_rows(self) -> list[Prompt]:
         rows = self.store.run_prompts(self.run_id)
         if not rows:
-            raise UdasaError("this run has no prompts yet: run `udasa generate` (or `udasa run`)"
-                             " with the same config and workspace first")
+            raise UdasaError(f"no run with these settings in {self.workspace} yet: run `udasa "
+                             "generate` (or `udasa run`) with the same --config and --set "
+                             "values first" + other_runs_hint(self.store, self.run_id))
         return rows
+
+    def require(self, needs: str) -> Run:
+        """This config's run, when every step up to `needs` is done; else a UdasaError naming
+        the step to run first (and, when this config has no run yet, the runs there are)."""
+        self._prompt_rows()
+        run = self.store.get_run(self.run_id)
+        require(run_state(self.store, run), needs)
+        return run
 
     # step 1: generation ----------------------------------------------------------------
     def generate(self) -> StepReport:
@@ -141,6 +152,7 @@ class Pipeline:
 
     def score(self, chunk_prompts: int = 8) -> StepReport:
         """docs/method.md §2: score every response on the three axes; skips what is already stored."""
+        self.require("generate")
         groups = self._groups()
         prompts = {p.id: p.text for p in self._prompt_rows()}
         report = StepReport()
@@ -171,10 +183,8 @@ class Pipeline:
     # step 3: fusion and pairs ------------------------------------------------------------
     def pairs(self) -> StepReport:
         """docs/method.md §3-4: fuse each response's scores, then one (chosen, rejected) pair per prompt."""
+        run = self.require("score")
         groups = self._groups()
-        run = self.store.get_run(self.run_id)
-        if not run.manifest.get("scorers"):
-            raise UdasaError("no scores for this run yet: run `udasa score` first")
         scores = stored_scores(self.store, run, [r.id for rows in groups.values() for r in rows])
         fused_rows, pair_rows, drops = [], [], Counter()
         for pid, rows in groups.items():
@@ -198,11 +208,10 @@ class Pipeline:
     # step 4: curriculum ------------------------------------------------------------------
     def stages(self) -> StepReport:
         """docs/method.md §5: split pairs into K stages by delta (conservative -> exploratory)."""
+        run = self.require("pairs")
         pairs = self.store.pairs(self.run_id)
         if not pairs:
-            drops = self.store.get_run(self.run_id).summary.get("drops")
-            if drops is None:
-                raise UdasaError("no pairs for this run: run `udasa pairs` first")
+            drops = run.summary.get("drops")
             raise UdasaError(f"no usable pairs: every candidate pair was dropped ({drops}); "
                              "sample with a higher temperature or more responses per prompt")
         deltas = [p.delta for p in pairs]
@@ -237,6 +246,7 @@ class Pipeline:
         from udasa.training import CurriculumTrainer
 
         tr = self.cfg.training
+        self.require("stages")
         policy = self._policy_to_train()
         train_key = train_key_of(tr)
         trainer = CurriculumTrainer(self.store, self.run_id, train_key, tr, policy,
@@ -249,26 +259,40 @@ class Pipeline:
             report.notes.append(f"stage {r.stage} ({r.name}): {r.pairs} pairs, {r.steps} steps"
                                 + (f", stopped early: {r.stopped}" if r.stopped else "")
                                 + (f" -> {r.checkpoint}" if r.checkpoint else ""))
-        logs = self.store.train_logs(self.run_id, train_key)
-        if logs:
-            names = {s.stage: s.name for s in self.store.stages(self.run_id)}
-            plot = training_curves(logs, names, self.workspace / "plots" /
-                                   f"training_{self.run_id}_{train_key}.png")
-            report.notes.append(f"training curves: {plot.resolve()}")
-        self.store.set_run_status(self.run_id, "trained")
+
+        def finish() -> None:  # the main process' part: the plot and the run's status
+            logs = self.store.train_logs(self.run_id, train_key)
+            if logs:
+                names = {s.stage: s.name for s in self.store.stages(self.run_id)}
+                plot = training_curves(logs, names, self.workspace / "plots" /
+                                       f"training_{self.run_id}_{train_key}.png")
+                report.notes.append(f"training curves: {plot.resolve()}")
+            self.store.set_run_status(self.run_id, "trained")
+
+        dist.on_main(finish)
         return report
 
     def run_all(self) -> dict[str, StepReport]:
-        """All steps: generate, score, pairs, stages, and train when training.enabled."""
+        """All steps: generate, score, pairs, stages, and train when training.enabled. With
+        several processes the main one runs the steps up to the stages while the others
+        wait, then all train together (docs/scaling.md)."""
         if self.cfg.training.enabled:
             self._policy_to_train()  # fail before any work, not after generation
-        steps = [self.generate, self.score, self.pairs, self.stages]
+        reports = dist.from_main(self._prepare) or {}
+        if self.cfg.training.enabled:
+            start = time.perf_counter()
+            reports["train"] = self.train()
+            reports["train"].seconds = round(time.perf_counter() - start, 1)
+        dist.on_main(lambda: self._merge_summary(
+            {"seconds": {k: r.seconds for k, r in reports.items()}}))
+        return reports
+
+    def _prepare(self) -> dict[str, StepReport]:
+        """The steps before training: generate, score, pairs, stages."""
         reports: dict[str, StepReport] = {}
-        for step in steps + ([self.train] if self.cfg.training.enabled else []):
+        for step in (self.generate, self.score, self.pairs, self.stages):
             start = time.perf_counter()
             reports[step.__name__] = step()
             reports[step.__name__].seconds = round(time.perf_counter() - start, 1)
-            if step == self.stages:
-                self.store.set_run_status(self.run_id, "pairs-ready")
-        self._merge_summary({"seconds": {k: r.seconds for k, r in reports.items()}})
+        self.store.set_run_status(self.run_id, "pairs-ready")
         return reports

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from udasa.files import save_figure
+
 
 def delta_histogram(deltas: Sequence[float], thresholds: Sequence[float], path: Path,
                     title: str = "") -> Path:
     """Histogram of pair deltas (Eq. 7) with the stage thresholds drawn as vertical lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
     ax.hist(list(deltas), bins=min(30, max(5, len(deltas) // 2)), color="#4C72B0",
             edgecolor="white")
@@ -30,7 +31,7 @@ def delta_histogram(deltas: Sequence[float], thresholds: Sequence[float], path: 
     ax.set_ylabel("pairs")
     ax.set_title(title or f"Preference clarity over {len(deltas)} pairs")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -45,7 +46,6 @@ def training_curves(logs: Sequence[TrainLogEntry], stage_names: dict[int, str],
 
     Each log entry holds `stage`, `step` and a `metrics` dict (a TRL log-history entry).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
     offset, boundaries = 0, []
     series: dict[str, list[tuple[float, float, bool]]] = {key: [] for key, _ in CURVES}
@@ -78,7 +78,7 @@ def training_curves(logs: Sequence[TrainLogEntry], stage_names: dict[int, str],
         if train or held:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -94,7 +94,6 @@ def heatmap(cells: dict[tuple, float | None], xlabel: str, ylabel: str, title: s
     for (x, y), v in cells.items():
         if v is not None:
             grid[ys.index(y), xs.index(x)] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2.5, 1.0 * len(ys) + 2), dpi=110)
     im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     for i in range(len(ys)):
@@ -109,6 +108,6 @@ def heatmap(cells: dict[tuple, float | None], xlabel: str, ylabel: str, title: s
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -35,6 +35,7 @@ import numpy as np
 from udasa.axes import axis_keys
 from udasa.config import FusionConfig, RunConfig, ScorerConfig
 from udasa.errors import DataError
+from udasa.files import write_json, write_text
 from udasa.fusion import fuse
 from udasa.scorers.base import ItemScorer, Scorer, make_scorer
 
@@ -259,10 +260,8 @@ def markdown(rows: list[PremiseRow], source: str) -> str:
 def write(rows: list[PremiseRow], labels: HumanLabels, out_dir: Path,
           meta: dict[str, Any]) -> tuple[Path, Path]:
     """`premise_human.md` and `premise_human.json` under `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "premise_human.md", out_dir / "premise_human.json"
-    md.write_text(markdown(rows, labels.source), encoding="utf-8")
-    js.write_text(json.dumps({"labels": labels.source, **meta,
-                              "rows": [dataclasses.asdict(r) for r in rows]}, indent=2),
-                  encoding="utf-8")
+    write_text(md, markdown(rows, labels.source))
+    write_json(js, {"labels": labels.source, **meta,
+                    "rows": [dataclasses.asdict(r) for r in rows]})
     return md, js

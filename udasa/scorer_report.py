@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from udasa.config import ScorerConfig, ScoringConfig
+from udasa.files import write_json
 from udasa.scorers import make_scorer
 from udasa.scorers.factual import LABELS
 
@@ -81,6 +82,4 @@ def report(scoring: ScoringConfig, alternatives: bool = True) -> list[ScorerAccu
 
 
 def write_report(rows: list[ScorerAccuracy], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    return path
+    return write_json(path, [asdict(r) for r in rows])

@@ -12,7 +12,7 @@ schema, each at its version (`udasa.migrations`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,9 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from udasa.errors import UdasaError
+from udasa.files import writing
+from udasa.integrity import damaged, header_problem, read_only, store_errors
 from udasa.migrations import apply_schemas, refuse_newer
 from udasa.records import Prompt
 from udasa.store_records import (
@@ -72,32 +75,61 @@ def where_equal(**columns: Any) -> tuple[str | None, list[Any]]:
 class Store:
     """A workspace's SQLite store. Create with `Store(workspace_dir)`.
 
-    Opening checks the schema versions before it writes anything: a store written by newer
-    code is a DataError and stays as it was; an older one is migrated in one transaction.
+    Opening checks the file's header and the schema versions before it writes anything: a
+    damaged file (another file type, truncated) or a store written by newer code is a
+    DataError and stays as it was; an older one is migrated in one transaction.
     """
 
     FILENAME = "udasa.sqlite"
 
     def __init__(self, workspace: str | Path):
         self.workspace = Path(workspace)
-        self.workspace.mkdir(parents=True, exist_ok=True)
         self.path = self.workspace / self.FILENAME
-        self.db = sqlite_utils.Database(self.path)
-        self.db.conn.execute("PRAGMA busy_timeout = 30000")
+        if problem := header_problem(self.path):  # another file type, truncated: untouched
+            raise damaged(self.path, problem)
         schemas = declared()
-        try:
-            refuse_newer(self.db, self.path, schemas)  # before WAL: a refused file is unchanged
-            self.db.enable_wal()
-            apply_schemas(self.db, self.path, schemas)
-        except BaseException:
-            self.db.close()
-            raise
+        with store_errors(self.path):
+            if self.path.is_file() and self.path.stat().st_size:  # newer: refused read-only
+                with closing(sqlite_utils.Database(read_only(self.path))) as peek:
+                    refuse_newer(peek, self.path, schemas)
+            with writing(self.workspace):
+                self.workspace.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(self.path)
+            try:
+                self.db.conn.execute("PRAGMA busy_timeout = 30000")
+                self.db.enable_wal()
+                apply_schemas(self.db, self.path, schemas)
+            except BaseException:
+                self.db.close()
+                raise
         self._applied = {s.package for s in schemas}
+
+    @classmethod
+    def existing(cls, workspace: str | Path, first: str = "udasa run") -> Store:
+        """The workspace's store when there is one (a command that only reads creates
+        nothing); else a UdasaError saying to run `first` first."""
+        if not (Path(workspace) / cls.FILENAME).is_file():
+            raise UdasaError(f"{workspace}: no store ({cls.FILENAME}) here: run `{first}` "
+                             "first (or name the --workspace it wrote to)")
+        return cls(workspace)
+
+    @classmethod
+    def read_only(cls, workspace: str | Path) -> Store:
+        """The workspace's existing store through a connection that cannot write (no schema
+        is applied: a table this code declares may be missing from an older store)."""
+        store = cls.__new__(cls)
+        store.workspace = Path(workspace)
+        store.path = store.workspace / cls.FILENAME
+        with store_errors(store.path):
+            store.db = sqlite_utils.Database(read_only(store.path))
+        store._applied = set()
+        return store
 
     def ensure(self, schema: Schema) -> Store:
         """Apply `schema` (declared after this store opened) if not done yet; returns self."""
         if schema.package not in self._applied:
-            apply_schemas(self.db, self.path, [schema])
+            with store_errors(self.path):
+                apply_schemas(self.db, self.path, [schema])
             self._applied.add(schema.package)
         return self
 
@@ -106,8 +138,9 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all."""
-        with self.db.conn:
+        """All writes inside commit together or not at all; a full or read-only disk is a
+        WriteError naming the store (the transaction rolled back)."""
+        with store_errors(self.path), self.db.conn:
             yield
 
     def insert(self, table: str, records: Iterable[Record], replace: bool = False) -> None:

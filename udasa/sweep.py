@@ -16,6 +16,7 @@ from pathlib import Path
 from udasa.config import load_config
 from udasa.configfile import parse_value
 from udasa.errors import ConfigError
+from udasa.files import atomic_write, write_text
 from udasa.keys import train_key_of
 from udasa.pipeline import Pipeline
 
@@ -59,10 +60,9 @@ def run_sweep(config: Path | None, workspace: Path, grid: dict[str, list],
 
 
 def write_table(points: list[SweepPoint], metric: str, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(points[0].overrides)
     csv_path, md_path = out_dir / "sweep.csv", out_dir / "sweep.md"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*keys, "run_id", metric])
         for p in points:
@@ -73,7 +73,7 @@ def write_table(points: list[SweepPoint], metric: str, out_dir: Path) -> tuple[P
         value = p.metrics.get(metric)
         lines.append("| " + " | ".join([*(json.dumps(p.overrides[k]) for k in keys),
                                         "—" if value is None else f"{value:.4f}"]) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
 
 

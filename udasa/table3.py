@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 
 from udasa.config import AXES, SCORING_FIELDS, RunConfig
 from udasa.errors import ConfigError, DataError
+from udasa.files import write_json, write_text
 from udasa.fusion import fuse
 
 TABLE3_FILE = Path(__file__).resolve().parent / "resources" / "paper" / "table3.json"
@@ -131,8 +132,7 @@ def to_markdown(t: Table3) -> str:
 
 def write(t: Table3, out_dir: Path) -> tuple[Path, Path]:
     """`table3.md` and `table3.json` in `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "table3.md", out_dir / "table3.json"
-    md.write_text(to_markdown(t), encoding="utf-8")
-    js.write_text(json.dumps(asdict(t), indent=2), encoding="utf-8")
+    write_text(md, to_markdown(t))
+    write_json(js, asdict(t))
     return md, js

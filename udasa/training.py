@@ -14,7 +14,6 @@ import copy
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +22,20 @@ from typing import Any
 import torch
 from datasets import Dataset, concatenate_datasets
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer
+from trl.models import prepare_deepspeed
 
+from udasa import dist
 from udasa.config import TrainingConfig
 from udasa.errors import UdasaError
 from udasa.export import dpo_row
-from udasa.models import model_identity, resolve_model
+from udasa.files import save_folder
+from udasa.models import model_identity, model_load, resolve_model
+from udasa.rank_split import RankSplitMixin, Recorder
 from udasa.records import content_key
 from udasa.store import Store
 from udasa.store_records import PreferencePair, RunStage
@@ -55,7 +60,10 @@ def stage_lr_lambda(total_steps: int, warmup_steps: int,
 
 
 class RefLogpCache:
-    """Reference log-probs per (reference identity, pair), kept in the store across stages/runs."""
+    """Reference log-probs per (reference identity, pair), kept in the store across stages/runs.
+
+    With several processes the main one reads and writes the store; the others are handed
+    what it read, so every rank decides alike which pairs still need a reference pass."""
 
     def __init__(self, store: Store, ref_key: str):
         self.store, self.ref_key = store, ref_key
@@ -66,7 +74,7 @@ class RefLogpCache:
         return len(self.new_keys)
 
     def lookup(self, keys: list[str]) -> dict[str, tuple[float, float]]:
-        return self.store.ref_logps(self.ref_key, keys)
+        return dist.from_main(lambda: self.store.ref_logps(self.ref_key, keys))
 
     def missing(self, datasets: list[Dataset | None]) -> list[str]:
         """Pair keys of `datasets` with no stored reference log-probs (each key once)."""
@@ -76,7 +84,7 @@ class RefLogpCache:
 
     def add(self, rows: dict[str, tuple[float, float]]) -> None:
         self.new_keys |= set(rows)
-        self.store.add_ref_logps(self.ref_key, rows)
+        dist.on_main(lambda: self.store.add_ref_logps(self.ref_key, rows))
 
 
 def soft_label_term(beta: float, soft_label: torch.Tensor, chosen_logratio: torch.Tensor,
@@ -89,21 +97,6 @@ def soft_label_term(beta: float, soft_label: torch.Tensor, chosen_logratio: torc
         reference for p = 0.5, and (p - 0.5) / 0.5 of a hard label's there.
     """
     return (1.0 - soft_label) * beta * (chosen_logratio - rejected_logratio)
-
-
-class _Recorder:
-    """Calls a model and keeps its outputs, so the soft-label term can read its log-probs."""
-
-    def __init__(self, module):
-        self.module, self.outputs = module, []
-
-    def __call__(self, *args, **kwargs):
-        out = self.module(*args, **kwargs)
-        self.outputs.append(out)
-        return out
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
 
 
 class _SoftLabelCollator:
@@ -146,9 +139,9 @@ class SoftLabelDPOTrainer(DPOTrainer):
                 or self.loss_types[0] != "sigmoid":
             raise UdasaError("soft labels need the plain sigmoid DPO loss (loss_type sigmoid, "
                              "reverse KL, no ld_alpha)")
-        policy, ref = _Recorder(model), None
+        policy, ref = Recorder(model), None
         if not self.precompute_ref_logps:  # the reference pass runs inside: record it too
-            ref = self.ref_model = _Recorder(self.ref_model)
+            ref = self.ref_model = Recorder(self.ref_model)
         try:
             result = super()._compute_loss(policy, inputs, return_outputs)
         finally:
@@ -167,8 +160,10 @@ class SoftLabelDPOTrainer(DPOTrainer):
         return result + term
 
 
-class CurriculumDPOTrainer(SoftLabelDPOTrainer):
-    """DPOTrainer with UDASA's per-stage LR shape and store-backed reference log-probs."""
+class CurriculumDPOTrainer(RankSplitMixin, SoftLabelDPOTrainer):
+    """DPOTrainer with UDASA's per-stage LR shape and store-backed reference log-probs; with
+    several processes each rank trains on its share of the single-process batches
+    (udasa/rank_split.py)."""
 
     def __init__(self, *args, lr_lambda: Callable[[int], float],
                  ref_cache: RefLogpCache | None = None, policy_is_reference: bool = False,
@@ -195,13 +190,34 @@ class CurriculumDPOTrainer(SoftLabelDPOTrainer):
             raise UdasaError(f"{len(missing)} pairs have no stored reference log-probs and no "
                              "reference model was given to compute them")
         if missing:
-            sub = super()._precompute_ref_logps(dataset.select(missing), name, batch_size)
-            new = {k: (float(c), float(r)) for k, c, r in zip(
-                sub["pair_key"], sub["ref_chosen_logps"], sub["ref_rejected_logps"])}
+            sub = dataset.select(missing)
+            new = dict(zip(sub["pair_key"], self._reference_pass(sub, name, batch_size)))
             self.ref_cache.add(new)
             cached |= new
         return (dataset.add_column("ref_chosen_logps", [cached[k][0] for k in keys])
                 .add_column("ref_rejected_logps", [cached[k][1] for k in keys]))
+
+
+    def _reference_pass(self, dataset: Dataset, name: str,
+                        batch_size: int) -> list[tuple[float, float]]:
+        """(chosen, rejected) reference log-probs of each pair: TRL's precompute pass (its
+        batches shared out among the processes and gathered) without its cache file, which
+        lives in one process' temporary folder."""
+        loader = self.accelerator.prepare(DataLoader(
+            dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
+            num_workers=self.args.dataloader_num_workers))
+        model = self.ref_model or self.model
+        if self.ref_model is None and self.is_deepspeed_enabled:
+            if self._precompute_engine is None:
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            model = self._precompute_engine
+        out: list[tuple[float, float]] = []
+        for batch in tqdm(loader, desc=f"reference log-probs ({name})", unit="batch",
+                          disable=not dist.is_main()):
+            chosen, rejected = self.accelerator.gather_for_metrics(
+                self.compute_ref_log_probs(model, batch))
+            out += zip(chosen.tolist(), rejected.tolist())
+        return out
 
 
 class StageStopper(TrainerCallback):
@@ -341,11 +357,13 @@ class CurriculumTrainer:
         self.store, self.run_id, self.train_key = store, run_id, train_key
         self.cfg, self.policy_ref = cfg, policy_ref
         self.schedule, self.seed, self.out_dir = schedule, seed, out_dir
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy_ref))
+        with model_load(policy_ref, "training policy"):
+            self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy_ref))
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.conversational = bool(self.tokenizer.chat_template)  # pairs as chat messages
         self.initial_id = json.dumps(model_identity(policy_ref), sort_keys=True)
+        dist.init()  # several processes (torchrun, accelerate launch): join their group
 
     def ref_key(self, stage: int) -> str:
         """The store key of stage `stage`'s reference log-probs: the reference model and the
@@ -382,7 +400,8 @@ class CurriculumTrainer:
 
     def _load(self, path: str):
         dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
-        return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
+        with model_load(path, "training policy"):
+            return AutoModelForCausalLM.from_pretrained(resolve_model(path), dtype=dtype)
 
     def _stage_rows(self, stage: RunStage,
                     all_pairs: list[PreferencePair]) -> list[PreferencePair]:
@@ -431,13 +450,14 @@ class CurriculumTrainer:
             precompute_ref_log_probs=c.precompute_ref,
             eval_strategy="steps" if has_eval else "no", eval_steps=c.eval_steps,
             logging_steps=1, save_strategy="no", report_to=[], seed=self.seed,
-            use_cpu=c.device == "cpu", bf16=c.bf16, activation_checkpointing=False,
+            use_cpu=c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()),
+            bf16=c.bf16, activation_checkpointing=False,
             dataloader_num_workers=0, lr_scheduler_type="constant",
         )
 
     def train(self, progress: Callable[[str], None] = log.info) -> list[StageResult]:
         """Run the remaining stages; a stage already checkpointed in the store is skipped."""
-        stages = self.store.stages(self.run_id)
+        stages = dist.from_main(lambda: self.store.stages(self.run_id))
         if not stages:
             raise UdasaError("no curriculum stages for this run: run `udasa stages` first")
         all_pairs = self.store.pairs(self.run_id)
@@ -461,16 +481,20 @@ class CurriculumTrainer:
               ) -> tuple[dict[int, str], dict[int, tuple], _StageLoop]:
         """Stages already trained ({stage: checkpoint path}), the datasets of the stages still
         to train, and the state carried from stage to stage."""
-        # done: saved and still there (resume after it), or unsaved in a finished training
-        finished = self.store.train_result(self.run_id, self.train_key) is not None
-        done = {c.stage: c.path for c in self.store.checkpoints(self.run_id, self.train_key)
-                if (c.path and Path(c.path).is_dir()) or (finished and not c.path)}
+        done = dist.from_main(self._trained)
         nonempty = [s.stage for s in stages if self._stage_rows(s, all_pairs)]
         pending = {s.stage: self._dataset(rows) for s in stages
                    if s.stage not in done and (rows := self._stage_rows(s, all_pairs))}
         fixed = (self._fill_ref_cache([d for t, h, _ in pending.values() for d in (t, h)])
                  if self.cfg.precompute_ref and self.cfg.reference == "initial" else None)
         return done, pending, _StageLoop(self.policy_ref, fixed, nonempty[-1] if nonempty else -1)
+
+    def _trained(self) -> dict[int, str]:
+        """Stages already trained: saved and still there (resume after it), or unsaved in a
+        finished training."""
+        finished = self.store.train_result(self.run_id, self.train_key) is not None
+        return {c.stage: c.path for c in self.store.checkpoints(self.run_id, self.train_key)
+                if (c.path and Path(c.path).is_dir()) or (finished and not c.path)}
 
     def _reference(self, k: int, loop: _StageLoop) -> RefLogpCache | None:
         """Set the stage's reference model on `loop` and return its log-prob cache: a copy of
@@ -515,26 +539,37 @@ class CurriculumTrainer:
         trainer.train()
         metrics = ({m: float(v) for m, v in trainer.evaluate().items()}
                    if held is not None else {})
-        self.store.add_train_logs(self.run_id, self.train_key, k, trainer.state.log_history)
         loop.policy = trainer.accelerator.unwrap_model(trainer.model)
-        path = self._save(loop.policy, k, name) if self.cfg.save_checkpoints else None
         result = StageResult(k, name, len(trainer.train_dataset), trainer.state.global_step,
-                             path, stopper.reason, dropped, metrics)
+                             None, stopper.reason, dropped, metrics)
+        computed = _ref_logps_computed(train, held, cache, loop)
+        result.checkpoint = dist.from_main(lambda: self._record_stage(
+            result, loop.policy, trainer.state.log_history, computed))
+        return result
+
+    def _record_stage(self, result: StageResult, policy, history: list[dict],
+                      ref_logps_computed: int | None) -> str | None:
+        """The main process' part of a trained stage: its logs, checkpoint and store row."""
+        k, name = result.stage, result.name
+        self.store.add_train_logs(self.run_id, self.train_key, k, history)
+        path = self._save(policy, k, name) if self.cfg.save_checkpoints else None
         self.store.add_checkpoint(self.run_id, self.train_key, k, name, path or "", {
             "pairs": result.pairs, "steps": result.steps, "stopped": result.stopped,
-            "dropped_too_long": dropped,
-            "ref_logps_computed": _ref_logps_computed(train, held, cache, loop), **metrics})
-        return result
+            "dropped_too_long": result.dropped_too_long,
+            "ref_logps_computed": ref_logps_computed, **result.metrics})
+        return path
 
     def _final_eval(self, all_pairs: list[PreferencePair], policy) -> None:
         """Held-out DPO metrics of the final policy on every stage's held-out pairs (stored)."""
-        if self.store.train_result(self.run_id, self.train_key) is not None:
+        finished, ckpts = dist.from_main(lambda: (
+            self.store.train_result(self.run_id, self.train_key) is not None,
+            self.store.checkpoints(self.run_id, self.train_key)))
+        if finished:
             return
         held = [p for p in all_pairs if p.stage > 0 and self.is_held_out(p.prompt_id)]
         metrics: dict[str, float] = {"held_out_pairs": float(len(held))}
         if held:
             _, data, _ = self._dataset(held)
-            ckpts = self.store.checkpoints(self.run_id, self.train_key)
             if policy is None:
                 if not ckpts or not ckpts[-1].path:
                     return
@@ -546,14 +581,9 @@ class CurriculumTrainer:
                 args=self._args(2, False, 1, True), train_dataset=data, eval_dataset=data,
                 processing_class=self.tokenizer, lr_lambda=lambda step: 1.0, ref_cache=cache)
             metrics |= {k: float(v) for k, v in quiet(trainer).evaluate().items()}
-        self.store.set_train_result(self.run_id, self.train_key, metrics)
+        dist.on_main(lambda: self.store.set_train_result(self.run_id, self.train_key, metrics))
 
     def _save(self, policy, k: int, name: str) -> str:
         path = self.out_dir / f"stage-{k}-{name}"
-        tmp = path.with_name(path.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        policy.save_pretrained(str(tmp))
-        self.tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)  # a killed save never leaves a half checkpoint behind
+        save_folder(path, policy, self.tokenizer)  # never a half checkpoint: killed or full
         return str(path)

@@ -36,6 +36,7 @@ from evals.tasks.solvers import LogLikelihood
 from udasa.data import read_text
 from udasa.datasets import Resolved, resolve
 from udasa.errors import DataError
+from udasa.files import write_text
 from udasa.models import EMBEDDED, resolve_model
 from udasa.records import content_key
 
@@ -58,8 +59,7 @@ def render_tasks(data_file: str | Path, out_dir: Path) -> list[str]:
         text = src.read_text(encoding="utf-8")
         if f'"{PLACEHOLDER}"' not in text:
             raise DataError(f"{src}: no {PLACEHOLDER} placeholder for the data file")
-        (out_dir / src.name).write_text(text.replace(f'"{PLACEHOLDER}"', path),
-                                        encoding="utf-8")
+        write_text(out_dir / src.name, text.replace(f'"{PLACEHOLDER}"', path))
         names.append(src.stem)
     return names
 
@@ -113,7 +113,7 @@ def hub_mc_file(found: Resolved) -> Path:
     text = json.dumps(rows, indent=2)
     out = Path(tempfile.gettempdir()) / f"udasa-truthfulqa-mc-{content_key(text)}.json"
     if not out.is_file():
-        out.write_text(text, encoding="utf-8")
+        write_text(out, text)
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from udasa import registry
+from udasa import dist, registry
 from udasa.config import DataConfig, GenerationConfig, RunConfig, TrainingConfig, to_dict
 from udasa.configfile import check_choices, load_config_file, require
 from udasa.data import load_prompts
@@ -158,7 +158,7 @@ def train_baseline(store: Store, cfg: BaselineConfig, workspace: Path) -> str | 
                                 workspace / "checkpoints" / run_id / train_key,
                                 soft_labels=soft)
     trainer.train()
-    ckpts = store.checkpoints(run_id, train_key)
+    ckpts = dist.from_main(lambda: store.checkpoints(run_id, train_key))
     return ckpts[-1].path if ckpts and ckpts[-1].path else None
 
 
@@ -191,8 +191,8 @@ class TrainedBaseline:
     def build(self, spec: Any, ctx: Any) -> Any:
         cfg = self.config(spec, ctx)
         store = ctx.store
-        if not store.pairs(baseline_run_id(cfg)):
-            store_pairs(store, cfg, self.build_pairs(cfg), {"method": spec.kind})
+        dist.on_main(lambda: store.pairs(baseline_run_id(cfg)) or store_pairs(
+            store, cfg, self.build_pairs(cfg), {"method": spec.kind}))  # others wait
         ckpt = train_baseline(store, cfg, ctx.workspace)
         if ckpt is None:
             raise ConfigError(f"{spec.name}: training produced no checkpoint (no usable pairs?)")

@@ -22,7 +22,7 @@ import torch
 from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
-from udasa.models import load_causal_lm, model_identity, package_dir, resolve_model
+from udasa.models import load_causal_lm, model_identity, model_load, package_dir, resolve_model
 from udasa.scorers.base import AxisScore, ItemScorer, dist_version, register, version_of
 from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
@@ -134,8 +134,9 @@ class HFNLIScorer(NLIScorer):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(cfg.model)
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        with model_load(cfg.model, "scoring.factual.model"):
+            self.tok = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
         names = {i: str(n).lower() for i, n in self.model.config.id2label.items()}
         self.order = [next((i for i, n in names.items() if n.startswith(lab[:4])), None)
                       for lab in LABELS]

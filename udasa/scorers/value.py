@@ -18,7 +18,7 @@ import torch
 from udasa.axes import Axis, register_axis
 from udasa.config import ScorerConfig
 from udasa.errors import ConfigError
-from udasa.models import load_causal_lm, model_identity, resolve_model
+from udasa.models import load_causal_lm, model_identity, model_load, resolve_model
 from udasa.scorers.base import AxisScore, ItemScorer, dist_version, register, version_of
 from udasa.scorers.lm_options import chat_prefix, option_probs, read_prompt
 
@@ -144,8 +144,9 @@ class HFSafetyScorer(ItemScorer):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(cfg.model)
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        with model_load(cfg.model, "scoring.value.model"):
+            self.tok = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
         labels = {str(n).lower(): int(i) for i, n in self.model.config.id2label.items()}
         wanted = str(cfg.options.get("unsafe_label", "")).lower()
         hits = [i for n, i in labels.items()

@@ -25,6 +25,7 @@ from filelock import FileLock
 from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
+from udasa.files import atomic_write
 from udasa.models import cache_root
 from udasa.registry import lookup, names, register
 
@@ -118,10 +119,9 @@ def _build(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> None:
     meta = {"settings": dataclasses.asdict(settings), "version": VERSION,
             "wall_s": round(time.perf_counter() - start, 1),
             "cpu_s": round(time.process_time() - cpu, 1), "about": r.about}
-    tmp = path.with_suffix(".partial")
-    joblib.dump({"judge": judge, "agreements": [a.as_dict() for a in agreements],
-                 "meta": meta}, tmp)
-    tmp.replace(path)  # atomic: a killed build never leaves a half artifact
+    with atomic_write(path, "wb") as f:  # a killed or refused build leaves no half artifact
+        joblib.dump({"judge": judge, "agreements": [a.as_dict() for a in agreements],
+                     "meta": meta}, f)
 
 
 def _load(name: str, path: Path, cached: bool) -> Built:

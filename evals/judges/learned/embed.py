@@ -16,6 +16,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from udasa.files import atomic_write
 from udasa.models import cache_root
 
 log = logging.getLogger("evals.judges")
@@ -50,9 +51,8 @@ def _save(encoder: str, table: dict[str, np.ndarray]) -> None:
             with np.load(path) as z:
                 for k, v in zip(z["keys"].tolist(), z["vectors"]):
                     table.setdefault(k, v)
-        tmp = path.with_suffix(".partial.npz")
-        np.savez(tmp, keys=np.array(list(table)), vectors=np.stack(list(table.values())))
-        tmp.replace(path)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, keys=np.array(list(table)), vectors=np.stack(list(table.values())))
 
 
 def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 64,
