@@ -428,9 +428,13 @@ def test_an_admin_assigns_overlapping_pools_and_follows_progress_agreement_and_w
         wait_until(lambda p=page: "All done" in text(p, "#rate-item"), what="all done")
     assert sorted(seen["erin"]) == sorted(seen["frank"])  # overlap 2 of 2: the same items
     admin.locator("#pool-refresh").click()
-    wait_until(lambda: "harm pairs" in text(admin, "#pool-progress"), what="progress")
-    rows = [r for r in admin.locator("#pool-progress tbody tr").all_inner_texts()
-            if r.startswith("harm pairs")]
+
+    def progress_rows() -> list[str]:
+        return [r for r in admin.locator("#pool-progress tbody tr").all_inner_texts()
+                if r.startswith("harm pairs")]
+    # the table from before the votes stays until the refresh lands: wait for the votes
+    wait_until(lambda: "\t3\t3\t0\t0\t0\t" in "".join(progress_rows()), what="progress")
+    rows = progress_rows()
     assert len(rows) == 2 and all("\t3\t3\t0\t0\t0\t" in r and "on 3 pairs" in r for r in rows)
     wins = [r.split("\t") for r in admin.locator("#win-rates tbody tr").all_inner_texts()]
     votes = [r for r in ratings(ws) if r["preference"]]
