@@ -21,8 +21,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from app import labels
+from app.labels import Label
 from app.rating import SCORE_FIELDS
-from app.render import empty_state, esc, plain
+from app.render import empty_state, esc, html_table, plain
 from evals.leaderboard import human_scores, row_labels, wide_table
 from evals.plots import bar_chart
 from evals.premise import heading, p_text, plot_premise, rho_text, wins_text
@@ -45,10 +47,28 @@ def results_of(store: Store) -> ResultSet:
     return load_results(store.workspace)
 
 
-def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None:
+def model_labels(store: Store, results: ResultSet | None = None) -> dict[str, Label]:
+    """Display labels (`app.labels`) of every evaluated method, so that every view shortens a
+    checkpoint path the same way."""
+    results = results_of(store) if results is None else results
+    return labels.model_labels(store, [r.method for r in results.current])
+
+
+def shown_label(label: str, names: Mapping[str, Label] | None) -> str:
+    """A row label (`evals.leaderboard.row_labels`: a method, maybe with `[experiment]`) with
+    the method by its display label."""
+    for name, shown in (names or {}).items():
+        if shown.shortened and (label == name or label.startswith(f"{name} [")):
+            return shown.text + label[len(name):]
+    return label
+
+
+def leaderboard(store: Store, ratings: list[dict] | None,
+                names: Mapping[str, Label] | None = None) -> pd.DataFrame | None:
     """The paper-layout table (judge / human per cell, human n in the extended cell) of each
     task in the setting `evals.results.pick_setting` shows; `ratings` (plain rating rows) None
-    hides the human side (`setting_note` names the other settings)."""
+    hides the human side (`setting_note` names the other settings); `names` shows methods by
+    their display labels."""
     results = results_of(store)
     if not results.current:
         return None
@@ -56,6 +76,7 @@ def leaderboard(store: Store, ratings: list[dict] | None) -> pd.DataFrame | None
              for r in results.where(task=task, setting=pick_setting(results, task))]
     humans = human_scores(results, ratings or [])
     table = wide_table(shown, humans, with_ci=True, digits=2)
+    table.index = pd.Index([shown_label(i, names) for i in table.index], name=table.index.name)
     scorers: dict[str, list[str]] = {}
     for r in shown:
         scorers.setdefault(r.task, [])
@@ -86,20 +107,34 @@ def setting_note(store: Store) -> str:
             f"each.<ul>{''.join(items)}</ul></div>")
 
 
-def leaderboard_charts(store: Store, out_dir: Path) -> list[tuple[str, str]]:
+def names_html(names: Mapping[str, Label]) -> str:
+    """The methods shown by a shorter name than the one stored, each with its full name (also
+    in a tooltip); empty when none is."""
+    items = [f"<li>{label.html()} = <code>{esc(label.full)}</code></li>"
+             for label in names.values() if label.shortened]
+    if not items:
+        return ""
+    return ("<div class='udasa-names'>Models shown by a shorter name (hover for the whole "
+            f"path):<ul>{''.join(items)}</ul></div>")
+
+
+def leaderboard_charts(store: Store, out_dir: Path, names: Mapping[str, Label] | None = None
+                       ) -> list[tuple[str, str]]:
     """(PNG path, caption) of one CI bar chart per task metric (evals.plots.bar_chart), in the
-    setting the leaderboard table shows, cached by the results it draws."""
+    setting the leaderboard table shows, methods by their display labels, cached by the
+    results it draws."""
     results = results_of(store)
     out = []
     for task in results.tasks():
         rows = results.where(task=task, setting=pick_setting(results, task))
-        labels = row_labels(rows)
+        shown = row_labels(rows)
+        axis = [shown_label(shown[id(r)], names) for r in rows]
         for metric in dict.fromkeys(m for r in rows for m in r.metrics):
             key = content_key(json.dumps([[r.eval_id, r.method, r.created_at] for r in rows]),
-                              task, metric)
+                              json.dumps(axis), task, metric)
             path = out_dir / f"board_{key}_{metric.replace('/', '_')}.png"
             if not path.exists():
-                bar_chart(rows, metric, path, [labels[id(r)] for r in rows])
+                bar_chart(rows, metric, path, axis)
             out.append((str(path), plain(f"{task}: {metric}")))
     return out
 
@@ -222,13 +257,26 @@ def compare(results: ResultSet, view: str, a: str, b: str) -> SideBySide:
                       test.excluded if test else len(rows))
 
 
-def comparison_text(c: SideBySide) -> str:
-    """One plain-text line (method names are data: the caller escapes it)."""
+def comparison_html(c: SideBySide, names: Mapping[str, Label]) -> str:
+    """`comparison_text` as HTML, each method by its display label (its full name in a
+    tooltip where shortened)."""
+    la, lb = (names.get(m) or Label(m, m) for m in (c.a, c.b))
+    text = esc(comparison_text(c, la.text, lb.text))
+    for label in (la, lb):
+        if label.shortened:
+            text = text.replace(esc(label.text), label.html())
+    return text
+
+
+def comparison_text(c: SideBySide, a: str | None = None, b: str | None = None) -> str:
+    """One plain-text line (method names are data: the caller escapes it); `a` and `b` name
+    the methods (default: as stored)."""
+    a, b = a or c.a, b or c.b
     if c.test is None:
-        return (f"No sample of {c.view} has a score for both {c.a} and {c.b} "
+        return (f"No sample of {c.view} has a score for both {a} and {b} "
                 "(run `udasa-eval run` with both models on this task).")
     t = c.test
-    return (f"{c.a} − {c.b} on {c.view}, {c.metric}: mean difference {t.mean_diff:+.3f} "
+    return (f"{a} − {b} on {c.view}, {c.metric}: mean difference {t.mean_diff:+.3f} "
             f"[95% CI {t.low:+.3f}, {t.high:+.3f}], paired bootstrap p = {t.p_boot:.3g}; "
             f"sign test {t.wins} wins / {t.losses} losses / {t.ties} ties, p = {t.p_sign:.3g}; "
             f"n = {t.n} samples" + (f" ({c.excluded} left out: a score missing)"
@@ -252,10 +300,10 @@ def table3(store: Store, run_id: str, ratings: list[dict]) -> pd.DataFrame:
         for f in ("overall", "harmless", "helpful"):
             vals = [r[f] for r in rs if r.get(f) is not None]
             row[f"human {f}"] = sum(vals) / len(vals) if vals else None
-        row |= {"annotators": len(rs), "reply": rs[0]["response"]}
+        row |= {"annotators": len(rs), "prompt": rs[0]["prompt"], "reply": rs[0]["response"]}
         rows.append(row)
-    cols = ["u", *[f"U_{a}" for a in axis_keys()], "human overall", "human harmless", "human helpful",
-            "annotators", "reply"]
+    cols = ["u", *[f"U_{a}" for a in axis_keys()], "human overall", "human harmless",
+            "human helpful", "annotators", "prompt", "reply"]
     return pd.DataFrame(rows, columns=cols).sort_values("u", ignore_index=True)
 
 
@@ -277,6 +325,23 @@ def for_display(table: pd.DataFrame, digits: int = 3, width: int = 120) -> pd.Da
     """Rounded numbers and display texts cut to `width` characters, for a table on screen."""
     return _text_cells(plain_cells(table.round(digits)),
                        lambda v: v if len(v) <= width else v[:width - 1] + "…")
+
+
+TABLE3_HEADS = {"human overall": "overall", "human harmless": "harmless",
+                "human helpful": "helpful", "annotators": "n"}  # short heads: room for text
+
+
+def table3_html(table: pd.DataFrame) -> str:
+    """Table 3 as an HTML table (`render.html_table`): headers on one line, prompt and reply
+    in full up to a cell's limit."""
+    if table.empty:
+        return empty_state("No rated reply of this run yet.", "Rate its replies in the Rate "
+                           "tab (Scores: one reply); Table 3 pairs u with their mean scores.")
+    shown = table.rename(columns=TABLE3_HEADS)
+    return ("<div class='udasa-caption'>overall, harmless, helpful: the mean human score "
+            "(1-10) of the n annotators who rated the reply; u and U_*: as the run stored "
+            "them</div>" + html_table(shown, text_columns=("prompt", "reply"),
+                                      elem_class="udasa-table3"))
 
 
 def table3_stats(table: pd.DataFrame) -> str:

@@ -2,7 +2,7 @@
 
 An admin's export holds every column as stored. An annotator's own export is blind
 (`blind`): no `method` column, and a preference reads A, B or tie as they saw it, never the
-method it stands for. JSONL keeps every value as stored. CSV is for spreadsheets, where a cell that begins with
+method it stands for (tie and both bad as they are). JSONL keeps every value as stored. CSV is for spreadsheets, where a cell that begins with
 `=`, `+`, `-`, `@`, a tab or a carriage return is run as a formula: such text cells (model
 output is untrusted) get a leading `'`, the usual defence; numbers are left alone.
 """
@@ -14,8 +14,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.rating import BOTH_BAD, TIE
+
 COLUMNS = ["id", "annotator", "item_id", "prompt", "response", "method", "harmless", "helpful",
-           "overall", "preference", "created_at"]
+           "overall", "preference", "comment", "flagged", "created_at"]
 BLIND_COLUMNS = [c for c in COLUMNS if c != "method"]
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -28,7 +30,7 @@ def blind(row: dict) -> dict:
     """
     out = {c: row.get(c) for c in BLIND_COLUMNS}
     pref, method = row.get("preference"), row.get("method") or ""
-    if pref and pref != "tie":
+    if pref and pref not in (TIE, BOTH_BAD):
         out["preference"] = ("A" if method.startswith(f"{pref} vs ") else
                              "B" if method.endswith(f" vs {pref}") else None)
     return out

@@ -109,11 +109,20 @@ def load_run(store: Store, run_id: str) -> RunData:
 
 
 def settings(cfg: RunConfig, method: str, temperature: float, weights: dict[str, float],
-             axes: list[str], mode: str, thresholds: list[float]) -> RunConfig:
-    """The run's config with other fusion / curriculum settings, validated (ConfigError)."""
+             axes: list[str], mode: str, thresholds: list[float], stages: int = 3) -> RunConfig:
+    """The run's config with other fusion / curriculum settings, validated (ConfigError).
+
+    `thresholds` are used in fixed mode; quantile mode cuts the run's deltas into `stages`
+    stages at the quantiles i/K (`udasa.curriculum.resolve_thresholds` reads only how many
+    thresholds there are, so they are written as those quantile levels)."""
+    chosen = [a for a in axis_keys() if a in axes]
+    if mode == "quantile":
+        k = int(stages)
+        if not 1 <= k <= 10:
+            raise ConfigError(f"stages: 1 to 10 in quantile mode, got {stages}")
+        thresholds = [i / k for i in range(1, k)]
     fusion = FusionConfig(method=method, temperature=float(temperature),
-                          weights={a: float(w) for a, w in weights.items()},
-                          axes=[a for a in axis_keys() if a in axes])
+                          weights={a: float(w) for a, w in weights.items()}, axes=chosen)
     curriculum = dataclasses.replace(cfg.curriculum, mode=mode,
                                      thresholds=[float(t) for t in thresholds])
     return dataclasses.replace(cfg, fusion=fusion, curriculum=curriculum).validate()
@@ -179,13 +188,30 @@ def view(run: RunData, cfg: RunConfig, prompt_id: str | None = None,
                 thresholds, fused.deltas, notes)
 
 
+def _fusion_text(f: FusionConfig) -> str:
+    if f.method == "softmax":
+        return f"softmax, T = {f.temperature:g} (Eq. 5: weights differ per reply)"
+    if f.method == "mean":
+        return "mean (each axis 1/" + str(len(f.axes)) + ")"
+    total = sum(f.weights.get(a, 0.0) for a in f.axes) or 1.0
+    return "fixed weights " + ", ".join(f"{a} {f.weights.get(a, 0.0) / total:.3f}"
+                                        for a in f.axes) + " (normalised to sum 1)"
+
+
+REJECTED = {"random": "the rejected reply is drawn at random from the other replies "
+                      "(pairs.rejected: random, seeded by the run's seed and the prompt), so "
+                      "it need not have the highest u",
+            "max": "the rejected reply is the one with the highest u (pairs.rejected: max)",
+            "all": "every other reply is rejected against the chosen one (pairs.rejected: all)"}
+
+
 def summary_markdown(v: View, cfg: RunConfig) -> str:
-    f = cfg.fusion
-    how = {"softmax": f"softmax, T = {f.temperature:g}", "mean": "mean",
-           "fixed": "fixed weights " + ", ".join(f"{a} {f.weights.get(a, 0):g}" for a in f.axes)}
-    lines = [f"**Fusion:** {how[f.method]} over {', '.join(f.axes)} · **thresholds** "
-             f"({cfg.curriculum.mode}): " + (", ".join(f"τ{i} = {t:.3f}" for i, t in
-                                                     enumerate(v.thresholds, 1)) or "none")]
+    """Fusion (with the weights the cards use), the thresholds, how pairs are drawn, and each
+    pair's delta and stage."""
+    lines = [f"**Fusion:** {_fusion_text(cfg.fusion)} over {', '.join(cfg.fusion.axes)} · "
+             f"**thresholds** ({cfg.curriculum.mode}): " + (", ".join(
+                 f"τ{i} = {t:.3f}" for i, t in enumerate(v.thresholds, 1)) or "none"),
+             f"**Pairs:** the chosen reply has the lowest u; {REJECTED[cfg.pairs.rejected]}."]
     if not v.pairs:
         lines.append("**No pair** for this prompt" + (f" ({'; '.join(v.notes)})" if v.notes
                                                        else "") + ".")
@@ -193,6 +219,35 @@ def summary_markdown(v: View, cfg: RunConfig) -> str:
         lines.append(f"**Δu = {pair.delta:.4f}** (u chosen {pair.chosen.u:.4f}, rejected "
                      f"{pair.rejected.u:.4f}) → **stage {stage.index} ({stage.name})**")
     return "\n\n".join(lines)
+
+
+def threshold_meaning(mode: str, thresholds: list[float], run_mode: str,
+                      n_deltas: int) -> str:
+    """What the thresholds mean in `mode`, and which mode the run itself was staged in."""
+    stages = make_stages(thresholds)
+    cuts = ", ".join(f"τ{i} = {t:.3f}" for i, t in enumerate(thresholds, 1)) or "none"
+    if mode == "quantile":
+        head = (f"**Quantile mode:** the {len(stages)} stages cut the run's {n_deltas} Δu "
+                f"values at their quantiles {', '.join(f'{i}/{len(stages)}' for i in range(1, len(stages)))} "
+                f"(each stage gets about as many pairs): {cuts}. Only the number of stages "
+                "is chosen; the thresholds follow from the run's Δu.")
+    else:
+        head = (f"**Fixed mode:** the typed thresholds split Δu (u rejected − u chosen) into "
+                f"{len(stages)} stages: {cuts}.")
+    order = "; ".join(f"stage {s.index} ({s.name}): {_bounds(s)}" for s in stages)
+    run = (f" This run was staged in **{run_mode}** mode." if run_mode else "")
+    return f"{head} {order}; training goes from stage 1 to stage {len(stages)}.{run}"
+
+
+def _bounds(stage: Stage) -> str:
+    lo, hi = stage.lo, stage.hi
+    if lo == float("-inf") and hi == float("inf"):
+        return "every pair"
+    if lo == float("-inf"):
+        return f"Δu < {hi:.3f}"
+    if hi == float("inf"):
+        return f"Δu ≥ {lo:.3f}"
+    return f"{lo:.3f} ≤ Δu < {hi:.3f}"
 
 
 def axes_figure(v: View) -> Figure:

@@ -8,7 +8,10 @@ for one evaluation sample. The method never leaves the server: an annotator sees
 text only, in an order of its own (a hash of their name and the item), and A/B sides drawn
 the same way. A rating row's id is content_key(annotator, item id), so a resubmission replaces
 the earlier rating instead of adding a second one; rated items leave the queue, so an
-annotator who comes back resumes where they stopped.
+annotator who comes back resumes where they stopped, and skipped ones (stored) come last.
+
+Each item knows its source (`run:<id>` or `eval:<id>`) and its evaluation task ("" for a
+run's replies), so an admin can hand out a pool of some sources and tasks (`app.pools`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from udasa.store_records import Run
 
 log = logging.getLogger(__name__)
 SCORE_FIELDS = ("harmless", "helpful", "overall")
-CHOICES = ("A", "B", "tie")
+TIE, BOTH_BAD = "tie", "both bad"
+CHOICES = ("A", "B", TIE, BOTH_BAD)
+RUN_TASK = "run replies"  # the task shown for a run's replies (they have no eval task)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,12 @@ class Item:
     prompt: str
     response: str
     method: str
+    source: str = ""  # run:<run id> | eval:<evaluation id>
+    task: str = ""  # the evaluation task; "" for a run's replies
+
+    @property
+    def task_label(self) -> str:
+        return self.task or RUN_TASK
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,18 @@ class PairItem:
     prompt: str
     first: Item
     second: Item
+
+    @property
+    def source(self) -> str:
+        return self.first.source
+
+    @property
+    def task(self) -> str:
+        return self.first.task
+
+    @property
+    def task_label(self) -> str:
+        return self.first.task_label
 
 
 def replies_key(run: Run) -> str | None:
@@ -82,7 +105,7 @@ def single_items(store: Store) -> list[Item]:
         for r in store.responses(gen_key, list(prompts)):
             if r.text.strip():
                 items.setdefault(r.id, Item(r.id, prompts[r.prompt_id], r.text,
-                                            method_label(r.model, aliases)))
+                                            method_label(r.model, aliases), f"run:{run.id}"))
     for item in _eval_items(store).values():
         items.setdefault(item.id, item)
     return list(items.values())
@@ -92,7 +115,8 @@ def _eval_items(store: Store) -> dict[tuple[str, str, int, str], Item]:
     """Non-empty evaluation outputs keyed by (eval id, task, sample index, model)."""
     return {(s.eval_id, s.task, s.idx, s.model): Item(
         content_key("eval", s.eval_id, s.model, s.task, str(s.idx)), s.prompt, s.output,
-        method_label(s.model)) for s in eval_samples(store) if (s.output or "").strip()}
+        method_label(s.model), f"eval:{s.eval_id}", s.task)
+        for s in eval_samples(store) if (s.output or "").strip()}
 
 
 def _pair(a: Item, b: Item) -> PairItem:
@@ -106,8 +130,9 @@ def pair_items(store: Store) -> list[PairItem]:
     for run in store.runs():
         for p in store.pairs(run.id):
             label = f"{run.name} ({run.id})"
-            one = _pair(Item(p.chosen_id, p.prompt, p.chosen, f"{label}: lower u"),
-                        Item(p.rejected_id, p.prompt, p.rejected, f"{label}: higher u"))
+            source = f"run:{run.id}"
+            one = _pair(Item(p.chosen_id, p.prompt, p.chosen, f"{label}: lower u", source),
+                        Item(p.rejected_id, p.prompt, p.rejected, f"{label}: higher u", source))
             pairs.setdefault(one.id, one)
     groups: dict[tuple, list[Item]] = {}
     for (eval_id, task, idx, _), item in _eval_items(store).items():
@@ -128,7 +153,8 @@ def pool(store: Store, mode: str) -> Sequence[Item | PairItem]:
 
 def queue(annotator: str, items: Iterable[Item | PairItem], rated: set[str],
           skipped: Sequence[str] = ()) -> list[Item | PairItem]:
-    """The annotator's unrated items in their own random order; `skipped` ids go last.
+    """The annotator's unrated items in their own random order; `skipped` ids go last, in
+    the order given (oldest skip first).
 
     The order sorts by a hash of (annotator, item id): random-looking, different for each
     annotator, and stable while items are rated or added (an item never jumps the queue).
@@ -155,22 +181,44 @@ def _score(name: str, value: object) -> int:
     return int(v)
 
 
+MAX_COMMENT = 2000
+
+
+def rating_id(annotator: str, item_id: str) -> str:
+    """One rating per (annotator, item): a resubmission replaces it."""
+    return content_key(annotator, item_id)
+
+
 def rating_row(annotator: str, item: Item | PairItem, scores: dict[str, object] | None = None,
-               choice: str | None = None) -> Rating:
-    """The rating of one judgement (scores for an Item, a choice for a PairItem)."""
-    key = {"id": content_key(annotator, item.id), "annotator": annotator, "item_id": item.id,
-           "prompt": item.prompt}
+               choice: str | None = None, comment: str | None = None,
+               flagged: bool = False) -> Rating:
+    """The rating of one judgement (scores for an Item, a choice for a PairItem), with the
+    annotator's comment and flag."""
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise UdasaError(f"comment: at most {MAX_COMMENT} characters")
+    key = {"id": rating_id(annotator, item.id), "annotator": annotator, "item_id": item.id,
+           "prompt": item.prompt, "comment": comment or None, "flagged": bool(flagged)}
     if isinstance(item, Item):
         scores = scores or {}
         return Rating(**key, response=item.response, method=item.method,
                       **{f: _score(f, scores.get(f)) for f in SCORE_FIELDS})
     if choice not in CHOICES:
-        raise UdasaError("preference: choose A, B or tie")
+        raise UdasaError("preference: choose A, B, tie or both bad")
     a, b = sides(annotator, item)
     return Rating(**key, response=json.dumps({"A": a.response, "B": b.response},
                                              ensure_ascii=False),
                   method=f"{a.method} vs {b.method}",
-                  preference={"A": a.method, "B": b.method, "tie": "tie"}[choice])
+                  preference={"A": a.method, "B": b.method, TIE: TIE, BOTH_BAD: BOTH_BAD}[choice])
+
+
+def choice_of(annotator: str, item: PairItem, preference: str | None) -> str | None:
+    """The side (A, B, tie, both bad) that a stored preference stands for, as `annotator`
+    saw the pair."""
+    if preference in (TIE, BOTH_BAD) or preference is None:
+        return preference
+    a, b = sides(annotator, item)
+    return "A" if preference == a.method else "B" if preference == b.method else None
 
 
 def find(store: Store, item_id: str) -> Item | PairItem:

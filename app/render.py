@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
+
+import pandas as pd
 
 from udasa.axes import axes
 
@@ -43,6 +46,23 @@ CSS = """
   background: #fafbfc;}
 .udasa-empty b {color: #24292f;}
 .udasa-empty code {background: #eaeef2; padding: 1px 4px; border-radius: 4px;}
+.udasa-label {text-decoration: underline dotted; cursor: help;}
+.udasa-names ul {margin: 4px 0 0 18px;} .udasa-names {font-size: 13px; color: #57606a;}
+.udasa-table {overflow-x: auto; max-height: 640px; overflow-y: auto;}
+.udasa-table table {border-collapse: collapse; font-size: 13px; width: 100%;}
+.udasa-table th {white-space: nowrap; text-align: left; padding: 4px 8px;
+  border-bottom: 2px solid #d0d7de; position: sticky; top: 0; background: #fff;}
+.udasa-table td {padding: 4px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;}
+.udasa-table td.num {text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums;}
+.udasa-table td.text {min-width: 220px;}
+.udasa-caption {font-size: 13px; color: #57606a; margin: 4px 0;}
+.udasa-table td.text div {white-space: pre-wrap; word-break: break-word; max-height: 12em;
+  overflow-y: auto;}
+.udasa-guide {border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; background: #fff;
+  font-size: 13px;}
+.udasa-guide p {margin: 4px 0 8px;}
+.udasa-anchors th {padding-top: 6px;} .udasa-anchors td.num {width: 2em; font-weight: 600;}
+.udasa-active {box-shadow: inset 0 0 0 2px #0969da !important; border-radius: 6px;}
 """
 
 
@@ -104,8 +124,55 @@ def reply_cards(replies: Sequence[Mapping], chosen: set[str], rejected: set[str]
     return f"<div class='udasa-cards'>{''.join(cards)}</div>"
 
 
-def side_by_side(prompt: str, columns: Sequence[tuple[str, str]]) -> str:
-    """A prompt above two or more labelled texts in columns."""
-    cols = "".join(f"<div class='udasa-card'><div class='udasa-head'>{esc(label)}</div>"
-                   f"{text_block(text)}</div>" for label, text in columns)
+def side_by_side(prompt: str, columns: Sequence[tuple[str, str]],
+                 titles: Sequence[str] | None = None) -> str:
+    """A prompt above two or more labelled texts in columns; `titles`: a tooltip per label."""
+    tips = [f" title='{esc(t)}'" if t else "" for t in (titles or [""] * len(columns))]
+    cols = "".join(f"<div class='udasa-card'><div class='udasa-head'{tip}>{esc(label)}</div>"
+                   f"{text_block(text)}</div>" for (label, text), tip in zip(columns, tips))
     return f"{prompt_block(prompt)}<div class='udasa-cards'>{cols}</div>"
+
+
+CELL_CHARS = 5000  # a text cell shows this much (a table lays out slowly around 1 MB words)
+
+
+def _cell_text(value: object) -> str:
+    text = plain(value)
+    if len(text) <= CELL_CHARS:
+        return esc(text)
+    return (f"{esc(text[:CELL_CHARS])}<i> … {len(text) - CELL_CHARS:,} more characters (the "
+            "Export tab has them all)</i>")
+
+
+def _cell(value: object, text: bool, digits: int) -> str:
+    if text:
+        return f"<td class='text'><div>{_cell_text(value)}</div></td>"
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return f"<td>{esc('' if value is None else value)}</td>"
+    if isinstance(value, numbers.Integral):
+        return f"<td class='num'>{int(value)}</td>"
+    return f"<td class='num'>{num(float(value), digits)}</td>"
+
+
+def html_table(table, text_columns: Sequence[str] = (), digits: int = 3,
+               elem_class: str = "udasa-table") -> str:
+    """A pandas DataFrame as an HTML table: headers kept on one line, numbers right-aligned,
+    `text_columns` in full (up to CELL_CHARS) in cells that wrap and scroll; every value
+    escaped."""
+    head = "".join(f"<th scope='col'>{esc(c)}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(_cell(None if _missing(v) else v, c in text_columns, digits)
+                         for c, v in zip(table.columns, row)) + "</tr>"
+        for row in table.itertuples(index=False))
+    return (f"<div class='udasa-table {elem_class}'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _missing(value: object) -> bool:
+    """None, NaN, pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

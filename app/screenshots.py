@@ -3,8 +3,8 @@
     python -m app.screenshots --workspace DIR [--out docs/screenshots]
 
 Starts the app over DIR in this process with a throw-away admin account (a random password,
-never written anywhere), signs in, and saves inspector.png, rate.png, compare.png and
-export.png. The browser tests use the same helpers. Needs `pip install playwright` and
+never written anywhere), signs in, and saves inspector.png, rate.png, compare.png,
+annotation.png and export.png. The browser tests use the same helpers. Needs `pip install playwright` and
 /usr/bin/chromium (`.ci/install-browser.sh`); never `playwright install`.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-VIEWS = ("inspector", "rate", "compare", "export")
+VIEWS = ("inspector", "rate", "compare", "annotation", "export")
 TIMEOUT_MS = 60_000
 
 
@@ -56,7 +56,8 @@ def capture(page, out_dir: Path) -> list[Path]:
     """Visit each view, wait for its content, save `<view>.png` in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     waits = {"inspector": "#cards .udasa-card", "rate": "#rate-progress",
-             "compare": "#compare-refresh", "export": "#export-file"}
+             "compare": "#compare-refresh", "annotation": "#pool-progress",
+             "export": "#export-file"}
     paths = []
     for view in VIEWS:
         open_tab(page, view)

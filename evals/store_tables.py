@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from udasa.store import Store, now, where_equal
-from udasa.store_schema import Record, Schema, Table, bool_field, declare, json_field
+from udasa.store_schema import (
+    Migration,
+    Record,
+    Schema,
+    Table,
+    bool_field,
+    declare,
+    json_field,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +95,47 @@ class Rating(Record):
     overall: int | None = None
     preference: str | None = None
     created_at: str = ""
+    comment: str | None = None  # schema version 2
+    flagged: bool | None = bool_field(False)  # schema version 2: "this item is broken"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatingSkip(Record):
+    """An item an annotator skipped (it returns at the end of their queue)."""
+
+    id: str  # content_key(annotator, item id), as the rating it stands in for
+    annotator: str
+    item_id: str
+    created_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatingPool(Record):
+    """A set of items an admin handed to annotators, each item to `spec["overlap"]` of them."""
+
+    id: str
+    name: str
+    mode: str  # single (1-10 scores) | pair (a preference)
+    spec: dict = json_field(sort_keys=True)  # sources, tasks, size, overlap, annotators
+    created_by: str
+    created_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assignment(Record):
+    """One item of a pool given to one annotator."""
+
+    pool_id: str
+    annotator: str
+    item_id: str
+    position: int  # the item's place in the pool
+
+
+def _rating_comments_and_flags(db) -> None:
+    """Version 2: a comment and a flag per rating (older rows: none, not flagged)."""
+    if "human_ratings" in db.table_names():
+        db["human_ratings"].add_column("comment", str)
+        db["human_ratings"].add_column("flagged", int)
 
 
 EVALS = declare(Schema("evals", (
@@ -95,7 +144,12 @@ EVALS = declare(Schema("evals", (
     Table("eval_samples", EvalSample, ("eval_id", "model", "task", "idx")),
     Table("leaderboard", LeaderboardRow, ("eval_id", "model", "task", "metric")),
     Table("human_ratings", Rating, "id"),
-)))
+    Table("rating_skips", RatingSkip, "id"),
+    Table("rating_pools", RatingPool, "id"),
+    Table("rating_assignments", Assignment, ("pool_id", "annotator", "item_id"),
+          indexes=(("annotator",),)),
+), migrations=(Migration(2, _rating_comments_and_flags, "human_ratings.comment and .flagged; "
+                         "rating skips, pools and assignments"),)))
 
 
 # judges ---------------------------------------------------------------------------------------
@@ -157,4 +211,36 @@ def ratings(store: Store, annotator: str | None = None) -> list[Rating]:
     """Every rating (of one annotator), oldest first."""
     return store.ensure(EVALS).select(Rating, "human_ratings", *where_equal(annotator=annotator),
                                       order_by="created_at")
+
+
+def add_skip(store: Store, skip: RatingSkip) -> None:
+    """Record a skip (skipping again moves it to the end of the queue)."""
+    store.ensure(EVALS).insert("rating_skips", [replace(skip, created_at=now())], replace=True)
+
+
+def skips(store: Store, annotator: str | None = None) -> list[RatingSkip]:
+    """Every skip (of one annotator), oldest first."""
+    return store.ensure(EVALS).select(RatingSkip, "rating_skips",
+                                      *where_equal(annotator=annotator), order_by="created_at")
+
+
+def add_pool(store: Store, pool: RatingPool, assignments: list[Assignment]) -> None:
+    """A new rating pool and its assignments, in one transaction."""
+    store.ensure(EVALS)
+    with store.transaction():
+        store.db["rating_pools"].insert(replace(pool, created_at=now()).to_row())
+        store.db["rating_assignments"].insert_all(a.to_row() for a in assignments)
+
+
+def pools(store: Store) -> list[RatingPool]:
+    """Every rating pool, oldest first."""
+    return store.ensure(EVALS).select(RatingPool, "rating_pools", order_by="created_at, rowid")
+
+
+def assignments(store: Store, annotator: str | None = None,
+                pool_id: str | None = None) -> list[Assignment]:
+    """The assignments (of one annotator, of one pool), in pool order."""
+    return store.ensure(EVALS).select(Assignment, "rating_assignments",
+                                      *where_equal(annotator=annotator, pool_id=pool_id),
+                                      order_by="pool_id, position")
 

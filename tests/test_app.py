@@ -42,26 +42,37 @@ UNCERTAINTIES = [
 ]
 
 
-def fill(ws) -> Pipeline:
-    """A scored run of 4 prompts x 3 replies (one reply an injection), fused by the pipeline,
-    plus one evaluation of two methods."""
+def reply_text(prompt: Prompt, first: Prompt, i: int) -> str:
+    return XSS if (prompt is first and i == 1) else f"reply {i} to {prompt.text}"
+
+
+def scored_run(ws, reply=reply_text, prompt_text="prompt {i}: how do I do thing {i}?"
+               ) -> Pipeline:
+    """A scored run of 4 prompts x 3 replies (`reply(prompt, first prompt, i)`; by default one
+    of them an injection), fused and staged by the pipeline's own steps."""
     cfg = load_config(REPO / "configs" / "cpu-demo.yaml",
                       ["training.enabled=false", "generation.n=3", "data.limit=4"])
     p = Pipeline(cfg, ws)
-    prompts = [Prompt(f"prompt {i}: how do I do thing {i}?", "test") for i in range(4)]
+    prompts = [Prompt(prompt_text.format(i=i), "test") for i in range(4)]
     p.store.upsert_run(p.run_id, cfg.name, to_dict(cfg), {"scorers": SCORERS})
     p.store.add_prompts(p.run_id, prompts)
     responses, scores = [], []
     for prompt, rows in zip(prompts, UNCERTAINTIES):
         for i, us in enumerate(rows):
-            text = XSS if (prompt is prompts[0] and i == 1) else f"reply {i} to {prompt.text}"
-            responses.append(Response.sampled(p.gen_key, prompt.id, i, text, "policy-x"))
+            responses.append(Response.sampled(p.gen_key, prompt.id, i,
+                                              reply(prompt, prompts[0], i), "policy-x"))
             scores += [Score(response_id=responses[-1].id, axis=a, scorer=SCORERS[a]["scorer"],
                              version="t", value=v) for a, v in zip(("sem", "fact", "val"), us)]
     p.store.add_responses(responses)
     p.store.add_scores(scores)
     p.pairs()
     p.stages()
+    return p
+
+
+def fill(ws) -> Pipeline:
+    """`scored_run` plus one evaluation of two methods."""
+    p = scored_run(ws)
     record(ws, *evaluation("e1", "harmlessness", {model: {"score": [
         base + (i % 3) * 0.5 + (0.25 if model == "udasa" and i == 2 else 0) for i in range(6)]}
         for model, base in (("base", 5.0), ("udasa", 6.0))}, scorer="local stand-in",
@@ -193,7 +204,8 @@ def test_pool_holds_run_replies_and_eval_outputs_and_orders_per_annotator(ws):
 def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
     """A baseline's run (its config a baseline config, not a run config) adds its replies to
     the pool; a run whose config neither reads is left out instead of failing the tab."""
-    from app.ui import AppState, _rate_next_item, _rate_submit
+    from app.state import AppState
+    from app.ui_rate import OUT_KEYS, _shown, _submit
     from udasa.baselines.common import BaselineConfig, BaselinePair, store_pairs
 
     store = Store(ws)
@@ -211,9 +223,10 @@ def test_the_rate_tab_works_on_a_workspace_holding_a_baseline_run(ws):
     h = auth.hash_password("pw", rounds=4)
     state = AppState(ws, {"alice": auth.User("alice", h)})
     alice = SimpleNamespace(username="alice")
-    notice, progress, _, item_id, *_ = _rate_next_item(state)("single", [], alice)
-    assert not notice and item_id and f"0 of {len(items)} rated" in progress
-    assert "Saved" in _rate_submit(state)(item_id, 7, 6, 5, None, alice)
+    shown = dict(zip(OUT_KEYS, _shown(state, "alice", False, "single", None)))
+    item_id = shown["item_id"]
+    assert not shown["notice"] and item_id and f"0 of {len(items)} rated" in shown["progress"]
+    assert "Saved" in _submit(state)(item_id, 7, 6, 5, None, "", False, alice)
     assert [r.item_id for r in ratings(store, "alice")] == [item_id]
     # the Inspector offers only the UDASA runs, and each of them opens
     choices = inspector.run_choices(store)
@@ -241,7 +254,7 @@ def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
     row = rating.rating_row("alice", pair, choice="B")
     assert row.preference == b.method and row.method == f"{a.method} vs {b.method}"
     assert json.loads(row.response) == {"A": a.response, "B": b.response}
-    with pytest.raises(UdasaError, match="A, B or tie"):
+    with pytest.raises(UdasaError, match="A, B, tie or both bad"):
         rating.rating_row("alice", pair, choice="C")
     assert rating.find(store, pair.id) == pair
     with pytest.raises(UdasaError):
@@ -249,7 +262,7 @@ def test_a_rating_row_replaces_on_resubmission_and_hides_nothing_it_needs(ws):
 
 
 def test_annotators_see_only_their_own_ratings_and_admins_see_all(ws):
-    from app.ui import AppState
+    from app.state import AppState
 
     h = auth.hash_password("pw", rounds=4)
     app_state = AppState(ws, {"alice": auth.User("alice", h, True), "bob": auth.User("bob", h)})
@@ -363,7 +376,8 @@ def test_leaderboard_paired_test_table3_and_agreement(ws):
 
 
 def test_compare_shows_each_stored_premise_test_or_how_to_make_one(ws):
-    from app.ui import AppState, _compare_overview
+    from app.state import AppState
+    from app.ui_compare import _overview as _compare_overview
     from evals.premise import premise_stats, write_premise
 
     overview = _compare_overview(AppState(ws))

@@ -13,13 +13,13 @@ import io
 import os
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+from app_pages import wait_until
 from conftest import REPO
 from results_factory import evaluation, record
 
@@ -124,19 +124,21 @@ def test_wrong_password_gets_no_data(server, workspace):
     assert good.status_code == 200 and good.json() == {"success": True}
 
 
+# records (button disabled, number of cards) at every change of the page
+WATCH_GENERATE = """() => {
+  const state = () => [document.querySelector('#generate').disabled,
+                       document.querySelectorAll('#cards .udasa-card').length];
+  window.__generating = [state()];
+  new MutationObserver(() => {
+    const now = state(), last = window.__generating[window.__generating.length - 1];
+    if (now[0] !== last[0] || now[1] !== last[1]) window.__generating.push(now);
+  }).observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
 def u_values(page) -> list[str]:
     return [t.split()[-1] for t in
             page.locator("#cards .udasa-card tr:last-child").all_inner_texts()]
-
-
-def wait_until(fn, timeout: float = 60.0, what: str = ""):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 @pytest.mark.slow
@@ -180,12 +182,17 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
 
     # a typed prompt is answered live by the run's model and scorers, and not stored
     page.locator("#new-prompt textarea").fill("Name three colours of autumn leaves.")
+    page.evaluate(WATCH_GENERATE)
     page.locator("#generate").click()
     wait_until(lambda: "Name three colours" in page.locator("#cards").inner_text(), timeout=180,
                what="live replies")
     wait_until(lambda: cards.count() == 3 and all(
         v.replace(".", "").isdigit() for v in u_values(page)), what="3 scored live replies")
     assert Store(workspace).db["responses"].count == 10
+    wait_until(lambda: page.locator("#generate").is_enabled(), what="the button back on")
+    # while it generated, the button was off and the old cards were gone (not left as if new)
+    seen = page.evaluate("window.__generating")
+    assert [True, 0] in seen and seen[0] == [False, 4], seen
 
     # Rate: blind item, 1-10 scores, submit, the row lands in SQLite
     open_tab(page, "rate")
@@ -247,7 +254,7 @@ def test_sign_in_inspect_refuse_rate_compare_export_in_chromium(server, workspac
     out = Path(os.environ.get("UDASA_SCREENSHOTS") or tmp_path)
     shots = capture(page, out)
     assert [p.name for p in shots] == ["inspector.png", "rate.png", "compare.png",
-                                       "export.png"]
+                                       "annotation.png", "export.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in shots)
     assert page.evaluate("window.__xss") is None and not dialogs
     assert hosts == {urlparse(server).netloc}, hosts  # nothing fetched from outside
@@ -260,13 +267,14 @@ def test_an_annotator_rates_blind_and_sees_only_their_own_ratings(server, worksp
     page = context.new_page()
     sign_in(page, server + "/", "bob", password("bob"))
     progress = page.locator("#rate-progress")
-    wait_until(lambda: "bob · 0 of 20 rated" in progress.inner_text(), what="bob's queue")
+    wait_until(lambda: "0 of 20 rated" in progress.inner_text(), what="bob's queue")
+    assert progress.inner_text().startswith("bob ·")
     for view in ("Inspector", "Compare"):  # they would show methods, u and others' ratings
         assert not page.get_by_role("tab", name=view).is_visible(), view
     for field in ("harmless", "helpful", "overall"):
         page.locator(f"#rate-{field}").get_by_label("3", exact=True).check()
     page.locator("#rate-submit").click()
-    wait_until(lambda: "bob · 1 of 20 rated" in progress.inner_text(), what="bob's rating")
+    wait_until(lambda: "1 of 20 rated" in progress.inner_text(), what="bob's rating")
     open_tab(page, "export")
     page.locator("#export-go").click()
     link = page.locator("#export-file a").first
@@ -296,7 +304,7 @@ def test_twenty_annotators_submitting_at_once_lose_no_rating(server, workspace):
     def submit(k):
         start.wait()
         return clients[k].predict(items[k % len(items)], 1 + k % 10, 5, 1 + (k * 3) % 10, None,
-                                  api_name="/rate")
+                                  "", False, api_name="/rate")
 
     with ThreadPoolExecutor(len(clients)) as pool:
         answers = list(pool.map(submit, range(len(clients))))

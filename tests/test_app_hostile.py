@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+from app_pages import options as open_options
+from app_pages import wait_until
 from hostile_app import (
     ANNOTATORS,
     METHOD,
@@ -119,27 +120,6 @@ class Watch:
                    and urlparse(u).netloc != self.server]
         assert not outside and not [u for u in self.requests if OUTSIDE in u], (where, outside)
         assert page.evaluate(SCAN_JS) == [], where
-
-
-def wait_until(fn, timeout: float = 60.0, what: str = ""):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-
-
-def open_options(page, elem_id: str) -> list[str]:
-    """Open a dropdown (its options are rendered then), read them, close it again."""
-    page.locator(f"#{elem_id} input").click()
-    options = page.locator(f"#{elem_id} [role=option]")
-    options.first.wait_for()
-    texts = options.all_inner_texts()
-    page.keyboard.press("Escape")
-    page.locator(f"#{elem_id} input").blur()
-    return [t.removeprefix("✓").strip() for t in texts]  # ✓ marks the selected one
 
 
 def pick_next(page, elem_id: str) -> None:

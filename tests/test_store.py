@@ -72,9 +72,9 @@ def v1(tmp_path) -> Path:
 
 
 # the v1 workspace -----------------------------------------------------------------------------
-def test_a_v1_workspace_opens_as_version_1_of_every_package(v1):
+def test_a_v1_workspace_opens_as_version_1_and_evals_migrates_to_2(v1):
     store = Store(v1.parent)
-    assert recorded_versions(store.db) == {"udasa": 1, "evals": 1, "attacks": 1}
+    assert recorded_versions(store.db) == {"udasa": 1, "evals": 2, "attacks": 1}
     assert {s.package for s in declared()} >= {"udasa", "evals", "attacks"}
     for schema in declared():  # every row of every table reads back as its record
         for table in schema.tables:
@@ -153,10 +153,60 @@ def test_a_v1_run_recomputes_the_same_pairs(v1):
     assert (store.fused(run.id), store.pairs(run.id), store.stages(run.id)) == before
 
 
-def test_a_fresh_store_creates_the_v1_tables_exactly(v1, tmp_path):
+def columns(path: Path) -> dict[str, list[tuple]]:
+    """Each table's columns as (name, type, not null, default, pk), in order."""
+    with sqlite3.connect(path) as conn:
+        tables = [n for (n,) in conn.execute("select name from sqlite_master where type='table'")]
+        out = {t: [tuple(r[1:]) for r in conn.execute(f"pragma table_info('{t}')")]
+               for t in tables}
+    conn.close()
+    return out
+
+
+MIGRATED = {"human_ratings"}  # evals v2 added columns; its DDL text then reads differently
+
+
+def test_a_fresh_store_creates_the_v1_tables_exactly_and_a_migrated_one_matches_it(v1, tmp_path):
     Store(tmp_path / "fresh").close()
     fresh = ddl(tmp_path / "fresh" / Store.FILENAME)
-    assert {k: v for k, v in fresh.items() if VERSIONS not in k} == ddl(v1)
+    old = ddl(v1)
+    assert {k: fresh[k] for k in old if k not in MIGRATED} == {k: v for k, v in old.items()
+                                                              if k not in MIGRATED}
+    Store(v1.parent).close()  # evals v1 -> v2
+    assert columns(v1) == columns(tmp_path / "fresh" / Store.FILENAME)
+
+
+def test_v1_ratings_survive_evals_v2_and_take_comments_flags_skips_and_pools(v1):
+    from evals.store_tables import (
+        Assignment,
+        RatingPool,
+        RatingSkip,
+        add_pool,
+        add_skip,
+        assignments,
+        pools,
+        skips,
+    )
+
+    before = raw_rows(v1, "human_ratings")
+    store = Store(v1.parent)
+    old = ratings(store)
+    assert [r.id for r in old] == [r["id"] for r in before]
+    assert all(r.comment is None and r.flagged is None for r in old)  # unknown before v2
+    assert [{k: v for k, v in r.items() if k not in ("comment", "flagged")}
+            for r in raw_rows(v1, "human_ratings")] == before
+    add_rating(store, replace(old[0], overall=2, comment="unclear prompt", flagged=True))
+    again = {r.id: r for r in ratings(Store(v1.parent))}
+    assert (again[old[0].id].overall, again[old[0].id].comment, again[old[0].id].flagged) == (
+        2, "unclear prompt", True)
+    add_skip(store, RatingSkip(id="s", annotator="bob", item_id="i"))
+    add_pool(store, RatingPool(id="p", name="first", mode="single", spec={"overlap": 2},
+                               created_by="alice"),
+             [Assignment(pool_id="p", annotator=a, item_id="i", position=0)
+              for a in ("bob", "carol")])
+    assert [s.item_id for s in skips(store, "bob")] == ["i"] and skips(store, "carol") == []
+    assert [p.spec for p in pools(store)] == [{"overlap": 2}]
+    assert [a.annotator for a in assignments(store, pool_id="p")] == ["bob", "carol"]
 
 
 # versions ---------------------------------------------------------------------------------------
