@@ -143,11 +143,8 @@ def _once(path: Path, make: Callable[[], None]) -> bool:
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
-    from threadpoolctl import threadpool_limits
-
     start, cpu = time.perf_counter(), time.process_time()
-    with threadpool_limits(1):  # OpenMP / BLAS pools spin on a shared CPU; one thread is faster
-        out = fn()
+    out = fn()
     return out, {"wall_s": round(time.perf_counter() - start, 1),
                  "cpu_s": round(time.process_time() - cpu, 1)}
 

@@ -65,13 +65,10 @@ def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 16,
         keys = [text_key(t) for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in table))
         if todo:
-            import torch
 
             from udasa.scorers.semantic import load_sentence_model
 
             model = load_sentence_model(encoder)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # one thread: several per process thrash a shared CPU
             by_key = {k: t for k, t in zip(keys, texts)}
             bar = tqdm(total=len(todo), desc=desc, unit="text", disable=len(todo) < 256)
             for start in range(0, len(todo), 512):
@@ -82,6 +79,5 @@ def embed(texts: list[str], encoder: str = "embedded", batch_size: int = 16,
                 table.update(zip(chunk, vecs.astype(np.float32)))
                 bar.update(len(chunk))
             bar.close()
-            torch.set_num_threads(threads)
             _save(encoder, table)
         return np.stack([table[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
