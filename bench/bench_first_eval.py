@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, environment, machine_state, md_table, write_results
+from bench_generation import matmul_peak
 
 BEFORE = "e553792"  # main before the split (judges cross-validated while being built)
 TIME_FIELDS = {"Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall", "User time (seconds)": "user",
@@ -99,12 +100,16 @@ def main() -> None:
                              "busy shared machine, where a 2-thread pool spin-waits")
     parser.add_argument("--after", default=None,
                         help="a commit for the after side (default: this tree as it is)")
+    parser.add_argument("--sides", nargs="+", choices=["after", "before"],
+                        default=["after", "before"], help="which sides to run (default both)")
     parser.add_argument("--out", default="first-eval")
     args = parser.parse_args()
     state = machine_state()
+    peak = matmul_peak()
     tmp = Path(tempfile.mkdtemp(prefix="first-eval-"))
     trees = {"after": tree_at(args.after, tmp / "after") if args.after else ROOT,
              "before": tree_at(BEFORE, tmp / "before")}
+    trees = {n: t for n, t in trees.items() if n in args.sides}
     sides: dict[str, dict] = {}
     if args.together:
         started = {n: start_side(n, t, args, tmp) for n, t in trees.items()}
@@ -117,7 +122,7 @@ def main() -> None:
            "machine_end": {"loadavg": Path("/proc/loadavg").read_text().split()[:3]},
            "before": BEFORE, "after": args.after or "this tree", "limit": args.limit,
            "threads": args.threads, "together": args.together, "sides": sides,
-           "date": time.strftime("%Y-%m-%d %H:%M")}
+           "matmul_peak_gflops": round(peak, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_results(args.out, out, markdown(out))
 
 
@@ -126,17 +131,20 @@ def markdown(out: dict) -> str:
     rows = [[n, f"{v.get('wall', 0):.0f}", f"{v['cpu']:.0f}", f"{v.get('rss_kb', 0) / 1e6:.1f}",
              v["judges_built"], v["judge_warnings"], v["rc"]] for n, v in s.items()]
     ratio = (f"before / after: wall {s['before']['wall'] / s['after']['wall']:.2f}x, CPU "
-             f"{s['before']['cpu'] / s['after']['cpu']:.2f}x")
+             f"{s['before']['cpu'] / s['after']['cpu']:.2f}x" if len(s) == 2 else "")
     return "\n".join([
         f"# First `udasa-eval run --limit {out['limit']}` after `make demo`, fresh judge cache",
         "", f"Command: `{out['command']}` ({out['date']}).",
         f"Before: {out['before']} (judges cross-validated while built); after: {out['after']}.",
-        (f"Machine: {out['environment']['cpu']}, {out['environment']['cpus']} CPUs, shared with "
-         f"other engineers (load average {' '.join(out['machine_start']['loadavg'])} at the "
+        (f"Machine: {out['environment']['cpu']}, {out['environment']['cpus']} CPUs, "
+         + ("quiet at the start" if out["machine_start"]["quiet"] else
+            "shared with other work (wall times are inflated)")
+         + f" (load average {' '.join(out['machine_start']['loadavg'])} at the "
          f"start, {' '.join(out['machine_end']['loadavg'])} at the end"
          + (", both sides at once" if out["together"] else "")
          + (f", OMP_NUM_THREADS={out['threads']} on both" if out["threads"] else "")
-         + "): wall times are inflated; CPU-seconds (user + system) are each run's own."), "",
+         + f"; torch fp32 2048² matmul {out['matmul_peak_gflops']:.0f} GFLOP/s at the start"
+         + "); CPU-seconds (user + system) are each run's own."), "",
         md_table(["side", "wall s", "CPU s", "peak RSS GB", "judges built", "judge WARNING lines",
                   "exit"], rows), ratio, ""])
 
