@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint
+.PHONY: install demo test test-fast lint
 
 $(STAMP): pyproject.toml Makefile .ci/install-browser.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,11 +22,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/udasa run --config configs/cpu-demo.yaml --workspace udasa-workspace
 
+# The whole suite (what .ci/run runs); test-fast leaves out the tests marked slow.
 test: $(STAMP)
-	$(BIN)/python -m pytest
-
-test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check udasa evals attacks app tests bench

@@ -440,11 +440,12 @@ def test_an_admin_assigns_overlapping_pools_and_follows_progress_agreement_and_w
     votes = [r for r in ratings(ws) if r["preference"]]
     assert sum(int(r[6]) for r in wins) == len(votes) >= 6, wins  # every A/B vote counted
     assert "harm pairs" in text(admin, "#pool-list")
-    open_tab(admin, "compare")  # the same win rates beside the leaderboard
+    open_tab(admin, "compare")  # the same win rates beside the leaderboard, once refreshed
+
+    def beside() -> list[list[str]]:
+        return [r.split("\t") for r in admin.locator("#cmp-win-rates tbody tr").all_inner_texts()]
     admin.locator("#compare-refresh").click()
-    wait_until(lambda: admin.locator("#cmp-win-rates tbody tr").count(), what="win rates")
-    beside = [r.split("\t") for r in admin.locator("#cmp-win-rates tbody tr").all_inner_texts()]
-    assert beside == wins
+    wait_until(lambda: beside() == wins, what="Compare's win rates equal to the Annotation tab's")
 
 
 # the shell ----------------------------------------------------------------------------------
