@@ -277,8 +277,8 @@ def test_stored_text_in_the_progress_line_and_confirmation_is_escaped(store):
     row = rating.rating_row("bob", item, {"harmless": 1, "helpful": 2, "overall": 3})
     said = annotation.confirmation("bob", item, row, replaced=False)
     assert "<img" not in said and "&lt;img src=x onerror=alert(1)&gt;" in said
-    pool, _ = pools.make_pool(store, request(name=f"<b>{hostile}</b>", annotators=("bob",),
-                                             overlap=1, size=1), "alice")
+    pools.make_pool(store, request(name=f"<b>{hostile}</b>", annotators=("bob",),
+                                   overlap=1, size=1), "alice")
     q = annotation.load_queue(store, "bob", annotation.tasks_for(store, "bob", False)[0])
     assert "<b>bob</b>" in q.progress("bob") and "&lt;b&gt;&lt;img" in q.progress("bob")
     assert "<img" not in q.progress("bob").replace("<b>bob</b>", "")
