@@ -348,6 +348,6 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
              "### Against human labels, independent of any judge", "",
              *human_premise_section(evidence),
              "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
-             "## The paper's tables", "", *tables_part(results, premises, out),
+             "## The paper's tables", "", *tables_part(results, premises, out), "",
              "## Superseded evaluations", "", *superseded_lines(results)]
     return write_text(out, "\n".join(parts) + "\n")
