@@ -55,6 +55,20 @@ def tiny_policy(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium for the app's browser tests, one per test module."""
+    from app.screenshots import CHROMIUM, launch_browser
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run .ci/install-browser.sh")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with playwright.sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """Small ops on a shared 2-core machine: one torch thread is faster and steadier."""
     import torch

@@ -23,7 +23,7 @@ from app_pages import wait_until
 from conftest import REPO
 from results_factory import evaluation, record
 
-from app.screenshots import CHROMIUM, capture, free_port, launch_browser, open_tab, sign_in
+from app.screenshots import CHROMIUM, capture, free_port, open_tab, sign_in
 from evals.premise import premise_stats, write_premise
 from evals.store_tables import eval_samples
 from udasa.config import load_config
@@ -32,7 +32,7 @@ from udasa.records import content_key
 from udasa.store import Store
 from udasa.store_records import Response
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} missing: run .ci/install-browser.sh")
 
@@ -85,14 +85,6 @@ def server(workspace, tmp_path_factory):
     users |= {n: (password(n), False) for n in ANNOTATORS}
     with serve(workspace, users, tmp_path_factory.mktemp("app-log") / "app.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
 
 
 def ratings(workspace: Path) -> list[dict]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -39,10 +38,10 @@ from hostile_app import (
 
 from app import rating
 from app.render import plain
-from app.screenshots import CHROMIUM, launch_browser, open_tab, sign_in
+from app.screenshots import open_tab, sign_in
 from udasa.store import Store
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 USERS = {"alice": ("alice-pw-1", True), "bob": ("bob-pw-2", False)}
 ADMIN_TABS = ("inspector", "compare")
 # what a page may hold: no handler attribute, no script URL, nothing from the outside host
@@ -84,16 +83,6 @@ def workspace(tmp_path_factory):
 def server(workspace, tmp_path_factory):
     with serve(workspace, USERS, tmp_path_factory.mktemp("log") / "app.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run .ci/install-browser.sh")
-    with playwright.sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
 
 
 class Watch:

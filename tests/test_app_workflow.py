@@ -19,11 +19,11 @@ from results_factory import evaluation, record
 from test_app import scored_run
 
 from app import rating
-from app.screenshots import CHROMIUM, launch_browser, open_tab, sign_in
+from app.screenshots import CHROMIUM, open_tab, sign_in
 from evals.store_tables import add_rating
 from udasa.store import Store
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run .ci/install-browser.sh")]
 
@@ -70,14 +70,6 @@ def server(workspace, tmp_path_factory):
     users = {n: (password(n), admin) for n, admin in PEOPLE.items()}
     with serve(workspace[0], users, tmp_path_factory.mktemp("log") / "app.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture
