@@ -181,9 +181,10 @@ def _human(state: AppState) -> Callable:
         with state.ws.read() as store:
             if store is None:
                 return "", "", None, "", ""
-            ratings = as_rows(store_tables.ratings(store))
+            records = store_tables.ratings(store)
+            ratings = as_rows(records)
             agreement = render.html_table(compare.agreement(ratings), text_columns=("note",))
-            wins = votes.labelled_win_rates(store)
+            wins = votes.labelled_win_rates(store, records)
             wins = render.html_table(wins) if len(wins) else "No A/B votes yet."
             if not run_id:
                 return "", "", None, agreement, wins

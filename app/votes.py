@@ -80,10 +80,11 @@ def win_rates(rows: Iterable[Rating], items: Mapping[str, PairItem]) -> pd.DataF
     return pd.DataFrame(out, columns=WIN_COLUMNS)
 
 
-def labelled_win_rates(store) -> pd.DataFrame:
-    """`win_rates` of every A/B vote in the store, methods by their display labels."""
+def labelled_win_rates(store, rows: Iterable[Rating] | None = None) -> pd.DataFrame:
+    """`win_rates` of every A/B vote in the store (`rows`: its ratings, when already read),
+    methods by their display labels."""
     pairs = {p.id: p for p in pool(store, "pair")}
-    wins = win_rates(store_tables.ratings(store), pairs)
+    wins = win_rates(store_tables.ratings(store) if rows is None else rows, pairs)
     names = labels.model_labels(store, [*wins["method A"], *wins["method B"]])
     for col in ("method A", "method B"):
         wins[col] = labels.relabel(wins[col], names)
