@@ -15,7 +15,6 @@ import random
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +53,16 @@ def check(trial: dict, target: str) -> None:
         assert trial["weight_drift"] is not None and trial["weight_drift"] < MAX_DRIFT, trial
 
 
+def kills_half_way(kind: str, setup, work: Path, targets) -> list[dict]:
+    """The uninterrupted run, then one kill half-way through each step `targets(spans)` names
+    (its clean duration halved: a random delay near a step's end lets a step that runs faster
+    this time end first, and the kill lands at its end instead of inside it)."""
+    ctx = chaos.prepare(kind, setup, 0, random.Random(0), work)
+    spans = ctx["out"]["step_seconds"]
+    ctx["todo"] = [(step, spans[step] / 2) for step in targets(spans)]
+    return [chaos.run_trial(ctx, i, setup, work) for i in range(len(ctx["todo"]))]
+
+
 def test_train_killed_inside_stage_2_resumes_to_the_uninterrupted_end(
         tiny_run, tiny_trained, tiny_policy, tmp_path):
     ws = shutil.copytree(tiny_run, tmp_path / "ws")
@@ -81,10 +90,7 @@ def test_train_killed_inside_stage_2_resumes_to_the_uninterrupted_end(
 
 @pytest.mark.slow  # ~4-8 minutes: fresh processes that import torch
 def test_udasa_run_killed_in_scoring_and_mid_stage_resumes_to_the_same_end(setup, tmp_path):
-    out = chaos.bench_kind("run", setup, 2, random.Random(0), tmp_path, time.time() + 3600,
-                           only=["score", "dpo-2"])
-    assert [t["target"] for t in out["trials"]] == ["score", "dpo-2"]
-    for t in out["trials"]:
+    for t in kills_half_way("run", setup, tmp_path, lambda spans: ["score", "dpo-2"]):
         check(t, t["target"])
 
 
@@ -98,7 +104,9 @@ EVAL_DATA = ("hh-rlhf/harmless-base/test.jsonl.gz", "hh-rlhf/helpful-base/test.j
 @pytest.mark.skipif(not all((data_dir() / f).is_file() for f in EVAL_DATA),
                     reason=f"shared data folder {data_dir()} incomplete (set UDASA_DATA_DIR)")
 def test_udasa_eval_killed_while_judging_resumes_to_the_same_results(setup, tmp_path):
-    out = chaos.bench_kind("eval", setup, 1, random.Random(0), tmp_path, time.time() + 3600,
-                           only=["judge#2"])
-    (t,) = out["trials"]
-    check(t, "judge#2")
+    # the longest judge call of the clean run (the first, which loads the judge: ~0.5 s where a
+    # later one takes ~0.02 s, too short for a timer to land inside)
+    def longest_judge(spans):
+        return [max((s for s in spans if s.startswith("judge#")), key=spans.get)]
+    (t,) = kills_half_way("eval", setup, tmp_path, longest_judge)
+    check(t, t["target"])
