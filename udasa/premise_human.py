@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from udasa.axes import axis_keys
 from udasa.config import FusionConfig, RunConfig, ScorerConfig
@@ -41,6 +42,7 @@ from udasa.scorers.base import ItemScorer, Scorer, make_scorer
 
 TRUTH = "TruthfulQA truth labels"
 NOT_APPLICABLE = "n/a: needs several replies of one prompt"
+CHUNK = 64  # replies scored per call: the progress bar's step
 ALTERNATIVES = {"fact": ("nli-lr", "lm-nli"), "val": ("profanity", "lm-judge", "profanity+lm")}
 
 
@@ -165,18 +167,25 @@ def _scorers(cfg: RunConfig, alternatives: bool) -> list[tuple[str, ScorerConfig
     return out
 
 
-def _values(scorer: Scorer, prompts: list[str], replies: list[str]) -> list[float]:
+def _values(scorer: Scorer, prompts: list[str], replies: list[str], bar: tqdm) -> list[float]:
+    """The scorer's uncertainty of each reply, scored in chunks so that the bar moves."""
     assert isinstance(scorer, ItemScorer)
-    return [s.value for s in scorer.score_items(prompts, replies)] if replies else []
+    out: list[float] = []
+    for i in range(0, len(replies), CHUNK):
+        out += [s.value for s in scorer.score_items(prompts[i:i + CHUNK], replies[i:i + CHUNK])]
+        bar.update(len(replies[i:i + CHUNK]))
+    return out
 
 
-def _score_all(scorer: Scorer, labels: HumanLabels) -> dict[str, list[float]]:
+def _score_all(scorer: Scorer, labels: HumanLabels, desc: str) -> dict[str, list[float]]:
     """One scorer's uncertainty of every reply: chosen, rejected and the labelled answers."""
     pairs, truth = labels.pairs, labels.truth
     prompts = [p.prompt for p in pairs]
-    return {"chosen": _values(scorer, prompts, [p.chosen for p in pairs]),
-            "rejected": _values(scorer, prompts, [p.rejected for p in pairs]),
-            "truth": _values(scorer, [t.question for t in truth], [t.answer for t in truth])}
+    with tqdm(total=2 * len(pairs) + len(truth), desc=desc, unit="reply") as bar:
+        return {"chosen": _values(scorer, prompts, [p.chosen for p in pairs], bar),
+                "rejected": _values(scorer, prompts, [p.rejected for p in pairs], bar),
+                "truth": _values(scorer, [t.question for t in truth], [t.answer for t in truth],
+                                 bar)}
 
 
 def _checks(values: dict[str, list[float]] | None, labels: HumanLabels, seed: int
@@ -212,7 +221,8 @@ def premise_rows(cfg: RunConfig, labels: HumanLabels, alternatives: bool = True,
     rows, configured = [], {}
     for axis, sc, is_configured in _scorers(cfg, alternatives):
         scorer = make_scorer(axis, sc)
-        values = _score_all(scorer, labels) if isinstance(scorer, ItemScorer) else None
+        values = (_score_all(scorer, labels, f"{axis} / {sc.name}")
+                  if isinstance(scorer, ItemScorer) else None)
         if is_configured and values is not None and axis in cfg.fusion.axes:
             configured[axis] = values
         rows.append(PremiseRow(axis, sc.name, scorer.version, is_configured,
