@@ -7,8 +7,8 @@ Table 3 and the logs of the runs), then renders the page from that folder alone;
 `udasa-eval report --evidence docs/x/evidence --out docs/x.md` renders it again without the
 workspaces. Every number on the page comes from there, through `evals.results.load_results`:
 
-- the runs, each with its command and wall time (its log's `$ command` line and `experiment
-  finished in N s`);
+- the runs, each with its command and wall time (its log's `$ command` line and the
+  command's own `... finished in N s` line);
 - each task in each setting: every current result's metrics with 95% CIs, n, failures, its
   scorer and the evaluation it comes from;
 - the main method (default UDASA) against each other method of its experiment in the same
@@ -81,7 +81,7 @@ def run_lines(logs: Sequence[Path]) -> list[str]:
     for i, log in enumerate(logs, 1):
         text = log.read_text(encoding="utf-8", errors="replace")
         command = next((ln[2:] for ln in text.splitlines() if ln.startswith("$ ")), "?")
-        done = re.findall(r"experiment finished in (\d+) s", text)
+        done = re.findall(r"finished in (\d+) s \(wall time\)", text)
         took = f"{int(done[-1])} s ({int(done[-1]) / 60:.0f} min)" if done else "not finished"
         lines.append(f"| {i} | `{command}` | {took} | {log.name} |")
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -95,7 +96,9 @@ def test_hand_computed_agreements_and_auroc_through_the_cli(labels_file, words, 
     assert by["u"]["scorer"] == "softmax fusion of fact, val"
     md = (out / "premise_human.md").read_text()
     assert "| val | test-words | 0.750 [" in md and NOT_APPLICABLE in md
-    assert "premise_human.md" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "premise_human.md" in printed
+    assert re.search(r"premise against human labels finished in \d+ s \(wall time\)", printed)
 
 
 def test_the_embedded_scorer_and_u_agree_with_a_count_by_hand(labels_file, words):

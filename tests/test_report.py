@@ -151,14 +151,19 @@ def test_the_report_regenerates_from_its_evidence_without_the_workspace(tmp_path
     ws = tmp_path / "ws"
     add(ws, "h", "harmlessness", {"base": {"score": [1.0, 2.0, 3.0]},
                                   "UDASA": {"score": [2.0, 2.0, 4.0]}}, experiment="cpu")
-    log = tmp_path / "run.log"
-    log.write_text("$ udasa-eval run --experiment cpu.yaml\nexperiment finished in 600 s\n")
-    first = render(tmp_path, ws, extra=["--log", str(log)])
+    log, human = tmp_path / "run.log", tmp_path / "human.log"
+    log.write_text("$ udasa-eval run --experiment cpu.yaml\n"
+                   "experiment finished in 600 s (wall time)\n")
+    human.write_text("$ udasa scorers --human\n"
+                     "premise against human labels finished in 90 s (wall time)\n")
+    first = render(tmp_path, ws, extra=["--log", str(log), "--log", str(human)])
     assert "| 1 | `udasa-eval run --experiment cpu.yaml` | 600 s (10 min) | 01-run.log |" in first
+    assert "| 2 | `udasa scorers --human` | 90 s (2 min) | 02-human.log |" in first
     evidence = tmp_path / "docs" / "report" / "evidence"
     assert (evidence / "ws1" / "evals" / "h" / "samples.jsonl.gz").is_file()
     shutil.rmtree(ws)
     log.unlink()
+    human.unlink()
     out = tmp_path / "docs" / "report.md"
     assert main(["report", "--evidence", str(evidence), "--out", str(out)]) == 0
     assert out.read_text() == first

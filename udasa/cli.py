@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rich.table import Table
@@ -152,6 +153,7 @@ def cmd_scorers(args):
 def cmd_scorers_human(args, cfg: RunConfig) -> None:
     from udasa import premise_human as ph
 
+    start = time.perf_counter()
     labels = (ph.read_labels(args.labels) if args.labels
               else ph.mirror_labels(args.limit or None, args.seed))
     rows = ph.premise_rows(cfg, labels, alternatives=not args.configured_only, seed=args.seed)
@@ -160,6 +162,8 @@ def cmd_scorers_human(args, cfg: RunConfig) -> None:
                                           "fusion": vars(cfg.fusion)})
     console.print(md.read_text(encoding="utf-8"), markup=False)
     console.print(f"written to {md} and {js}")
+    console.print(f"premise against human labels finished in {time.perf_counter() - start:.0f} s "
+                  "(wall time)")
 
 
 def cmd_sweep(args):
