@@ -228,8 +228,7 @@ def test_the_verdict_per_method_counts_better_worse_and_undistinguished(tmp_path
     rows = [row | {"other": "random pairs", "metric": "score", "mean_diff": 1.0, "p_holm": 0.01},
             row | {"other": "random pairs", "metric": "asr_transfer_prefix", "mean_diff": 10.0,
                    "p_holm": 0.02},  # a higher attack success rate: worse
-            row | {"other": "random pairs", "metric": "true", "mean_diff": 1.0, "p_holm": 0.2,
-                   "mdd": 7.0},
+            row | {"other": "random pairs", "metric": "true", "mean_diff": 1.0, "p_holm": 0.2},
             row | {"other": "RLAIF", "metric": "score", "mean_diff": -1.0, "p_holm": 0.5}]
     lines = verdict_lines(rows, "UDASA")
     assert "| random pairs | 3 | 1: t score | 1: t asr_transfer_prefix | 1 |" in lines
