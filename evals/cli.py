@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from udasa.cli_common import console, run_cli
+from udasa.progress import finished_line
 
 
 def _models(args) -> list:
@@ -113,7 +114,7 @@ def cmd_experiment(args) -> None:
     for path in out["premise"]:
         console.print(f"premise: {path}")
     console.print(f"tables: {out['tables']['tables_md']}")
-    console.print(f"experiment finished in {time.perf_counter() - start:.0f} s (wall time)")
+    console.print(finished_line("experiment", start))
 
 
 def print_results(results: dict) -> None:

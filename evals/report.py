@@ -40,6 +40,7 @@ from evals.stats import holm, min_detectable_difference, paired_comparison
 from evals.tables import write_tables
 from udasa.errors import ConfigError
 from udasa.files import copy_file, write_bytes, write_text
+from udasa.progress import FINISHED
 
 ALPHA = 0.05
 POWER = 0.8
@@ -81,7 +82,7 @@ def run_lines(logs: Sequence[Path]) -> list[str]:
     for i, log in enumerate(logs, 1):
         text = log.read_text(encoding="utf-8", errors="replace")
         command = next((ln[2:] for ln in text.splitlines() if ln.startswith("$ ")), "?")
-        done = re.findall(r"finished in (\d+) s \(wall time\)", text)
+        done = FINISHED.findall(text)
         took = f"{int(done[-1])} s ({int(done[-1]) / 60:.0f} min)" if done else "not finished"
         lines.append(f"| {i} | `{command}` | {took} | {log.name} |")
     return lines

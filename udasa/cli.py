@@ -14,6 +14,7 @@ from udasa.axes import axis_keys
 from udasa.cli_common import console, run_cli
 from udasa.config import RunConfig, load_config
 from udasa.errors import UdasaError
+from udasa.progress import finished_line
 
 DEFAULT_CONFIG = Path("configs/cpu-demo.yaml")
 DEFAULT_WORKSPACE = Path("udasa-workspace")
@@ -162,8 +163,7 @@ def cmd_scorers_human(args, cfg: RunConfig) -> None:
                                           "fusion": vars(cfg.fusion)})
     console.print(md.read_text(encoding="utf-8"), markup=False)
     console.print(f"written to {md} and {js}")
-    console.print(f"premise against human labels finished in {time.perf_counter() - start:.0f} s "
-                  "(wall time)")
+    console.print(finished_line("premise against human labels", start))
 
 
 def cmd_sweep(args):

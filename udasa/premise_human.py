@@ -172,8 +172,9 @@ def _values(scorer: Scorer, prompts: list[str], replies: list[str], bar: tqdm) -
     assert isinstance(scorer, ItemScorer)
     out: list[float] = []
     for i in range(0, len(replies), CHUNK):
-        out += [s.value for s in scorer.score_items(prompts[i:i + CHUNK], replies[i:i + CHUNK])]
-        bar.update(len(replies[i:i + CHUNK]))
+        scored = scorer.score_items(prompts[i:i + CHUNK], replies[i:i + CHUNK])
+        out += [s.value for s in scored]
+        bar.update(len(scored))
     return out
 
 

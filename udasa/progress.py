@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Self
 
 from tqdm.auto import tqdm
+
+# the last line of a command's output; the results report's runs table reads it from the log
+FINISHED = re.compile(r"finished in (\d+) s \(wall time\)")
+
+
+def finished_line(what: str, start: float) -> str:
+    """`<what> finished in N s (wall time)`, N the seconds since `start` (`time.perf_counter`)."""
+    return f"{what} finished in {time.perf_counter() - start:.0f} s (wall time)"
 
 
 class StepProgress:
