@@ -74,6 +74,9 @@ def cmd_run(args) -> None:
 
     if args.plan and not (args.experiment or args.suite):
         raise ConfigError("--plan needs --experiment FILE (or --suite)")
+    if args.all_stages and (args.models or args.experiment or args.suite):
+        raise ConfigError("--all-stages chooses the workspace's models: not with --models, "
+                          "--experiment or --suite")
     if args.experiment or args.suite:
         return cmd_experiment(args)
     if dist.active():
@@ -82,7 +85,7 @@ def cmd_run(args) -> None:
     from evals.runner import EvalConfig, run_eval
     from evals.tasks import task_names
 
-    cfg = EvalConfig(workspace=args.workspace, models=_models(args),
+    cfg = EvalConfig(workspace=args.workspace, models=_models(args), all_stages=args.all_stages,
                      tasks=args.tasks or task_names(),
                      limit=args.limit if args.limit is not None else 50, seed=args.seed,
                      judge=args.judge, judge_base_url=args.judge_base_url,
@@ -159,12 +162,17 @@ def cmd_build_judges(args) -> None:
     from evals.validate_judge import table_lines
 
     rows = []
-    for name in args.judges or build.judge_names():
+    names = args.judges or [n for n in build.judge_names()
+                            if build.recipe_of(n).ships or not args.ship]
+    for name in names:
         built = build.validated(name)
-        how = "cached" if built.cached else "built"
+        how = "shipped" if built.shipped else "cached" if built.cached else "built"
         console.print(f"{name}: {how}, {built.meta['about']}; build cost "
                       f"{built.meta['cpu_s']:.0f} CPU-s ({built.meta['wall_s']:.0f} s wall)")
         rows += built.agreements
+        if args.ship:
+            for path in build.ship(name):
+                console.print(f"  shipped: {path}")
     console.print("\n".join(table_lines(rows, [])))
 
 
@@ -229,7 +237,10 @@ def _add_run(sub) -> None:
     run = sub.add_parser("run", help="evaluate models on tasks and write leaderboards")
     run.add_argument("--models", nargs="+", default=None,
                      help="base | a checkpoint path | a hub id | openai:<model> "
-                          "(default: base + every checkpoint in the workspace)")
+                          "(default: base + each training's final stage in the workspace)")
+    run.add_argument("--all-stages", action="store_true",
+                     help="without --models or --experiment: evaluate every stage checkpoint "
+                          "of the workspace's trainings, not only each one's final stage")
     run.add_argument("--experiment", type=Path, default=None,
                      help="an experiment file (configs/experiments/*.yaml): methods, tasks, "
                           "judge; builds what is missing, evaluates, writes tables.md")
@@ -290,6 +301,9 @@ def _add_build_judges(sub) -> None:
                                               "their agreement with human labels")
     bld.add_argument("judges", nargs="*", help="default: all (harmless helpful info "
                                                "sentiment truth)")
+    bld.add_argument("--ship", action="store_true",
+                     help="(maintainers) write the judges that hold no training text (harmless, "
+                          "helpful) into the package, to ship fitted: after a recipe change")
     bld.add_argument("-v", "--verbose", action="store_true")
     bld.set_defaults(fn=cmd_build_judges)
 

@@ -205,12 +205,18 @@ class EvalModel:
         return {pid: have[pid] for pid, _ in prompts}
 
 
-def default_models(store: Store) -> list[EvalModel]:
-    """The embedded base model and every stage checkpoint stored in the workspace."""
+def default_models(store: Store, all_stages: bool = False) -> list[EvalModel]:
+    """The embedded base model and each stored training's final stage checkpoint (every stage
+    with ``all_stages``: the curriculum's intermediate models too)."""
     models = [EvalModel(BASE_LABEL, "base")]
     labels = checkpoint_labels(store)
-    for c in store.checkpoints():
-        if c.path:
+    stored = [c for c in store.checkpoints() if c.path]
+    last = {}
+    for c in stored:
+        key = (c.run_id, c.train_key)
+        last[key] = max(last.get(key, c.stage), c.stage)
+    for c in stored:
+        if all_stages or c.stage == last[c.run_id, c.train_key]:
             models.append(EvalModel(f"{labels[c.run_id, c.train_key]} stage {c.stage} "
                                     f"({c.name})", c.path))
     return models

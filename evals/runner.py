@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 class EvalConfig:
     workspace: Path
     models: list[EvalModel] = field(default_factory=list)  # empty: base + stored checkpoints
+    all_stages: bool = False  # with no models: every stage checkpoint, not each final one
     tasks: list[str] = field(default_factory=lambda: ["harmlessness", "helpfulness",
                                                       "truthfulness", "sentiment"])
     limit: int | None = 50
@@ -94,7 +95,7 @@ def eval_key(cfg: EvalConfig, models: list[EvalModel], judge) -> str:
 def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
     """Evaluate every model on every task; returns the results dict (also written to disk)."""
     store = Store(cfg.workspace)
-    models = cfg.models or default_models(store)
+    models = cfg.models or default_models(store, cfg.all_stages)
     tasks = [get_task(t) for t in cfg.tasks]  # unknown task names fail before any work
     if unknown := set(cfg.data) - set(cfg.tasks):
         raise ConfigError(f"--data: {sorted(unknown)} not among the tasks run ({cfg.tasks})")

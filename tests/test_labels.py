@@ -46,6 +46,31 @@ def test_checkpoints_are_labelled_by_config_name(tmp_path):
         "ablation-no-val training 12ab34"
 
 
+def test_a_workspace_is_evaluated_at_each_trainings_final_stage_unless_all_stages(tmp_path):
+    store = Store(tmp_path)
+    _run(store, "a1b2c3d4e5", "cpu-demo")
+    for stage, name in ((1, "conservative"), (2, "moderate"), (3, "exploratory")):
+        store.add_checkpoint("a1b2c3d4e5", "77aa88bb99", stage, name, str(tmp_path / name), {})
+    store.add_checkpoint("a1b2c3d4e5", "12ab34cd56", 1, "conservative", str(tmp_path / "t"), {})
+    labels = checkpoint_labels(store)
+    first, second = labels["a1b2c3d4e5", "77aa88bb99"], labels["a1b2c3d4e5", "12ab34cd56"]
+    final = [m.name for m in default_models(store)]
+    assert final[0] == BASE_LABEL and sorted(final[1:]) == sorted(
+        [f"{first} stage 3 (exploratory)", f"{second} stage 1 (conservative)"])
+    every = [m.name for m in default_models(store, all_stages=True)]
+    assert len(every) == 5 and set(final) <= set(every)
+    assert f"{first} stage 2 (moderate)" in every
+
+
+def test_all_stages_is_refused_beside_models_it_would_not_choose(tmp_path, capsys):
+    from evals.cli import main as eval_main
+
+    assert eval_main(["run", "--all-stages", "--models", "base", "--workspace",
+                      str(tmp_path)]) == 2
+    out = capsys.readouterr()
+    assert "--all-stages chooses the workspace's models" in out.out + out.err
+
+
 def _rated_run_reply(store: Store, model: str, run: str = "r1") -> None:
     """A run's sampled reply written by `model` (the generator id), rated by two people, one
     rating stored before one label per model (its method is the raw generator id)."""

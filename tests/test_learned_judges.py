@@ -22,6 +22,7 @@ from evals.judges import make_judge
 from evals.judges.learned import build, data, metrics, recipes, reward, sentiment, tqa
 from evals.validate_judge import interface_rows
 from udasa.data import data_dir
+from udasa.errors import ConfigError
 
 # --- a fixture data folder in the shared layout ---------------------------------------------
 
@@ -423,3 +424,66 @@ def test_reward_regularisation_is_chosen_by_prompt_split_cross_validation(monkey
     assert reward.choose_C(d[:3], ["one prompt"] * 3) == reward.C_GRID[len(reward.C_GRID) // 2]
     pairs = [data.Pair(p, p, f"good {i}", f"bad {i}") for i, p in enumerate(prompts[:8])]
     assert reward.fit(pairs, reward.RewardSettings(C=0.5)).settings.C == 0.5
+
+
+# --- judges that hold no training text ship fitted -------------------------------------------
+
+def test_a_shipped_judge_is_taken_instead_of_fitted(tmp_path, monkeypatch, small_root, caplog):
+    settings = reward.RewardSettings(limit=30)
+    monkeypatch.setattr(build, "SHIPPED", tmp_path / "fitted")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "maintainer"))
+    shipped = build.ship("harmless", settings, small_root)
+    assert sorted(p.name for p in shipped) == sorted(p.name for p in (tmp_path / "fitted").iterdir())
+    fitted = build.validated("harmless", settings, small_root)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh"))  # a fresh machine
+    monkeypatch.setattr(build, "_fit", lambda *a: pytest.fail("fitted a judge that ships"))
+    with caplog.at_level("INFO", logger="evals.judges"):
+        got = build.get("harmless", settings, small_root)
+    assert got.shipped and not got.cached and "ships with UDASA" in caplog.text
+    assert np.array_equal(got.judge.weights, fitted.judge.weights)
+    assert got.agreements == fitted.agreements  # its measured agreement ships beside it
+    again = build.get("harmless", settings, small_root)
+    assert again.cached and not again.shipped
+    # other settings or data: no shipped file matches, so the judge is fitted as before
+    with pytest.raises(pytest.fail.Exception, match="fitted a judge that ships"):
+        build.get("harmless", reward.RewardSettings(limit=20), small_root)
+
+
+def test_a_judge_holding_training_text_does_not_ship(tmp_path):
+    with pytest.raises(ConfigError, match="'truth' holds training text.*harmless, helpful"):
+        build.ship("truth", folder=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+needs_hh = pytest.mark.skipif(not (data_dir() / "hh-rlhf").is_dir(),
+                              reason="needs the HH-RLHF files under $UDASA_DATA_DIR")
+
+
+@needs_hh
+def test_the_shipped_judges_are_the_current_recipes():
+    """Every judge that ships has its file for today's recipe, settings and data (after a change,
+    `udasa-eval build-judges --ship` writes them), and nothing stale ships beside them."""
+    ships = [n for n in build.judge_names() if build.recipe_of(n).ships]
+    assert ships == ["harmless", "helpful"]
+    want = {build.artifact_path(n, build.recipe_of(n).settings(), data_dir()).name for n in ships}
+    assert {p.name for p in build.SHIPPED.iterdir()} == want
+
+
+@needs_hh
+@pytest.mark.slow
+def test_the_shipped_harmless_judge_is_what_a_refit_gives(tmp_path, monkeypatch):
+    """Fitted again from the mirror on this machine (nothing shipped), the judge gives the
+    held-out replies the rewards the shipped one gives."""
+    import joblib
+
+    path = build.artifact_path("harmless", reward.RewardSettings(), data_dir())
+    ours = joblib.load(build.SHIPPED / path.name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(build, "SHIPPED", tmp_path / "nothing-ships")
+    refit = build.get("harmless")
+    assert not refit.shipped and not refit.cached
+    pairs = data.hh_pairs("harmless", "eval")[:200]
+    ctx, replies = [p.context for p in pairs], [p.chosen for p in pairs]
+    a, b = ours["judge"].reward(ctx, replies), refit.judge.reward(ctx, replies)
+    assert np.corrcoef(a, b)[0, 1] > 0.9999 and np.abs(a - b).max() < 1e-3

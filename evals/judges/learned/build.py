@@ -9,6 +9,12 @@ fits; :func:`validated` measures, once, and both are cached: the cache key is th
 hash of its training files' contents, its settings and :data:`VERSION` (bumped when features
 change); the judge is a joblib file under ``<user cache>/udasa/judges/``, its agreement a JSON
 file beside it, each written atomically under a file lock of its own.
+
+A judge that holds no training text (``Recipe.ships``: the HH reward models, a weight vector and
+a calibration) ships fitted in :data:`SHIPPED`, under the same file name: a fresh cache takes
+that file instead of fitting when the recipe, settings and training files' hash are the same,
+so every machine judges with the same fitted weights. ``udasa-eval build-judges --ship`` writes
+the shipped files; a test refits one and checks it against the shipped file.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from filelock import FileLock
 from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
+from udasa.errors import ConfigError
 from udasa.files import atomic_write
 from udasa.models import cache_root
 from udasa.registry import lookup, names, register
 
 log = logging.getLogger("evals.judges")
 VERSION = 2  # bump when a judge's features change (part of every cache key)
+SHIPPED = Path(__file__).parent / "fitted"  # fitted judges that ship with UDASA (Recipe.ships)
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Built:
     agreements: list[Agreement] | None  # None: not yet measured (see :func:`validated`)
     meta: dict[str, Any]
     cached: bool = False  # True when this call loaded it instead of building it
+    shipped: bool = False  # True when this call took the fitted judge that ships (SHIPPED)
 
 
 Scores = tuple[list[float], list[str]]  # per item: the score and a short reply text
@@ -62,16 +71,20 @@ class Recipe:
     about: str
     template: str = ""  # the judge template it answers in the ``learned`` backend
     score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None
+    ships: bool = False  # the fitted judge holds no training text: it may ship (SHIPPED)
 
 
 def recipe(name: str, settings: type, files: tuple[str, ...], about: str,
            validate: Callable[[Any, Path], list[Agreement]], template: str = "",
-           score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None):
+           score: Callable[[Any, list[dict[str, Any]]], Scores] | None = None,
+           ships: bool = False):
     """Decorator: register ``train(settings, root) -> judge`` as the learned judge ``name``
     (registry kind ``judge``); ``validate(judge, root)`` measures its agreement with
-    human labels; ``score(judge, items)`` answers the template ``template``."""
+    human labels; ``score(judge, items)`` answers the template ``template``; ``ships``: its
+    fitted form holds no training text and may ship with the package."""
     def wrap(fn):
-        register("judge", name)(Recipe(settings, files, fn, validate, about, template, score))
+        register("judge", name)(Recipe(settings, files, fn, validate, about, template, score,
+                                       ships))
         return fn
     return wrap
 
@@ -110,11 +123,57 @@ def _resolve(name: str, settings: Any, root: Path | None) -> tuple[Recipe, Any, 
 
 def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
     """The judge ``name`` fitted with ``settings`` (default settings when None), from the cache
-    when it is there, else fitted once now and cached; its agreement as far as measured."""
+    when it is there, else the shipped one when it ships for this recipe, settings and data,
+    else fitted once now; cached either way; its agreement as far as measured."""
     r, settings, root = _resolve(name, settings, root)
     path = artifact_path(name, settings, root)
-    cached = _once(path, lambda: _fit(name, r, settings, root, path))
-    return _load(name, path, agreement_path(name, settings, root), cached)
+    shipped: list[bool] = []
+    cached = _once(path, lambda: shipped.append(
+        _take_shipped(name, path) or bool(_fit(name, r, settings, root, path))))
+    built = _load(name, path, agreement_path(name, settings, root), cached)
+    return dataclasses.replace(built, shipped=any(shipped))
+
+
+def _take_shipped(name: str, path: Path) -> bool:
+    """Copy the shipped judge (and its measured agreement) of ``path``'s key into the cache;
+    False when none ships under that name."""
+    shipped = SHIPPED / path.name
+    if not recipe_of(name).ships or not shipped.is_file():
+        return False
+    log.info("using the fitted %s judge that ships with UDASA (%s): same recipe, settings and "
+             "training files", name, shipped.name)
+    agreement = shipped.with_suffix(".agreement.json")
+    if agreement.is_file() and not path.with_suffix(".agreement.json").is_file():
+        with atomic_write(path.with_suffix(".agreement.json"), "wb") as f:
+            f.write(agreement.read_bytes())
+    with atomic_write(path, "wb") as f:
+        f.write(shipped.read_bytes())
+    return True
+
+
+def ship(name: str, settings: Any = None, root: Path | None = None,
+         folder: Path | None = None) -> list[Path]:
+    """Write judge ``name`` (fitted and measured: :func:`validated`) into ``folder`` (default
+    :data:`SHIPPED`) for the package to ship, replacing its earlier shipped files."""
+    if not recipe_of(name).ships:
+        ships = [n for n in judge_names() if recipe_of(n).ships]
+        raise ConfigError(f"learned judge {name!r} holds training text: it does not ship "
+                          f"(judges that ship: {', '.join(ships)})")
+    folder = folder or SHIPPED
+    validated(name, settings, root)
+    _, settings, root = _resolve(name, settings, root)
+    path = artifact_path(name, settings, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{name}-*"):
+        old.unlink()
+    out = []
+    for src in (path, agreement_path(name, settings, root)):
+        if not src.is_file():  # an artifact of the first format carries its agreement inside
+            continue
+        with atomic_write(folder / src.name, "wb") as f:
+            f.write(src.read_bytes())
+        out.append(folder / src.name)
+    return out
 
 
 def validated(name: str, settings: Any = None, root: Path | None = None) -> Built:

@@ -149,7 +149,8 @@ for _subset in ("harmless", "helpful"):
 
     recipe(_subset, reward.RewardSettings, (f"hh-rlhf/{_subset}-base/test.jsonl.gz",),
            f"HH-RLHF {_subset} preferences, prompts of the train part: MiniLM features + "
-           "Bradley-Terry", validate_reward, template=_subset, score=score_reward)(_train)
+           "Bradley-Terry", validate_reward, template=_subset, score=score_reward,
+           ships=True)(_train)
 
 
 def _balanced(texts: list[str], labels: list[int], limit: int | None
