@@ -1,15 +1,15 @@
-"""The first `udasa-eval run --limit 3` after `make demo` on a fresh machine, before vs after
-the learned judges were split into fit (every run) and validation (on demand).
+"""The first `udasa-eval run --limit 3` after `make demo` on a fresh machine, commit BEFORE
+(default: before the learned judges were split into fit and validation) against this tree.
 
-    .venv/bin/python bench/bench_first_eval.py --workspace udasa-workspace [--together]
+    .venv/bin/python bench/bench_first_eval.py --workspace udasa-workspace [--before REV]
 
 Each side runs in its own process, on a copy of the `make demo` workspace, with a user cache
 that holds what `make demo` left there (the de-quantised policy, hard-linked) and no learned
-judge and no judge embedding, as on a fresh machine after `make demo`. "Before" is commit
-BEFORE, unpacked with `git archive` into a temporary folder; "after" is this tree (or the commit
+judge and no judge embedding, as on a fresh machine after `make demo` (judges that ship with
+the package are in its tree, not the cache). "Before" is the commit `--before`, unpacked with `git archive` into a temporary folder; "after" is this tree (or the commit
 `--after`, unpacked the same way). Reported per
-side: wall time, CPU time (user + system) and peak memory from `/usr/bin/time -v`, and the
-judges' log lines at WARNING. `--together` runs both sides at once (on a machine shared with
+side: wall time, CPU time (user + system) and peak memory from `/usr/bin/time -v`, the judges
+fitted and taken as shipped, and the judges' log lines at WARNING. `--together` runs both sides at once (on a machine shared with
 others, both then see the same load); otherwise the after side runs first.
 Results: bench/results/<out>.{json,md}; each side's log in the results JSON's `log` path.
 """
@@ -83,6 +83,7 @@ def finish_side(proc: subprocess.Popen, log: Path) -> dict:
     out["cpu"] = out.get("user", 0.0) + out.get("system", 0.0)
     out["judge_warnings"] = len(re.findall(r"(?m)^WARNING evals\.judges", text))
     out["judges_built"] = len(re.findall(r"building the learned \w+ judge once", text))
+    out["judges_shipped"] = len(re.findall(r"using the fitted \w+ judge that ships", text))
     return out
 
 
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS for both sides (default: torch's choice); 1 on a "
                              "busy shared machine, where a 2-thread pool spin-waits")
+    parser.add_argument("--before", default=BEFORE,
+                        help=f"the commit of the before side (default {BEFORE})")
     parser.add_argument("--after", default=None,
                         help="a commit for the after side (default: this tree as it is)")
     parser.add_argument("--sides", nargs="+", choices=["after", "before"],
@@ -108,7 +111,7 @@ def main() -> None:
     peak = matmul_peak()
     tmp = Path(tempfile.mkdtemp(prefix="first-eval-"))
     trees = {"after": tree_at(args.after, tmp / "after") if args.after else ROOT,
-             "before": tree_at(BEFORE, tmp / "before")}
+             "before": tree_at(args.before, tmp / "before")}
     trees = {n: t for n, t in trees.items() if n in args.sides}
     sides: dict[str, dict] = {}
     if args.together:
@@ -120,7 +123,7 @@ def main() -> None:
     out = {"command": " ".join([".venv/bin/python bench/bench_first_eval.py", *sys.argv[1:]]),
            "environment": environment(), "machine_start": state,
            "machine_end": {"loadavg": Path("/proc/loadavg").read_text().split()[:3]},
-           "before": BEFORE, "after": args.after or "this tree", "limit": args.limit,
+           "before": args.before, "after": args.after or "this tree", "limit": args.limit,
            "threads": args.threads, "together": args.together, "sides": sides,
            "matmul_peak_gflops": round(peak, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_results(args.out, out, markdown(out))
@@ -129,13 +132,14 @@ def main() -> None:
 def markdown(out: dict) -> str:
     s = out["sides"]
     rows = [[n, f"{v.get('wall', 0):.0f}", f"{v['cpu']:.0f}", f"{v.get('rss_kb', 0) / 1e6:.1f}",
-             v["judges_built"], v["judge_warnings"], v["rc"]] for n, v in s.items()]
+             v["judges_built"], v.get("judges_shipped", 0), v["judge_warnings"], v["rc"]]
+            for n, v in s.items()]
     ratio = (f"before / after: wall {s['before']['wall'] / s['after']['wall']:.2f}x, CPU "
              f"{s['before']['cpu'] / s['after']['cpu']:.2f}x" if len(s) == 2 else "")
     return "\n".join([
         f"# First `udasa-eval run --limit {out['limit']}` after `make demo`, fresh judge cache",
         "", f"Command: `{out['command']}` ({out['date']}).",
-        f"Before: {out['before']} (judges cross-validated while built); after: {out['after']}.",
+        f"Before: {out['before']}; after: {out['after']}.",
         (f"Machine: {out['environment']['cpu']}, {out['environment']['cpus']} CPUs, "
          + ("quiet at the start" if out["machine_start"]["quiet"] else
             "shared with other work (wall times are inflated)")
@@ -145,8 +149,8 @@ def markdown(out: dict) -> str:
          + (f", OMP_NUM_THREADS={out['threads']} on both" if out["threads"] else "")
          + f"; torch fp32 2048² matmul {out['matmul_peak_gflops']:.0f} GFLOP/s at the start"
          + "); CPU-seconds (user + system) are each run's own."), "",
-        md_table(["side", "wall s", "CPU s", "peak RSS GB", "judges built", "judge WARNING lines",
-                  "exit"], rows), ratio, ""])
+        md_table(["side", "wall s", "CPU s", "peak RSS GB", "judges built", "judges shipped",
+                  "judge WARNING lines", "exit"], rows), ratio, ""])
 
 
 if __name__ == "__main__":
