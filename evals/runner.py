@@ -40,8 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvalConfig:
     workspace: Path
-    models: list[EvalModel] = field(default_factory=list)  # empty: base + stored checkpoints
-    all_stages: bool = False  # with no models: every stage checkpoint, not each final one
+    models: list[EvalModel] = field(default_factory=list)  # empty: base + final stages
     tasks: list[str] = field(default_factory=lambda: ["harmlessness", "helpfulness",
                                                       "truthfulness", "sentiment"])
     limit: int | None = 50
@@ -53,6 +52,7 @@ class EvalConfig:
     data: dict[str, str] = field(default_factory=dict)  # task -> data file override
     experiment: str = ""  # the experiment's name (part of every result's identity)
     data_given: dict[str, str] = field(default_factory=dict)  # task -> data as the user wrote it
+    all_stages: bool = False  # with no models: every stage checkpoint, not each final one
 
     def setting(self, task: str, judge: Judge) -> dict[str, Any]:
         """A task's setting as given: data, sample limit, seed and the judge's id."""
