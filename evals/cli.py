@@ -348,6 +348,10 @@ def _add_report(sub) -> None:
     rep.add_argument("--intro", type=Path, default=None,
                      help="markdown put before the generated part")
     rep.add_argument("--main", default="UDASA", help="the method compared with each other one")
+    rep.add_argument("--compare", nargs=2, action="append", default=[],
+                     metavar=("FIRST", "SECOND"),
+                     help="a further paired comparison, FIRST minus SECOND, tested in the same "
+                          "Holm family as --main's (repeatable), e.g. two controls")
     rep.add_argument("--experiment", default=None,
                      help="the experiment whose comparisons are tested (default: the one "
                           "holding most results of --main)")
@@ -375,7 +379,8 @@ def cmd_report(args) -> None:
     elif not evidence.is_dir():
         raise ConfigError(f"--evidence {evidence}: no such folder")
     intro = args.intro.read_text(encoding="utf-8") if args.intro else ""
-    out = write_report(evidence, args.out, args.main, intro, args.experiment)
+    out = write_report(evidence, args.out, args.main, intro, args.experiment,
+                       [tuple(pair) for pair in args.compare])
     console.print(f"report: {out} (from {evidence})")
 
 

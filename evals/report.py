@@ -129,21 +129,26 @@ def main_experiment(results: ResultSet, main: str, chosen: str | None) -> str | 
     return max(counts, key=lambda e: counts[e])
 
 
-def comparisons(results: ResultSet, main: str, experiment: str) -> list[dict[str, Any]]:
-    """`main` minus each other method of `experiment` in the same task and setting, on each
-    paired metric of the task, paired by sample id."""
+def comparisons(results: ResultSet, main: str, experiment: str,
+                extra: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """`main` minus each other method of `experiment`, then each `extra` (first, second) pair
+    first minus second, in the same task and setting, on each paired metric of the task,
+    paired by sample id; Holm's adjustment over all of them."""
+    pairs = [(main, None), *extra]
     out = []
-    for r in results.current:
-        if r.method != main or r.identity.experiment != experiment or r.legacy:
-            continue
-        for other in results.where(task=r.task, setting=r.setting, experiment=experiment):
-            if other.method == main or other.legacy:
+    for first, second in pairs:
+        for r in results.current:
+            if r.method != first or r.identity.experiment != experiment or r.legacy:
                 continue
-            for metric in r.paired_metrics:
-                c = paired_comparison(r.values(metric), other.values(metric))
-                if c is not None:
-                    out.append({"task": r.task, "setting": r.setting.label(), "metric": metric,
-                                "other": other.method} | asdict(c))
+            for other in results.where(task=r.task, setting=r.setting, experiment=experiment):
+                if other.legacy or other.method == first or second not in (None, other.method):
+                    continue
+                for metric in r.paired_metrics:
+                    c = paired_comparison(r.values(metric), other.values(metric))
+                    if c is not None:
+                        out.append({"task": r.task, "setting": r.setting.label(),
+                                    "metric": metric, "main": first,
+                                    "other": other.method} | asdict(c))
     for row, p in zip(out, holm([row["p_boot"] for row in out])):
         row["p_holm"] = p
         row["mdd"] = min_detectable_difference(row["sd_diff"], row["n"], ALPHA / len(out),
@@ -151,13 +156,17 @@ def comparisons(results: ResultSet, main: str, experiment: str) -> list[dict[str
     return out
 
 
-def comparison_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    lines = [("| task (setting): metric | main - method | n | mean diff [95% CI] | d_z | W/L/T | "
-              "p boot | p sign | p Holm | significant | detectable |"),
+def comparison_lines(rows: Sequence[dict[str, Any]], pairs_named: bool = False) -> list[str]:
+    """The paired table; `pairs_named`: the second column names both methods (first - second)
+    instead of the one compared with the main method."""
+    lines = [(f"| task (setting): metric | {'first - second' if pairs_named else 'main - method'}"
+              " | n | mean diff [95% CI] | d_z | W/L/T | p boot | p sign | p Holm | significant |"
+              " detectable |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        pair = f"{r['main']} - {r['other']}" if pairs_named else r["other"]
         lines.append(
-            f"| {r['task']} ({r['setting']}): {r['metric']} | {r['other']} | {r['n']} | "
+            f"| {r['task']} ({r['setting']}): {r['metric']} | {pair} | {r['n']} | "
             f"{r['mean_diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['d_z']:+.2f} | "
             f"{r['wins']}/{r['losses']}/{r['ties']} | {r['p_boot']:.3g} | {r['p_sign']:.3g} | "
             f"{r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} | "
@@ -169,9 +178,13 @@ def statement(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
     """The plain-language verdict: which differences survive Holm's correction, and how large a
     difference the others could have shown."""
     sig = [r for r in rows if r["p_holm"] < ALPHA]
-    lines = [(f"{len(sig)} of {len(rows)} comparisons of {main} with another method are "
-              f"significant at {ALPHA} after Holm's correction over all {len(rows)}:")]
-    lines += [f"- {r['task']} ({r['setting']}), {r['metric']}: {main} "
+    further = sum(r["main"] != main for r in rows)
+    what = (f"comparisons of {main} with another method" if not further else
+            f"comparisons ({main} with each other method, and {further} asked for with "
+            "`--compare`)")
+    lines = [(f"{len(sig)} of {len(rows)} {what} are significant at {ALPHA} after Holm's "
+              f"correction over all {len(rows)}:")]
+    lines += [f"- {r['task']} ({r['setting']}), {r['metric']}: {r['main']} "
               f"{'above' if r['mean_diff'] > 0 else 'below'} {r['other']} by "
               f"{abs(r['mean_diff']):.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
               for r in sig] or ["- none."]
@@ -221,11 +234,16 @@ def _names(rows: Sequence[dict[str, Any]]) -> str:
         if rows else "0"
 
 
-def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> list[str]:
+def comparisons_section(results: ResultSet, main: str, chosen: str | None,
+                        extra: Sequence[tuple[str, str]] = ()) -> list[str]:
     experiment = main_experiment(results, main, chosen)
     if experiment is None:
         return [f"No result of a method named {main} (`--main` names the method compared).", ""]
-    rows = comparisons(results, main, experiment)
+    known = {r.method for r in results.current}
+    if unknown := sorted({m for pair in extra for m in pair} - known):
+        raise ConfigError(f"--compare: no result of {', '.join(map(repr, unknown))} "
+                          f"(methods: {', '.join(sorted(known))})")
+    rows = comparisons(results, main, experiment, extra)
     others = [e for e in results.experiments() if e != experiment
               and any(r.method == main for r in results.where(experiment=e))]
     head = [(f"Experiment `{experiment or '(none)'}`: {main} against every other method of it "
@@ -240,8 +258,22 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None) -> li
                     + ", ".join(legacy) + ".")
     if not rows:
         return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
-    return [*head, "", *verdict_lines(rows, main), "", *comparison_lines(rows), "",
-            *statement(rows, main), ""]
+    ours = [r for r in rows if r["main"] == main]
+    further = [r for r in rows if r["main"] != main]
+    return [*head, "", *verdict_lines(ours, main), "", *comparison_lines(ours), "",
+            *further_lines(further, extra), *statement(rows, main), ""]
+
+
+def further_lines(rows: Sequence[dict[str, Any]], extra: Sequence[tuple[str, str]]) -> list[str]:
+    """The `--compare FIRST SECOND` comparisons (in the same Holm family as the main ones)."""
+    if not extra:
+        return []
+    asked = ", ".join(f"{a} - {b}" for a, b in extra)
+    if not rows:
+        return [(f"Further comparisons asked for ({asked}): none evaluated on the same task "
+                 "and setting."), ""]
+    return [f"Further comparisons ({asked}), first minus second, in the same Holm family:", "",
+            *comparison_lines(rows, pairs_named=True), ""]
 
 
 # what was trained ----------------------------------------------------------------------------
@@ -333,7 +365,8 @@ def superseded_lines(results: ResultSet) -> list[str]:
 
 
 def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str = "",
-                 experiment: str | None = None) -> Path:
+                 experiment: str | None = None,
+                 compare: Sequence[tuple[str, str]] = ()) -> Path:
     """Render the report from an evidence folder (`export_evidence`) into `out`."""
     results = load_results(evidence)
     if not results.current:
@@ -343,7 +376,7 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
     parts = [preamble, "## Runs", "", *run_lines(evidence_logs(evidence)), "",
              "## Results by task", "", *results_section(results),
              f"## {main} against each method, paired by sample", "",
-             *comparisons_section(results, main, experiment),
+             *comparisons_section(results, main, experiment, compare),
              "## What the UDASA runs trained on", "", *training_section(read_records(evidence)),
              "## Premise: does lower uncertainty mean a better reply?", "",
              "### By the judge, on each UDASA run's replies", "",

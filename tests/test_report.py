@@ -31,7 +31,7 @@ def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in part.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 11 and cells[1] not in ("main - method", "---"):
+        if len(cells) == 11 and cells[1] not in ("main - method", "first - second", "---"):
             rows[cells[0], cells[1]] = cells[2:]
     return rows
 
@@ -245,3 +245,31 @@ def test_the_human_label_premise_is_included_where_it_was_run(tmp_path):
     text = render(tmp_path, ws)
     part = text.split("### Against human labels")[1].split("\n## ")[0]
     assert "| u | 0.565 |" in part and "# The premise against human labels" not in part
+
+
+def test_further_comparisons_join_the_holm_family_of_the_main_ones(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    base = [5.0] * 20
+    methods = {"base": {"score": base}, "UDASA": {"score": [b + x for b, x in zip(base, D1)]},
+               "no curriculum": {"score": [b + x for b, x in zip(base, D2)]},
+               "random pairs": {"score": [b + x for b, x in zip(base, D3)]}}
+    add(ws, "e1", "harmlessness", methods, experiment="cpu")
+    text = render(tmp_path, ws, extra=["--compare", "no curriculum", "random pairs"])
+    rows = table_rows(text)
+    cell = "harmlessness (data: default, limit 50, seed 0, judge: j): score"
+    assert {other for _, other in rows} == {"base", "no curriculum", "random pairs",
+                                            "no curriculum - random pairs"}
+    diff = np.subtract(D2, D3)
+    assert rows[cell, "no curriculum - random pairs"][1].startswith(f"{diff.mean():+.3f} [")
+    raw = sorted(float(r[4]) for r in rows.values())
+    by_hand, running = [], 0.0
+    for rank, p in enumerate(raw):
+        running = max(running, (4 - rank) * p)
+        by_hand.append(min(running, 1.0))
+    assert sorted(float(r[6]) for r in rows.values()) == pytest.approx(by_hand, rel=2e-3)
+    assert ("of 4 comparisons (UDASA with each other method, and 1 asked for with `--compare`)"
+            in text)
+    assert main(["report", "--out", str(tmp_path / "x.md"), "--workspace", str(ws),
+                 "--compare", "no curriculum", "random pair"]) == 2
+    assert "--compare: no result of 'random pair' (methods: UDASA, base, no curriculum, " \
+           "random pairs)" in capsys.readouterr().out
