@@ -211,10 +211,9 @@ def default_models(store: Store, all_stages: bool = False) -> list[EvalModel]:
     models = [EvalModel(BASE_LABEL, "base")]
     labels = checkpoint_labels(store)
     stored = [c for c in store.checkpoints() if c.path]
-    last = {}
+    last: dict[tuple[str, str], int] = {}  # each training's final stage
     for c in stored:
-        key = (c.run_id, c.train_key)
-        last[key] = max(last.get(key, c.stage), c.stage)
+        last[c.run_id, c.train_key] = max(last.get((c.run_id, c.train_key), 0), c.stage)
     for c in stored:
         if all_stages or c.stage == last[c.run_id, c.train_key]:
             models.append(EvalModel(f"{labels[c.run_id, c.train_key]} stage {c.stage} "

@@ -127,11 +127,18 @@ def get(name: str, settings: Any = None, root: Path | None = None) -> Built:
     else fitted once now; cached either way; its agreement as far as measured."""
     r, settings, root = _resolve(name, settings, root)
     path = artifact_path(name, settings, root)
-    shipped: list[bool] = []
-    cached = _once(path, lambda: shipped.append(
-        _take_shipped(name, path) or bool(_fit(name, r, settings, root, path))))
+    shipped: list[bool] = []  # what _once's maker did, when it ran
+    cached = _once(path, lambda: shipped.append(_make(name, r, settings, root, path)))
     built = _load(name, path, agreement_path(name, settings, root), cached)
     return dataclasses.replace(built, shipped=any(shipped))
+
+
+def _make(name: str, r: Recipe, settings: Any, root: Path, path: Path) -> bool:
+    """Put judge ``name`` at ``path``: the shipped one when it ships (True), else a fit."""
+    if _take_shipped(name, path):
+        return True
+    _fit(name, r, settings, root, path)
+    return False
 
 
 def _take_shipped(name: str, path: Path) -> bool:
@@ -164,8 +171,8 @@ def ship(name: str, settings: Any = None, root: Path | None = None,
     _, settings, root = _resolve(name, settings, root)
     path = artifact_path(name, settings, root)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{name}-*"):
-        old.unlink()
+    for old in folder.glob(f"{name}-{'?' * len(path.stem.rsplit('-', 1)[1])}.*"):
+        old.unlink()  # this judge's earlier key (another judge's name may start with ours)
     out = []
     for src in (path, agreement_path(name, settings, root)):
         if not src.is_file():  # an artifact of the first format carries its agreement inside
