@@ -240,6 +240,10 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None,
     if experiment is None:
         return [f"No result of a method named {main} (`--main` names the method compared).", ""]
     known = {r.method for r in results.current}
+    for first, second in extra:
+        if main in (first, second) or first == second:
+            raise ConfigError(f"--compare {first!r} {second!r}: give two other methods "
+                              f"({main} is compared with every method already)")
     if unknown := sorted({m for pair in extra for m in pair} - known):
         raise ConfigError(f"--compare: no result of {', '.join(map(repr, unknown))} "
                           f"(methods: {', '.join(sorted(known))})")

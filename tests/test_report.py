@@ -273,3 +273,6 @@ def test_further_comparisons_join_the_holm_family_of_the_main_ones(tmp_path, cap
                  "--compare", "no curriculum", "random pair"]) == 2
     assert "--compare: no result of 'random pair' (methods: UDASA, base, no curriculum, " \
            "random pairs)" in capsys.readouterr().out
+    assert main(["report", "--out", str(tmp_path / "x.md"), "--workspace", str(ws),
+                 "--compare", "UDASA", "random pairs"]) == 2
+    assert "UDASA is compared with every method already" in capsys.readouterr().out
