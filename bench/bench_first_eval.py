@@ -6,11 +6,12 @@
 Each side runs in its own process, on a copy of the `make demo` workspace, with a user cache
 that holds what `make demo` left there (the de-quantised policy, hard-linked) and no learned
 judge and no judge embedding, as on a fresh machine after `make demo` (judges that ship with
-the package are in its tree, not the cache). "Before" is the commit `--before`, unpacked with `git archive` into a temporary folder; "after" is this tree (or the commit
-`--after`, unpacked the same way). Reported per
-side: wall time, CPU time (user + system) and peak memory from `/usr/bin/time -v`, the judges
-fitted and taken as shipped, and the judges' log lines at WARNING. `--together` runs both sides at once (on a machine shared with
-others, both then see the same load); otherwise the after side runs first.
+the package are in its tree, not the cache). "Before" is the commit `--before`, unpacked with
+`git archive` into a temporary folder; "after" is this tree (or the commit `--after`, unpacked
+the same way). Reported per side: wall time, CPU time (user + system) and peak memory from
+`/usr/bin/time -v`, the judges fitted and taken as shipped, and the judges' log lines at
+WARNING. `--together` runs both sides at once (on a machine shared with others, both then see
+the same load); otherwise the after side runs first.
 Results: bench/results/<out>.{json,md}; each side's log in the results JSON's `log` path.
 """
 

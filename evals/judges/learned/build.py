@@ -35,7 +35,7 @@ from evals.judges.learned.data import files_hash, shared_file
 from evals.judges.learned.metrics import Agreement
 from udasa.data import data_dir
 from udasa.errors import ConfigError
-from udasa.files import atomic_write
+from udasa.files import atomic_write, copy_file
 from udasa.models import cache_root
 from udasa.registry import lookup, names, register
 
@@ -113,7 +113,11 @@ def artifact_path(name: str, settings: Any, root: Path) -> Path:
 
 def agreement_path(name: str, settings: Any, root: Path) -> Path:
     """The file of the judge's measured agreement (absent until :func:`validated`)."""
-    return artifact_path(name, settings, root).with_suffix(".agreement.json")
+    return _agreement_beside(artifact_path(name, settings, root))
+
+
+def _agreement_beside(artifact: Path) -> Path:
+    return artifact.with_suffix(".agreement.json")
 
 
 def _resolve(name: str, settings: Any, root: Path | None) -> tuple[Recipe, Any, Path]:
@@ -149,12 +153,10 @@ def _take_shipped(name: str, path: Path) -> bool:
         return False
     log.info("using the fitted %s judge that ships with UDASA (%s): same recipe, settings and "
              "training files", name, shipped.name)
-    agreement = shipped.with_suffix(".agreement.json")
-    if agreement.is_file() and not path.with_suffix(".agreement.json").is_file():
-        with atomic_write(path.with_suffix(".agreement.json"), "wb") as f:
-            f.write(agreement.read_bytes())
-    with atomic_write(path, "wb") as f:
-        f.write(shipped.read_bytes())
+    agreement = _agreement_beside(shipped)
+    if agreement.is_file() and not _agreement_beside(path).is_file():
+        copy_file(agreement, _agreement_beside(path))
+    copy_file(shipped, path)
     return True
 
 
@@ -171,16 +173,12 @@ def ship(name: str, settings: Any = None, root: Path | None = None,
     _, settings, root = _resolve(name, settings, root)
     path = artifact_path(name, settings, root)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{name}-{'?' * len(path.stem.rsplit('-', 1)[1])}.*"):
+    key = path.stem.rsplit("-", 1)[1]
+    for old in folder.glob(f"{name}-{'?' * len(key)}.*"):
         old.unlink()  # this judge's earlier key (another judge's name may start with ours)
-    out = []
-    for src in (path, agreement_path(name, settings, root)):
-        if not src.is_file():  # an artifact of the first format carries its agreement inside
-            continue
-        with atomic_write(folder / src.name, "wb") as f:
-            f.write(src.read_bytes())
-        out.append(folder / src.name)
-    return out
+    # an artifact of the first format carries its agreement inside: no file beside it
+    return [copy_file(src, folder / src.name) for src in (path, _agreement_beside(path))
+            if src.is_file()]
 
 
 def validated(name: str, settings: Any = None, root: Path | None = None) -> Built:
