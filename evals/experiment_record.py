@@ -1,7 +1,8 @@
 """What an experiment trained, recorded for its report: `WS/experiments/<name>.json`.
 
 For every UDASA-kind method (the method, its ablations and controls): its run, its pairs and
-its stage plan (the pairs of each stage with the stage's learning rate and beta), each with a
+its stage plan (the pairs of each stage with the stage's learning rate and beta, and the delta
+values the stages were cut at), each with a
 content key, so a report can say from the record alone which stages were empty and which
 variants trained on identical pairs or on identical stage plans. The paper's Table 3, scored
 with the main UDASA method's scorers and fusion, is written beside it (`WS/table3.json`).
@@ -37,9 +38,11 @@ def training_facts(store: Store, run_id: str, cfg: RunConfig) -> dict[str, Any]:
                      "beta": t.last_stage_beta if s.stage == last and t.last_stage_beta
                      else t.beta, "pairs_key": content_key(*keys)})
     train_key = train_key_of(t)
+    run = store.get_run(run_id)
+    cuts = (run.summary if run else {}).get("thresholds", [])
     return {"run_id": run_id, "train_key": train_key, "pairs": len(all_keys),
             "pairs_key": content_key(*sorted(all_keys)), "curriculum": cfg.curriculum.mode,
-            "thresholds": list(cfg.curriculum.thresholds), "stages": plan,
+            "thresholds": list(cfg.curriculum.thresholds), "cuts": list(cuts), "stages": plan,
             "plan_key": content_key(train_key, cfg.curriculum.schedule, json.dumps(
                 [[s["stage"], s["pairs_key"], s["learning_rate"], s["beta"]] for s in plan]))}
 

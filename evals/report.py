@@ -289,8 +289,18 @@ def stage_text(facts: dict[str, Any]) -> str:
     text = f"{facts['pairs']} pairs; " + "; ".join(filled or ["no pairs"])
     if empty:
         text += f"; empty: stage{'s' if len(empty) > 1 else ''} {', '.join(empty)}"
-    return text + (f" ({facts['curriculum']} cut-offs {facts['thresholds']})"
-                   if facts.get("thresholds") else "")
+    return text + (f" ({cut_text(facts)})" if facts.get("thresholds") else "")
+
+
+def cut_text(facts: dict[str, Any]) -> str:
+    """Where the stages were cut: fixed delta thresholds, or delta quantiles i/K (quantile mode
+    uses only the number of configured thresholds), with the delta values where recorded."""
+    if facts["curriculum"] != "quantile":
+        return f"fixed cut-offs {facts['thresholds']}"
+    k = len(facts["thresholds"]) + 1
+    text = "cut at the delta quantiles " + ", ".join(f"{i}/{k}" for i in range(1, k))
+    cuts = facts.get("cuts")
+    return text + (": delta " + ", ".join(f"{c:.4g}" for c in cuts) if cuts else "")
 
 
 def same_groups(methods: dict[str, dict[str, Any]], key: str) -> list[list[str]]:

@@ -11,6 +11,8 @@ import pytest
 from conftest import REPO
 
 from evals.experiment import load_experiment
+from evals.experiment_record import training_facts
+from evals.report import cut_text
 from evals.suite import BuildContext, check_method_configs, udasa_config
 from udasa.baselines.common import TrainedBaseline
 from udasa.config import load_config, to_dict
@@ -144,7 +146,15 @@ def test_controls_share_udasa_replies_and_differ_only_in_what_they_control(tmp_p
     assert stage.count == len(udasa)
     assert {p.stage for p in pipes["UDASA no curriculum"].store.pairs(
         pipes["UDASA no curriculum"].run_id)} == {1}
-    assert len(pipes["UDASA"].store.stages(pipes["UDASA"].run_id)) == 3
+    stages = pipes["UDASA"].store.stages(pipes["UDASA"].run_id)
+    assert len(stages) == 3
+    # the record names the delta values the quantile mode cut at (the stages' inner bounds)
+    facts = training_facts(pipes["UDASA"].store, pipes["UDASA"].run_id,
+                           udasa_config(specs["UDASA"], ctx))
+    inner = sorted({b for s in stages for b in (s.lo, s.hi) if abs(b) != float("inf")})
+    assert facts["cuts"] == pytest.approx(inner) and len(inner) == 2
+    assert cut_text(facts) == ("cut at the delta quantiles 1/3, 2/3: delta "
+                               f"{inner[0]:.4g}, {inner[1]:.4g}")
     # an axis alone: u is that axis' uncertainty
     for f in pipes["UDASA sem alone"].store.fused(pipes["UDASA sem alone"].run_id):
         assert f.u == pytest.approx(f.components["sem"])

@@ -187,6 +187,14 @@ def test_training_facts_name_empty_stages_and_identical_plans(tmp_path):
     assert "Identical stage plans" in text and "UDASA tau=0.4/0.6, UDASA tau=0.4/0.7: they " \
                                                  "are one training" in text
     assert re.search(r"Identical pairs, different stage plans: .*UDASA stages-1", text)
+    # quantile mode cuts at delta quantiles i/K whatever the configured values; a record made
+    # before the cuts were recorded says where, without the values
+    quantile = {**facts, "curriculum": "quantile", "thresholds": [0.4, 0.7]}
+    assert "(cut at the delta quantiles 1/3, 2/3)" in "\n".join(
+        training_section([{"experiment": "m", "methods": {"UDASA": quantile}}]))
+    assert "(cut at the delta quantiles 1/3, 2/3: delta 0.01235, 0.04)" in "\n".join(
+        training_section([{"experiment": "m", "methods": {
+            "UDASA": quantile | {"cuts": [0.012345, 0.04]}}}]))
 
 
 def test_report_bad_paths_are_one_line_errors(tmp_path, capsys):
