@@ -142,3 +142,5 @@ def test_mirror_labels_are_a_seeded_sample_of_each_check():
         == [20, 20]
     assert len(labels.truth) == 20 and {t.label for t in labels.truth} == {0, 1}
     assert mirror_labels(20, 0) == labels and mirror_labels(20, 1) != labels
+    assert labels.source.endswith("a seeded sample (seed 0) of 20 per check")
+    assert mirror_labels(None, 0).source.endswith("every labelled pair and answer")

@@ -116,8 +116,9 @@ def mirror_labels(limit: int | None, seed: int) -> HumanLabels:
         random.Random(seed).shuffle(items)
         return items[:limit] if limit else items
 
-    out = HumanLabels(source=f"offline mirror {data.data_dir()}, seeded sample (seed {seed}) "
-                             f"of {limit or 'all'} per check")
+    drawn = (f"a seeded sample (seed {seed}) of {limit} per check" if limit
+             else "every labelled pair and answer")
+    out = HumanLabels(source=f"offline mirror {data.data_dir()}, {drawn}")
     for subset in ("harmless", "helpful"):
         out.pairs += [HumanPair(f"{subset}-base", p.context, p.chosen, p.rejected)
                       for p in sample(data.hh_pairs(subset))]
