@@ -380,8 +380,21 @@ def cmd_report(args) -> None:
         raise ConfigError(f"--evidence {evidence}: no such folder")
     intro = args.intro.read_text(encoding="utf-8") if args.intro else ""
     out = write_report(evidence, args.out, args.main, intro, args.experiment,
-                       [tuple(pair) for pair in args.compare])
+                       [tuple(pair) for pair in args.compare], _rerender_command(args, evidence))
     console.print(f"report: {out} (from {evidence})")
+
+
+def _rerender_command(args, evidence: Path) -> str:
+    """The `udasa-eval report` line that renders this page again from its evidence alone."""
+    import shlex
+
+    argv = ["udasa-eval", "report", "--evidence", str(evidence)]
+    argv += ["--intro", str(args.intro)] if args.intro else []
+    argv += ["--main", args.main] if args.main != "UDASA" else []
+    argv += ["--experiment", args.experiment] if args.experiment else []
+    for first, second in args.compare:
+        argv += ["--compare", first, second]
+    return shlex.join([*argv, "--out", str(args.out)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -380,8 +380,9 @@ def superseded_lines(results: ResultSet) -> list[str]:
 
 def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str = "",
                  experiment: str | None = None,
-                 compare: Sequence[tuple[str, str]] = ()) -> Path:
-    """Render the report from an evidence folder (`export_evidence`) into `out`."""
+                 compare: Sequence[tuple[str, str]] = (), command: str = "") -> Path:
+    """Render the report from an evidence folder (`export_evidence`) into `out`; `command`,
+    the `udasa-eval report` line that renders it again, closes the page."""
     results = load_results(evidence)
     if not results.current:
         raise ConfigError(f"{evidence}: no stored evaluations")
@@ -399,5 +400,7 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
              *human_premise_section(evidence),
              "## Table 3: the paper's replies scored here", "", *table3_section(evidence),
              "## The paper's tables", "", *tables_part(results, premises, out), "",
-             "## Superseded evaluations", "", *superseded_lines(results)]
+             "## Superseded evaluations", "", *superseded_lines(results),
+             *(["## This page", "", "Rendered from the evidence folder alone by", "",
+                f"    {command}", ""] if command else [])]
     return write_text(out, "\n".join(parts) + "\n")

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from results_factory import add
 from scipy import stats as sps
 
@@ -284,3 +287,20 @@ def test_further_comparisons_join_the_holm_family_of_the_main_ones(tmp_path, cap
     assert main(["report", "--out", str(tmp_path / "x.md"), "--workspace", str(ws),
                  "--compare", "UDASA", "random pairs"]) == 2
     assert "UDASA is compared with every method already" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("page", sorted(REPO.glob("docs/results*.md")), ids=lambda p: p.name)
+def test_each_committed_results_page_is_what_its_evidence_renders(page, tmp_path, monkeypatch):
+    """A results page in docs/ is exactly what `udasa-eval report` renders from the evidence
+    committed beside it, by the command the page closes with: no hand edit, no drift between
+    the page and the code that reads its evidence."""
+    text = page.read_text(encoding="utf-8")
+    command = text.rstrip().splitlines()[-1].strip()
+    assert command.startswith("udasa-eval report --evidence "), f"{page}: no closing command"
+    argv = shlex.split(command)[1:]
+    at = argv.index("--out") + 1
+    committed_out, argv[at] = argv[at], str(tmp_path / Path(argv[at]).name)
+    monkeypatch.chdir(REPO)
+    assert main(argv) == 0
+    again = Path(argv[at]).read_text(encoding="utf-8")
+    assert again.replace(argv[at], committed_out) == text
