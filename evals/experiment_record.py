@@ -4,8 +4,8 @@ For every UDASA-kind method (the method, its ablations and controls): its run, i
 its stage plan (the pairs of each stage with the stage's learning rate and beta, and the delta
 values the stages were cut at), each with a content key, so a report can say from the record
 alone which stages were empty and which variants trained on identical pairs or on identical
-stage plans. The paper's Table 3, scored
-with the main UDASA method's scorers and fusion, is written beside it (`WS/table3.json`).
+stage plans. The paper's Table 3, scored with the main UDASA method's scorers and fusion, is
+written beside it (`WS/table3.json`).
 """
 
 from __future__ import annotations
