@@ -179,24 +179,41 @@ def heading(result: Mapping[str, Any]) -> str:
             f"template {result['template']}")
 
 
+def _rate_text(pw: Mapping[str, Any]) -> str:
+    return (f"{pw['win_rate']:.1f}% [{pw['low']:.1f}, {pw['high']:.1f}]"
+            if pw["win_rate"] is not None else "undefined (all ties)")
+
+
 def wins_text(pw: Mapping[str, Any] | None) -> str:
     """The chosen-beats-rejected sentence of a result's `pairs`."""
     if not pw:
         return "Chosen beats rejected by the judge: no pair with both replies judged."
-    rate = (f"{pw['win_rate']:.1f}% [{pw['low']:.1f}, {pw['high']:.1f}]"
-            if pw["win_rate"] is not None else "undefined (all ties)")
-    return (f"Chosen beats rejected by the judge: {rate} of decided pairs "
+    return (f"Chosen beats rejected by the judge: {_rate_text(pw)} of decided pairs "
             f"({pw['wins']} wins, {pw['losses']} losses, {pw['ties']} ties; "
             f"sign test p = {p_text(pw['p_sign'])}).")
 
 
-def premise_markdown(result: Mapping[str, Any], png: str | None = None) -> str:
-    """One run's premise test as a markdown section (`png`: its figure, linked below it)."""
-    lines = [(f"### Run {result['run_id'][:12]}: judge {result['judge']}, "
-             f"template `{result['template']}`"), "",
-             (f"{result['judged']} of {result['responses']} responses judged "
-             f"({result['failures']} judge failures left out)."), "",
-             ("| uncertainty | within-prompt mean rho [95% CI] | p | prompts (undefined) | "
+PREMISE_NOTE = (
+    "Within-prompt: Spearman's rho over each prompt's replies, averaged over prompts (a prompt "
+    "whose replies tie on one side is undefined and left out); the method only compares "
+    "replies to one prompt, so this is the headline. Pooled: one rho over all replies, which "
+    "also mixes differences between prompts. Both CIs and ps resample whole prompts. A "
+    "negative rho supports the premise (lower uncertainty, better reply).")
+
+
+def run_name(result: Mapping[str, Any]) -> str:
+    """`UDASA (run 1a2b3c4d5e6f)`, or `Run 1a2b3c4d5e6f` where no method is recorded."""
+    run = str(result["run_id"])[:12]
+    return f"{result['method']} (run {run})" if result.get("method") else f"Run {run}"
+
+
+def _judged_line(result: Mapping[str, Any]) -> str:
+    return (f"{result['judged']} of {result['responses']} responses judged "
+            f"({result['failures']} judge failures left out).")
+
+
+def _rho_table(result: Mapping[str, Any]) -> list[str]:
+    lines = [("| uncertainty | within-prompt mean rho [95% CI] | p | prompts (undefined) | "
               "pooled rho [95% CI] | p | replies |"), "|---|---|---|---|---|---|---|"]
     within = result.get("within_prompt") or {}
     for name, c in result["correlations"].items():
@@ -204,16 +221,55 @@ def premise_markdown(result: Mapping[str, Any], png: str | None = None) -> str:
         prompts = f"{w['prompts']} ({w['undefined']})" if w else "—"
         lines.append(f"| {name} | {rho_text(w, 'mean_rho')} | {p_text(w and w['p'])} | "
                      f"{prompts} | {rho_text(c)} | {p_text(c['p'])} | {c['n']} |")
+    return lines
+
+
+def premise_markdown(result: Mapping[str, Any], png: str | None = None) -> str:
+    """One run's premise test as a markdown section (`png`: its figure, linked below it)."""
+    lines = [f"### {run_name(result)}: judge {result['judge']}, template `{result['template']}`",
+             "", _judged_line(result), "", *_rho_table(result)]
     if result.get("pairs"):
         lines += ["", wins_text(result["pairs"])]
-    lines += ["", ("Within-prompt: Spearman's rho over each prompt's replies, averaged over "
-                   "prompts (a prompt whose replies tie on one side is undefined and left out); "
-                   "the method only compares replies to one prompt, so this is the headline. "
-                   "Pooled: one rho over all replies, which also mixes differences between "
-                   "prompts. Both CIs and ps resample whole prompts. A negative rho supports "
-                   "the premise (lower uncertainty, better reply)."), ""]
+    lines += ["", PREMISE_NOTE, ""]
     if png:
         lines += [f"![Premise: {heading(result)}]({png})", ""]
+    return "\n".join(lines)
+
+
+def same_replies(results: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Results grouped by judge, template and identical correlations (groups in first-seen
+    order, runs by name): runs that score the same replies (a control that reuses the method's
+    replies) form one group."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        key = json.dumps([r["judge"], r["template"], r["responses"], r["judged"],
+                          r.get("within_prompt"), r["correlations"]], sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    return [sorted(g, key=run_name) for g in groups.values()]
+
+
+def _pair_row(result: Mapping[str, Any]) -> str:
+    pw = result.get("pairs")
+    if not pw:
+        return f"| {run_name(result)} | no pair with both replies judged | — | — |"
+    return (f"| {run_name(result)} | {_rate_text(pw)} | "
+            f"{pw['wins']} / {pw['losses']} / {pw['ties']} | {p_text(pw['p_sign'])} |")
+
+
+def premise_group_markdown(group: Sequence[Mapping[str, Any]]) -> str:
+    """Premise results of runs that score the same replies (`same_replies`) as one section:
+    the shared rho table once, then each run's own pairs against the judge."""
+    if len(group) == 1:
+        return premise_markdown(group[0])
+    first = group[0]
+    lines = [(f"### {', '.join(run_name(r) for r in group)}: judge {first['judge']}, "
+              f"template `{first['template']}`"), "",
+             (f"These {len(group)} runs score the same replies (their correlation tables are "
+              "identical), so one table serves them all; their preference pairs differ."), "",
+             _judged_line(first), "", *_rho_table(first), "",
+             ("| run | chosen beats rejected by the judge [95% CI] of decided pairs | "
+              "wins / losses / ties | sign test p |"), "|---|---|---|---|",
+             *[_pair_row(r) for r in group], "", PREMISE_NOTE, ""]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.experiment_record import read_records
-from evals.premise import premise_markdown
+from evals.premise import premise_group_markdown, same_replies
 from evals.results import Result, ResultSet, evaluation_folders, load_results
 from evals.stats import holm, min_detectable_difference, paired_comparison
 from evals.tables import write_tables
@@ -387,7 +387,8 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
     if not results.current:
         raise ConfigError(f"{evidence}: no stored evaluations")
     premises = read_premise_files(evidence)
-    premise = [premise_markdown(p) for p in premises] or ["No premise test stored.", ""]
+    premise = ([premise_group_markdown(g) for g in same_replies(premises)]
+               or ["No premise test stored.", ""])
     parts = [preamble, "## Runs", "", *run_lines(evidence_logs(evidence)), "",
              "## Results by task", "", *results_section(results),
              f"## {main} against each method, paired by sample", "",

@@ -73,7 +73,7 @@ def test_experiment_with_two_methods_runs_end_to_end(tmp_path, tiny_policy):
     (premise,) = (ws / "premise").glob("*.json")
     out = json.loads(premise.read_text())
     assert out["method"] == "UDASA" and out["judged"] == 12 and out["failures"] == 0
-    assert "### Run" in md.split("## Premise")[1]
+    assert "### UDASA (run " in md.split("## Premise")[1]  # named by its method
 
 
 def test_suite_paper_is_the_shipped_cpu_experiment():

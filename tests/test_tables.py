@@ -11,7 +11,14 @@ from openai_server import FakeOpenAIServer
 from results_factory import add
 
 from evals.cli import main
-from evals.premise import _rho_panel, plot_premise, premise_markdown, premise_stats
+from evals.premise import (
+    _rho_panel,
+    plot_premise,
+    premise_group_markdown,
+    premise_markdown,
+    premise_stats,
+    same_replies,
+)
 from evals.tables import load_paper_results
 from udasa.errors import ConfigError
 from udasa.records import Prompt
@@ -175,6 +182,34 @@ def test_premise_figure_draws_each_uncertainty_and_names_a_constant_one(tmp_path
     assert ("| val | undefined (one side is constant) | — | 0 (3) | undefined (one side is "
             "constant) | — | 9 |") in premise_markdown(result)
 
+
+
+def test_runs_that_score_the_same_replies_share_one_premise_table_and_keep_their_pairs():
+    fused = [FusedScore(run_id="r", response_id=f"{p}{k}", prompt_id=p, u=0.1 * k + 0.05 * i,
+                        weights={}, components={"sem": 0.3 * k})
+             for i, p in enumerate("abc") for k in range(3)]
+    scores = {f"{p}{k}": 8 - 3 * k + i for i, p in enumerate("abc") for k in range(3)}
+
+    def result(run, method, chosen, rejected, judged=scores):
+        pairs = [PreferencePair(run_id="r", prompt_id=p, chosen_id=f"{p}{chosen}",
+                                rejected_id=f"{p}{rejected}") for p in "abc"]
+        return {"run_id": run, "judge": "J", "template": "harmless", "method": method} | \
+            premise_stats(fused, pairs, judged)
+
+    method = result("aaaaaaaaaaaa01", "UDASA", 0, 2)
+    control = result("bbbbbbbbbbbb01", "UDASA random pairs", 2, 0)  # same replies, other pairs
+    other = result("cccccccccccc01", "RLAIF", 0, 2, {k: -v for k, v in scores.items()})
+    groups = same_replies([control, other, method])
+    assert [[r["method"] for r in g] for g in groups] == [["UDASA", "UDASA random pairs"],
+                                                          ["RLAIF"]]
+    md = premise_group_markdown(groups[0])
+    assert md.startswith("### UDASA (run aaaaaaaaaaaa), UDASA random pairs (run bbbbbbbbbbbb): "
+                         "judge J, template `harmless`")
+    assert md.count("| uncertainty |") == 1  # the shared table once
+    assert "| UDASA (run aaaaaaaaaaaa) | 100.0% [43.9, 100.0] | 3 / 0 / 0 | 0.25 |" in md
+    assert "| UDASA random pairs (run bbbbbbbbbbbb) | 0.0% [0.0, 56.1] | 0 / 3 / 0 | 0.25 |" in md
+    assert premise_group_markdown(groups[1]) == premise_markdown(other)
+    assert premise_markdown(other).startswith("### RLAIF (run cccccccccccc): judge J")
 
 METRICS = {"harmlessness": ["score"], "helpfulness": ["score"],
            "truthfulness": ["true_x_info", "true", "info"],
