@@ -329,7 +329,9 @@ def training_section(records: Sequence[dict[str, Any]]) -> list[str]:
             if not any(set(group) <= set(p) for p in plans):
                 parts.append(f"- Identical pairs, different stage plans: {', '.join(group)}.")
         parts.append("")
-    return parts
+    return parts + [("Pair counts are every pair a stage holds, including the pairs held out "
+                     "by prompt for DPO's evaluation loss (`training.eval_fraction`) and any "
+                     "dropped as too long; each run's log names the pairs it trained on."), ""]
 
 
 # Table 3 -------------------------------------------------------------------------------------
