@@ -149,7 +149,7 @@ def comparisons(results: ResultSet, main: str, experiment: str,
                         out.append({"task": r.task, "setting": r.setting.label(),
                                     "metric": metric, "main": first,
                                     "other": other.method} | asdict(c))
-    for row, p in zip(out, holm([row["p_boot"] for row in out])):
+    for row, p in zip(out, holm([row["p"] for row in out])):
         row["p_holm"] = p
         row["mdd"] = min_detectable_difference(row["sd_diff"], row["n"], ALPHA / len(out),
                                                POWER)
@@ -160,16 +160,16 @@ def comparison_lines(rows: Sequence[dict[str, Any]], pairs_named: bool = False) 
     """The paired table; `pairs_named`: the second column names both methods (first - second)
     instead of the one compared with the main method."""
     lines = [(f"| task (setting): metric | {'first - second' if pairs_named else 'main - method'}"
-              " | n | mean diff [95% CI] | d_z | W/L/T | p boot | p sign | p Holm | significant |"
-              " detectable |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+              " | n | mean diff [95% CI] | d_z | W/L/T | p boot | p sign | test | p Holm |"
+              " significant | detectable |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pair = f"{r['main']} - {r['other']}" if pairs_named else r["other"]
         lines.append(
             f"| {r['task']} ({r['setting']}): {r['metric']} | {pair} | {r['n']} | "
             f"{r['mean_diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['d_z']:+.2f} | "
             f"{r['wins']}/{r['losses']}/{r['ties']} | {r['p_boot']:.3g} | {r['p_sign']:.3g} | "
-            f"{r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} | "
+            f"{r['test']} | {r['p_holm']:.3g} | {'yes' if r['p_holm'] < ALPHA else 'no'} | "
             f"{r['mdd']:.3g} |")
     return lines
 
@@ -222,7 +222,10 @@ def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
     return [*lines, "", ("Better and worse are per metric: a higher score, a lower attack "
                         "success rate (`asr_*`). How large a difference the undistinguished "
                         "comparisons could have shown is listed per metric under the paired "
-                        "table.")]
+                        "table. Its `test` names the p that Holm's correction adjusts: `exact`, "
+                        "McNemar's exact test (the sign test on the samples that differ), where "
+                        "every value is one of two, as an attack's success; `bootstrap`, the "
+                        "paired bootstrap, otherwise.")]
 
 
 def _lower(row: dict[str, Any]) -> bool:

@@ -294,8 +294,8 @@ def krippendorff_alpha_interval(ratings: Mapping[Hashable, Mapping[Hashable, flo
 class Comparison:
     """Method a against method b on the samples both have a value for (paired by sample id):
     mean difference a - b with its bootstrap CI and p, the standardised effect d_z (mean
-    difference / SD of the differences), the sign test, and the samples left out because one
-    side had no value (a scorer failure)."""
+    difference / SD of the differences), the sign test, the samples left out because one side
+    had no value (a scorer failure), and `p`, the p a decision uses (`test` names it)."""
 
     n: int
     mean_diff: float
@@ -309,12 +309,19 @@ class Comparison:
     p_boot: float
     p_sign: float
     excluded: int
+    p: float
+    test: str
 
 
 def paired_comparison(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float | None]
                       ) -> Comparison | None:
     """The one paired test of the harness: `a` and `b` map sample ids to values; the samples
-    both scored are compared (`paired_bootstrap`, `sign_test`); None under two pairs."""
+    both scored are compared (`paired_bootstrap`, `sign_test`); None under two pairs.
+
+    Where every value is one of two (a success or not, as an attack success rate), the
+    decision p is the sign test's, which on such data is McNemar's exact test on the discordant
+    pairs (`test` "exact"): the bootstrap is anti-conservative when few pairs differ. Otherwise
+    it is the bootstrap p (`test` "bootstrap")."""
     shared = [k for k in a if k in b]
     both = [k for k in shared if not is_missing(a[k]) and not is_missing(b[k])]
     if len(both) < 2:
@@ -323,9 +330,11 @@ def paired_comparison(a: Mapping[Hashable, float | None], b: Mapping[Hashable, f
     y = np.array([float(b[k]) for k in both])  # type: ignore[arg-type]
     boot, sign = paired_bootstrap(x, y), sign_test(x, y)
     sd = float((x - y).std(ddof=1))
+    exact = len(np.unique(np.concatenate([x, y]))) <= 2
     return Comparison(len(both), boot.mean_diff, boot.low, boot.high,
                       boot.mean_diff / sd if sd > 0 else 0.0, sd, sign.wins, sign.losses,
-                      sign.ties, boot.p_value, sign.p_value, len(shared) - len(both))
+                      sign.ties, boot.p_value, sign.p_value, len(shared) - len(both),
+                      sign.p_value if exact else boot.p_value, "exact" if exact else "bootstrap")
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -29,12 +29,12 @@ D3 = [-0.6, 0.2, 0.2, 0.3, 1.6, 0.6, 0.9, 0.5, -0.4, 0.7, 1.2, 0.6, 0.0, -0.7, 2
 
 def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
     """The comparison table: (task-metric cell, other method) -> the remaining cells: n, mean
-    diff [CI], d_z, W/L/T, p boot, p sign, p Holm, significant, detectable."""
+    diff [CI], d_z, W/L/T, p boot, p sign, test, p Holm, significant, detectable."""
     part = text.split("paired by sample\n")[1].split("\n## ")[0]
     rows = {}
     for line in part.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 11 and cells[1] not in ("main - method", "first - second", "---"):
+        if len(cells) == 12 and cells[1] not in ("main - method", "first - second", "---"):
             rows[cells[0], cells[1]] = cells[2:]
     return rows
 
@@ -70,8 +70,9 @@ def test_holm_decides_significance_and_d_z_is_mean_over_sd(tmp_path):
         by_hand[task] = running
     for (cell, _), r in rows.items():
         task = cell.split(" ")[0]
-        assert float(r[6]) == pytest.approx(by_hand[task], rel=2e-3)  # p Holm, 3 digits
-        assert r[7] == "no"
+        assert r[6] == "bootstrap"  # 1-10 scores
+        assert float(r[7]) == pytest.approx(by_hand[task], rel=2e-3)  # p Holm, 3 digits
+        assert r[8] == "no"
     d_z = {"harmlessness": np.mean(D1) / np.std(D1, ddof=1),
            "helpfulness": np.mean(D2) / np.std(D2, ddof=1)}
     for task, value in d_z.items():
@@ -116,19 +117,21 @@ def test_golden_report_from_two_workspaces_keeps_every_main_comparison(tmp_path)
                                                             "3/3/0")}
     raw = {}
     for key, (d, wlt) in expect.items():
-        n, diff, _, w, p_boot = rows[key][0], rows[key][1], rows[key][2], rows[key][3], \
-            float(rows[key][4])
+        n, diff, _, w, p_boot, p_sign, test = rows[key][:7]
         assert (int(n), w) == (6, wlt)
+        two_valued = set(d) <= {-100.0, 0.0, 100.0}  # 0/100 outcomes: McNemar's exact test
+        assert test == ("exact" if two_valued else "bootstrap")
         ci = sps.bootstrap((d,), np.mean, n_resamples=10000, method="percentile",
                            rng=np.random.default_rng(0)).confidence_interval
         assert diff == f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]"
-        raw[key] = p_boot
+        raw[key] = float(p_sign if two_valued else p_boot)
     assert raw[f"harmlessness ({setting}): score", "base"] == pytest.approx(2 / 10001, rel=1e-3)
+    assert raw[f"sentiment ({setting}): positive_judge", "base"] == pytest.approx(0.125)  # 4/0
     order = sorted(raw, key=raw.get)
     running = 0.0
     for rank, key in enumerate(order):
         running = max(running, min(1.0, (4 - rank) * raw[key]))
-        assert float(rows[key][6]) == pytest.approx(running, rel=2e-3)
+        assert float(rows[key][7]) == pytest.approx(running, rel=2e-3)
     assert "UDASA full" in text.split("## Results by task")[1].split("## UDASA against")[0]
     assert "comparisons of UDASA with another method are significant at 0.05 after Holm's " \
            "correction over all 4" in text
@@ -277,7 +280,7 @@ def test_further_comparisons_join_the_holm_family_of_the_main_ones(tmp_path, cap
     for rank, p in enumerate(raw):
         running = max(running, (4 - rank) * p)
         by_hand.append(min(running, 1.0))
-    assert sorted(float(r[6]) for r in rows.values()) == pytest.approx(by_hand, rel=2e-3)
+    assert sorted(float(r[7]) for r in rows.values()) == pytest.approx(by_hand, rel=2e-3)
     assert ("of 4 comparisons (UDASA with each other method, and 1 asked for with `--compare`)"
             in text)
     assert main(["report", "--out", str(tmp_path / "x.md"), "--workspace", str(ws),

@@ -125,6 +125,17 @@ def test_paired_comparison_pairs_by_sample_id_and_counts_the_excluded():
     assert c.mean_diff == pytest.approx(1.0)
     assert c.d_z == pytest.approx(1.0 / 1.0)  # SD of (2, 0, 1) with ddof 1 is 1
     assert paired_comparison({"x": 1.0}, {"x": 2.0}) is None
+    assert (c.test, c.p) == ("bootstrap", c.p_boot)  # three values: the bootstrap decides
+
+
+def test_two_valued_outcomes_are_decided_by_the_exact_test_not_the_bootstrap():
+    # attack success 0/100 on 100 behaviours, 5 flipped one way only: McNemar's exact p is
+    # 2 * 0.5 ** 5 = 0.0625, where the bootstrap of the mean difference says about 0.01
+    a = {f"b{i}": 100.0 for i in range(100)}
+    b = a | {f"b{i}": 0.0 for i in range(5)}
+    c = paired_comparison(b, a)
+    assert (c.wins, c.losses, c.ties, c.test) == (0, 5, 95, "exact")
+    assert c.p == c.p_sign == pytest.approx(0.0625) and c.p_boot < 0.05
 
 
 def test_holm_and_the_minimum_detectable_difference_by_hand():
