@@ -33,6 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evals.comparison_plot import plot_comparisons
 from evals.experiment_record import read_records
 from evals.premise import premise_group_markdown, same_replies
 from evals.results import Result, ResultSet, evaluation_folders, load_results
@@ -150,7 +151,7 @@ def comparisons(results: ResultSet, main: str, experiment: str,
                                     "metric": metric, "main": first,
                                     "other": other.method} | asdict(c))
     for row, p in zip(out, holm([row["p"] for row in out])):
-        row["p_holm"] = p
+        row["p_holm"], row["significant"] = p, p < ALPHA
         row["mdd"] = min_detectable_difference(row["sd_diff"], row["n"], ALPHA / len(out),
                                                POWER)
     return out
@@ -238,7 +239,10 @@ def _names(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def comparisons_section(results: ResultSet, main: str, chosen: str | None,
-                        extra: Sequence[tuple[str, str]] = ()) -> list[str]:
+                        extra: Sequence[tuple[str, str]] = (), figures: Path | None = None
+                        ) -> list[str]:
+    """The paired comparisons: verdict, table, further comparisons, statement, and (with
+    `figures`, a folder beside the page) their forest plot `comparisons.png`."""
     experiment = main_experiment(results, main, chosen)
     if experiment is None:
         return [f"No result of a method named {main} (`--main` names the method compared).", ""]
@@ -267,8 +271,10 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None,
         return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
     ours = [r for r in rows if r["main"] == main]
     further = [r for r in rows if r["main"] != main]
+    png = plot_comparisons(rows, figures / "comparisons.png") if figures else None
     return [*head, "", *verdict_lines(ours, main), "", *comparison_lines(ours), "",
-            *further_lines(further, extra), *statement(rows, main), ""]
+            *further_lines(further, extra), *statement(rows, main), "",
+            *([f"![Paired differences]({figures.name}/{png.name})", ""] if png else [])]
 
 
 def further_lines(rows: Sequence[dict[str, Any]], extra: Sequence[tuple[str, str]]) -> list[str]:
@@ -397,7 +403,7 @@ def write_report(evidence: Path, out: Path, main: str = "UDASA", preamble: str =
     parts = [preamble, "## Runs", "", *run_lines(evidence_logs(evidence)), "",
              "## Results by task", "", *results_section(results),
              f"## {main} against each method, paired by sample", "",
-             *comparisons_section(results, main, experiment, compare),
+             *comparisons_section(results, main, experiment, compare, out.with_suffix("")),
              "## What the UDASA runs trained on", "", *training_section(read_records(evidence)),
              "## Premise: does lower uncertainty mean a better reply?", "",
              "### By the judge, on each UDASA run's replies", "",

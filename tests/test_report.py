@@ -79,6 +79,9 @@ def test_holm_decides_significance_and_d_z_is_mean_over_sd(tmp_path):
         cells = rows[f"{task} (data: default, limit 50, seed 0, judge: j): score", "base"]
         assert cells[2] == f"{value:+.2f}" and value > 0
     assert "0 of 3 comparisons of UDASA with another method are significant" in text
+    png = tmp_path / "docs" / "report" / "comparisons.png"  # beside the page, linked from it
+    assert "![Paired differences](report/comparisons.png)" in text
+    assert png.read_bytes()[:4] == b"\x89PNG"
     assert "- none." in text
     assert "No difference in the comparison table is distinguishable from zero" in text
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from results_factory import add, evaluation, record
 
+from evals.comparison_plot import panels
 from evals.results import Setting, check_sample_means, load_results, pick_setting
 from evals.stats import Estimate, holm, min_detectable_difference, paired_comparison
 
@@ -137,6 +138,18 @@ def test_two_valued_outcomes_are_decided_by_the_exact_test_not_the_bootstrap():
     assert (c.wins, c.losses, c.ties, c.test) == (0, 5, 95, "exact")
     assert c.p == c.p_sign == pytest.approx(0.0625) and c.p_boot < 0.05
 
+
+
+def test_the_comparison_figure_has_a_panel_per_task_metric_naming_a_second_setting():
+    row = {"task": "sentiment", "setting": "s", "metric": "positive_judge", "main": "UDASA",
+           "other": "base", "mean_diff": 1.0, "low": 0.0, "high": 2.0, "significant": True}
+    rows = [row, row | {"other": "RLAIF"}, row | {"metric": "positive_vader"},
+            row | {"task": "robustness", "setting": "a", "metric": "asr"},
+            row | {"task": "robustness", "setting": "b", "metric": "asr"}]
+    by_panel = panels(rows)
+    assert list(by_panel) == ["sentiment: positive_judge", "sentiment: positive_vader",
+                              "robustness (a): asr", "robustness (b): asr"]
+    assert [r["other"] for r in by_panel["sentiment: positive_judge"]] == ["base", "RLAIF"]
 
 def test_holm_and_the_minimum_detectable_difference_by_hand():
     # sorted 0.01, 0.02, 0.04: 3 x 0.01, 2 x 0.02, max(0.04, running) -> monotone
