@@ -13,6 +13,12 @@ from typing import Any
 from udasa.files import save_figure
 
 
+def first_is_better(row: dict[str, Any]) -> bool:
+    """The first method of a comparison row is better: a higher score, or a lower attack
+    success rate (`asr_*`)."""
+    return (row["mean_diff"] > 0) != str(row["metric"]).startswith("asr_")
+
+
 def panels(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The rows by panel title, `task: metric`, in first-seen order; a task evaluated in
     several settings names the setting too."""
@@ -26,13 +32,12 @@ def panels(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _draw_panel(ax, title: str, rows: Sequence[dict[str, Any]]) -> None:
+def _draw_panel(ax, title: str, rows: Sequence[dict[str, Any]], alpha: float) -> None:
     """One task metric: a row per comparison, named `first − second`."""
     ax.axvline(0, color="#57606a", linewidth=1, linestyle="--")
     for y, r in enumerate(rows):
-        significant = r["significant"]
-        better = (r["mean_diff"] < 0) == str(r["metric"]).startswith("asr_")
-        color = ("#1a7f37" if better else "#cf222e") if significant else "#4C72B0"
+        significant = r["p_holm"] < alpha
+        color = ("#1a7f37" if first_is_better(r) else "#cf222e") if significant else "#4C72B0"
         err = [[max(r["mean_diff"] - r["low"], 0.0)], [max(r["high"] - r["mean_diff"], 0.0)]]
         ax.errorbar([r["mean_diff"]], [y], xerr=err, fmt="o", color=color, ecolor="#333333",
                     capsize=3, markersize=6, markerfacecolor=color if significant else "white")
@@ -44,10 +49,11 @@ def _draw_panel(ax, title: str, rows: Sequence[dict[str, Any]]) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
-def plot_comparisons(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def plot_comparisons(rows: Sequence[dict[str, Any]], path: Path, alpha: float = 0.05
+                     ) -> Path | None:
     """The comparisons (`evals.report.comparisons` rows) as a forest plot in `path`; None when
-    there are none. Filled: significant after Holm (green where the first method is better: a
-    higher score, a lower attack success rate)."""
+    there are none. Filled: Holm-adjusted p below `alpha` (green where the first method is
+    better, `first_is_better`)."""
     if not rows:
         return None
     import matplotlib
@@ -64,7 +70,7 @@ def plot_comparisons(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
                                  dpi=110, squeeze=False)
         try:
             for ax, (title, members) in zip(axes.flat, by_panel.items()):
-                _draw_panel(ax, title, members)
+                _draw_panel(ax, title, members, alpha)
             for ax in list(axes.flat)[len(by_panel):]:
                 ax.set_visible(False)
             title = ("Paired differences, first minus second [95% CI]; filled: significant "

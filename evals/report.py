@@ -33,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evals.comparison_plot import plot_comparisons
+from evals.comparison_plot import first_is_better, plot_comparisons
 from evals.experiment_record import read_records
 from evals.premise import premise_group_markdown, same_replies
 from evals.results import Result, ResultSet, evaluation_folders, load_results
@@ -151,7 +151,7 @@ def comparisons(results: ResultSet, main: str, experiment: str,
                                     "metric": metric, "main": first,
                                     "other": other.method} | asdict(c))
     for row, p in zip(out, holm([row["p"] for row in out])):
-        row["p_holm"], row["significant"] = p, p < ALPHA
+        row["p_holm"] = p
         row["mdd"] = min_detectable_difference(row["sd_diff"], row["n"], ALPHA / len(out),
                                                POWER)
     return out
@@ -215,7 +215,7 @@ def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
              "|---|---|---|---|---|"]
     for other in dict.fromkeys(r["other"] for r in rows):
         mine = [r for r in rows if r["other"] == other]
-        better = [r for r in mine if r["p_holm"] < ALPHA and (r["mean_diff"] > 0) != _lower(r)]
+        better = [r for r in mine if r["p_holm"] < ALPHA and first_is_better(r)]
         worse = [r for r in mine if r["p_holm"] < ALPHA and r not in better]
         rest = [r for r in mine if r["p_holm"] >= ALPHA]
         lines.append(f"| {other} | {len(mine)} | {_names(better)} | {_names(worse)} | "
@@ -227,10 +227,6 @@ def verdict_lines(rows: Sequence[dict[str, Any]], main: str) -> list[str]:
                         "McNemar's exact test (the sign test on the samples that differ), where "
                         "every value is one of two, as an attack's success; `bootstrap`, the "
                         "paired bootstrap, otherwise.")]
-
-
-def _lower(row: dict[str, Any]) -> bool:
-    return str(row["metric"]).startswith("asr_")  # attack success: lower is better
 
 
 def _names(rows: Sequence[dict[str, Any]]) -> str:
@@ -271,7 +267,7 @@ def comparisons_section(results: ResultSet, main: str, chosen: str | None,
         return [*head, "", "No paired comparison: nothing else was evaluated beside it.", ""]
     ours = [r for r in rows if r["main"] == main]
     further = [r for r in rows if r["main"] != main]
-    png = plot_comparisons(rows, figures / "comparisons.png") if figures else None
+    png = plot_comparisons(rows, figures / "comparisons.png", ALPHA) if figures else None
     return [*head, "", *verdict_lines(ours, main), "", *comparison_lines(ours), "",
             *further_lines(further, extra), *statement(rows, main), "",
             *([f"![Paired differences]({figures.name}/{png.name})", ""] if png else [])]

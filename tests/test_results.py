@@ -139,10 +139,9 @@ def test_two_valued_outcomes_are_decided_by_the_exact_test_not_the_bootstrap():
     assert c.p == c.p_sign == pytest.approx(0.0625) and c.p_boot < 0.05
 
 
-
 def test_the_comparison_figure_has_a_panel_per_task_metric_naming_a_second_setting():
     row = {"task": "sentiment", "setting": "s", "metric": "positive_judge", "main": "UDASA",
-           "other": "base", "mean_diff": 1.0, "low": 0.0, "high": 2.0, "significant": True}
+           "other": "base", "mean_diff": 1.0, "low": 0.0, "high": 2.0, "p_holm": 0.01}
     rows = [row, row | {"other": "RLAIF"}, row | {"metric": "positive_vader"},
             row | {"task": "robustness", "setting": "a", "metric": "asr"},
             row | {"task": "robustness", "setting": "b", "metric": "asr"}]
