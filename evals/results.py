@@ -189,6 +189,33 @@ def write_evaluation(folder: Path, results: Mapping[str, Any],
     write_json(folder / "results.json", results, default=str)
 
 
+def _as_stored(results: Mapping[str, Any]) -> dict[str, Any]:
+    """`results` as results.json holds it, less what only describes the run that wrote it
+    (when, how long each model took, the judge's calls and cache hits, where it wrote)."""
+    out = json.loads(json.dumps(results, default=str))
+    for key in ("created_at", "paths"):
+        out.pop(key, None)
+    (out.get("judge") or {}).pop("stats", None)
+    for summary in (out.get("tasks") or {}).values():
+        for model in (summary.get("models") or {}).values():
+            model.pop("seconds", None)
+    return out
+
+
+def stored_evaluation(folder: Path, results: Mapping[str, Any],
+                      samples: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The record in `folder` when a rerun found every result as stored (same metrics, tests,
+    settings, versions and samples; only the run's own bookkeeping differs), else None: such a
+    rerun keeps the record, with the time and judge calls of the run that made the results."""
+    try:
+        old = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        same = _as_stored(old) == _as_stored(results) and \
+            _read_samples(folder) == json.loads(json.dumps(list(samples), default=str))
+    except (OSError, ValueError):
+        return None
+    return old if same else None
+
+
 # reading -------------------------------------------------------------------------------------
 def _read_samples(folder: Path) -> list[dict]:
     plain, packed = folder / "samples.jsonl", folder / "samples.jsonl.gz"

@@ -23,6 +23,7 @@ from evals.results import (
     check_sample_means,
     created_now,
     load_results,
+    stored_evaluation,
     write_evaluation,
 )
 from evals.stats import paired_comparison
@@ -132,9 +133,15 @@ def run_eval(cfg: EvalConfig, progress=print) -> dict[str, Any]:
 def record_evaluation(store: Store, workspace: Path, results: dict[str, Any],
                       samples: list[dict[str, Any]]) -> Path:
     """An evaluation's record: `evals/<id>/results.json` and `samples.jsonl` (what every view
-    reads), and the store's eval rows (the app's rating pool); returns results.json's path."""
+    reads), and the store's eval rows (the app's rating pool); returns results.json's path.
+    A rerun that finds every result as stored keeps the stored record (`stored_evaluation`)."""
     folder = workspace / "evals" / results["eval_id"]
-    write_evaluation(folder, results, samples)
+    kept = stored_evaluation(folder, results, samples)
+    if kept is None:
+        write_evaluation(folder, results, samples)
+    else:
+        log.info("evaluation %s: every result as stored; its record is kept", results["eval_id"])
+        results = kept
     board = [LeaderboardRow(model=name, task=task, metric=metric, value=e["mean"],
                             ci_low=e["low"], ci_high=e["high"], n=e["n"],
                             failures=m.get("failures", 0), judge=m.get("judge", ""))

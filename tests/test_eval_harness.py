@@ -84,6 +84,26 @@ def test_rerun_generates_nothing_and_hits_the_judge_cache(local_run):
             first["tasks"][task]["models"]["tiny"]["metrics"]
 
 
+@needs_data
+def test_a_rerun_keeps_the_record_unless_a_result_changed(local_run):
+    cfg, first = local_run
+    path = cfg.workspace / "evals" / first["eval_id"] / "results.json"
+    before = path.read_bytes()
+    assert json.loads(before)["judge"]["stats"]["calls"] > 0  # the run that judged
+    run_eval(cfg, progress=lambda *_: None)
+    assert path.read_bytes() == before  # its time, judge calls and creation time stay
+    stored = json.loads(before)
+    vader = stored["tasks"]["sentiment"]["models"]["tiny"]["metrics"]["positive_vader"]
+    vader["mean"] = -1.0  # a stored result the rerun computes differently
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    again = run_eval(cfg, progress=lambda *_: None)
+    now = json.loads(path.read_text(encoding="utf-8"))
+    assert now["tasks"]["sentiment"]["models"]["tiny"]["metrics"]["positive_vader"] == \
+        first["tasks"]["sentiment"]["models"]["tiny"]["metrics"]["positive_vader"]
+    assert now["judge"]["stats"] == again["judge"]["stats"]  # replaced by this run's record
+    assert now["created_at"] > stored["created_at"]
+
+
 def _scripted_judge(body):
     """Scores from the reply under judgement; one reply it refuses to grade."""
     prompt = body["messages"][-1]["content"]
