@@ -206,12 +206,13 @@ def stored_evaluation(folder: Path, results: Mapping[str, Any],
                       samples: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The record in `folder` when a rerun found every result as stored (same metrics, tests,
     settings, versions and samples; only the run's own bookkeeping differs), else None: such a
-    rerun keeps the record, with the time and judge calls of the run that made the results."""
+    rerun keeps the record, with the time and judge calls of the run that made the results.
+    A record that is missing, unreadable or of another shape is None: the rerun replaces it."""
     try:
         old = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         same = _as_stored(old) == _as_stored(results) and \
             _read_samples(folder) == json.loads(json.dumps(list(samples), default=str))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
     return old if same else None
 

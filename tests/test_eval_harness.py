@@ -102,6 +102,10 @@ def test_a_rerun_keeps_the_record_unless_a_result_changed(local_run):
         first["tasks"]["sentiment"]["models"]["tiny"]["metrics"]["positive_vader"]
     assert now["judge"]["stats"] == again["judge"]["stats"]  # replaced by this run's record
     assert now["created_at"] > stored["created_at"]
+    for damaged in ("[1]", '{"tasks": {"sentiment": 3}}'):  # JSON of another shape: replaced
+        path.write_text(damaged, encoding="utf-8")
+        run_eval(cfg, progress=lambda *_: None)
+        assert json.loads(path.read_text(encoding="utf-8"))["eval_id"] == first["eval_id"]
 
 
 def _scripted_judge(body):
